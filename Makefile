@@ -1,0 +1,40 @@
+# TFL: every target sets itself up first, so each works alone on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_DATA := build/demo-data
+DEMO_OUT  := build/demo
+
+.PHONY: setup demo test lint typecheck pytest bench clean
+
+setup: $(STAMP)
+
+# Re-install only when the dependency pins or the project metadata change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	@test -d $(DEMO_DATA)/15min || $(BIN)/tfl data synth --out $(DEMO_DATA) --symbols 40 --days 500 --seed 7
+	$(BIN)/tfl backtest --data $(DEMO_DATA) --start 2023-06-01 --end 2024-12-31 --out $(DEMO_OUT)
+	@echo "open $(DEMO_OUT)/report.html in a browser"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest -n 2 -q
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python benchmarks/bench_backtest.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from tfl.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The portfolio backtester: vectorised signals, an event-driven portfolio loop, reports."""

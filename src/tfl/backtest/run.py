@@ -1,0 +1,246 @@
+"""`tfl backtest`: load, prepare, simulate, and write every output file."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from tfl.backtest.metrics import drawdown, per_symbol, summarise
+from tfl.backtest.signals import SymbolFrame, prepare_symbol
+from tfl.backtest.simulator import SimResult, simulate
+from tfl.data.bias_inputs import bias_records
+from tfl.data.loader import DataError
+from tfl.data.market import Market, load_market
+from tfl.domain import Bias
+from tfl.regime import BiasRecord
+from tfl.settings import Settings
+from tfl.timeutil import date_to_day, day_to_date, iso_ist
+
+log = logging.getLogger(__name__)
+
+TRADE_COLUMNS = (
+    "symbol",
+    "side",
+    "setup_time",
+    "entry_time",
+    "entry_price",
+    "qty",
+    "exit_time",
+    "exit_price",
+    "exit_reason",
+    "initial_stop",
+    "risk_per_share",
+    "gross_pnl",
+    "charges",
+    "pnl",
+    "r_multiple",
+    "rsi",
+)
+
+
+@dataclass(frozen=True)
+class BacktestRequest:
+    data_dir: Path
+    start: dt.date
+    end: dt.date
+    settings: Settings
+    symbols: list[str] | None = None  # None: the whole universe
+    leak: bool = False  # research only: reproduce the same-day daily RSI look-ahead
+
+
+@dataclass
+class BacktestRun:
+    request: BacktestRequest
+    market: Market
+    result: SimResult
+    bias: list[BiasRecord]
+    summary: dict[str, Any]
+
+
+@contextmanager
+def _progress(total: int, desc: str, enabled: bool) -> Iterator[tqdm]:
+    bar = tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False, unit="sym")
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def run_backtest(
+    req: BacktestRequest, *, show_progress: bool | None = None, market: Market | None = None
+) -> BacktestRun:
+    """Run one backtest; indicators always warm up on all history before ``start``."""
+    if req.end < req.start:
+        raise ValueError(f"--end {req.end} is before --start {req.start}")
+    s = req.settings
+    enabled = sys.stderr.isatty() if show_progress is None else show_progress
+    if market is None:
+        market = load_market(req.data_dir, s, req.symbols)
+    traded = [sym for sym in (req.symbols or market.universe) if sym in market.intraday]
+    if not traded:
+        raise DataError(req.data_dir, "none of the requested symbols has usable 15-minute data")
+    frames: list[SymbolFrame] = []
+    with _progress(len(traded), "indicators", enabled) as bar:
+        for sym in traded:
+            frames.append(prepare_symbol(market.intraday[sym], market.daily.get(sym), s, leak=req.leak))
+            bar.update(1)
+
+    start_day, end_day = date_to_day(req.start), date_to_day(req.end)
+    session_days = _session_days(frames, start_day, end_day)
+    sessions = [day_to_date(d) for d in session_days]
+    records = bias_records(market, sessions, s)
+    mode = s.backtest.bias
+    if mode != "auto":
+        records = [
+            replace(r, bias=mode, reason=f"set by --bias {mode} (computed: {r.bias}; {r.reason})") for r in records
+        ]
+    bias_by_day = {date_to_day(dt.date.fromisoformat(r.session)): Bias(r.bias) for r in records}
+
+    grid_len = sum(1 for _ in session_days) * 25
+    with tqdm(total=grid_len, desc="simulate", disable=not enabled, file=sys.stderr, leave=False, unit="bar") as sbar:
+        last = [0]
+
+        def progress(g: int) -> None:
+            sbar.update(max(0, min(g, grid_len) - last[0]))
+            last[0] = min(g, grid_len)
+
+        result = simulate(frames, bias_by_day, start_day, end_day, s, progress=progress)
+    summary = summarise(result, s.backtest.capital, start_day, end_day)
+    summary["symbols"] = len(traded)
+    summary["bias_days"] = {b.value: sum(1 for r in records if r.bias == b.value) for b in Bias}
+    summary["data_problems"] = list(market.problems)
+    summary["settings"] = s.to_dict()
+    return BacktestRun(req, market, result, records, summary)
+
+
+def _session_days(frames: list[SymbolFrame], start_day: int, end_day: int) -> list[int]:
+    """IST days with at least one bar of a traded symbol inside [start, end]."""
+    parts = []
+    for f in frames:
+        d = f.day[(f.day >= start_day) & (f.day <= end_day)]
+        if d.shape[0]:
+            keep = np.ones(d.shape[0], dtype=bool)
+            keep[1:] = d[1:] != d[:-1]
+            parts.append(d[keep])
+    return np.unique(np.concatenate(parts)).tolist() if parts else []
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _f(x: float, nd: int) -> str:
+    return f"{x:.{nd}f}"
+
+
+def trade_rows(run: BacktestRun) -> list[dict[str, str]]:
+    rows = []
+    for t in sorted(run.result.trades, key=lambda t: (t.entry_ts, t.symbol)):
+        rows.append(
+            {
+                "symbol": t.symbol,
+                "side": t.side.label,
+                "setup_time": iso_ist(t.setup_ts),
+                "entry_time": iso_ist(t.entry_ts),
+                "entry_price": _f(t.entry_price, 6),
+                "qty": str(t.qty),
+                "exit_time": iso_ist(t.exit_ts),
+                "exit_price": _f(t.exit_price, 6),
+                "exit_reason": t.exit_reason.value,
+                "initial_stop": _f(t.initial_stop, 6),
+                "risk_per_share": _f(t.r, 6),
+                "gross_pnl": _f(t.gross_pnl, 4),
+                "charges": _f(t.charges, 4),
+                "pnl": _f(t.pnl, 4),
+                "r_multiple": _f(t.r_multiple, 4),
+                "rsi": _f(t.rsi, 4),
+            }
+        )
+    return rows
+
+
+def write_csv(path: Path, columns: tuple[str, ...] | list[str], rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(columns), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def write_outputs(run: BacktestRun, out_dir: Path) -> list[Path]:
+    """Write trades, rejections, equity, bias, summary and the HTML report; same input,
+    same bytes (no wall-clock times, sorted keys, fixed number formats)."""
+    from tfl.report.html import render_report  # the report is optional for library users
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = run.result
+    paths = []
+    p = out_dir / "trades.csv"
+    write_csv(p, TRADE_COLUMNS, trade_rows(run))
+    paths.append(p)
+
+    p = out_dir / "rejected.csv"
+    rej = sorted(res.rejections, key=lambda r: (r.ts, r.symbol))
+    write_csv(
+        p,
+        ("time", "symbol", "side", "reason", "rsi"),
+        [
+            {
+                "time": iso_ist(r.ts),
+                "symbol": r.symbol,
+                "side": r.side.label,
+                "reason": r.reason.value,
+                "rsi": _f(r.rsi, 4),
+            }
+            for r in rej
+        ],
+    )
+    paths.append(p)
+
+    p = out_dir / "equity.csv"
+    dd = drawdown(res.equity, run.request.settings.backtest.capital)
+    write_csv(
+        p,
+        ("time", "equity", "cash", "open_positions", "drawdown_pct"),
+        [
+            {
+                "time": iso_ist(int(t)),
+                "equity": _f(float(e), 4),
+                "cash": _f(float(c), 4),
+                "open_positions": str(int(n)),
+                "drawdown_pct": _f(float(d), 4),
+            }
+            for t, e, c, n, d in zip(res.equity_ts, res.equity, res.cash, res.open_positions, dd, strict=True)
+        ],
+    )
+    paths.append(p)
+
+    p = out_dir / "bias.csv"
+    cols = list(asdict(run.bias[0]).keys()) if run.bias else ["session", "bias"]
+    write_csv(
+        p,
+        cols,
+        [
+            {k: "" if v is None else (_f(v, 4) if isinstance(v, float) else str(v)) for k, v in asdict(r).items()}
+            for r in run.bias
+        ],
+    )
+    paths.append(p)
+
+    p = out_dir / "summary.json"
+    p.write_text(json.dumps(run.summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    paths.append(p)
+
+    p = out_dir / "report.html"
+    p.write_text(render_report(run, per_symbol(res.trades)), encoding="utf-8")
+    paths.append(p)
+    return paths

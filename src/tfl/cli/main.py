@@ -1,0 +1,312 @@
+"""The `tfl` command: one entry point with a subcommand for every job.
+
+Errors a user can cause (bad settings, bad data, bad dates) end with one clear line on
+stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tfl import logs
+from tfl.data.loader import DataError
+from tfl.settings import Settings, SettingsError, load_settings
+from tfl.timeutil import parse_date
+
+log = logging.getLogger("tfl.cli")
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A problem with the command line or its inputs; reported in one line."""
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _date(text: str) -> Any:
+    try:
+        return parse_date(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _symbols(text: str) -> list[str] | None:
+    if text.strip().lower() == "all":
+        return None
+    syms = [s.strip() for s in text.split(",") if s.strip()]
+    if not syms:
+        raise argparse.ArgumentTypeError("--symbols needs 'all' or a comma-separated list")
+    return syms
+
+
+def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:
+    overrides: dict[str, Any] = {}
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SettingsError(f"--set '{item}': expected section.key=value")
+        overrides[key.strip()] = value.strip()
+    overrides.update(extra or {})
+    return load_settings(getattr(args, "config", None), overrides=overrides)
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML settings file (defaults < file < env < flags)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting, e.g. --set risk.max_positions=10 (repeatable)",
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from tfl.data.check import check_dir
+
+    reports = check_dir(args.dir)
+    cols = (
+        "kind",
+        "symbol",
+        "rows",
+        "dup",
+        "bad_ohlc",
+        "non_pos",
+        "outside",
+        "gap_slots",
+        "miss_days",
+        "first",
+        "last",
+    )
+    rows = []
+    for r in sorted(reports, key=lambda r: (r.kind, r.symbol)):
+        if r.error:
+            rows.append((r.kind, r.symbol, "-", "-", "-", "-", "-", "-", "-", "ERROR", r.error))
+            continue
+        if args.only_defects and r.defects == 0:
+            continue
+        rows.append(
+            (
+                r.kind,
+                r.symbol,
+                str(r.rows),
+                str(r.duplicates),
+                str(r.bad_ohlc),
+                str(r.non_positive),
+                str(r.outside_session),
+                str(r.missing_slots),
+                str(r.missing_days),
+                r.first,
+                r.last,
+            )
+        )
+    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    _out("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in rows:
+        _out("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    ok = [r for r in reports if not r.error]
+    _out(
+        f"\n{len(reports)} files, {sum(1 for r in reports if r.error)} unreadable; "
+        f"duplicates {sum(r.duplicates for r in ok)}, bad OHLC {sum(r.bad_ohlc for r in ok)}, "
+        f"non-positive {sum(r.non_positive for r in ok)}, outside session {sum(r.outside_session for r in ok)}, "
+        f"missing 15-min slots {sum(r.missing_slots for r in ok)}, missing days {sum(r.missing_days for r in ok)}"
+    )
+    return 1 if any(r.error for r in reports) else 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from tfl.data.synth import SynthSpec, synthesize
+
+    if args.symbols < 1 or args.days < 30:
+        raise UsageError("--symbols must be >= 1 and --days >= 30")
+    info = synthesize(args.out, SynthSpec(symbols=args.symbols, days=args.days, seed=args.seed, start=args.start))
+    _out(
+        f"wrote a synthetic market to {args.out}: {info['symbols']} stocks + index + VIX, "
+        f"{info['sessions']} sessions, {info['bars']} 15-minute stock bars (seed {args.seed})"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- bias
+
+
+def cmd_bias(args: argparse.Namespace) -> int:
+    from tfl.data.bias_inputs import bias_records
+    from tfl.data.market import load_market
+
+    s = _settings(args)
+    market = load_market(args.data, s, [], load_intraday=False)
+    rec = bias_records(market, [args.date], s)[0]
+    _out(json.dumps(json.loads(rec.to_json()), indent=2, sort_keys=True))
+    return 0
+
+
+# --------------------------------------------------------------------------- backtest
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from tfl.backtest.run import BacktestRequest, run_backtest, write_outputs
+
+    extra: dict[str, Any] = {}
+    if args.bias is not None:
+        extra["backtest.bias"] = args.bias
+    if args.costs is not None:
+        extra["costs.model"] = args.costs
+    if args.capital is not None:
+        extra["backtest.capital"] = args.capital
+    s = _settings(args, extra)
+    req = BacktestRequest(args.data, args.start, args.end, s, args.symbols)
+    run = run_backtest(req)
+    if run.market.problems:
+        _err(f"tfl: {len(run.market.problems)} data problem(s) above; the run went on without those files")
+    paths = write_outputs(run, args.out)
+    sm = run.summary
+    _out(
+        f"backtest {sm['start']} .. {sm['end']}: {sm['symbols']} symbols, {sm['sessions']} sessions, "
+        f"bias days {sm['bias_days']}"
+    )
+    _out(
+        f"trades {sm['trades']}  net P&L {sm['net_pnl']:,.2f}  final equity {sm['final_equity']:,.2f}  "
+        f"CAGR {sm['cagr_pct']}%  max DD {sm['max_drawdown_pct']}%  Sharpe {sm['sharpe']}  "
+        f"win rate {sm['win_rate_pct']}%  PF {sm['profit_factor']}  avg R {sm['avg_r']}"
+    )
+    _out("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def cmd_audit_lookahead(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from tfl.backtest.audit import audit_lookahead, comparison_rows, default_period
+    from tfl.backtest.run import BacktestRequest, run_backtest
+    from tfl.data.market import load_market
+    from tfl.timeutil import iso_ist
+
+    s = _settings(args, {"backtest.bias": args.bias})
+    market = load_market(args.data, s, args.symbols)
+    first, last = default_period(market)
+    start, end = args.start or first, args.end or last
+    req = BacktestRequest(args.data, start, end, s, args.symbols)
+    report, base = audit_lookahead(req, market, samples=args.samples, seed=args.seed)
+    _out(
+        f"look-ahead audit {start} .. {end}: {len(report.cuts)} cut times, "
+        f"{report.decisions_compared} decisions compared, {report.violations} violations"
+    )
+    for c in report.cuts:
+        status = "ok" if not c.violations else f"{len(c.violations)} VIOLATIONS"
+        counts = ", ".join(f"{k} {v}" for k, v in c.compared.items())
+        _out(f"  cut {iso_ist(c.cut_ts)}: {counts}: {status}")
+        for v in c.violations[:10]:
+            _out(f"    {v}")
+    rc = 0 if report.violations == 0 else 1
+    if args.compare_leak:
+        leak_req = dataclasses.replace(req, leak=True)
+        leak_run = run_backtest(leak_req, show_progress=False, market=market)
+        leak_report, _ = audit_lookahead(leak_req, market, samples=args.samples, seed=args.seed, baseline=leak_run)
+        _out("\nthe same rules with the classic leak (15-minute bars see the same day's daily RSI):")
+        _out(
+            f"  audit of the leaky run: {leak_report.violations} violations found "
+            f"in {len(leak_report.cuts)} cut times (the audit catches it)"
+        )
+        _out(f"\n  {'metric':<20}{'honest':>18}{'leaky':>18}")
+        for k, a, b in comparison_rows(base.summary, leak_run.summary):
+            _out(f"  {k:<20}{a:>18}{b:>18}")
+    return rc
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tfl", description="TrafficLight-Manny: intraday NSE trading system")
+    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING, ERROR (default WARNING)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="check, synthesise market data")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    c = dsub.add_parser("check", help="per-file defect table of a data directory")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--only-defects", action="store_true", help="hide files without defects")
+    c.set_defaults(func=cmd_data_check)
+    sy = dsub.add_parser("synth", help="write a deterministic synthetic NSE market")
+    sy.add_argument("--out", type=Path, required=True)
+    sy.add_argument("--symbols", type=int, default=40)
+    sy.add_argument("--days", type=int, default=500)
+    sy.add_argument("--seed", type=int, default=7)
+    sy.add_argument("--start", type=_date, default=_date("2023-01-02"), help="first session (YYYY-MM-DD)")
+    sy.set_defaults(func=cmd_data_synth)
+
+    b = sub.add_parser("bias", help="print a session's bias record (JSON, with its inputs)")
+    b.add_argument("--data", type=Path, required=True)
+    b.add_argument("--date", type=_date, required=True)
+    _add_config(b)
+    b.set_defaults(func=cmd_bias)
+
+    bt = sub.add_parser("backtest", help="portfolio backtest over a data directory")
+    bt.add_argument("--data", type=Path, required=True)
+    bt.add_argument("--symbols", type=_symbols, default=None, help="'all' (default) or A,B,C")
+    bt.add_argument("--start", type=_date, required=True)
+    bt.add_argument("--end", type=_date, required=True)
+    bt.add_argument("--bias", choices=("auto", "LONGS", "SHORTS", "BOTH", "NO_TRADES"))
+    bt.add_argument("--costs", choices=("nse_intraday", "flat"))
+    bt.add_argument("--capital", type=float)
+    bt.add_argument("--out", type=Path, required=True)
+    _add_config(bt)
+    bt.set_defaults(func=cmd_backtest)
+
+    au = sub.add_parser("audit", help="honesty checks")
+    asub = au.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
+    la = asub.add_parser("lookahead", help="decisions before t must not change when data after t changes")
+    la.add_argument("--data", type=Path, required=True)
+    la.add_argument("--symbols", type=_symbols, default=None)
+    la.add_argument("--start", type=_date)
+    la.add_argument("--end", type=_date)
+    la.add_argument("--bias", choices=("auto", "LONGS", "SHORTS", "BOTH", "NO_TRADES"), default="auto")
+    la.add_argument("--samples", type=int, default=8, help="number of cut times (default 8)")
+    la.add_argument("--seed", type=int, default=1)
+    la.add_argument(
+        "--compare-leak",
+        action="store_true",
+        help="also run the classic same-day-RSI leak and show both results side by side",
+    )
+    _add_config(la)
+    la.set_defaults(func=cmd_audit_lookahead)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level, args.log_format)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (SettingsError, DataError, UsageError, ValueError) as exc:
+        _err(f"tfl: error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("tfl: interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

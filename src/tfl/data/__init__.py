@@ -1,0 +1,1 @@
+"""Market data: loading, validation, the defect report, and the synthetic market."""

@@ -1,0 +1,58 @@
+"""Clean bar series as NumPy columns: the form every world's data ends up in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY
+
+I64 = NDArray[np.int64]
+F64 = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class BarSeries:
+    """Bars of one instrument, sorted, unique, in the trading session.
+
+    ``ts`` is the bar's start as UTC epoch seconds; ``day`` and ``minute`` are its IST
+    calendar day number and minute of day, precomputed because every rule uses them.
+    For daily series ``ts`` is IST midnight of the trading day.
+    """
+
+    symbol: str
+    ts: I64
+    open: F64
+    high: F64
+    low: F64
+    close: F64
+    volume: F64
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    @property
+    def day(self) -> I64:
+        return (self.ts + IST_OFFSET_S) // SECONDS_PER_DAY
+
+    @property
+    def minute(self) -> I64:
+        return ((self.ts + IST_OFFSET_S) % SECONDS_PER_DAY) // 60
+
+    def take(self, mask_or_index: NDArray[np.bool_] | I64 | slice) -> BarSeries:
+        return BarSeries(
+            self.symbol,
+            self.ts[mask_or_index],
+            self.open[mask_or_index],
+            self.high[mask_or_index],
+            self.low[mask_or_index],
+            self.close[mask_or_index],
+            self.volume[mask_or_index],
+        )
+
+    @staticmethod
+    def empty(symbol: str) -> BarSeries:
+        z = np.zeros(0)
+        return BarSeries(symbol, np.zeros(0, dtype=np.int64), z, z, z, z, z)

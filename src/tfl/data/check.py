@@ -1,0 +1,136 @@
+"""`tfl data check`: a per-file defect table for a data directory.
+
+Counts what the loader will clean or what a trader should know about: duplicate
+timestamps, OHLC whose high/low do not bracket open/close, non-positive prices, bars
+outside the session, missing 15-minute slots inside a session, and trading days missing
+inside the file's own date range (against the union of all files' days).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfl.data.loader import DAILY_DIR, INTRADAY_DIR, DataError, RawBars, dedupe_sorted, read_raw, symbol_files
+from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY
+
+BAR_MINUTES = 15
+
+
+@dataclass(frozen=True)
+class FileReport:
+    kind: str
+    symbol: str
+    path: str
+    rows: int = 0
+    duplicates: int = 0
+    bad_ohlc: int = 0
+    non_positive: int = 0
+    outside_session: int = 0
+    missing_slots: int = 0
+    missing_days: int = 0
+    first: str = ""
+    last: str = ""
+    error: str = ""
+
+    @property
+    def defects(self) -> int:
+        return (
+            self.duplicates
+            + self.bad_ohlc
+            + self.non_positive
+            + self.outside_session
+            + self.missing_slots
+            + self.missing_days
+        )
+
+
+def _days(raw: RawBars) -> np.ndarray:
+    return (raw.ts + IST_OFFSET_S) // SECONDS_PER_DAY
+
+
+def check_dir(data_dir: Path, open_minute: int = 555, last_bar_minute: int = 915) -> list[FileReport]:
+    if not data_dir.is_dir():
+        raise DataError(data_dir, "data directory does not exist")
+    raws: dict[tuple[str, str], RawBars | DataError] = {}
+    for kind in (INTRADAY_DIR, DAILY_DIR):
+        for sym, path in symbol_files(data_dir, kind).items():
+            try:
+                raws[(kind, sym)] = read_raw(path)
+            except DataError as exc:
+                raws[(kind, sym)] = exc
+    if not raws:
+        raise DataError(data_dir, f"no bar files under {INTRADAY_DIR}/ or {DAILY_DIR}/")
+    # Reference calendar: every day on which any file has a bar in the session.
+    cal_parts = []
+    for (kind, _), raw in raws.items():
+        if isinstance(raw, RawBars) and len(raw):
+            d = _days(raw)
+            if kind == INTRADAY_DIR:
+                minute = ((raw.ts + IST_OFFSET_S) % SECONDS_PER_DAY) // 60
+                d = d[(minute >= open_minute) & (minute <= last_bar_minute)]
+            cal_parts.append(np.unique(d))
+    calendar = np.unique(np.concatenate(cal_parts)) if cal_parts else np.zeros(0, dtype=np.int64)
+
+    out = []
+    for (kind, sym), raw in raws.items():
+        path = symbol_files(data_dir, kind)[sym]
+        if isinstance(raw, DataError):
+            out.append(
+                FileReport(
+                    kind, sym, str(path), error=raw.problem if raw.row is None else f"row {raw.row}: {raw.problem}"
+                )
+            )
+            continue
+        out.append(_report(kind, sym, raw, calendar, open_minute, last_bar_minute))
+    return out
+
+
+def _report(kind: str, sym: str, raw: RawBars, calendar: np.ndarray, open_min: int, last_min: int) -> FileReport:
+    from tfl.timeutil import iso_ist
+
+    n = len(raw)
+    if n == 0:
+        return FileReport(kind, sym, str(raw.path), error="no rows")
+    idx, dups = dedupe_sorted(raw)
+    o, h, lo, c = raw.open[idx], raw.high[idx], raw.low[idx], raw.close[idx]
+    bad = int(((h < np.maximum(o, c)) | (lo > np.minimum(o, c)) | (h < lo)).sum())
+    nonpos = int(((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0)).sum())
+    ts = raw.ts[idx]
+    days = (ts + IST_OFFSET_S) // SECONDS_PER_DAY
+    outside = slots = 0
+    if kind == INTRADAY_DIR:
+        minute = ((ts + IST_OFFSET_S) % SECONDS_PER_DAY) // 60
+        inside = (minute >= open_min) & (minute <= last_min)
+        outside = int((~inside).sum())
+        d_in, m_in = days[inside], minute[inside]
+        if d_in.shape[0]:
+            # Internal gaps: slots between a day's first and last bar that are absent.
+            starts = np.flatnonzero(np.r_[True, d_in[1:] != d_in[:-1]])
+            ends = np.r_[starts[1:], d_in.shape[0]]
+            first_m, last_m = m_in[starts], m_in[ends - 1]
+            expected = (last_m - first_m) // BAR_MINUTES + 1
+            slots = int((expected - (ends - starts)).sum())
+        present = np.unique(d_in)
+    else:
+        present = np.unique(days)
+    missing = 0
+    if present.shape[0]:
+        span = calendar[(calendar >= present[0]) & (calendar <= present[-1])]
+        missing = int(np.setdiff1d(span, present, assume_unique=True).shape[0])
+    return FileReport(
+        kind,
+        sym,
+        str(raw.path),
+        rows=n,
+        duplicates=dups,
+        bad_ohlc=bad,
+        non_positive=nonpos,
+        outside_session=outside,
+        missing_slots=slots,
+        missing_days=missing,
+        first=iso_ist(int(ts[0]))[:10],
+        last=iso_ist(int(ts[-1]))[:10],
+    )

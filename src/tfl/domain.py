@@ -1,0 +1,53 @@
+"""Value types shared by every world: sides, biases, exit and rejection reasons."""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class Side(IntEnum):
+    """Direction of a trade; the value is the sign of its P&L per unit move up."""
+
+    LONG = 1
+    SHORT = -1
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+class Bias(StrEnum):
+    """The daily traffic light. BOTH is research-only (backtests)."""
+
+    LONGS = "LONGS"
+    SHORTS = "SHORTS"
+    BOTH = "BOTH"
+    NO_TRADES = "NO_TRADES"
+
+    def allows(self, side: Side) -> bool:
+        if self is Bias.BOTH:
+            return True
+        if self is Bias.LONGS:
+            return side is Side.LONG
+        if self is Bias.SHORTS:
+            return side is Side.SHORT
+        return False
+
+
+class ExitReason(StrEnum):
+    STOP = "STOP"
+    TRAIL = "TRAIL"
+    TARGET = "TARGET"
+    EOD = "EOD"
+    KILL_SWITCH = "KILL_SWITCH"
+    MANUAL = "MANUAL"
+
+
+class RejectReason(StrEnum):
+    """Why a triggered signal was not taken (recorded in rejected.csv and the journal)."""
+
+    POSITION_OPEN = "POSITION_OPEN"
+    MAX_POSITIONS = "MAX_POSITIONS"
+    RISK_BUDGET = "RISK_BUDGET"
+    QTY_ZERO = "QTY_ZERO"
+    INSUFFICIENT_CASH = "INSUFFICIENT_CASH"

@@ -1,0 +1,1 @@
+"""Reports: the self-contained interactive HTML page."""

@@ -1,0 +1,290 @@
+"""One validated settings object for every world (backtest, replay, paper, live).
+
+Precedence, lowest first: built-in defaults (the numbers on the strategy page), a TOML
+file, environment variables ``TFL_<SECTION>__<KEY>``, then explicit overrides (CLI flags).
+An unknown key or an invalid value is a :class:`SettingsError` that names the key, so a
+typo can never silently fall back to a default while real money is at stake.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "TFL_"
+ENV_SEPARATOR = "__"
+
+
+class SettingsError(ValueError):
+    """A settings key is unknown or its value is invalid; the message names the key."""
+
+
+def _num(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> Any:
+    return {"lo": lo, "hi": hi, "lo_open": lo_open}
+
+
+def _choice(*values: str) -> Any:
+    return {"choices": values}
+
+
+@dataclass(frozen=True)
+class BiasSettings:
+    """The daily traffic light (strategy page, section 1)."""
+
+    benchmark_symbol: str = "NIFTY200_INDEX"
+    vix_symbol: str = "INDIAVIX"
+    breadth_sma: int = field(default=50, metadata=_num(2, 500))
+    breadth_threshold_pct: float = field(default=60.0, metadata=_num(0, 100))
+    long_index_sma: int = field(default=30, metadata=_num(2, 500))
+    short_index_sma: int = field(default=100, metadata=_num(2, 500))
+    vix_threshold: float = field(default=17.0, metadata=_num(0, 200))
+
+
+@dataclass(frozen=True)
+class IndicatorSettings:
+    rsi_period: int = field(default=14, metadata=_num(2, 200))
+    atr_period: int = field(default=14, metadata=_num(2, 200))
+    mvwap_period: int = field(default=50, metadata=_num(2, 500))
+
+
+@dataclass(frozen=True)
+class StrategySettings:
+    """Pattern, filters, entry window and the exit ladder (sections 3, 4 and 6)."""
+
+    min_run: int = field(default=1, metadata=_num(1, 50))
+    max_run: int = field(default=9, metadata=_num(1, 50))
+    long_rsi_min: float = field(default=75.0, metadata=_num(0, 100))
+    short_rsi_max: float = field(default=25.0, metadata=_num(0, 100))
+    session_open: str = "09:15"
+    squareoff_time: str = "15:15"
+    target_r: float = field(default=10.0, metadata=_num(0, 1000, lo_open=True))
+    breakeven_trigger_r: float = field(default=1.0, metadata=_num(0, 100, lo_open=True))
+    breakeven_lock_r: float = field(default=0.1, metadata=_num(0, 100))
+    long_trail_atr: float = field(default=4.0, metadata=_num(0, 100, lo_open=True))
+    long_aggressive_r: float = field(default=5.0, metadata=_num(0, 1000, lo_open=True))
+    short_trail_atr: float = field(default=3.0, metadata=_num(0, 100, lo_open=True))
+    short_aggressive_r: float = field(default=3.0, metadata=_num(0, 1000, lo_open=True))
+    aggressive_trail_atr: float = field(default=1.0, metadata=_num(0, 100, lo_open=True))
+
+
+@dataclass(frozen=True)
+class RiskSettings:
+    """Sizing and portfolio limits (section 5)."""
+
+    risk_per_trade_pct: float = field(default=1.0, metadata=_num(0, 100, lo_open=True))
+    open_risk_budget_pct: float = field(default=5.0, metadata=_num(0, 100, lo_open=True))
+    max_position_pct: float = field(default=25.0, metadata=_num(0, 100, lo_open=True))
+    equity_cap_multiple: float = field(default=15.0, metadata=_num(1, 1e6))
+    max_positions: int = field(default=15, metadata=_num(1, 1000))
+    margin_multiplier: float = field(default=1.0, metadata=_num(1, 20))
+    daily_loss_limit_pct: float = field(default=3.0, metadata=_num(0, 100, lo_open=True))
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """Slippage and the two charge models (section 7); rates in percent of turnover."""
+
+    model: str = field(default="nse_intraday", metadata=_choice("nse_intraday", "flat"))
+    slippage_pct: float = field(default=0.05, metadata=_num(0, 5))
+    flat_pct: float = field(default=0.03, metadata=_num(0, 5))
+    brokerage_pct: float = field(default=0.03, metadata=_num(0, 5))
+    brokerage_cap: float = field(default=20.0, metadata=_num(0, 1e6))
+    stt_sell_pct: float = field(default=0.025, metadata=_num(0, 5))
+    exchange_txn_pct: float = field(default=0.00297, metadata=_num(0, 5))
+    sebi_per_crore: float = field(default=10.0, metadata=_num(0, 1e6))
+    stamp_buy_pct: float = field(default=0.003, metadata=_num(0, 5))
+    gst_pct: float = field(default=18.0, metadata=_num(0, 100))
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    capital: float = field(default=1_000_000.0, metadata=_num(0, 1e12, lo_open=True))
+    bias: str = field(default="auto", metadata=_choice("auto", "LONGS", "SHORTS", "BOTH", "NO_TRADES"))
+    universe_file: str = ""  # empty: universe.csv or nifty200.csv in the data directory, if any
+    index_symbols: tuple[str, ...] = ("NIFTY200_INDEX", "NIFTY_200", "INDIAVIX", "NIFTY50-INDEX")
+
+
+@dataclass(frozen=True)
+class Settings:
+    bias: BiasSettings = field(default_factory=BiasSettings)
+    indicators: IndicatorSettings = field(default_factory=IndicatorSettings)
+    strategy: StrategySettings = field(default_factory=StrategySettings)
+    risk: RiskSettings = field(default_factory=RiskSettings)
+    costs: CostSettings = field(default_factory=CostSettings)
+    backtest: BacktestSettings = field(default_factory=BacktestSettings)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain, JSON-ready view (tuples become lists) for reports and journals."""
+        out: dict[str, dict[str, Any]] = {}
+        for sec in fields(self):
+            section = getattr(self, sec.name)
+            out[sec.name] = {
+                f.name: (list(v) if isinstance(v := getattr(section, f.name), tuple) else v) for f in fields(section)
+            }
+        return out
+
+    def replace(self, overrides: Mapping[str, Any]) -> Settings:
+        """Return a copy with dotted overrides (``{"risk.max_positions": 10}``) applied."""
+        nested: dict[str, dict[str, Any]] = {}
+        for dotted, value in overrides.items():
+            if "." not in dotted:
+                raise SettingsError(f"setting '{dotted}': expected 'section.key'")
+            sec, key = dotted.split(".", 1)
+            nested.setdefault(sec, {})[key] = value
+        return _merge(self, nested, source="override")
+
+
+def parse_hhmm(text: str) -> int:
+    """Minutes after midnight of an 'HH:MM' string; raises ValueError if malformed."""
+    hh, sep, mm = text.partition(":")
+    if not sep or not hh.isdigit() or not mm.isdigit() or len(mm) != 2:
+        raise ValueError(f"'{text}' is not HH:MM")
+    h, m = int(hh), int(mm)
+    if not (0 <= h < 24 and 0 <= m < 60):
+        raise ValueError(f"'{text}' is not a valid time of day")
+    return h * 60 + m
+
+
+def _coerce(name: str, ftype: Any, value: Any, meta: Mapping[str, Any]) -> Any:
+    """Convert ``value`` to the field's type and check its bounds; errors name the key."""
+    tname = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
+    try:
+        if tname == "int":
+            if isinstance(value, bool):
+                raise ValueError("a boolean is not an integer")
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError(f"{value!r} is not a whole number")
+                value = int(value)
+            out: Any = int(value)
+        elif tname == "float":
+            if isinstance(value, bool):
+                raise ValueError("a boolean is not a number")
+            out = float(value)
+            if not math.isfinite(out):
+                raise ValueError(f"{value!r} is not a finite number")
+        elif tname == "str":
+            if not isinstance(value, str):
+                raise ValueError(f"{value!r} is not a string")
+            out = value.strip()
+        elif tname.startswith("tuple"):
+            if isinstance(value, str):
+                value = [v for v in (p.strip() for p in value.split(",")) if v]
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{value!r} is not a list of strings")
+            out = tuple(value)
+        else:  # pragma: no cover - a programming error, not user input
+            raise ValueError(f"unsupported setting type {tname}")
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting '{name}': {exc}") from None
+    if "choices" in meta and out not in meta["choices"]:
+        raise SettingsError(f"setting '{name}': {out!r} is not one of {', '.join(meta['choices'])}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (out < lo or (meta.get("lo_open") and out == lo)):
+        rel = ">" if meta.get("lo_open") else ">="
+        raise SettingsError(f"setting '{name}': {out!r} must be {rel} {lo}")
+    if hi is not None and out > hi:
+        raise SettingsError(f"setting '{name}': {out!r} must be <= {hi}")
+    return out
+
+
+def _merge(base: Settings, data: Mapping[str, Any], *, source: str) -> Settings:
+    sections = {f.name: f for f in fields(base)}
+    new_sections: dict[str, Any] = {}
+    for sec_name, sec_values in data.items():
+        if sec_name not in sections:
+            raise SettingsError(
+                f"unknown settings section '{sec_name}' in {source} (known: {', '.join(sorted(sections))})"
+            )
+        if not isinstance(sec_values, Mapping):
+            raise SettingsError(f"settings section '{sec_name}' in {source} must be a table")
+        current = new_sections.get(sec_name, getattr(base, sec_name))
+        known = {f.name: f for f in fields(current)}
+        changes: dict[str, Any] = {}
+        for key, value in sec_values.items():
+            if key not in known:
+                raise SettingsError(
+                    f"unknown setting '{sec_name}.{key}' in {source} "
+                    f"(known in [{sec_name}]: {', '.join(sorted(known))})"
+                )
+            f = known[key]
+            changes[key] = _coerce(f"{sec_name}.{key}", f.type, value, f.metadata)
+        new_sections[sec_name] = dataclasses.replace(current, **changes)
+    merged = dataclasses.replace(base, **new_sections)
+    _cross_check(merged)
+    return merged
+
+
+def _cross_check(s: Settings) -> None:
+    """Checks that involve more than one key."""
+    st = s.strategy
+    for key in ("session_open", "squareoff_time"):
+        try:
+            parse_hhmm(getattr(st, key))
+        except ValueError as exc:
+            raise SettingsError(f"setting 'strategy.{key}': {exc}") from None
+    if parse_hhmm(st.squareoff_time) <= parse_hhmm(st.session_open):
+        raise SettingsError("setting 'strategy.squareoff_time' must be after 'strategy.session_open'")
+    if parse_hhmm(st.squareoff_time) > parse_hhmm("15:20"):
+        raise SettingsError(
+            "setting 'strategy.squareoff_time' must be no later than 15:20 (before the broker's own auto square-off)"
+        )
+    if st.min_run > st.max_run:
+        raise SettingsError("setting 'strategy.min_run' must be <= 'strategy.max_run'")
+    if st.short_rsi_max >= st.long_rsi_min:
+        raise SettingsError("setting 'strategy.short_rsi_max' must be below 'strategy.long_rsi_min'")
+    if s.risk.risk_per_trade_pct > s.risk.open_risk_budget_pct:
+        raise SettingsError("setting 'risk.risk_per_trade_pct' must not exceed 'risk.open_risk_budget_pct'")
+    if not s.bias.benchmark_symbol or not s.bias.vix_symbol:
+        raise SettingsError("settings 'bias.benchmark_symbol' and 'bias.vix_symbol' must not be empty")
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """``TFL_RISK__MAX_POSITIONS=10`` -> ``{"risk": {"max_positions": "10"}}``.
+
+    Only variables with the double-underscore form are settings; other ``TFL_`` variables
+    (credentials, URLs) belong to the adapters and are left alone.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or ENV_SEPARATOR not in name:
+            continue
+        sec, _, key = name[len(ENV_PREFIX) :].partition(ENV_SEPARATOR)
+        if not sec or not key:
+            raise SettingsError(f"environment variable '{name}' is not TFL_<SECTION>__<KEY>")
+        out.setdefault(sec.lower(), {})[key.lower()] = environ[name]
+    return out
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings: defaults, then ``path`` (TOML), then environment, then overrides."""
+    settings = Settings()
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = p.read_bytes()
+        except OSError as exc:
+            raise SettingsError(f"config file {p}: cannot read ({exc.strerror})") from None
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"config file {p}: not valid TOML ({exc})") from None
+        settings = _merge(settings, data, source=f"config file {p}")
+    env = os.environ if environ is None else environ
+    env_data = _env_overrides(env)
+    if env_data:
+        settings = _merge(settings, env_data, source="environment")
+    if overrides:
+        settings = settings.replace(overrides)
+    return settings

@@ -1,0 +1,114 @@
+"""The portfolio ledger: cash, open positions, closed trades.
+
+Cash is a ``Decimal`` built from the exact binary value of every amount, so the ledger
+never accumulates rounding error however many trades it books; marks to market are
+floats because they are recomputed, never summed into the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from tfl.costs import Charges, CostModel
+from tfl.domain import ExitReason, Side
+from tfl.strategy.rules import Position
+
+
+@dataclass(frozen=True)
+class Trade:
+    symbol: str
+    side: Side
+    setup_ts: int
+    entry_ts: int
+    entry_price: float
+    qty: int
+    exit_ts: int
+    exit_price: float
+    exit_reason: ExitReason
+    initial_stop: float
+    r: float
+    rsi: float
+    entry_charges: Charges
+    exit_charges: Charges
+
+    @property
+    def gross_pnl(self) -> float:
+        return self.side * self.qty * (self.exit_price - self.entry_price)
+
+    @property
+    def charges(self) -> float:
+        return self.entry_charges.total + self.exit_charges.total
+
+    @property
+    def pnl(self) -> float:
+        """Net of both sides' charges."""
+        return self.gross_pnl - self.charges
+
+    @property
+    def r_multiple(self) -> float:
+        """Net P&L in units of the initial risk taken (qty x R)."""
+        return self.pnl / (self.qty * self.r)
+
+
+class Book:
+    """Cash, positions and trades for one portfolio (one account)."""
+
+    def __init__(self, capital: float, cost: CostModel, margin: float = 1.0) -> None:
+        self.initial_capital = capital
+        self.cash = Decimal(capital)
+        self.cost = cost
+        self.margin = margin
+        self.positions: dict[str, Position] = {}
+        self.entry_charges: dict[str, Charges] = {}
+        self.trades: list[Trade] = []
+        self.open_risk = 0.0
+
+    def open(self, pos: Position) -> Charges:
+        if pos.symbol in self.positions:
+            raise ValueError(f"position already open in {pos.symbol}")
+        ch = self.cost.charges(pos.qty * pos.entry_price, pos.side is Side.LONG)
+        pos.entry_charges = ch.total
+        self.cash -= Decimal(pos.qty * pos.entry_price / self.margin) + Decimal(ch.total)
+        self.positions[pos.symbol] = pos
+        self.entry_charges[pos.symbol] = ch
+        self.open_risk += pos.planned_risk
+        return ch
+
+    def close(self, symbol: str, price: float, ts: int, reason: ExitReason) -> Trade:
+        pos = self.positions.pop(symbol)
+        entry_ch = self.entry_charges.pop(symbol)
+        exit_ch = self.cost.charges(pos.qty * price, pos.side is Side.SHORT)
+        gross = pos.side * pos.qty * (price - pos.entry_price)
+        self.cash += Decimal(pos.qty * pos.entry_price / self.margin) + Decimal(gross) - Decimal(exit_ch.total)
+        self.open_risk -= pos.planned_risk
+        if not self.positions:
+            self.open_risk = 0.0  # no drift left behind once flat
+        trade = Trade(
+            pos.symbol,
+            pos.side,
+            pos.setup_ts,
+            pos.entry_ts,
+            pos.entry_price,
+            pos.qty,
+            ts,
+            price,
+            reason,
+            pos.initial_stop,
+            pos.r,
+            pos.rsi,
+            entry_ch,
+            exit_ch,
+        )
+        self.trades.append(trade)
+        return trade
+
+    def position_value(self, pos: Position, mark: float) -> float:
+        """What a position adds to equity at ``mark``: its reserved cash plus open P&L."""
+        return pos.qty * pos.entry_price / self.margin + pos.side * pos.qty * (mark - pos.entry_price)
+
+    def equity(self, marks: dict[str, float]) -> float:
+        total = float(self.cash)
+        for sym, pos in self.positions.items():
+            total += self.position_value(pos, marks.get(sym, pos.entry_price))
+        return total
