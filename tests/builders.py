@@ -50,20 +50,31 @@ def daily_series(symbol: str, rising: bool, last_day: dt.date = HISTORY_DAYS[-1]
     return BarSeries(symbol, ts, c, c + 1, c - 1, c, np.full(n, 1e6))
 
 
-def intraday(symbol: str, bars: Sequence[Bar], day: dt.date = TEST_DAY, price: float = 100.0,
-             volume: float = 1000.0) -> BarSeries:
+def intraday(
+    symbol: str, bars: Sequence[Bar], day: dt.date = TEST_DAY, price: float = 100.0, volume: float = 1000.0
+) -> BarSeries:
     rows = quiet_history(price) + [(day, t, o, h, lo, c, volume) for t, o, h, lo, c in bars]
     return series(symbol, rows)
 
 
-def frame(symbol: str, bars: Sequence[Bar], *, rising: bool = True, settings: Settings | None = None,
-          daily: BarSeries | None = None) -> SymbolFrame:
+def frame(
+    symbol: str,
+    bars: Sequence[Bar],
+    *,
+    rising: bool = True,
+    settings: Settings | None = None,
+    daily: BarSeries | None = None,
+) -> SymbolFrame:
     s = settings or Settings()
     return prepare_symbol(intraday(symbol, bars), daily or daily_series(symbol, rising), s)
 
 
-def run(frames: Sequence[SymbolFrame], bias: Bias = Bias.BOTH, settings: Settings | None = None,
-        days: Sequence[dt.date] = (TEST_DAY,)) -> SimResult:
+def run(
+    frames: Sequence[SymbolFrame],
+    bias: Bias = Bias.BOTH,
+    settings: Settings | None = None,
+    days: Sequence[dt.date] = (TEST_DAY,),
+) -> SimResult:
     s = settings or Settings()
     by_day = {date_to_day(d): bias for d in days}
     return simulate(list(frames), by_day, date_to_day(min(days)), date_to_day(max(days)), s)

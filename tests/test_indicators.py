@@ -13,9 +13,32 @@ from hypothesis import strategies as st
 from tfl.indicators import streaming as S
 from tfl.indicators import vectorised as V
 
-SYMBOLS = ["RELIANCE", "TCS", "DLF", "HDFCBANK", "ICICIBANK", "SBIN", "ITC", "LT", "AXISBANK", "KOTAKBANK",
-           "BHARTIARTL", "MARUTI", "TITAN", "SUNPHARMA", "ADANIENT", "TATASTEEL", "WIPRO", "ONGC", "NTPC",
-           "HINDUNILVR", "BAJFINANCE", "ETERNAL", "IRFC", "YESBANK"]
+SYMBOLS = [
+    "RELIANCE",
+    "TCS",
+    "DLF",
+    "HDFCBANK",
+    "ICICIBANK",
+    "SBIN",
+    "ITC",
+    "LT",
+    "AXISBANK",
+    "KOTAKBANK",
+    "BHARTIARTL",
+    "MARUTI",
+    "TITAN",
+    "SUNPHARMA",
+    "ADANIENT",
+    "TATASTEEL",
+    "WIPRO",
+    "ONGC",
+    "NTPC",
+    "HINDUNILVR",
+    "BAJFINANCE",
+    "ETERNAL",
+    "IRFC",
+    "YESBANK",
+]
 
 
 def rel_close(a: np.ndarray, b: np.ndarray, tol: float = 1e-9) -> None:

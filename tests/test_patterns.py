@@ -27,7 +27,8 @@ def streaming_patterns(o, h, lo, c, min_run=1, max_run=9):  # type: ignore[no-un
 
 bars_strategy = st.lists(
     st.tuples(st.sampled_from([-1, 0, 1]), st.floats(0.1, 5.0), st.floats(0.0, 2.0), st.floats(0.0, 2.0)),
-    min_size=2, max_size=120,
+    min_size=2,
+    max_size=120,
 )
 
 
@@ -73,8 +74,9 @@ def test_symbol_state_matches_vectorised_setups_on_real_data(nse_market) -> None
             while j < len(d_days) and d_days[j] < bar_day[i]:  # sessions completed before this bar's day
                 state.on_daily_close(d_close[j])
                 j += 1
-            setup = state.on_bar(int(b.ts[i]), float(b.open[i]), float(b.high[i]), float(b.low[i]),
-                                 float(b.close[i]), float(b.volume[i]))
+            setup = state.on_bar(
+                int(b.ts[i]), float(b.open[i]), float(b.high[i]), float(b.low[i]), float(b.close[i]), float(b.volume[i])
+            )
             if setup is not None:
                 got.append((i, int(setup.side), setup.pattern_high, setup.pattern_low, setup.rsi))
         assert got == expected, sym

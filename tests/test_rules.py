@@ -7,11 +7,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from builders import SESSION, daily_series, frame, hhmm_of, intraday, run
 
 from tfl.backtest.signals import prepare_symbol
 from tfl.domain import Bias, ExitReason, RejectReason, Side
 from tfl.settings import Settings
+
+from builders import SESSION, daily_series, frame, hhmm_of, intraday, run
 
 SLIP = 0.0005
 
@@ -120,8 +121,12 @@ def test_gap_entry_fills_at_the_open() -> None:
 
 
 def test_no_trigger_means_the_setup_expires() -> None:
-    bars = [*BASE[:3], ("10:00", 105.2, 105.29, 105.0, 105.25), ("10:15", 105.25, 106.0, 105.2, 105.9),
-            *quiet(105.9, "10:30")]
+    bars = [
+        *BASE[:3],
+        ("10:00", 105.2, 105.29, 105.0, 105.25),
+        ("10:15", 105.25, 106.0, 105.2, 105.9),
+        *quiet(105.9, "10:30"),
+    ]
     res = run([frame("X", bars)])
     assert res.trades == []
 
@@ -193,7 +198,7 @@ def test_atr_trail_ratchets_and_never_loosens() -> None:
     down = [("10:45", 113.9, 112.0, 111.0, 111.5)]  # a lower high must not loosen the stop
     bars = [*base, *up, *down, ("11:00", 111.5, 111.7, 100.0, 100.5), *quiet(100.5, "11:15")]
     t = one_trade(bars)
-    assert 114.0 < FILL + 5 * r  # not yet aggressive: k = 4
+    assert FILL + 5 * r > 114.0  # not yet aggressive: k = 4
     trail = max(110.0 - 4 * atr_at(bars, "10:15"), 114.0 - 4 * atr_at(bars, "10:30"))
     assert trail > FILL + 0.1 * r  # the trail, not breakeven, is the stop
     looser = 112.0 - 4 * atr_at(bars, "10:45")
@@ -204,8 +209,12 @@ def test_atr_trail_ratchets_and_never_loosens() -> None:
 
 def test_aggressive_trail_after_5r() -> None:
     high = FILL + 6 * R
-    bars = [*BASE, ("10:15", 105.6, high, 105.5, high - 0.2), ("10:30", high - 0.2, high - 0.1, 100.0, 101.0),
-            *quiet(101.0, "10:45")]
+    bars = [
+        *BASE,
+        ("10:15", 105.6, high, 105.5, high - 0.2),
+        ("10:30", high - 0.2, high - 0.1, 100.0, 101.0),
+        *quiet(101.0, "10:45"),
+    ]
     t = one_trade(bars)
     stop = max(FILL + 0.1 * R, high - 1.0 * atr_at(bars, "10:15"))
     assert stop > high - 4.0 * atr_at(bars, "10:15")
@@ -220,8 +229,12 @@ def test_half_session_closes_at_the_last_bar_close() -> None:
 
 
 def test_no_entry_on_the_1515_bar() -> None:
-    bars = [*quiet(105.0, "09:15", "14:30"), ("14:45", 105.0, 105.1, 104.5, 104.6), ("15:00", 104.6, 105.3, 104.4, 105.2),
-            ("15:15", 105.2, 106.0, 105.0, 105.8)]
+    bars = [
+        *quiet(105.0, "09:15", "14:30"),
+        ("14:45", 105.0, 105.1, 104.5, 104.6),
+        ("15:00", 104.6, 105.3, 104.4, 105.2),
+        ("15:15", 105.2, 106.0, 105.0, 105.8),
+    ]
     assert run([frame("X", bars)]).trades == []
 
 
@@ -229,6 +242,7 @@ def test_the_previous_sessions_rsi_is_used_not_todays() -> None:
     import numpy as np
 
     from tfl.timeutil import epoch_of_ist
+
     from builders import TEST_DAY
 
     bars = [*BASE, *quiet(105.6, "10:15")]
@@ -236,8 +250,11 @@ def test_the_previous_sessions_rsi_is_used_not_todays() -> None:
     # Today's daily row crashes the RSI; a bar of today must not see it.
     crash = dataclasses.replace(
         rising,
-        ts=np.append(rising.ts, epoch_of_ist(TEST_DAY, 0)), open=np.append(rising.open, 10.0),
-        high=np.append(rising.high, 80.0), low=np.append(rising.low, 5.0), close=np.append(rising.close, 10.0),
+        ts=np.append(rising.ts, epoch_of_ist(TEST_DAY, 0)),
+        open=np.append(rising.open, 10.0),
+        high=np.append(rising.high, 80.0),
+        low=np.append(rising.low, 5.0),
+        close=np.append(rising.close, 10.0),
         volume=np.append(rising.volume, 1e6),
     )
     assert len(run([frame("X", bars, daily=crash)]).trades) == 1
@@ -247,8 +264,11 @@ def test_the_previous_sessions_rsi_is_used_not_todays() -> None:
     falling = daily_series("X", False)
     rally = dataclasses.replace(
         falling,
-        ts=np.append(falling.ts, epoch_of_ist(TEST_DAY, 0)), open=np.append(falling.open, 500.0),
-        high=np.append(falling.high, 600.0), low=np.append(falling.low, 400.0), close=np.append(falling.close, 600.0),
+        ts=np.append(falling.ts, epoch_of_ist(TEST_DAY, 0)),
+        open=np.append(falling.open, 500.0),
+        high=np.append(falling.high, 600.0),
+        low=np.append(falling.low, 400.0),
+        close=np.append(falling.close, 600.0),
         volume=np.append(falling.volume, 1e6),
     )
     assert run([frame("X", bars, daily=rally)]).trades == []
@@ -281,8 +301,13 @@ def test_short_mirror_entry_stop_and_eod() -> None:
 
 def test_one_position_per_symbol_judged_at_the_start_of_the_bar() -> None:
     # A second setup completes while the first position is still open: POSITION_OPEN.
-    bars = [*BASE, ("10:15", 105.6, 105.7, 105.2, 105.3), ("10:30", 105.3, 105.9, 105.25, 105.8),
-            ("10:45", 105.8, 106.5, 105.7, 106.4), *quiet(106.4, "11:00")]
+    bars = [
+        *BASE,
+        ("10:15", 105.6, 105.7, 105.2, 105.3),
+        ("10:30", 105.3, 105.9, 105.25, 105.8),
+        ("10:45", 105.8, 106.5, 105.7, 106.4),
+        *quiet(106.4, "11:00"),
+    ]
     res = run([frame("X", bars)])
     assert len(res.trades) == 1
     assert [(r.reason, hhmm_of(r.ts)) for r in res.rejections] == [(RejectReason.POSITION_OPEN, "10:45")]
@@ -324,10 +349,13 @@ def test_priority_order_by_rsi_when_slots_are_scarce() -> None:
 
 
 def test_resized_to_the_risk_budget() -> None:
-    s = Settings().replace({"risk.risk_per_trade_pct": 0.5, "risk.open_risk_budget_pct": 0.75,
-                            "risk.max_position_pct": 100.0})
-    frames = [frame(sym, [*BASE, *quiet(105.6, "10:15")], daily=zigzag_daily(sym, d), settings=s)
-              for sym, d in (("AAA", 0.2), ("BBB", 1.0))]
+    s = Settings().replace(
+        {"risk.risk_per_trade_pct": 0.5, "risk.open_risk_budget_pct": 0.75, "risk.max_position_pct": 100.0}
+    )
+    frames = [
+        frame(sym, [*BASE, *quiet(105.6, "10:15")], daily=zigzag_daily(sym, d), settings=s)
+        for sym, d in (("AAA", 0.2), ("BBB", 1.0))
+    ]
     res = run(frames, settings=s)
     by = {t.symbol: t for t in res.trades}
     eq = s.backtest.capital
@@ -340,10 +368,13 @@ def test_resized_to_cash() -> None:
     from tfl.costs import CostModel
     from tfl.strategy.sizing import cash_needed
 
-    s = Settings().replace({"risk.max_position_pct": 60.0, "risk.risk_per_trade_pct": 5.0,
-                            "risk.open_risk_budget_pct": 100.0})
-    frames = [frame(sym, [*BASE, *quiet(105.6, "10:15")], daily=zigzag_daily(sym, d), settings=s)
-              for sym, d in (("AAA", 0.2), ("BBB", 1.0))]
+    s = Settings().replace(
+        {"risk.max_position_pct": 60.0, "risk.risk_per_trade_pct": 5.0, "risk.open_risk_budget_pct": 100.0}
+    )
+    frames = [
+        frame(sym, [*BASE, *quiet(105.6, "10:15")], daily=zigzag_daily(sym, d), settings=s)
+        for sym, d in (("AAA", 0.2), ("BBB", 1.0))
+    ]
     res = run(frames, settings=s)
     by = {t.symbol: t for t in res.trades}
     cost = CostModel(s.costs)
@@ -356,10 +387,13 @@ def test_resized_to_cash() -> None:
 
 
 def test_insufficient_cash_rejects_when_nothing_fits() -> None:
-    s = Settings().replace({"risk.max_position_pct": 100.0, "risk.risk_per_trade_pct": 50.0,
-                            "risk.open_risk_budget_pct": 100.0})
-    frames = [frame(sym, [*BASE, *quiet(105.6, "10:15")], daily=zigzag_daily(sym, d), settings=s)
-              for sym, d in (("AAA", 0.2), ("BBB", 1.0))]
+    s = Settings().replace(
+        {"risk.max_position_pct": 100.0, "risk.risk_per_trade_pct": 50.0, "risk.open_risk_budget_pct": 100.0}
+    )
+    frames = [
+        frame(sym, [*BASE, *quiet(105.6, "10:15")], daily=zigzag_daily(sym, d), settings=s)
+        for sym, d in (("AAA", 0.2), ("BBB", 1.0))
+    ]
     res = run(frames, settings=s)
     assert [t.symbol for t in res.trades] == ["AAA"]
     assert [(r.symbol, r.reason) for r in res.rejections] == [("BBB", RejectReason.INSUFFICIENT_CASH)]

@@ -57,14 +57,19 @@ def nse_sessions(start: dt.date, count: int) -> list[dt.date]:
 
 
 def _regimes(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Market regime per day: +1 bull, -1 bear, 0 sideways (sticky Markov chain)."""
+    """Market regime per day: +1 bull, -1 bear, 0 sideways.
+
+    Regimes come in blocks of random length cycling bull, sideways, bear, sideways, so any
+    market of a year or more has both long and short days for the traffic light.
+    """
+    cycle = (1, 0, -1, 0)
     out = np.empty(n, dtype=np.int64)
-    state = 1
-    stay = 0.985
-    for i in range(n):
-        if rng.random() > stay:
-            state = int(rng.choice([s for s in (1, 0, -1) if s != state]))
-        out[i] = state
+    i, k = 0, int(rng.integers(0, 4))
+    while i < n:
+        length = int(rng.integers(45, 100))
+        out[i : i + length] = cycle[k % 4]
+        i += length
+        k += 1
     return out
 
 
