@@ -70,7 +70,7 @@ def test_lookahead_audit_finds_nothing_in_the_honest_backtest(nse_dir: Path) -> 
     syms = GOLDEN_SYMBOLS[:10]
     market = load_market(nse_dir, s, syms)
     req = BacktestRequest(nse_dir, dt.date(2021, 1, 1), dt.date(2021, 12, 31), s, syms)
-    report, base = audit_lookahead(req, market, samples=4, seed=3)
+    report, _ = audit_lookahead(req, market, samples=4, seed=3)
     assert len(report.cuts) == 4
     assert report.decisions_compared > 500
     assert sum(c.compared["entries"] for c in report.cuts) > 20  # the comparison had trades in it

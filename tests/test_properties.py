@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
-from builders import SESSION, daily_series, series
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +17,8 @@ from tfl.backtest.simulator import simulate
 from tfl.domain import Bias
 from tfl.settings import Settings
 from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, date_to_day
+
+from builders import SESSION, daily_series, series
 
 DAYS = [dt.date(2024, 3, 4), dt.date(2024, 3, 5), dt.date(2024, 3, 6), dt.date(2024, 3, 7)]
 

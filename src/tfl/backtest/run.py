@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tfl.backtest.metrics import drawdown, per_symbol, summarise
-from tfl.backtest.signals import SymbolFrame, prepare_symbol
+from tfl.backtest.signals import SymbolFrame, prepare_symbols
 from tfl.backtest.simulator import SimResult, simulate
 from tfl.data.bias_inputs import bias_records
 from tfl.data.loader import DataError
@@ -25,7 +25,7 @@ from tfl.data.market import Market, load_market
 from tfl.domain import Bias
 from tfl.regime import BiasRecord
 from tfl.settings import Settings
-from tfl.timeutil import date_to_day, day_to_date, iso_ist
+from tfl.timeutil import date_to_day, day_to_date, iso_ist, iso_ist_many
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +90,9 @@ def run_backtest(
     traded = [sym for sym in (req.symbols or market.universe) if sym in market.intraday]
     if not traded:
         raise DataError(req.data_dir, "none of the requested symbols has usable 15-minute data")
-    frames: list[SymbolFrame] = []
     with _progress(len(traded), "indicators", enabled) as bar:
-        for sym in traded:
-            frames.append(prepare_symbol(market.intraday[sym], market.daily.get(sym), s, leak=req.leak))
-            bar.update(1)
+        frames = prepare_symbols([(market.intraday[sym], market.daily.get(sym)) for sym in traded], s, leak=req.leak)
+        bar.update(len(traded))
 
     start_day, end_day = date_to_day(req.start), date_to_day(req.end)
     session_days = _session_days(frames, start_day, end_day)
@@ -208,18 +206,16 @@ def write_outputs(run: BacktestRun, out_dir: Path) -> list[Path]:
 
     p = out_dir / "equity.csv"
     dd = drawdown(res.equity, run.request.settings.backtest.capital)
+    eq_cols = zip(
+        iso_ist_many(res.equity_ts), res.equity.tolist(), res.cash.tolist(), res.open_positions.tolist(), dd.tolist(),
+        strict=True,
+    )
     write_csv(
         p,
         ("time", "equity", "cash", "open_positions", "drawdown_pct"),
         [
-            {
-                "time": iso_ist(int(t)),
-                "equity": _f(float(e), 4),
-                "cash": _f(float(c), 4),
-                "open_positions": str(int(n)),
-                "drawdown_pct": _f(float(d), 4),
-            }
-            for t, e, c, n, d in zip(res.equity_ts, res.equity, res.cash, res.open_positions, dd, strict=True)
+            {"time": t, "equity": _f(e, 4), "cash": _f(c, 4), "open_positions": str(n), "drawdown_pct": _f(d, 4)}
+            for t, e, c, n, d in eq_cols
         ],
     )
     paths.append(p)

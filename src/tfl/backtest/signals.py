@@ -6,6 +6,7 @@ that both find the same setups with the same levels on real data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,12 +56,13 @@ def trend_line(bars: BarSeries, settings: Settings, is_index: bool) -> F64:
 
 
 def valid_setups(
-    bars: BarSeries, daily: BarSeries, settings: Settings, *, leak: bool = False
+    bars: BarSeries, daily: BarSeries, settings: Settings, *, leak: bool = False, daily_rsi: F64 | None = None
 ) -> tuple[I64, NDArray[np.int8], F64, F64, F64]:
     """Every bar that completes a pattern passing the RSI and trend filters:
     (setup bar index, side, pattern_high, pattern_low, previous-session RSI)."""
     st = settings.strategy
-    daily_rsi = vec.rsi(daily.close, settings.indicators.rsi_period)
+    if daily_rsi is None:
+        daily_rsi = vec.rsi(daily.close, settings.indicators.rsi_period)
     rsi_bar = previous_session_values(bars.day, daily.day, daily_rsi, leak=leak)
     line = trend_line(bars, settings, bars.symbol in settings.backtest.index_symbols)
     idx, side, ph, pl = find_patterns(bars.open, bars.high, bars.low, bars.close, st.min_run, st.max_run)
@@ -72,15 +74,38 @@ def valid_setups(
     return idx[ok], side[ok], ph[ok], pl[ok], r[ok]
 
 
-def prepare_symbol(bars: BarSeries, daily: BarSeries | None, settings: Settings, *, leak: bool = False) -> SymbolFrame:
+def prepare_symbols(
+    pairs: Sequence[tuple[BarSeries, BarSeries | None]], settings: Settings, *, leak: bool = False
+) -> list[SymbolFrame]:
+    """Prepare many symbols at once: the recursive indicators run as one panel (fast)."""
+    n_atr, n_rsi = settings.indicators.atr_period, settings.indicators.rsi_period
+    atrs = vec.atr_many([(b.high, b.low, b.close) for b, _ in pairs], n_atr)
+    with_daily = [i for i, (_, d) in enumerate(pairs) if d is not None and len(d)]
+    rsis = dict(zip(with_daily, vec.rsi_many([pairs[i][1].close for i in with_daily], n_rsi), strict=True))  # type: ignore[union-attr]
+    return [
+        prepare_symbol(b, d, settings, leak=leak, atr=atrs[i], daily_rsi=rsis.get(i))
+        for i, (b, d) in enumerate(pairs)
+    ]
+
+
+def prepare_symbol(
+    bars: BarSeries,
+    daily: BarSeries | None,
+    settings: Settings,
+    *,
+    leak: bool = False,
+    atr: F64 | None = None,
+    daily_rsi: F64 | None = None,
+) -> SymbolFrame:
     """Indicators and the setups whose entry bar is in the same session, before square-off."""
     day = bars.day
     minute = bars.minute
-    atr = vec.atr(bars.high, bars.low, bars.close, settings.indicators.atr_period)
+    if atr is None:
+        atr = vec.atr(bars.high, bars.low, bars.close, settings.indicators.atr_period)
     if daily is None or len(daily) == 0 or len(bars) < 2:
         z = np.zeros(0)
         return SymbolFrame(bars.symbol, bars, day, minute, atr, np.zeros(0, np.int64), np.zeros(0, np.int8), z, z, z)
-    idx, side, ph, pl, r = valid_setups(bars, daily, settings, leak=leak)
+    idx, side, ph, pl, r = valid_setups(bars, daily, settings, leak=leak, daily_rsi=daily_rsi)
     entry = idx + 1
     ok = entry < len(bars)
     entry_c = np.minimum(entry, len(bars) - 1)
