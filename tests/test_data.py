@@ -115,4 +115,7 @@ def test_data_check_on_the_shared_data_finds_the_documented_defects(nse_dir: Pat
     bad = sum(r.bad_ohlc for (k, _), r in reports.items() if k == "15min")
     assert 150 < bad < 300  # "about 220"
     assert reports[("daily", "INDIAVIX")].non_positive == 2
+    # "48 symbol-days are missing inside files' own date ranges"
+    assert sum(r.missing_days for r in reports.values()) == 48
+    assert reports[("daily", "NIFTY200_INDEX")].missing_days == 1  # 2020-08-10
     assert reports[("15min", "NIFTY_200")].last == "2025-07-23"

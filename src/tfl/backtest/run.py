@@ -116,6 +116,7 @@ def run_backtest(
         result = simulate(frames, bias_by_day, start_day, end_day, s, progress=progress)
     summary = summarise(result, s.backtest.capital, start_day, end_day)
     summary["symbols"] = len(traded)
+    summary["bars"] = int(sum(len(f.bars) for f in frames))
     summary["bias_days"] = {b.value: sum(1 for r in records if r.bias == b.value) for b in Bias}
     summary["data_problems"] = list(market.problems)
     summary["settings"] = s.to_dict()

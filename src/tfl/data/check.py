@@ -63,16 +63,17 @@ def check_dir(data_dir: Path, open_minute: int = 555, last_bar_minute: int = 915
                 raws[(kind, sym)] = exc
     if not raws:
         raise DataError(data_dir, f"no bar files under {INTRADAY_DIR}/ or {DAILY_DIR}/")
-    # Reference calendar: every day on which any file has a bar in the session.
-    cal_parts = []
+    # Reference calendars, one per kind: every day on which any file of that kind has a bar
+    # (in the session, for 15-minute files).
+    cal_parts: dict[str, list[np.ndarray]] = {INTRADAY_DIR: [], DAILY_DIR: []}
     for (kind, _), raw in raws.items():
         if isinstance(raw, RawBars) and len(raw):
             d = _days(raw)
             if kind == INTRADAY_DIR:
                 minute = ((raw.ts + IST_OFFSET_S) % SECONDS_PER_DAY) // 60
                 d = d[(minute >= open_minute) & (minute <= last_bar_minute)]
-            cal_parts.append(np.unique(d))
-    calendar = np.unique(np.concatenate(cal_parts)) if cal_parts else np.zeros(0, dtype=np.int64)
+            cal_parts[kind].append(np.unique(d))
+    calendars = {k: _majority_calendar(v) for k, v in cal_parts.items()}
 
     out = []
     for (kind, sym), raw in raws.items():
@@ -84,8 +85,24 @@ def check_dir(data_dir: Path, open_minute: int = 555, last_bar_minute: int = 915
                 )
             )
             continue
-        out.append(_report(kind, sym, raw, calendar, open_minute, last_bar_minute))
+        out.append(_report(kind, sym, raw, calendars[kind], open_minute, last_bar_minute))
     return out
+
+
+def _majority_calendar(per_file_days: list[np.ndarray]) -> np.ndarray:
+    """Days on which at least half of the files whose date range covers the day have a bar.
+
+    A lone special session in one file (e.g. a Muhurat hour) is then not counted as a day
+    every other file is missing.
+    """
+    if not per_file_days:
+        return np.zeros(0, dtype=np.int64)
+    allc = np.concatenate(per_file_days)
+    days, present = np.unique(allc, return_counts=True)
+    firsts = np.sort(np.array([d[0] for d in per_file_days]))
+    lasts = np.sort(np.array([d[-1] for d in per_file_days]))
+    covering = np.searchsorted(firsts, days, side="right") - np.searchsorted(lasts, days, side="left")
+    return days[present * 2 >= covering]
 
 
 def _report(kind: str, sym: str, raw: RawBars, calendar: np.ndarray, open_min: int, last_min: int) -> FileReport:
