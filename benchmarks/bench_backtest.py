@@ -44,8 +44,20 @@ def scaled_dir(src: Path, k: int, root: Path) -> Path:
 
 def run_once(data: Path, out: Path) -> tuple[float, float, dict]:  # type: ignore[type-arg]
     exe = Path(sys.executable).with_name("tfl")
-    cmd = [str(exe), "backtest", "--data", str(data), "--start", "2020-01-01", "--end", "2025-08-01",
-           "--bias", "auto", "--out", str(out)]
+    cmd = [
+        str(exe),
+        "backtest",
+        "--data",
+        str(data),
+        "--start",
+        "2020-01-01",
+        "--end",
+        "2025-08-01",
+        "--bias",
+        "auto",
+        "--out",
+        str(out),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -61,8 +73,10 @@ def main() -> None:
     ap.add_argument("--scales", default="1,2,4")
     ap.add_argument("--repeat", type=int, default=2, help="runs per scale; the best wall time is reported")
     args = ap.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -77,10 +91,15 @@ def main() -> None:
             wall, rss, summary = best
             bars = summary["bars"]
             rows.append((k, summary["symbols"], bars, summary["trades"], wall, bars / wall, rss))
-    print(f"{'scale':>5} {'symbols':>8} {'bars':>11} {'trades':>7} {'wall s':>8} {'bars/s':>12} {'peak RSS MB':>12}"
-          f" {'s per 1M bars':>14}")
+    print(
+        f"{'scale':>5} {'symbols':>8} {'bars':>11} {'trades':>7} {'wall s':>8} {'bars/s':>12} {'peak RSS MB':>12}"
+        f" {'s per 1M bars':>14}"
+    )
     for k, syms, bars, trades, wall, bps, rss in rows:
-        print(f"{k:>5} {syms:>8} {bars:>11,} {trades:>7} {wall:>8.2f} {bps:>12,.0f} {rss:>12.0f} {wall / bars * 1e6:>14.2f}")
+        print(
+            f"{k:>5} {syms:>8} {bars:>11,} {trades:>7} {wall:>8.2f} {bps:>12,.0f} {rss:>12.0f}"
+            f" {wall / bars * 1e6:>14.2f}"
+        )
     if len(rows) > 1:
         base = rows[0]
         growth = ", ".join(f"{r[0]}x data -> {r[4] / base[4]:.2f}x time" for r in rows[1:])
