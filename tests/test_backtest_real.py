@@ -14,9 +14,25 @@ from tfl.backtest.run import BacktestRequest, run_backtest, write_outputs
 from tfl.data.market import load_market
 from tfl.settings import Settings
 
-GOLDEN = Path(__file__).parent / "golden" / "trades_2023_16sym.csv"
-GOLDEN_SYMBOLS = ["RELIANCE", "TCS", "HDFCBANK", "ICICIBANK", "SBIN", "ITC", "LT", "AXISBANK", "TATASTEEL",
-                  "ADANIENT", "BEL", "TRENT", "DLF", "BHEL", "SAIL", "PNB"]
+GOLDEN_DIR = Path(__file__).parent / "golden"
+GOLDEN_SYMBOLS = [
+    "RELIANCE",
+    "TCS",
+    "HDFCBANK",
+    "ICICIBANK",
+    "SBIN",
+    "ITC",
+    "LT",
+    "AXISBANK",
+    "TATASTEEL",
+    "ADANIENT",
+    "BEL",
+    "TRENT",
+    "DLF",
+    "BHEL",
+    "SAIL",
+    "PNB",
+]
 OUTPUTS = ("trades.csv", "rejected.csv", "equity.csv", "bias.csv", "summary.json", "report.html")
 
 
@@ -26,14 +42,20 @@ def golden_run(nse_dir: Path):  # type: ignore[no-untyped-def]
     return run_backtest(req, show_progress=False)
 
 
-def test_golden_trade_list(golden_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Pins the exact trades of 16 symbols over 2023 (bias auto, default settings).
-
-    If a deliberate rule change moves this, regenerate the file and say why in the commit.
-    """
-    write_outputs(golden_run, tmp_path)
+@pytest.mark.parametrize("allocation", ["reserve", "bar"])
+def test_golden_trade_list(golden_run, allocation: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Pins the exact trades of 16 symbols over 2023 (bias auto, default settings), under
+    both allocation rules. If a deliberate rule change moves this, regenerate the file
+    and say why in the commit."""
+    run = golden_run
+    if allocation != golden_run.request.settings.risk.allocation:
+        req = dataclasses.replace(
+            golden_run.request, settings=golden_run.request.settings.replace({"risk.allocation": allocation})
+        )
+        run = run_backtest(req, show_progress=False)
+    write_outputs(run, tmp_path)
     got = (tmp_path / "trades.csv").read_text().splitlines()
-    want = GOLDEN.read_text().splitlines()
+    want = (GOLDEN_DIR / f"trades_2023_16sym_{allocation}.csv").read_text().splitlines()
     assert got[0] == want[0]
     assert len(got) == len(want), f"{len(got) - 1} trades, golden has {len(want) - 1}"
     for i, (a, b) in enumerate(zip(got, want, strict=True)):

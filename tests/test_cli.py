@@ -15,8 +15,16 @@ import pytest
 
 from tfl.cli.main import main
 
-SUBCOMMANDS = [[], ["data"], ["data", "check"], ["data", "synth"], ["bias"], ["backtest"], ["audit"],
-               ["audit", "lookahead"]]
+SUBCOMMANDS = [
+    [],
+    ["data"],
+    ["data", "check"],
+    ["data", "synth"],
+    ["bias"],
+    ["backtest"],
+    ["audit"],
+    ["audit", "lookahead"],
+]
 
 
 @pytest.mark.parametrize("words", SUBCOMMANDS)
@@ -48,8 +56,19 @@ def test_synth_market_is_clean_and_trades(synth_dir: Path, tmp_path: Path, capsy
     assert main(["data", "check", str(synth_dir)]) == 0
     out = capsys.readouterr().out
     assert "duplicates 0, bad OHLC 0, non-positive 0, outside session 0" in out
-    rc = main(["backtest", "--data", str(synth_dir), "--start", "2023-03-01", "--end", "2023-12-31",
-               "--out", str(tmp_path / "bt")])
+    rc = main(
+        [
+            "backtest",
+            "--data",
+            str(synth_dir),
+            "--start",
+            "2023-03-01",
+            "--end",
+            "2023-12-31",
+            "--out",
+            str(tmp_path / "bt"),
+        ]
+    )
     assert rc == 0
     summary = json.loads((tmp_path / "bt" / "summary.json").read_text())
     assert summary["trades"] > 20
@@ -58,8 +77,19 @@ def test_synth_market_is_clean_and_trades(synth_dir: Path, tmp_path: Path, capsy
         rows = list(csv.DictReader(fh))
     assert {r["side"] for r in rows} == {"LONG", "SHORT"}
     assert all(r["entry_time"].endswith("+05:30") for r in rows)
-    for col in ("symbol", "side", "entry_time", "entry_price", "qty", "exit_time", "exit_price", "exit_reason",
-                "pnl", "r_multiple", "charges"):
+    for col in (
+        "symbol",
+        "side",
+        "entry_time",
+        "entry_price",
+        "qty",
+        "exit_time",
+        "exit_price",
+        "exit_reason",
+        "pnl",
+        "r_multiple",
+        "charges",
+    ):
         assert col in rows[0]
 
 
@@ -81,8 +111,9 @@ def test_report_is_self_contained(synth_dir: Path, tmp_path: Path) -> None:
         subprocess.run([node, "--check", str(tmp_path / "r.js")], check=True)
 
 
-def test_bias_command_matches_the_backtest_bias(synth_dir: Path, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_bias_command_matches_the_backtest_bias(
+    synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     main(["backtest", "--data", str(synth_dir), "--start", "2023-06-01", "--end", "2023-06-30", "--out", str(tmp_path)])
     with (tmp_path / "bias.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -94,19 +125,55 @@ def test_bias_command_matches_the_backtest_bias(synth_dir: Path, tmp_path: Path,
         assert f"{rec['breadth_above']:.4f}" == row["breadth_above"]
 
 
-def test_user_errors_are_one_line_and_exit_2(synth_dir: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_errors_are_one_line_and_exit_2(
+    synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[risk]\nmax_positons = 3\n")
-    rc = main(["backtest", "--data", str(synth_dir), "--start", "2023-03-01", "--end", "2023-04-01",
-               "--out", str(tmp_path / "o"), "--config", str(cfg)])
+    rc = main(
+        [
+            "backtest",
+            "--data",
+            str(synth_dir),
+            "--start",
+            "2023-03-01",
+            "--end",
+            "2023-04-01",
+            "--out",
+            str(tmp_path / "o"),
+            "--config",
+            str(cfg),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "unknown setting 'risk.max_positons'" in err and "Traceback" not in err
-    rc = main(["backtest", "--data", str(tmp_path / "nope"), "--start", "2023-03-01", "--end", "2023-04-01",
-               "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "backtest",
+            "--data",
+            str(tmp_path / "nope"),
+            "--start",
+            "2023-03-01",
+            "--end",
+            "2023-04-01",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2 and "does not exist" in capsys.readouterr().err
-    rc = main(["backtest", "--data", str(synth_dir), "--start", "2023-05-01", "--end", "2023-04-01",
-               "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "backtest",
+            "--data",
+            str(synth_dir),
+            "--start",
+            "2023-05-01",
+            "--end",
+            "2023-04-01",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2 and "before" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["backtest", "--data", str(synth_dir), "--start", "2023-13-01", "--end", "2023-04-01", "--out", "x"])

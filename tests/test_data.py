@@ -20,19 +20,26 @@ from tfl.timeutil import IST, iso_ist
 
 def write_parquet(path: Path, stamps: list[str], rows: list[tuple[float, float, float, float, int]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    t = pa.table({
-        "datetime": pa.array(np.array(stamps, dtype="datetime64[us]")),
-        "open": [r[0] for r in rows], "high": [r[1] for r in rows], "low": [r[2] for r in rows],
-        "close": [r[3] for r in rows], "volume": pa.array([r[4] for r in rows], type=pa.int64()),
-    })
+    t = pa.table(
+        {
+            "datetime": pa.array(np.array(stamps, dtype="datetime64[us]")),
+            "open": [r[0] for r in rows],
+            "high": [r[1] for r in rows],
+            "low": [r[2] for r in rows],
+            "close": [r[3] for r in rows],
+            "volume": pa.array([r[4] for r in rows], type=pa.int64()),
+        }
+    )
     pq.write_table(t, path)
 
 
 def test_parquet_dedupe_sort_and_session_filter(tmp_path: Path) -> None:
     p = tmp_path / "X.parquet"
-    write_parquet(p, ["2024-01-02T09:30", "2024-01-02T09:15", "2024-01-02T09:30", "2024-01-02T09:00",
-                      "2024-01-02T15:30"],
-                  [(2, 3, 1, 2, 10), (1, 2, 0.5, 1.5, 10), (9, 9, 9, 9, 99), (1, 1, 1, 1, 1), (5, 5, 5, 5, 5)])
+    write_parquet(
+        p,
+        ["2024-01-02T09:30", "2024-01-02T09:15", "2024-01-02T09:30", "2024-01-02T09:00", "2024-01-02T15:30"],
+        [(2, 3, 1, 2, 10), (1, 2, 0.5, 1.5, 10), (9, 9, 9, 9, 99), (1, 1, 1, 1, 1), (5, 5, 5, 5, 5)],
+    )
     s = clean_intraday(read_raw(p), "X", 555, 915)
     assert [iso_ist(int(t)) for t in s.ts] == ["2024-01-02T09:15:00+05:30", "2024-01-02T09:30:00+05:30"]
     assert s.open.tolist() == [1.0, 2.0]  # the first of the duplicates is kept
@@ -40,8 +47,11 @@ def test_parquet_dedupe_sort_and_session_filter(tmp_path: Path) -> None:
 
 def test_daily_0530_stamps_belong_to_their_calendar_date(tmp_path: Path) -> None:
     p = tmp_path / "D.parquet"
-    write_parquet(p, ["2024-01-02T05:30", "2024-01-03T05:30", "2024-01-03T05:30"],
-                  [(1, 2, 1, 1.5, 5), (2, 3, 1, 2.5, 5), (2, 3, 1, 2.5, 5)])
+    write_parquet(
+        p,
+        ["2024-01-02T05:30", "2024-01-03T05:30", "2024-01-03T05:30"],
+        [(1, 2, 1, 1.5, 5), (2, 3, 1, 2.5, 5), (2, 3, 1, 2.5, 5)],
+    )
     d = clean_daily(read_raw(p), "D")
     assert len(d) == 2
     assert [dt.datetime.fromtimestamp(int(t), IST).date().isoformat() for t in d.ts] == ["2024-01-02", "2024-01-03"]
@@ -49,8 +59,10 @@ def test_daily_0530_stamps_belong_to_their_calendar_date(tmp_path: Path) -> None
 
 def test_csv_with_iso_and_epoch_times(tmp_path: Path) -> None:
     iso = tmp_path / "A.csv"
-    iso.write_text("datetime,open,high,low,close,volume\n2024-01-02 09:15:00,1,2,0.5,1.5,10\n"
-                   "2024-01-02T09:30:00+05:30,1.5,2,1,1.8,10\n")
+    iso.write_text(
+        "datetime,open,high,low,close,volume\n2024-01-02 09:15:00,1,2,0.5,1.5,10\n"
+        "2024-01-02T09:30:00+05:30,1.5,2,1,1.8,10\n"
+    )
     epoch = tmp_path / "B.csv"
     e = int(dt.datetime(2024, 1, 2, 9, 15, tzinfo=IST).timestamp())
     epoch.write_text(f"timestamp,open,high,low,close,volume\n{e},1,2,0.5,1.5,10\n{(e + 900) * 1000},1.5,2,1,1.8,10\n")
@@ -59,16 +71,21 @@ def test_csv_with_iso_and_epoch_times(tmp_path: Path) -> None:
     assert a.ts.tolist() == b.ts.tolist() == [e, e + 900]
 
 
-@pytest.mark.parametrize(("content", "needle"), [
-    ("datetime,open,high,low,close,volume\n2024-01-02 09:15,1,2,x,1.5,10\n", "row 1: low 'x' is not a number"),
-    ("datetime,open,high,low,close,volume\n2024-01-02 09:15,1,2,1,1.5,10\nyesterday,1,2,1,1,1\n",
-     "row 2: time 'yesterday'"),
-    ("datetime,open,high,close,volume\n2024-01-02 09:15,1,2,1.5,10\n", "missing column(s): low"),
-    ("when,open,high,low,close,volume\n", "no time column"),
-    ("datetime,open,high,low,close,volume\n2024-01-02 09:15,1,2\n", "row 1: expected 6 fields"),
-    ("datetime,open,high,low,close,volume\n2024-01-02 09:15,1,inf,1,1.5,10\n", "row 1: high is not a finite"),
-    ("", "empty file"),
-])
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("datetime,open,high,low,close,volume\n2024-01-02 09:15,1,2,x,1.5,10\n", "row 1: low 'x' is not a number"),
+        (
+            "datetime,open,high,low,close,volume\n2024-01-02 09:15,1,2,1,1.5,10\nyesterday,1,2,1,1,1\n",
+            "row 2: time 'yesterday'",
+        ),
+        ("datetime,open,high,close,volume\n2024-01-02 09:15,1,2,1.5,10\n", "missing column(s): low"),
+        ("when,open,high,low,close,volume\n", "no time column"),
+        ("datetime,open,high,low,close,volume\n2024-01-02 09:15,1,2\n", "row 1: expected 6 fields"),
+        ("datetime,open,high,low,close,volume\n2024-01-02 09:15,1,inf,1,1.5,10\n", "row 1: high is not a finite"),
+        ("", "empty file"),
+    ],
+)
 def test_bad_csv_names_file_row_and_problem(tmp_path: Path, content: str, needle: str) -> None:
     p = tmp_path / "BAD.csv"
     p.write_text(content)

@@ -57,18 +57,40 @@ def random_market(seed: int, n_sym: int) -> list:  # type: ignore[type-arg]
     capital=st.sampled_from([20_000.0, 1_000_000.0]),
     costs=st.sampled_from(["nse_intraday", "flat"]),
 )
-def test_portfolio_invariants(seed: int, n_sym: int, max_pos: int, risk_pct: float, budget_mult: float,
-                              cap_pct: float, margin: float, capital: float, costs: str) -> None:
-    s = Settings().replace({
-        "risk.max_positions": max_pos, "risk.risk_per_trade_pct": risk_pct,
-        "risk.open_risk_budget_pct": min(100.0, risk_pct * budget_mult), "risk.max_position_pct": cap_pct,
-        "risk.margin_multiplier": margin, "backtest.capital": capital, "costs.model": costs,
-        "strategy.long_rsi_min": 50.0, "strategy.short_rsi_max": 50.0 - 1e-9,
-    })
+def test_portfolio_invariants(
+    seed: int,
+    n_sym: int,
+    max_pos: int,
+    risk_pct: float,
+    budget_mult: float,
+    cap_pct: float,
+    margin: float,
+    capital: float,
+    costs: str,
+) -> None:
+    s = Settings().replace(
+        {
+            "risk.max_positions": max_pos,
+            "risk.risk_per_trade_pct": risk_pct,
+            "risk.open_risk_budget_pct": min(100.0, risk_pct * budget_mult),
+            "risk.max_position_pct": cap_pct,
+            "risk.margin_multiplier": margin,
+            "backtest.capital": capital,
+            "costs.model": costs,
+            "strategy.long_rsi_min": 50.0,
+            "strategy.short_rsi_max": 50.0 - 1e-9,
+        }
+    )
     market = random_market(seed, n_sym)
     frames = [prepare_symbol(b, d, s) for b, d in market]
-    res = simulate(frames, {date_to_day(d): Bias.BOTH for d in DAYS}, date_to_day(DAYS[0]), date_to_day(DAYS[-1]),
-                   s, check_invariants=True)
+    res = simulate(
+        frames,
+        {date_to_day(d): Bias.BOTH for d in DAYS},
+        date_to_day(DAYS[0]),
+        date_to_day(DAYS[-1]),
+        s,
+        check_invariants=True,
+    )
 
     # 1. cash + marked positions == equity at every bar close, rebuilt from trades and bars.
     bars = {b.symbol: b for b, _ in market}
@@ -111,20 +133,24 @@ def test_portfolio_invariants(seed: int, n_sym: int, max_pos: int, risk_pct: flo
         assert (tr.entry_ts + IST_OFFSET_S) // SECONDS_PER_DAY == (tr.exit_ts + IST_OFFSET_S) // SECONDS_PER_DAY
         assert tr.entry_ts <= tr.exit_ts and tr.qty > 0
     # The book ends every session flat.
-    last_of_day = np.r_[(res.equity_ts[1:] + IST_OFFSET_S) // SECONDS_PER_DAY != (res.equity_ts[:-1] + IST_OFFSET_S)
-                        // SECONDS_PER_DAY, True]
+    last_of_day = np.r_[
+        (res.equity_ts[1:] + IST_OFFSET_S) // SECONDS_PER_DAY != (res.equity_ts[:-1] + IST_OFFSET_S) // SECONDS_PER_DAY,
+        True,
+    ]
     assert (res.open_positions[last_of_day] == 0).all()
 
 
 def test_random_markets_do_trade() -> None:
     """Guard against a vacuous property test: the generator produces trades and contention."""
-    s = Settings().replace({"risk.max_positions": 2, "strategy.long_rsi_min": 50.0,
-                            "strategy.short_rsi_max": 50.0 - 1e-9})
+    s = Settings().replace(
+        {"risk.max_positions": 2, "strategy.long_rsi_min": 50.0, "strategy.short_rsi_max": 50.0 - 1e-9}
+    )
     trades = rejections = 0
     for seed in range(10):
         frames = [prepare_symbol(b, d, s) for b, d in random_market(seed, 5)]
-        res = simulate(frames, {date_to_day(d): Bias.BOTH for d in DAYS}, date_to_day(DAYS[0]),
-                       date_to_day(DAYS[-1]), s)
+        res = simulate(
+            frames, {date_to_day(d): Bias.BOTH for d in DAYS}, date_to_day(DAYS[0]), date_to_day(DAYS[-1]), s
+        )
         trades += len(res.trades)
         rejections += len(res.rejections)
     assert trades > 50 and rejections > 5

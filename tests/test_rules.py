@@ -397,3 +397,68 @@ def test_insufficient_cash_rejects_when_nothing_fits() -> None:
     res = run(frames, settings=s)
     assert [t.symbol for t in res.trades] == ["AAA"]
     assert [(r.symbol, r.reason) for r in res.rejections] == [("BBB", RejectReason.INSUFFICIENT_CASH)]
+
+
+# ----------------------------------------------------------------- allocation modes and the risk guard
+
+
+def test_reserve_mode_a_setup_that_does_not_trigger_still_holds_its_reservation() -> None:
+    """AAA (higher RSI) does not trigger but reserved the last slot, so BBB is rejected in
+    reserve mode; the strategy page's bar rule gives the slot to BBB."""
+    no_trigger = [*BASE[:3], ("10:00", 105.2, 105.29, 105.0, 105.25), *quiet(105.25, "10:15")]
+    trigger = [*BASE, *quiet(105.6, "10:15")]
+    for allocation, expected in (("reserve", []), ("bar", ["BBB"])):
+        s = Settings().replace({"risk.max_positions": 1, "risk.allocation": allocation})
+        frames = [
+            frame("AAA", no_trigger, daily=zigzag_daily("AAA", 0.2), settings=s),
+            frame("BBB", trigger, daily=zigzag_daily("BBB", 0.9), settings=s),
+        ]
+        res = run(frames, settings=s)
+        assert [t.symbol for t in res.trades] == expected, allocation
+        if allocation == "reserve":
+            assert [(r.symbol, r.reason) for r in res.rejections] == [("BBB", RejectReason.MAX_POSITIONS)]
+
+
+def test_reserve_mode_exits_during_the_bar_free_nothing_for_that_bar() -> None:
+    """AAA stops out during 10:15 while BBB triggers in the same bar: the bar rule lets BBB use
+    the freed slot, the reservation rule (sized at the 10:00 close) does not."""
+    aaa = [*BASE, ("10:15", 105.6, 105.7, 104.0, 104.2), *quiet(104.2, "10:30")]
+    bbb = [
+        *quiet(105.0, "09:15", "09:15"),
+        ("09:30", 105.0, 105.15, 104.95, 105.1),
+        ("09:45", 105.1, 105.12, 104.9, 105.0),
+        ("10:00", 105.0, 105.2, 104.95, 105.15),  # setup for 10:15
+        ("10:15", 105.15, 105.5, 105.1, 105.4),
+        *quiet(105.4, "10:30"),
+    ]
+    for allocation, expected in (("reserve", ["AAA"]), ("bar", ["AAA", "BBB"])):
+        s = Settings().replace({"risk.max_positions": 1, "risk.allocation": allocation})
+        frames = [frame("AAA", aaa, settings=s), frame("BBB", bbb, settings=s)]
+        res = run(frames, settings=s)
+        assert sorted(t.symbol for t in res.trades) == expected, allocation
+
+
+def test_a_missing_next_bar_expires_the_setup() -> None:
+    bars = [*BASE[:3], *quiet(105.6, "10:15")]  # no 10:00 bar: the 10:15 bar is not "the next bar"
+    bars[3] = ("10:15", 105.2, 105.8, 105.0, 105.6)
+    assert run([frame("X", bars)]).trades == []
+
+
+def test_daily_loss_limit_flattens_at_the_next_bar_and_stops_entries() -> None:
+    s = Settings().replace({"risk.daily_loss_limit_pct": 0.1, "risk.risk_per_trade_pct": 1.0})
+    # The position loses more than 0.1% of equity by the 10:15 close (without reaching its stop).
+    bars = [
+        *BASE,
+        ("10:15", 105.6, 105.7, 104.5, 104.6),
+        ("10:30", 104.7, 104.8, 104.6, 104.7),
+        # a fresh setup later in the day must not be taken
+        ("10:45", 104.7, 104.75, 104.45, 104.5),
+        ("11:00", 104.5, 105.0, 104.48, 104.9),
+        ("11:15", 104.9, 106.0, 104.85, 105.9),
+        *quiet(105.9, "11:30"),
+    ]
+    res = run([frame("X", bars, settings=s)], settings=s)
+    assert len(res.trades) == 1
+    t = res.trades[0]
+    assert t.exit_reason is ExitReason.KILL_SWITCH and hhmm_of(t.exit_ts) == "10:30"
+    assert t.exit_price == pytest.approx(104.7 * (1 - SLIP))

@@ -84,6 +84,9 @@ class RiskSettings:
     max_positions: int = field(default=15, metadata=_num(1, 1000))
     margin_multiplier: float = field(default=1.0, metadata=_num(1, 20))
     daily_loss_limit_pct: float = field(default=3.0, metadata=_num(0, 100, lo_open=True))
+    # "reserve": size every valid setup at the previous close, in priority order (what the live
+    # trader does); "bar": the strategy page's within-bar rule, backtest-only (needs the bar's future).
+    allocation: str = field(default="reserve", metadata=_choice("reserve", "bar"))
 
 
 @dataclass(frozen=True)

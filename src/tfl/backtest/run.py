@@ -208,7 +208,11 @@ def write_outputs(run: BacktestRun, out_dir: Path) -> list[Path]:
     p = out_dir / "equity.csv"
     dd = drawdown(res.equity, run.request.settings.backtest.capital)
     eq_cols = zip(
-        iso_ist_many(res.equity_ts), res.equity.tolist(), res.cash.tolist(), res.open_positions.tolist(), dd.tolist(),
+        iso_ist_many(res.equity_ts),
+        res.equity.tolist(),
+        res.cash.tolist(),
+        res.open_positions.tolist(),
+        dd.tolist(),
         strict=True,
     )
     write_csv(

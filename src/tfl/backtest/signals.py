@@ -17,6 +17,8 @@ from tfl.indicators import vectorised as vec
 from tfl.settings import Settings, parse_hhmm
 from tfl.strategy.pattern import find_patterns
 
+BAR_SECONDS = 900
+
 
 @dataclass(frozen=True)
 class SymbolFrame:
@@ -83,8 +85,7 @@ def prepare_symbols(
     with_daily = [i for i, (_, d) in enumerate(pairs) if d is not None and len(d)]
     rsis = dict(zip(with_daily, vec.rsi_many([pairs[i][1].close for i in with_daily], n_rsi), strict=True))  # type: ignore[union-attr]
     return [
-        prepare_symbol(b, d, settings, leak=leak, atr=atrs[i], daily_rsi=rsis.get(i))
-        for i, (b, d) in enumerate(pairs)
+        prepare_symbol(b, d, settings, leak=leak, atr=atrs[i], daily_rsi=rsis.get(i)) for i, (b, d) in enumerate(pairs)
     ]
 
 
@@ -109,6 +110,6 @@ def prepare_symbol(
     entry = idx + 1
     ok = entry < len(bars)
     entry_c = np.minimum(entry, len(bars) - 1)
-    ok &= day[entry_c] == day[idx]
+    ok &= bars.ts[entry_c] - bars.ts[idx] == BAR_SECONDS  # the very next bar: a missing bar expires it
     ok &= minute[entry_c] < parse_hhmm(settings.strategy.squareoff_time)
     return SymbolFrame(bars.symbol, bars, day, minute, atr, idx[ok], side[ok], ph[ok], pl[ok], r[ok])

@@ -21,6 +21,7 @@ from tfl.costs import CostModel
 from tfl.data.bars import F64, I64
 from tfl.domain import Bias, ExitReason, RejectReason, Side
 from tfl.settings import Settings, parse_hhmm
+from tfl.strategy.allocation import Allocation, allocate, loss_limit_hit
 from tfl.strategy.book import Book, Trade
 from tfl.strategy.rules import (
     Setup,
@@ -95,6 +96,7 @@ def simulate(
     allowed_long = {d for d, b in bias_by_day.items() if b.allows(Side.LONG)}
     allowed_short = {d for d, b in bias_by_day.items() if b.allows(Side.SHORT)}
     cands: dict[int, list[tuple[Setup, SymbolFrame, int]]] = {}
+    entry_bar: dict[tuple[str, int], tuple[SymbolFrame, int]] = {}
     for f in frames:
         lo, hi = windows[f.symbol]
         entry = f.setup_idx + 1
@@ -122,6 +124,7 @@ def simulate(
                 float(f.rsi[j]),
             )
             cands.setdefault(g, []).append((setup, f, e))
+            entry_bar[f.symbol, setup.entry_ts] = (f, e)
 
     n = grid.shape[0]
     eq_out = np.empty(n)
@@ -132,13 +135,32 @@ def simulate(
     marks: dict[str, float] = {}
     rejections: list[Rejection] = []
     equity_prev = capital
+    day_start_equity = capital
+    halted = False  # the daily loss limit was hit: flatten, no new entries until tomorrow
+    reserved: list[Allocation] = []  # reserve mode: allocations made at the previous close
     max_ratio = 0.0
     inv_log: list[tuple[int, float, float]] = []
+    reserve_mode = risk.allocation == "reserve"
+
+    def open_entry(setup: Setup, f: SymbolFrame, e: int, qty: int, planned_risk: float, fill: float) -> None:
+        nonlocal max_ratio
+        book.open(open_position(setup, qty, fill, t, planned_risk, 0.0, st))
+        budget = sizing_equity(equity_start, capital, risk) * risk.open_risk_budget_pct / 100.0
+        max_ratio = max(max_ratio, book.open_risk / budget)
+        if check_invariants:
+            inv_log.append((t, book.open_risk, budget))
+        ptr[setup.symbol] = e + 1
+        marks[setup.symbol] = float(f.bars.close[e])
+        new_entries.append(setup.symbol)
 
     for g in range(n):
         t = int(grid[g])
         todays = cands.get(g)
-        if not book.positions and todays is None:
+        if g > 0 and grid_day[g] != grid_day[g - 1]:
+            day_start_equity = equity_prev
+            halted = False
+        idle = not book.positions and todays is None and not reserved
+        if idle and not (reserve_mode and (g + 1) in cands):
             eq_out[g] = equity_prev
             cash_out[g] = float(book.cash)
             if progress is not None and g % 2048 == 0:
@@ -148,16 +170,17 @@ def simulate(
         held_at_start = set(book.positions)
         equity_start = equity_prev
         squareoff = int(grid_min[g]) >= sq_minute
+        flatten_reason = ExitReason.EOD if squareoff else (ExitReason.KILL_SWITCH if halted else None)
 
-        # 1. exits (or the square-off) with the levels set at the previous close
+        # 1. exits (or the square-off / loss-limit flatten) with the levels set at the previous close
         for sym in list(book.positions):
             pos = book.positions[sym]
             f = by_sym[sym]
             p = ptr[sym]
             has_bar = p < f.bars.ts.shape[0] and int(f.bars.ts[p]) == t
-            if squareoff:
+            if flatten_reason is not None:
                 price = float(f.bars.open[p]) if has_bar else marks[sym]
-                book.close(sym, market_exit(pos.side, price, cost), t, ExitReason.EOD)
+                book.close(sym, market_exit(pos.side, price, cost), t, flatten_reason)
                 if has_bar:
                     ptr[sym] = p + 1
                 continue
@@ -169,9 +192,24 @@ def simulate(
                 book.close(sym, ex[0], t, ex[1])
                 ptr[sym] = p + 1
 
-        # 2. entries in priority order, sized on the equity at the start of the bar
+        # 2. entries
         new_entries: list[str] = []
-        if todays is not None:
+        if reserve_mode:
+            # Orders rest from the previous close with their reserved quantities; a setup that
+            # got no reservation but triggers anyway is a recorded rejection.
+            for alloc in reserved:
+                setup = alloc.setup
+                f, e = entry_bar[setup.symbol, setup.entry_ts]
+                b = f.bars
+                fill = entry_fill(setup.side, setup.trigger, float(b.open[e]), float(b.high[e]), float(b.low[e]), cost)
+                if fill is None:
+                    continue
+                if alloc.reject is not None:
+                    rejections.append(Rejection(t, setup.symbol, setup.side, alloc.reject, setup.rsi))
+                    continue
+                open_entry(setup, f, e, alloc.qty, alloc.planned_risk, fill)
+            reserved = []
+        elif todays is not None and not halted:
             size_eq = sizing_equity(equity_start, capital, risk)
             triggered: list[tuple[Setup, SymbolFrame, int, float]] = []
             for setup, f, e in todays:
@@ -199,16 +237,8 @@ def simulate(
                 if sz.reject is not None:
                     rejections.append(Rejection(t, setup.symbol, setup.side, sz.reject, setup.rsi))
                     continue
-                pos = open_position(setup, sz.qty, fill, t, sz.planned_risk, 0.0, st)
-                book.open(pos)
-                ratio = book.open_risk / (size_eq * risk.open_risk_budget_pct / 100.0)
-                max_ratio = max(max_ratio, ratio)
-                if check_invariants:
-                    inv_log.append((t, book.open_risk, size_eq * risk.open_risk_budget_pct / 100.0))
-                ptr[setup.symbol] = e + 1
-                marks[setup.symbol] = float(f.bars.close[e])
-                new_entries.append(setup.symbol)
-            exposed[g] = exposed[g] or bool(new_entries)
+                open_entry(setup, f, e, sz.qty, sz.planned_risk, fill)
+        exposed[g] = exposed[g] or bool(new_entries)
 
         # 3. entry-bar stops, after all entries of the bar
         for sym in new_entries:
@@ -243,6 +273,26 @@ def simulate(
         eq_out[g] = equity_prev
         cash_out[g] = float(book.cash)
         nopen_out[g] = len(book.positions)
+
+        # 6. the daily loss limit, checked at every bar close: flatten at the next bar
+        if not halted and loss_limit_hit(equity_prev, day_start_equity, risk):
+            halted = True
+
+        # 7. reserve mode: size the setups of the next bar now, at this close
+        if reserve_mode and not halted and g + 1 < n and not last_of_day[g]:
+            nxt = cands.get(g + 1)
+            if nxt is not None:
+                reserved = allocate(
+                    (c[0] for c in nxt),
+                    equity=equity_prev,
+                    initial_capital=capital,
+                    cash=float(book.cash),
+                    open_risk=book.open_risk,
+                    open_positions=len(book.positions),
+                    held=set(book.positions),
+                    cost=cost,
+                    risk=risk,
+                )
         if progress is not None and g % 2048 == 0:
             progress(g)
 
