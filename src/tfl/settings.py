@@ -114,6 +114,18 @@ class BacktestSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """The live runtime (replay, paper and live worlds)."""
+
+    feed_stale_seconds: float = field(default=30.0, metadata=_num(0, 3600, lo_open=True))
+    heartbeat_seconds: float = field(default=60.0, metadata=_num(1, 3600))
+    bias_file: str = ""  # the dated bias record (JSON); empty: bias.json beside the journal
+    calendar_file: str = ""  # extra NSE sessions / closures announced by circular
+    kill_file: str = ""  # its existence halts trading; empty: <journal>.halt
+    max_tick_jump_pct: float = field(default=20.0, metadata=_num(0, 100, lo_open=True))
+
+
+@dataclass(frozen=True)
 class Settings:
     bias: BiasSettings = field(default_factory=BiasSettings)
     indicators: IndicatorSettings = field(default_factory=IndicatorSettings)
@@ -121,6 +133,7 @@ class Settings:
     risk: RiskSettings = field(default_factory=RiskSettings)
     costs: CostSettings = field(default_factory=CostSettings)
     backtest: BacktestSettings = field(default_factory=BacktestSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain, JSON-ready view (tuples become lists) for reports and journals."""

@@ -38,6 +38,11 @@ class _SeededRecursive:
     def ready(self) -> bool:
         return self._seed is None
 
+    def resume(self, value: float) -> None:
+        """Continue from a value computed elsewhere (the vectorised twin over history)."""
+        self.value = value
+        self._seed = None
+
 
 class WilderAverage(_SeededRecursive):
     """Wilder's smoothing: y = x/n + y_prev*(n-1)/n."""
@@ -76,6 +81,10 @@ class ATR:
     def value(self) -> float:
         return self._avg.value
 
+    def resume(self, value: float, prev_close: float) -> None:
+        self._avg.resume(value)
+        self._prev_close = prev_close
+
 
 class RSI:
     """Wilder RSI on closes. 100 when there were no losses, 50 when nothing moved."""
@@ -97,6 +106,12 @@ class RSI:
                 self.value = rsi_from_averages(g, lo)
         self._prev = close
         return self.value
+
+    def resume(self, avg_gain: float, avg_loss: float, prev_close: float) -> None:
+        self._gain.resume(avg_gain)
+        self._loss.resume(avg_loss)
+        self._prev = prev_close
+        self.value = rsi_from_averages(avg_gain, avg_loss)
 
 
 def rsi_from_averages(avg_gain: float, avg_loss: float) -> float:
@@ -134,6 +149,12 @@ class _WindowSum:
     def full(self) -> bool:
         return len(self._buf) == self._n
 
+    def resume(self, values: list[float]) -> None:
+        self._buf.clear()
+        self._buf.extend(values[-self._n :])
+        self.total = math.fsum(self._buf)
+        self._since = 0
+
 
 class SMA:
     __slots__ = ("_n", "_sum", "value")
@@ -159,6 +180,12 @@ class MVWAP:
         self._pv = _WindowSum(n)
         self._v = _WindowSum(n)
         self.value = NAN
+
+    def resume(self, closes: list[float], volumes: list[float]) -> None:
+        self._pv.resume([c * v for c, v in zip(closes, volumes, strict=True)])
+        self._v.resume(volumes)
+        if self._v.full:
+            self.value = self._pv.total / self._v.total if self._v.total > 0 else NAN
 
     def update(self, close: float, volume: float) -> float:
         self._pv.push(close * volume)

@@ -63,6 +63,7 @@ class Book:
         self.entry_charges: dict[str, Charges] = {}
         self.trades: list[Trade] = []
         self.open_risk = 0.0
+        self._partials: dict[str, list[tuple[int, float, Charges]]] = {}
 
     def open(self, pos: Position) -> Charges:
         if pos.symbol in self.positions:
@@ -103,6 +104,70 @@ class Book:
         self.trades.append(trade)
         return trade
 
+    def add(self, symbol: str, qty: int, price: float, planned_risk: float = 0.0) -> Charges:
+        """A further (partial) entry fill: average the price in, pay its cash and charges."""
+        pos = self.positions[symbol]
+        ch = self.cost.charges(qty * price, pos.side is Side.LONG)
+        self.cash -= Decimal(qty * price / self.margin) + Decimal(ch.total)
+        total = pos.qty + qty
+        pos.entry_price = (pos.qty * pos.entry_price + qty * price) / total
+        pos.qty = total
+        pos.r = abs(pos.entry_price - pos.initial_stop)
+        pos.planned_risk += planned_risk
+        self.open_risk += planned_risk
+        old = self.entry_charges[symbol]
+        self.entry_charges[symbol] = _sum_charges(old, ch)
+        pos.entry_charges = self.entry_charges[symbol].total
+        return ch
+
+    def reduce(self, symbol: str, qty: int, price: float, ts: int, reason: ExitReason) -> Trade | None:
+        """An exit fill of ``qty``; returns the trade once the position is flat.
+
+        A single fill of the whole position is exactly :meth:`close`; partial fills are
+        booked as they come and averaged into one trade at the end.
+        """
+        pos = self.positions[symbol]
+        parts = self._partials.get(symbol)
+        if qty >= pos.qty and not parts:
+            return self.close(symbol, price, ts, reason)
+        exit_ch = self.cost.charges(qty * price, pos.side is Side.SHORT)
+        gross = pos.side * qty * (price - pos.entry_price)
+        self.cash += Decimal(qty * pos.entry_price / self.margin) + Decimal(gross) - Decimal(exit_ch.total)
+        parts = self._partials.setdefault(symbol, [])
+        parts.append((qty, price, exit_ch))
+        if qty < pos.qty:
+            pos.qty -= qty
+            return None
+        total_qty = sum(q for q, _, _ in parts)
+        avg = sum(q * p for q, p, _ in parts) / total_qty
+        charges = parts[0][2]
+        for _, _, c in parts[1:]:
+            charges = _sum_charges(charges, c)
+        del self._partials[symbol]
+        self.positions.pop(symbol)
+        entry_ch = self.entry_charges.pop(symbol)
+        self.open_risk -= pos.planned_risk
+        if not self.positions:
+            self.open_risk = 0.0
+        trade = Trade(
+            pos.symbol,
+            pos.side,
+            pos.setup_ts,
+            pos.entry_ts,
+            pos.entry_price,
+            total_qty,
+            ts,
+            avg,
+            reason,
+            pos.initial_stop,
+            pos.r,
+            pos.rsi,
+            entry_ch,
+            charges,
+        )
+        self.trades.append(trade)
+        return trade
+
     def position_value(self, pos: Position, mark: float) -> float:
         """What a position adds to equity at ``mark``: its reserved cash plus open P&L."""
         return pos.qty * pos.entry_price / self.margin + pos.side * pos.qty * (mark - pos.entry_price)
@@ -112,3 +177,14 @@ class Book:
         for sym, pos in self.positions.items():
             total += self.position_value(pos, marks.get(sym, pos.entry_price))
         return total
+
+
+def _sum_charges(a: Charges, b: Charges) -> Charges:
+    return Charges(
+        a.brokerage + b.brokerage,
+        a.stt + b.stt,
+        a.exchange_txn + b.exchange_txn,
+        a.sebi + b.sebi,
+        a.stamp + b.stamp,
+        a.gst + b.gst,
+    )

@@ -39,6 +39,31 @@ class SymbolState:
     def trend_line(self) -> float:
         return self._line.value
 
+    # Warm-up helpers: continue from values computed by the vectorised twins over history.
+    def resume_atr(self, value: float, prev_close: float) -> None:
+        self._atr.resume(value, prev_close)
+
+    def resume_rsi(self, avg_gain: float, avg_loss: float, prev_close: float) -> None:
+        self._rsi.resume(avg_gain, avg_loss, prev_close)
+        self.rsi_prev = self._rsi.value
+
+    def resume_ema(self, value: float) -> None:
+        assert isinstance(self._line, EMA)
+        self._line.resume(value)
+
+    def resume_mvwap(self, closes: list[float], volumes: list[float]) -> None:
+        assert isinstance(self._line, MVWAP)
+        self._line.resume(closes, volumes)
+
+    def stream_atr(self, h: float, lo: float, c: float) -> None:
+        self._atr.update(h, lo, c)
+
+    def stream_line(self, c: float, v: float) -> None:
+        self._line.update(c) if isinstance(self._line, EMA) else self._line.update(c, v)
+
+    def stream_pattern(self, o: float, h: float, lo: float, c: float) -> None:
+        self._pattern.update(o, h, lo, c)
+
     def on_daily_close(self, close: float) -> None:
         """A session is over: its daily close now counts for the next session's bars."""
         self.rsi_prev = self._rsi.update(close)

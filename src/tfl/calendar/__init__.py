@@ -1,0 +1,1 @@
+"""The NSE session calendar."""

@@ -1,0 +1,135 @@
+"""NSE trading sessions: the calendar package plus an override file for circulars.
+
+``pandas_market_calendars`` (NSE) provides the regular sessions and holidays; the packaged
+``overrides.json`` and an optional operator file add special sessions (budget Saturdays,
+DR drills) or close days. Bars run from 09:15; the last bar of a session starts 15
+minutes before its close. Sessions outside the regular window (Muhurat evenings) are not
+traded. Past the end of the calendar package's holiday table, the calendar refuses to
+answer (fails closed) rather than guess.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from tfl.settings import parse_hhmm
+
+BAR_MINUTES = 15
+REGULAR_OPEN = 9 * 60 + 15
+
+
+class CalendarError(ValueError):
+    """The calendar cannot say whether a day is a session (unknown year, bad override file)."""
+
+
+@dataclass(frozen=True)
+class Session:
+    date: dt.date
+    open_minute: int  # minutes after IST midnight
+    close_minute: int
+    note: str = ""
+
+    @property
+    def last_bar_minute(self) -> int:
+        return self.close_minute - BAR_MINUTES
+
+    def squareoff_minute(self, squareoff: int) -> int:
+        """When positions are flattened: the configured time, or the session's end if earlier."""
+        return min(squareoff, self.close_minute)
+
+    @property
+    def is_short(self) -> bool:
+        return self.close_minute < 15 * 60 + 30
+
+
+def _read_overrides(path: Path | None) -> tuple[dict[str, dict[str, str]], set[str]]:
+    if path is None:
+        text = resources.files("tfl.calendar").joinpath("overrides.json").read_text(encoding="utf-8")
+        where = "packaged overrides.json"
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CalendarError(f"calendar override file {path}: cannot read ({exc.strerror})") from None
+        where = str(path)
+    try:
+        data = json.loads(text)
+        sessions = {str(k): dict(v) for k, v in data.get("sessions", {}).items()}
+        closed = {str(d) for d in data.get("closed", [])}
+        for day, spec in sessions.items():
+            dt.date.fromisoformat(day)
+            parse_hhmm(spec["open"])
+            parse_hhmm(spec["close"])
+        for day in closed:
+            dt.date.fromisoformat(day)
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise CalendarError(f"calendar override file {where}: invalid ({exc})") from None
+    return sessions, closed
+
+
+@lru_cache(maxsize=4)
+def _package_sessions(first_year: int, last_year: int) -> dict[dt.date, tuple[int, int]]:
+    import pandas_market_calendars as pmc  # heavy import, only when a calendar is needed
+
+    cal = pmc.get_calendar("NSE")
+    sched = cal.schedule(f"{first_year}-01-01", f"{last_year}-12-31")
+    out: dict[dt.date, tuple[int, int]] = {}
+    for day, row in sched.iterrows():
+        o = row.market_open.tz_convert("Asia/Kolkata")
+        c = row.market_close.tz_convert("Asia/Kolkata")
+        out[day.date()] = (o.hour * 60 + o.minute, c.hour * 60 + c.minute)
+    return out
+
+
+@lru_cache(maxsize=1)
+def package_last_year() -> int:
+    """The last year for which the calendar package lists NSE holidays."""
+    import pandas_market_calendars as pmc
+
+    holidays = pmc.get_calendar("NSE").holidays().holidays
+    return int(str(max(holidays))[:4])
+
+
+class NseCalendar:
+    def __init__(self, override_file: Path | None = None) -> None:
+        self._sessions, self._closed = _read_overrides(None)
+        if override_file is not None:
+            extra, closed = _read_overrides(override_file)
+            self._sessions.update(extra)
+            self._closed |= closed
+
+    def session(self, day: dt.date) -> Session | None:
+        """The tradeable session on ``day``, or None for a holiday / weekend / evening-only day."""
+        iso = day.isoformat()
+        if iso in self._closed:
+            return None
+        if iso in self._sessions:
+            spec = self._sessions[iso]
+            return Session(day, parse_hhmm(spec["open"]), parse_hhmm(spec["close"]), spec.get("note", ""))
+        if day.year > package_last_year():
+            raise CalendarError(
+                f"{iso}: the NSE calendar package has no holiday table for {day.year}; "
+                "refusing to guess (add the year's sessions to an override file)"
+            )
+        o_c = _package_sessions(day.year, day.year).get(day)
+        if o_c is None:
+            return None
+        open_m, close_m = o_c
+        if open_m != REGULAR_OPEN:  # Muhurat and other evening sessions are not traded
+            return None
+        return Session(day, open_m, close_m)
+
+    def sessions_between(self, first: dt.date, last: dt.date) -> list[Session]:
+        out = []
+        d = first
+        while d <= last:
+            s = self.session(d)
+            if s is not None:
+                out.append(s)
+            d += dt.timedelta(days=1)
+        return out

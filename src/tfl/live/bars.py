@@ -1,0 +1,113 @@
+"""Bars from ticks: 15-minute OHLCV per symbol, labelled by their start time.
+
+Bad ticks are dropped here, before they can reach the strategy: non-finite or
+non-positive prices, prices more than ``max_jump_pct`` away from the symbol's last
+trade, duplicates, and ticks older than the bar being built (out of order).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from tfl.live.feed import Tick
+
+log = logging.getLogger(__name__)
+BAR_SECONDS = 900
+
+
+@dataclass
+class Bar:
+    symbol: str
+    start: int  # UTC epoch seconds of the bar's start
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@dataclass
+class _Building:
+    bar: Bar
+    last_ts: int
+    last_volume: float
+
+
+class BarBuilder:
+    def __init__(self, session_open_ts: int, *, max_jump_pct: float = 20.0) -> None:
+        self._open = session_open_ts
+        self._jump = max_jump_pct / 100.0
+        self._cur: dict[str, _Building] = {}
+        self._last: dict[str, tuple[int, float, float]] = {}  # last accepted (ts, price, cum volume)
+        self._day_volume: dict[str, float] = {}  # cumulative volume at the end of the last closed bar
+        self.dropped: dict[str, int] = {"bad_price": 0, "duplicate": 0, "out_of_order": 0, "outside": 0}
+
+    def slot_start(self, ts: int) -> int:
+        return self._open + ((ts - self._open) // BAR_SECONDS) * BAR_SECONDS
+
+    def on_tick(self, t: Tick) -> bool:
+        """Add a tick; False if it was dropped."""
+        price = t.price
+        if not math.isfinite(price) or price <= 0 or not math.isfinite(t.volume):
+            self._drop("bad_price", t, "price is not a positive number")
+            return False
+        last = self._last.get(t.symbol)
+        if last is not None:
+            if (t.ts, price, t.volume) == last:
+                self._drop("duplicate", t, "")
+                return False
+            if t.ts < last[0]:
+                self._drop("out_of_order", t, "older than the last tick")
+                return False
+            if abs(price / last[1] - 1.0) > self._jump:
+                self._drop("bad_price", t, f"jump of {100 * (price / last[1] - 1):.1f}% from {last[1]}")
+                return False
+        if t.ts < self._open:
+            self._drop("outside", t, "before the session")
+            return False
+        start = self.slot_start(t.ts)
+        b = self._cur.get(t.symbol)
+        if b is not None and start < b.bar.start:
+            self._drop("out_of_order", t, "belongs to a closed bar")
+            return False
+        if b is None or start > b.bar.start:
+            base = self._day_volume.get(t.symbol, 0.0) if b is None else b.last_volume
+            if b is not None:
+                self._day_volume[t.symbol] = b.last_volume
+            b = _Building(Bar(t.symbol, start, price, price, price, price, t.volume - base), t.ts, t.volume)
+            self._cur[t.symbol] = b
+        else:
+            bar = b.bar
+            bar.high = max(bar.high, price)
+            bar.low = min(bar.low, price)
+            bar.close = price
+            bar.volume += t.volume - b.last_volume
+            b.last_volume = t.volume
+            b.last_ts = t.ts
+        self._last[t.symbol] = (t.ts, price, t.volume)
+        return True
+
+    def close_until(self, boundary: int) -> list[Bar]:
+        """Finish every bar that started before ``boundary`` (a slot boundary was reached)."""
+        done = []
+        for sym in sorted(self._cur):
+            b = self._cur[sym]
+            if b.bar.start < boundary:
+                done.append(b.bar)
+                self._day_volume[sym] = b.last_volume
+                del self._cur[sym]
+        return done
+
+    def last_price(self, symbol: str) -> float | None:
+        last = self._last.get(symbol)
+        return last[1] if last else None
+
+    def _drop(self, kind: str, t: Tick, why: str) -> None:
+        self.dropped[kind] += 1
+        if kind != "duplicate":
+            log.warning(
+                "tick dropped",
+                extra={"fields": {"symbol": t.symbol, "ts": t.ts, "price": t.price, "kind": kind, "why": why}},
+            )

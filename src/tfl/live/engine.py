@@ -1,0 +1,652 @@
+"""The trading engine: the strategy core driven by bar closes and broker events.
+
+All decisions happen at 15-minute boundaries, in the order the backtester uses:
+(1) expire the previous bar's unfilled entry orders; (2) feed the closed bars to the
+per-symbol state, ratchet stops and place targets; (3) square off at 15:15, or flatten
+when the daily loss limit or the kill switch says so; (4) size the next bar's setups
+(:func:`~tfl.strategy.allocation.allocate`) and rest their stop-entry orders.
+Between boundaries only the broker acts (stops, targets, entries fill on ticks) and the
+engine reacts to fills: a filled entry gets its protective stop at once.
+
+Every change goes through :meth:`Engine.emit`: journal first (idempotent key), then the
+reducer. Orders are journalled as intents before the broker call; an order whose outcome
+is unknown is looked up by its tag and never re-sent blind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfl.calendar.nse import Session
+from tfl.costs import CostModel
+from tfl.domain import Bias, ExitReason, Side
+from tfl.live.bars import Bar
+from tfl.live.broker import Broker, BrokerError, BrokerEvent, BrokerOrder, BrokerTimeoutError, Fill, OrderUpdate
+from tfl.live.faults import CrashPoints
+from tfl.live.journal import Event, Journal
+from tfl.live.orders import Leg, OrderRecord, OrderRequest, OrderState, OrderType, client_id
+from tfl.live.state import TraderState, apply, slot_of
+from tfl.settings import Settings, parse_hhmm
+from tfl.strategy.allocation import allocate, loss_limit_hit
+from tfl.strategy.rules import Setup, ratchet
+from tfl.strategy.symbol_state import SymbolState
+from tfl.timeutil import epoch_of_ist, iso_ist
+
+log = logging.getLogger("tfl.engine")
+BAR_SECONDS = 900
+
+_BROKER_STATE = {
+    "PENDING": OrderState.ACCEPTED,
+    "PARTIAL": OrderState.PARTIALLY_FILLED,
+    "FILLED": OrderState.FILLED,
+    "CANCELLED": OrderState.CANCELLED,
+    "REJECTED": OrderState.REJECTED,
+}
+
+
+@dataclass
+class Gate:
+    """Why new entries may not be taken right now (exits are never gated)."""
+
+    reconciled: bool = False
+    feed_fresh: bool = True
+    token_ok: bool = True
+    reasons: list[str] = field(default_factory=list)
+
+    def open(self) -> bool:
+        return self.reconciled and self.feed_fresh and self.token_ok
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        broker: Broker,
+        session: Session,
+        states: dict[str, SymbolState],
+        *,
+        bias: Bias,
+        alert: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.s = settings
+        self.journal = journal
+        self.broker = broker
+        self.session = session
+        self.states = states
+        self.bias = bias
+        self.cost = CostModel(settings.costs)
+        self.state = TraderState.fresh(settings)
+        self.gate = Gate()
+        self._alert = alert or (lambda level, msg: None)
+        self.date = session.date
+        self.sid = session.date.isoformat()
+        self.open_ts = epoch_of_ist(session.date, session.open_minute)
+        close_min = min(session.close_minute, 15 * 60 + 30)
+        self.close_ts = epoch_of_ist(session.date, close_min)
+        self.last_bar_ts = self.close_ts - BAR_SECONDS
+        squareoff = session.squareoff_minute(parse_hhmm(settings.strategy.squareoff_time))
+        self.squareoff_ts = epoch_of_ist(session.date, squareoff)
+        self._setups: dict[int, list[Setup]] = {}  # entry slot -> setups from the bar before it
+        self.recovered = False
+        self.squared_off = False
+        self._loaded: set[str] = set()  # orders known from the journal at start: look them up before sending
+        self.crash: CrashPoints | None = None
+
+    # ------------------------------------------------------------------ journal
+
+    def load(self) -> None:
+        """Rebuild the state from every event in the journal (all sessions: cash carries over)."""
+        n = 0
+        for ev in self.journal.events():
+            apply(self.state, ev)
+            n += 1
+        self.recovered = n > 0
+        self._loaded = set(self.state.orders)
+        log.info(
+            "journal loaded",
+            extra={
+                "fields": {
+                    "events": n,
+                    "cash": str(self.state.book.cash),
+                    "positions": sorted(self.state.book.positions),
+                }
+            },
+        )
+
+    def emit(self, kind: str, key: str, data: dict[str, Any], ts: int) -> bool:
+        ev = Event(f"{self.sid}:{key}", self.sid, ts, kind, data)
+        new = self.journal.append(ev)
+        if self.crash is not None:
+            self.crash.hit("journal")
+        if new:
+            apply(self.state, ev)
+        return new
+
+    # ------------------------------------------------------------------ session
+
+    def open_session(self, ts: int, bias_reason: str) -> None:
+        if self.sid in self.state.closed_sessions or self.state.session == self.sid:
+            return
+        marks = {sym: st.last_close for sym, st in sorted(self.states.items()) if st.last_close == st.last_close}
+        self.emit(
+            "SESSION_OPEN",
+            "open",
+            {"bias": self.bias.value, "bias_reason": bias_reason, "capital": self.s.backtest.capital, "marks": marks},
+            ts,
+        )
+        log.info(
+            "session open",
+            extra={
+                "fields": {
+                    "session": self.sid,
+                    "bias": self.bias.value,
+                    "reason": bias_reason,
+                    "equity": round(self.state.equity(), 2),
+                }
+            },
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.sid in self.state.closed_sessions
+
+    # ------------------------------------------------------------------ the 15-minute boundary
+
+    def on_slot(self, boundary: int, bars: list[Bar]) -> None:
+        if boundary <= self.state.last_slot or self.done:
+            return
+        self.resolve_unknown(boundary)
+        self.ensure_protection(boundary)
+        self._expire_entries(boundary)
+        setups: list[Setup] = []
+        for bar in bars:
+            st = self.states.get(bar.symbol)
+            if st is None:
+                continue
+            setup = st.on_bar(bar.start, bar.open, bar.high, bar.low, bar.close, bar.volume)
+            if setup is not None and bar.start + BAR_SECONDS == boundary:
+                setups.append(
+                    Setup(
+                        setup.symbol,
+                        setup.side,
+                        setup.setup_ts,
+                        boundary,
+                        setup.pattern_high,
+                        setup.pattern_low,
+                        setup.rsi,
+                    )
+                )
+            self._reject_if_triggered(bar)
+            self._manage_position(bar, st.atr, boundary)
+        if boundary >= self.squareoff_ts:
+            self.square_off(boundary, ExitReason.EOD)
+        else:
+            if not self.state.halted and loss_limit_hit(self.state.equity(), self.state.day_start_equity, self.s.risk):
+                self.halt(boundary, "daily loss limit")
+            if self.state.halted:
+                self.square_off(boundary, ExitReason.KILL_SWITCH)
+            else:
+                self._enter(boundary, setups)
+        self.emit("SLOT", f"slot:{boundary}", {"slot": boundary, "equity": round(self.state.equity(), 4)}, boundary)
+
+    def _reject_if_triggered(self, bar: Bar) -> None:
+        for cid, a in self.state.allocations.items():
+            if a["reject"] and a["symbol"] == bar.symbol and int(a["entry_ts"]) == bar.start:
+                side = Side(int(a["side"]))
+                hit = bar.high >= a["trigger"] if side is Side.LONG else bar.low <= a["trigger"]
+                if hit:
+                    self.emit(
+                        "REJECT",
+                        f"reject:{cid}",
+                        {
+                            "ts": bar.start,
+                            "symbol": bar.symbol,
+                            "side": int(side),
+                            "reason": a["reject"],
+                            "rsi": a["rsi"],
+                        },
+                        bar.start,
+                    )
+
+    def _manage_position(self, bar: Bar, atr: float, boundary: int) -> None:
+        self.state.marks[bar.symbol] = bar.close
+        pos = self.state.book.positions.get(bar.symbol)
+        if pos is None:
+            return
+        if bar.symbol in self.state.exit_pending:
+            self.emit("MARKS", f"mark:{bar.symbol}:{bar.start}", {"marks": {bar.symbol: bar.close}}, boundary)
+            return
+        old_stop = pos.stop
+        probe = _copy_levels(pos)
+        ratchet(probe, bar.high, bar.low, atr, self.s.strategy)
+        self.emit(
+            "LEVELS",
+            f"levels:{bar.symbol}:{bar.start}",
+            {"symbol": bar.symbol, "stop": probe.stop, "best": probe.best, "mark": bar.close},
+            boundary,
+        )
+        legs = self.state.position_legs.get(bar.symbol, {})
+        stop_cid = legs.get(Leg.STOP.value)
+        if stop_cid and pos.stop != old_stop:
+            self._modify(stop_cid, boundary, trigger=pos.stop)
+        if pos.entry_ts == bar.start and Leg.TARGET.value not in legs:
+            cid = client_id(self.date, bar.symbol, pos.setup_ts, Leg.TARGET)
+            self.submit(
+                OrderRequest(
+                    cid,
+                    bar.symbol,
+                    -int(pos.side),
+                    OrderType.LIMIT,
+                    pos.qty,
+                    limit=pos.target,
+                    oco=self._oco(pos.setup_ts, bar.symbol),
+                ),
+                Leg.TARGET,
+                boundary,
+            )
+
+    def _enter(self, boundary: int, setups: list[Setup]) -> None:
+        if not self.gate.open() or self.state.reduce_only:
+            if setups:
+                log.warning(
+                    "entries blocked",
+                    extra={
+                        "fields": {
+                            "slot": iso_ist(boundary),
+                            "setups": len(setups),
+                            "reconciled": self.gate.reconciled,
+                            "feed_fresh": self.gate.feed_fresh,
+                            "token_ok": self.gate.token_ok,
+                            "reduce_only": self.state.reduce_only,
+                        }
+                    },
+                )
+            return
+        allowed = [s for s in setups if self.bias.allows(s.side)]
+        if not allowed:
+            return
+        book = self.state.book
+        allocs = allocate(
+            allowed,
+            equity=self.state.equity(),
+            initial_capital=self.s.backtest.capital,
+            cash=float(book.cash),
+            open_risk=book.open_risk,
+            open_positions=len(book.positions),
+            held=set(book.positions),
+            cost=self.cost,
+            risk=self.s.risk,
+        )
+        for a in allocs:
+            s = a.setup
+            cid = client_id(self.date, s.symbol, s.setup_ts, Leg.ENTRY)
+            self.emit(
+                "ALLOC",
+                f"alloc:{cid}",
+                {
+                    "cid": cid,
+                    "symbol": s.symbol,
+                    "side": int(s.side),
+                    "trigger": s.trigger,
+                    "stop": s.initial_stop,
+                    "qty": a.qty,
+                    "planned": a.planned,
+                    "planned_risk": a.planned_risk,
+                    "rsi": s.rsi,
+                    "setup_ts": s.setup_ts,
+                    "entry_ts": s.entry_ts,
+                    "reject": a.reject.value if a.reject else "",
+                },
+                boundary,
+            )
+            if a.reject is None:
+                self.submit(
+                    OrderRequest(cid, s.symbol, int(s.side), OrderType.STOP, a.qty, trigger=s.trigger),
+                    Leg.ENTRY,
+                    boundary,
+                )
+
+    def _expire_entries(self, boundary: int) -> None:
+        for cid, rec in list(self.state.orders.items()):
+            if rec.leg is Leg.ENTRY and rec.open and int(self.state.allocations[cid]["entry_ts"]) < boundary:
+                self._cancel(cid, boundary)
+
+    # ------------------------------------------------------------------ flatten
+
+    def square_off(self, boundary: int, reason: ExitReason) -> None:
+        """Cancel every working order and close every position at market."""
+        if reason is ExitReason.EOD:
+            self.squared_off = True
+        for cid, rec in list(self.state.orders.items()):
+            if rec.open and rec.leg is not Leg.EXIT:
+                self._cancel(cid, boundary)
+        exit_ts = min(boundary, self.last_bar_ts) if reason is ExitReason.EOD else boundary
+        for sym, pos in sorted(self.state.book.positions.items()):
+            if sym in self.state.exit_pending:
+                continue
+            cid = client_id(self.date, sym, pos.setup_ts, Leg.EXIT)
+            self.submit(
+                OrderRequest(cid, sym, -int(pos.side), OrderType.MARKET, pos.qty),
+                Leg.EXIT,
+                boundary,
+                reason=reason.value,
+                exit_ts=exit_ts,
+            )
+
+    def halt(self, ts: int, reason: str) -> None:
+        if self.state.halted:
+            return
+        self.emit("HALT", f"halt:{reason}", {"reason": reason}, ts)
+        log.critical("trading halted: flattening, no new entries today", extra={"fields": {"reason": reason}})
+        self._alert("CRITICAL", f"TFL halted ({reason}): positions are being flattened")
+
+    # ------------------------------------------------------------------ orders
+
+    def _oco(self, setup_ts: int, symbol: str) -> str:
+        return client_id(self.date, symbol, setup_ts, Leg.STOP)[:-1] + "G"
+
+    def submit(self, req: OrderRequest, leg: Leg, ts: int, **extra: Any) -> None:
+        """Journal the intent, then send it; an existing or unknown order is looked up first."""
+        data = {
+            "cid": req.client_id,
+            "leg": leg.value,
+            "symbol": req.symbol,
+            "side": req.side,
+            "type": req.type.value,
+            "qty": req.qty,
+            "trigger": req.trigger,
+            "limit": req.limit,
+            "oco": req.oco,
+            **extra,
+        }
+        self.emit("INTENT", f"intent:{req.client_id}", data, ts)
+        rec = self.state.orders[req.client_id]
+        if rec.state not in (OrderState.INTENT, OrderState.UNKNOWN):
+            return  # already sent before a restart: its fate is known
+        if (req.client_id in self._loaded or rec.state is OrderState.UNKNOWN) and self._lookup(rec, ts):
+            return
+        self._send(rec, ts)
+
+    def _send(self, rec: OrderRecord, ts: int) -> None:
+        req = rec.request
+        try:
+            order = self.broker.place(req, ts)
+            if self.crash is not None:
+                self.crash.hit("broker")
+        except BrokerError as exc:
+            self._set_state(rec, OrderState.REJECTED, ts, reason=str(exc))
+            level = "ERROR" if rec.leg in (Leg.STOP, Leg.EXIT) else "WARNING"
+            log.log(
+                logging.getLevelName(level),
+                "order rejected",
+                extra={"fields": {"cid": req.client_id, "symbol": req.symbol, "reason": str(exc)}},
+            )
+            if rec.leg in (Leg.STOP, Leg.EXIT):
+                self._alert("ERROR", f"{rec.leg.name} order for {req.symbol} rejected: {exc}")
+            return
+        except BrokerTimeoutError as exc:
+            self._set_state(rec, OrderState.UNKNOWN, ts, reason=str(exc))
+            log.error(
+                "order outcome unknown: will look it up by tag, never re-send blind",
+                extra={"fields": {"cid": req.client_id, "symbol": req.symbol}},
+            )
+            return
+        self._adopt(rec, order, ts)
+
+    def _lookup(self, rec: OrderRecord, ts: int) -> bool:
+        try:
+            order = self.broker.order_by_tag(rec.request.client_id)
+        except (BrokerError, BrokerTimeoutError) as exc:
+            log.error("order lookup failed", extra={"fields": {"cid": rec.request.client_id, "error": str(exc)}})
+            if rec.state is OrderState.INTENT:
+                self._set_state(rec, OrderState.UNKNOWN, ts, reason="lookup failed")
+            return True  # still unknown: try again later, do not send
+        if order is None:
+            if rec.state is OrderState.UNKNOWN:
+                self._set_state(rec, OrderState.CANCELLED, ts, reason="never reached the broker")
+                return True
+            return False
+        self._adopt(rec, order, ts)
+        return True
+
+    def _adopt(self, rec: OrderRecord, order: BrokerOrder, ts: int) -> None:
+        """Take the broker's word for an order: its state and any fills we have not booked."""
+        new = _BROKER_STATE.get(order.status, OrderState.ACCEPTED)
+        if rec.state in (OrderState.INTENT, OrderState.UNKNOWN, OrderState.SUBMITTED):
+            self._set_state(
+                rec,
+                OrderState.ACCEPTED if new is not OrderState.REJECTED else new,
+                ts,
+                broker_id=order.broker_id,
+                reason=order.reason,
+            )
+        if order.filled > rec.filled:
+            for f in self.broker.fills():
+                if f.tag == order.tag:
+                    self.on_fill(f)
+        if new in (OrderState.CANCELLED, OrderState.FILLED) and rec.state is not new and rec.open:
+            self._set_state(rec, new, ts)
+
+    def _set_state(self, rec: OrderRecord, new: OrderState, ts: int, **extra: Any) -> None:
+        if rec.state is new:
+            return
+        self.emit(
+            "ORDER",
+            f"order:{rec.request.client_id}:{new.value}",
+            {"cid": rec.request.client_id, "state": new.value, **{k: v for k, v in extra.items() if v}},
+            ts,
+        )
+
+    def _cancel(self, cid: str, ts: int) -> None:
+        rec = self.state.orders[cid]
+        if not rec.open:
+            return
+        if rec.state in (OrderState.INTENT, OrderState.UNKNOWN):
+            if not self._lookup(rec, ts):  # never sent: nothing to cancel
+                self._set_state(rec, OrderState.CANCELLED, ts, reason="not sent")
+                return
+            if not rec.open:
+                return
+        try:
+            order = self.broker.cancel(cid, ts)
+        except (BrokerError, BrokerTimeoutError) as exc:
+            log.error("cancel failed", extra={"fields": {"cid": cid, "error": str(exc)}})
+            return
+        self._adopt(rec, order, ts)
+
+    def _modify(self, cid: str, ts: int, *, trigger: float) -> None:
+        rec = self.state.orders[cid]
+        if not rec.open:
+            return
+        n = rec.modifications + 1
+        self.emit("MODIFY", f"modify:{cid}:{ts}", {"cid": cid, "n": n, "trigger": trigger}, ts)
+        try:
+            self.broker.modify(cid, ts, trigger=trigger)
+        except (BrokerError, BrokerTimeoutError) as exc:
+            log.error("stop modification failed", extra={"fields": {"cid": cid, "error": str(exc)}})
+
+    def resolve_unknown(self, ts: int) -> None:
+        for rec in list(self.state.orders.values()):
+            if rec.state is OrderState.UNKNOWN:
+                self._lookup(rec, ts)
+
+    # ------------------------------------------------------------------ broker events
+
+    def on_broker_events(self, events: Iterable[BrokerEvent]) -> None:
+        for ev in events:
+            if isinstance(ev, Fill):
+                self.on_fill(ev)
+            elif isinstance(ev, OrderUpdate):
+                self.on_update(ev)
+
+    def on_update(self, u: OrderUpdate) -> None:
+        rec = self.state.orders.get(u.tag)
+        if rec is None:
+            log.error("update for an order that is not ours", extra={"fields": {"tag": u.tag, "status": u.status}})
+            return
+        new = _BROKER_STATE.get(u.status)
+        if new is None or not rec.open or new is rec.state or new is OrderState.PARTIALLY_FILLED:
+            return
+        if new is OrderState.FILLED and rec.filled < rec.request.qty:
+            return  # the fills will say so
+        ts = self.state.last_slot or self.open_ts
+        if rec.state in (OrderState.INTENT, OrderState.UNKNOWN):
+            self._set_state(rec, OrderState.ACCEPTED, ts, broker_id=u.broker_id)
+        self._set_state(rec, new, ts, reason=u.reason)
+
+    def on_fill(self, f: Fill) -> None:
+        if f.fill_id in self.state.fills_seen:
+            return
+        rec = self.state.orders.get(f.tag)
+        if rec is None:
+            log.error("fill for an order that is not ours: reduce-only", extra={"fields": {"tag": f.tag}})
+            self.set_reduce_only(f.ts, f"unknown fill {f.tag}")
+            return
+        if rec.state in (OrderState.INTENT, OrderState.UNKNOWN):
+            self._set_state(rec, OrderState.ACCEPTED, f.ts, broker_id=f.broker_id)
+        slot = slot_of(f.ts, self.open_ts)
+        had_position = rec.request.symbol in self.state.book.positions
+        self.emit(
+            "FILL",
+            f"fill:{f.fill_id}",
+            {"fill_id": f.fill_id, "cid": f.tag, "qty": f.qty, "price": f.price, "ts": f.ts, "slot": slot},
+            f.ts,
+        )
+        done = rec.filled >= rec.request.qty
+        self._set_state(rec, OrderState.FILLED if done else OrderState.PARTIALLY_FILLED, f.ts)
+        sym = rec.request.symbol
+        pos = self.state.book.positions.get(sym)
+        if rec.leg is Leg.ENTRY and pos is not None:
+            self._protect(sym, f.ts, new_position=not had_position)
+        elif pos is None and rec.leg is not Leg.ENTRY:
+            t = self.state.book.trades[-1]
+            log.info(
+                "trade closed",
+                extra={
+                    "fields": {
+                        "symbol": sym,
+                        "side": t.side.label,
+                        "qty": t.qty,
+                        "entry": round(t.entry_price, 4),
+                        "exit": round(t.exit_price, 4),
+                        "reason": t.exit_reason.value,
+                        "pnl": round(t.pnl, 2),
+                    }
+                },
+            )
+
+    def _protect(self, sym: str, ts: int, *, new_position: bool) -> None:
+        """A filled entry gets a protective stop at once, resting at the broker."""
+        pos = self.state.book.positions[sym]
+        legs = self.state.position_legs.get(sym, {})
+        old = legs.get(Leg.STOP.value)
+        if old is not None and not new_position:
+            rec = self.state.orders[old]
+            if rec.open and rec.request.qty == pos.qty:
+                return
+            if rec.open:
+                self._cancel(old, ts)
+        attempt = 0 if old is None else int(old[-1], 36) + 1
+        cid = client_id(self.date, sym, pos.setup_ts, Leg.STOP, attempt)
+        self.submit(
+            OrderRequest(
+                cid, sym, -int(pos.side), OrderType.STOP, pos.qty, trigger=pos.stop, oco=self._oco(pos.setup_ts, sym)
+            ),
+            Leg.STOP,
+            ts,
+        )
+
+    def ensure_protection(self, ts: int) -> None:
+        """Every open position has a working stop (after a restart or a rejected stop)."""
+        for sym in sorted(self.state.book.positions):
+            if sym in self.state.exit_pending:
+                continue
+            legs = self.state.position_legs.get(sym, {})
+            cid = legs.get(Leg.STOP.value)
+            if cid is None or not self.state.orders[cid].open:
+                log.warning("position without a working stop: placing one", extra={"fields": {"symbol": sym}})
+                self._protect(sym, ts, new_position=cid is None)
+
+    def set_reduce_only(self, ts: int, reason: str) -> None:
+        if not self.state.reduce_only:
+            self.emit("REDUCE_ONLY", f"reduce_only:{reason}", {"reason": reason}, ts)
+            log.error("reduce-only: no new entries until an operator clears it", extra={"fields": {"reason": reason}})
+            self._alert("ERROR", f"TFL is reduce-only: {reason}")
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def reconcile(self, ts: int) -> list[str]:
+        """Compare the journal with the broker; adopt what is ours, flag what is not."""
+        diffs: list[str] = []
+        ours = set(self.state.orders)
+        for order in self.broker.orders():
+            if order.tag not in ours:
+                diffs.append(f"external order {order.tag} ({order.symbol}, {order.status})")
+        for rec in list(self.state.orders.values()):
+            if rec.open or rec.state is OrderState.UNKNOWN:
+                self._lookup(rec, ts)
+        for f in self.broker.fills():
+            if f.fill_id not in self.state.fills_seen and f.tag in ours:
+                diffs.append(f"fill {f.fill_id} ({f.tag}) was not in the journal: booked now")
+                self.on_fill(f)
+        broker_pos = self.broker.positions()
+        mine = {s: int(p.side) * p.qty for s, p in self.state.book.positions.items()}
+        for sym in sorted(set(broker_pos) | set(mine)):
+            if broker_pos.get(sym, 0) != mine.get(sym, 0):
+                diffs.append(f"position {sym}: broker {broker_pos.get(sym, 0)}, journal {mine.get(sym, 0)}")
+        for i, d in enumerate(diffs):
+            self.emit("RECONCILE", f"reconcile:{ts}:{i}", {"difference": d}, ts)
+            log.warning("reconciliation difference", extra={"fields": {"difference": d}})
+        unexplained = [d for d in diffs if not d.startswith("fill ")]
+        if unexplained:
+            self.set_reduce_only(ts, "; ".join(unexplained)[:200])
+        self.ensure_protection(ts)
+        self.gate.reconciled = True
+        log.info("reconciled with the broker", extra={"fields": {"differences": len(diffs)}})
+        return diffs
+
+    # ------------------------------------------------------------------ the end of the session
+
+    def close_session(self, ts: int) -> bool:
+        """After the broker's close: the book must be flat. Returns True when it is."""
+        flat = not self.state.book.positions
+        if not flat:
+            log.critical(
+                "the book is NOT flat after the square-off",
+                extra={"fields": {"positions": sorted(self.state.book.positions)}},
+            )
+            self._alert("CRITICAL", f"TFL book not flat at the close: {sorted(self.state.book.positions)}")
+        day_trades = [t for t in self.state.book.trades if _day(t.entry_ts) == self.date]
+        self.emit(
+            "SESSION_CLOSE",
+            "close",
+            {"flat": flat, "equity": round(self.state.equity(), 4), "trades": len(day_trades)},
+            ts,
+        )
+        log.info(
+            "session closed",
+            extra={
+                "fields": {
+                    "session": self.sid,
+                    "flat": flat,
+                    "trades": len(day_trades),
+                    "equity": round(self.state.equity(), 2),
+                }
+            },
+        )
+        return flat
+
+
+def _day(ts: int) -> dt.date:
+    return dt.datetime.fromtimestamp(ts, dt.timezone(dt.timedelta(hours=5, minutes=30))).date()
+
+
+def _copy_levels(pos: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(pos)

@@ -1,0 +1,202 @@
+"""The trader's journal: append-only, write-ahead, idempotent, durable.
+
+Every decision with an outside effect is appended *before* the effect (an order intent
+before the broker call) and every outcome after it. Each event has a deterministic key;
+appending a key that exists is a no-op when the payload is identical and an error when it
+differs (the process is not deterministic any more, which must stop trading).
+
+:class:`SqliteJournal` keeps the events in a real SQLite file in WAL mode with full
+fsync, guarded by triggers that forbid UPDATE and DELETE, and a checksum per row. A file
+that is not a journal, or whose rows fail their checksum, raises :class:`JournalCorruptError`
+and is never truncated or rewritten. The :class:`Journal` protocol lets a DynamoDB
+journal follow with the same behaviour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+SCHEMA_VERSION = "1"
+APP_ID = "tfl-journal"
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be used; trading must not go on without it."""
+
+
+class JournalCorruptError(JournalError):
+    """The journal file is damaged or is not a journal. It is left exactly as it is."""
+
+
+class JournalConflictError(JournalError):
+    """An event key was appended twice with different contents."""
+
+
+@dataclass(frozen=True)
+class Event:
+    key: str
+    session: str
+    ts: int  # market time, UTC epoch seconds
+    kind: str
+    data: dict[str, Any]
+
+    def payload(self) -> str:
+        return json.dumps(self.data, sort_keys=True, separators=(",", ":"))
+
+
+def _checksum(key: str, session: str, ts: int, kind: str, payload: str) -> str:
+    h = hashlib.sha256(f"{key}\x1f{session}\x1f{ts}\x1f{kind}\x1f{payload}".encode())
+    return h.hexdigest()[:16]
+
+
+class Journal(Protocol):
+    def append(self, event: Event) -> bool:
+        """Store ``event``; True if new, False if an identical event was already there."""
+        ...
+
+    def events(self, session: str | None = None) -> Iterator[Event]:
+        """Events in append order (optionally of one session)."""
+        ...
+
+    def sessions(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    session TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    crc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_session ON events(session, seq);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+"""
+
+
+class SqliteJournal:
+    """The local journal: one SQLite file (WAL, synchronous=FULL)."""
+
+    def __init__(self, path: str | Path, *, verify: bool = True) -> None:
+        self.path = Path(path)
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout=5000")
+            if existed:
+                self._check_identity()
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?), ('schema', ?)", (APP_ID, SCHEMA_VERSION))
+        except sqlite3.DatabaseError as exc:
+            raise JournalCorruptError(
+                f"journal {self.path}: not a usable SQLite journal ({exc}); left untouched"
+            ) from None
+        if verify and existed:
+            self.verify()
+
+    def _check_identity(self) -> None:
+        ok = self._db.execute("PRAGMA quick_check").fetchone()
+        if ok is None or ok[0] != "ok":
+            raise JournalCorruptError(f"journal {self.path}: SQLite integrity check failed ({ok}); left untouched")
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables or "events" not in tables:
+            raise JournalCorruptError(f"journal {self.path}: an SQLite file, but not a TFL journal; left untouched")
+        app = self._db.execute("SELECT v FROM meta WHERE k='app'").fetchone()
+        if app is None or app[0] != APP_ID:
+            raise JournalCorruptError(f"journal {self.path}: not a TFL journal; left untouched")
+
+    def verify(self) -> int:
+        """Check every row's checksum; returns the number of events."""
+        n = 0
+        for seq, key, session, ts, kind, data, crc in self._db.execute(
+            "SELECT seq, key, session, ts, kind, data, crc FROM events ORDER BY seq"
+        ):
+            if _checksum(key, session, ts, kind, data) != crc:
+                raise JournalCorruptError(
+                    f"journal {self.path}: event #{seq} ({key}) fails its checksum; left untouched"
+                )
+            try:
+                json.loads(data)
+            except json.JSONDecodeError:
+                raise JournalCorruptError(f"journal {self.path}: event #{seq} ({key}) is not valid JSON") from None
+            n += 1
+        return n
+
+    def append(self, event: Event) -> bool:
+        payload = event.payload()
+        crc = _checksum(event.key, event.session, event.ts, event.kind, payload)
+        try:
+            self._db.execute(
+                "INSERT INTO events (key, session, ts, kind, data, crc) VALUES (?, ?, ?, ?, ?, ?)",
+                (event.key, event.session, event.ts, event.kind, payload, crc),
+            )
+            return True
+        except sqlite3.IntegrityError:
+            row = self._db.execute("SELECT kind, data FROM events WHERE key = ?", (event.key,)).fetchone()
+            if row is None:  # pragma: no cover - a constraint other than the key
+                raise
+            if row[0] != event.kind or row[1] != payload:
+                raise JournalConflictError(
+                    f"journal {self.path}: event {event.key} already recorded with different contents"
+                ) from None
+            return False
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"journal {self.path}: append failed ({exc})") from None
+
+    def events(self, session: str | None = None) -> Iterator[Event]:
+        sql = "SELECT key, session, ts, kind, data FROM events"
+        args: tuple[Any, ...] = ()
+        if session is not None:
+            sql += " WHERE session = ?"
+            args = (session,)
+        for key, sess, ts, kind, data in self._db.execute(sql + " ORDER BY seq", args).fetchall():
+            yield Event(key, sess, int(ts), kind, json.loads(data))
+
+    def sessions(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT session FROM events ORDER BY session")]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class MemoryJournal:
+    """An in-memory journal with the same semantics (tests, the backtest world)."""
+
+    def __init__(self) -> None:
+        self._events: list[Event] = []
+        self._by_key: dict[str, Event] = {}
+
+    def append(self, event: Event) -> bool:
+        old = self._by_key.get(event.key)
+        if old is not None:
+            if old.kind != event.kind or old.payload() != event.payload():
+                raise JournalConflictError(f"event {event.key} already recorded with different contents")
+            return False
+        self._by_key[event.key] = event
+        self._events.append(event)
+        return True
+
+    def events(self, session: str | None = None) -> Iterator[Event]:
+        return iter([e for e in self._events if session is None or e.session == session])
+
+    def sessions(self) -> list[str]:
+        return sorted({e.session for e in self._events})
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,243 @@
+"""The session runner: start-up, the trading loop, the square-off, shutdown.
+
+Start-up: load the journal (rebuilding the state), warm the per-symbol state from history
+up to the point the journal reached, open the session, reconcile with the broker, and
+only then take ticks. The loop feeds ticks to the bar builder and the broker, runs the
+engine at each 15-minute boundary, reacts to fills, and watches the feed (no tick for
+``feed_stale_seconds`` means no new entries), the kill switch and the heartbeat. At the
+close, the broker's last fills are booked and the book must be flat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tfl.calendar.nse import NseCalendar, Session
+from tfl.data.bars import BarSeries
+from tfl.data.bias_inputs import bias_records
+from tfl.data.market import Market
+from tfl.domain import Bias, ExitReason
+from tfl.live.bars import BarBuilder
+from tfl.live.engine import Engine
+from tfl.live.faults import CrashPoints
+from tfl.live.feed import Feed, ReplayFeed, SessionEnd, Tick, session_ticks
+from tfl.live.journal import Journal
+from tfl.live.paper import PaperBroker
+from tfl.live.warmup import warm_states
+from tfl.regime import parse_bias_record
+from tfl.settings import Settings
+from tfl.timeutil import date_to_day, epoch_of_ist, iso_ist
+
+log = logging.getLogger("tfl.runtime")
+BAR_SECONDS = 900
+
+
+@dataclass
+class Controls:
+    """Things outside the market that steer a running session."""
+
+    kill_file: Path | None = None
+    clock: Callable[[], float] = time.monotonic
+    halt_requested: bool = False
+    crash: CrashPoints = field(default_factory=CrashPoints)
+    alert: Callable[[str, str], None] = lambda level, msg: None
+
+    def install_signal(self) -> None:
+        def on_signal(signum: int, frame: object) -> None:
+            self.halt_requested = True
+
+        with contextlib.suppress(ValueError):  # only the main thread may install handlers
+            signal.signal(signal.SIGUSR1, on_signal)
+
+    def kill_switch(self) -> bool:
+        if self.halt_requested:
+            return True
+        return self.kill_file is not None and self.kill_file.exists()
+
+
+@dataclass
+class SessionResult:
+    session: dt.date
+    flat: bool
+    trades: int
+    ticks: int
+    dropped: dict[str, int]
+    skipped: bool = False
+
+
+def resolve_bias(
+    mode: str | None, market: Market, session: dt.date, settings: Settings, bias_file: Path | None
+) -> tuple[Bias, str]:
+    """The bias to trade: forced, computed from data ('auto'), or read from the dated file."""
+    if mode and mode != "auto":
+        return Bias(mode), f"set by --bias {mode}"
+    if mode == "auto":
+        rec = bias_records(market, [session], settings)[0]
+        return Bias(rec.bias), f"computed: {rec.reason}"
+    if bias_file is None or not bias_file.exists():
+        reason = f"no bias file at {bias_file}: NO_TRADES"
+        log.warning("bias missing", extra={"fields": {"reason": reason}})
+        return Bias.NO_TRADES, reason
+    try:
+        text = bias_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("bias unreadable", extra={"fields": {"file": str(bias_file), "error": str(exc)}})
+        return Bias.NO_TRADES, f"bias file unreadable: {exc}"
+    bias, why = parse_bias_record(text, session)
+    if why:
+        log.warning("bias rejected: NO_TRADES", extra={"fields": {"file": str(bias_file), "reason": why}})
+        return Bias.NO_TRADES, why
+    return bias, f"read from {bias_file}"
+
+
+def _history(
+    market: Market, symbols: list[str], before_ts: int, session: dt.date
+) -> tuple[dict[str, BarSeries], dict[str, BarSeries]]:
+    day = date_to_day(session)
+    intraday = {}
+    daily = {}
+    for sym in symbols:
+        s = market.intraday[sym]
+        intraday[sym] = s.take(slice(0, int(s.ts.searchsorted(before_ts, "left"))))
+        d = market.daily.get(sym)
+        if d is not None:
+            daily[sym] = d.take(slice(0, int(d.day.searchsorted(day, "left"))))
+    return intraday, daily
+
+
+def run_session(
+    session: Session,
+    market: Market,
+    symbols: list[str],
+    journal: Journal,
+    broker: PaperBroker,
+    settings: Settings,
+    bias: Bias,
+    bias_reason: str,
+    controls: Controls,
+    *,
+    feed_factory: Callable[[list[Tick | SessionEnd], int], Feed] | None = None,
+    speed: float | None = None,
+) -> SessionResult:
+    """Trade one session in the replay world (historical ticks, paper fills)."""
+    open_ts = epoch_of_ist(session.date, session.open_minute)
+    engine = Engine(settings, journal, broker, session, {}, bias=bias, alert=controls.alert)
+    engine.crash = controls.crash
+    broker.crash = controls.crash
+    engine.load()
+    if engine.done:
+        log.info("session already closed in the journal", extra={"fields": {"session": engine.sid}})
+        return SessionResult(session.date, True, 0, 0, {}, skipped=True)
+    resume = engine.state.last_slot if engine.state.session == engine.sid else 0
+    start_ts = resume or open_ts
+    intraday, daily = _history(market, symbols, start_ts, session.date)
+    engine.states = warm_states(intraday, daily, settings)
+    if engine.state.session != engine.sid:
+        engine.open_session(open_ts, bias_reason)
+    else:
+        log.warning(
+            "resuming a session after a restart", extra={"fields": {"session": engine.sid, "from": iso_ist(start_ts)}}
+        )
+    engine.reconcile(start_ts)
+
+    day = date_to_day(session.date)
+    todays = {sym: market.intraday[sym] for sym in symbols}
+    events = session_ticks(todays, day, engine.close_ts, short_side=bias is Bias.SHORTS)
+    feed = feed_factory(events, start_ts) if feed_factory else ReplayFeed(events, speed=speed, start_ts=start_ts)
+    builder = BarBuilder(open_ts, max_jump_pct=settings.live.max_tick_jump_pct)
+    boundaries = [b for b in range(open_ts + BAR_SECONDS, engine.close_ts, BAR_SECONDS) if b > resume]
+    bi = 0
+    last_seq = 0
+    ticks = 0
+    stale_since: float | None = None
+    last_tick_wall = controls.clock()
+    next_heartbeat = controls.clock() + settings.live.heartbeat_seconds
+    next_kill_check = 0.0
+    stale_after = settings.live.feed_stale_seconds
+    ended = False
+    while not ended:
+        ev = feed.next(timeout=min(0.5, stale_after / 2))
+        now = controls.clock()
+        if now >= next_kill_check:
+            next_kill_check = now + 0.2
+            if controls.kill_switch() and not engine.state.halted:
+                slot = boundaries[bi - 1] if bi else open_ts
+                engine.halt(slot, "kill switch")
+                engine.square_off(slot, ExitReason.KILL_SWITCH)
+        if now >= next_heartbeat:
+            next_heartbeat = now + settings.live.heartbeat_seconds
+            log.info(
+                "heartbeat",
+                extra={
+                    "fields": {
+                        "session": engine.sid,
+                        "slot": iso_ist(engine.state.last_slot) if engine.state.last_slot else "",
+                        "positions": len(engine.state.book.positions),
+                        "equity": round(engine.state.equity(), 2),
+                        "ticks": ticks,
+                        "feed_fresh": engine.gate.feed_fresh,
+                    }
+                },
+            )
+        if ev is None:
+            if now - last_tick_wall > stale_after and engine.gate.feed_fresh:
+                engine.gate.feed_fresh = False
+                stale_since = now
+                log.error(
+                    "feed stale: no tick received; no new entries until it recovers",
+                    extra={"fields": {"seconds": round(now - last_tick_wall, 1)}},
+                )
+                controls.alert("ERROR", "TFL market feed is stale")
+            if isinstance(feed, ReplayFeed) and feed.exhausted:
+                break
+            continue
+        while bi < len(boundaries) and ev.ts >= boundaries[bi]:
+            b = boundaries[bi]
+            broker.checkpoint(last_seq)
+            engine.on_slot(b, builder.close_until(b))
+            engine.on_broker_events(broker.poll())
+            bi += 1
+        if isinstance(ev, SessionEnd):
+            builder.close_until(ev.ts + 1)
+            if engine.state.book.positions:
+                engine.square_off(ev.ts, ExitReason.EOD)
+            broker.close_session(ev.ts, last_seq + 1)
+            engine.on_broker_events(broker.poll())
+            ended = True
+            continue
+        last_tick_wall = now
+        if not engine.gate.feed_fresh:
+            engine.gate.feed_fresh = True
+            log.info("feed recovered", extra={"fields": {"stale_seconds": round(now - (stale_since or now), 1)}})
+        if not builder.on_tick(ev):
+            continue
+        ticks += 1
+        last_seq = ev.seq
+        broker.on_tick(ev.symbol, ev.ts, ev.price, ev.seq)
+        pending = broker.poll()
+        if pending:
+            engine.on_broker_events(pending)
+    flat = engine.close_session(engine.close_ts)
+    day_trades = sum(1 for t in engine.state.book.trades if t.entry_ts >= open_ts)
+    return SessionResult(session.date, flat, day_trades, ticks, dict(builder.dropped))
+
+
+def sessions_with_data(calendar: NseCalendar, market: Market, first: dt.date, last: dt.date) -> list[Session]:
+    days: set[int] = set()
+    for s in market.intraday.values():
+        window = s.day[(s.day >= date_to_day(first)) & (s.day <= date_to_day(last))]
+        days.update(int(d) for d in set(window.tolist()))
+    out = []
+    for sess in calendar.sessions_between(first, last):
+        if date_to_day(sess.date) in days:
+            out.append(sess)
+        else:
+            log.warning("calendar session without data: skipped", extra={"fields": {"session": sess.date.isoformat()}})
+    return out
