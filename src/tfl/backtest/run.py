@@ -25,6 +25,7 @@ from tfl.data.market import Market, load_market
 from tfl.domain import Bias
 from tfl.regime import BiasRecord
 from tfl.settings import Settings
+from tfl.strategy.book import Trade
 from tfl.timeutil import date_to_day, day_to_date, iso_ist, iso_ist_many
 
 log = logging.getLogger(__name__)
@@ -142,9 +143,10 @@ def _f(x: float, nd: int) -> str:
     return f"{x:.{nd}f}"
 
 
-def trade_rows(run: BacktestRun) -> list[dict[str, str]]:
+def trade_rows(trades: list[Trade]) -> list[dict[str, str]]:
+    """The trades.csv rows: the same format for the backtester and the live journal export."""
     rows = []
-    for t in sorted(run.result.trades, key=lambda t: (t.entry_ts, t.symbol)):
+    for t in sorted(trades, key=lambda t: (t.entry_ts, t.symbol)):
         rows.append(
             {
                 "symbol": t.symbol,
@@ -184,7 +186,7 @@ def write_outputs(run: BacktestRun, out_dir: Path) -> list[Path]:
     res = run.result
     paths = []
     p = out_dir / "trades.csv"
-    write_csv(p, TRADE_COLUMNS, trade_rows(run))
+    write_csv(p, TRADE_COLUMNS, trade_rows(run.result.trades))
     paths.append(p)
 
     p = out_dir / "rejected.csv"

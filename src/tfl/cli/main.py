@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from tfl import logs
+from tfl.calendar.nse import CalendarError
 from tfl.data.loader import DataError
+from tfl.live.journal import JournalError
 from tfl.settings import Settings, SettingsError, load_settings
 from tfl.timeutil import parse_date
 
@@ -228,6 +230,28 @@ def cmd_audit_lookahead(args: argparse.Namespace) -> int:
     return rc
 
 
+# --------------------------------------------------------------------------- live
+
+
+def cmd_trade(args: argparse.Namespace) -> int:
+    from tfl.cli.live_cmds import cmd_trade as run
+
+    extra: dict[str, Any] = {}
+    if args.costs is not None:
+        extra["costs.model"] = args.costs
+    if args.capital is not None:
+        extra["backtest.capital"] = args.capital
+    if args.speed is None:
+        args.speed = "max" if args.world == "replay" else "1"
+    if args.speed != "max":
+        try:
+            if float(args.speed) <= 0:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"--speed '{args.speed}': expected 'max' or a positive number") from None
+    return run(args, _settings(args, extra))
+
+
 # --------------------------------------------------------------------------- wiring
 
 
@@ -237,7 +261,7 @@ def _err(text: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tfl", description="TrafficLight-Manny: intraday NSE trading system")
-    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING, ERROR (default WARNING)")
+    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR (default WARNING; trade: INFO)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -290,17 +314,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config(la)
     la.set_defaults(func=cmd_audit_lookahead)
+
+    from tfl.cli.live_cmds import add_parsers
+
+    add_parsers(sub, _date, _symbols, _add_config)
+    sub.choices["trade"].set_defaults(func=cmd_trade)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logs.configure(args.log_level, args.log_format)
+    logs.configure(args.log_level or "WARNING", args.log_format)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (SettingsError, DataError, UsageError, ValueError) as exc:
+    except (SettingsError, DataError, UsageError, ValueError, JournalError, CalendarError) as exc:
         _err(f"tfl: error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -136,7 +136,13 @@ class Engine:
         self.emit(
             "SESSION_OPEN",
             "open",
-            {"bias": self.bias.value, "bias_reason": bias_reason, "capital": self.s.backtest.capital, "marks": marks},
+            {
+                "bias": self.bias.value,
+                "bias_reason": bias_reason,
+                "capital": self.s.backtest.capital,
+                "marks": marks,
+                "settings": self.s.to_dict(),
+            },
             ts,
         )
         log.info(

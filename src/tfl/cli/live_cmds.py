@@ -1,0 +1,238 @@
+"""`tfl trade`, `tfl journal`, `tfl report`, `tfl halt`: the live runtime's commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from tfl import logs
+from tfl.settings import Settings
+
+log = logging.getLogger("tfl.cli")
+
+EXIT_NOT_FLAT = 3
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def side_files(journal: Path) -> dict[str, Path]:
+    """Files that live beside a journal unless configured otherwise."""
+    return {
+        "broker": journal.with_name(journal.name + ".broker"),
+        "log": journal.with_name(journal.name + ".log"),
+        "kill": journal.with_name(journal.name + ".halt"),
+        "pid": journal.with_name(journal.name + ".pid"),
+        "bias": journal.with_name("bias.json"),
+    }
+
+
+def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
+    from tfl.calendar.nse import NseCalendar
+    from tfl.data.market import load_market
+    from tfl.live.journal import SqliteJournal
+    from tfl.live.paper import PaperBroker
+    from tfl.live.report import check_settings, day_report
+    from tfl.live.runtime import Controls, resolve_bias, run_session, sessions_with_data
+
+    if settings.risk.allocation != "reserve":
+        raise ValueError("risk.allocation 'bar' needs the rest of the bar in advance: only the backtester can use it")
+    if args.bias == "BOTH" and args.world != "replay":
+        raise ValueError("--bias BOTH is research-only: it is allowed in the replay world, not in paper or live")
+    files = side_files(args.journal)
+    log_file = args.log_file or files["log"]
+    logs.configure(args.log_level or "INFO", "json", stream=sys.stdout, files=[str(log_file)])
+    journal = SqliteJournal(args.journal)
+    check_settings(journal, settings)
+    broker = PaperBroker(args.broker_store or files["broker"], slippage_pct=settings.costs.slippage_pct)
+    calendar = NseCalendar(Path(settings.live.calendar_file) if settings.live.calendar_file else None)
+    market = load_market(args.data, settings, args.symbols)
+    symbols = [s for s in (args.symbols or market.universe) if s in market.intraday]
+    if not symbols:
+        raise ValueError("no symbol with usable 15-minute data")
+    kill = Path(settings.live.kill_file) if settings.live.kill_file else files["kill"]
+    controls = Controls(kill_file=kill)
+    controls.install_signal()
+    files["pid"].write_text(str(os.getpid()))
+    bias_file = Path(settings.live.bias_file) if settings.live.bias_file else files["bias"]
+    speed = None if args.speed == "max" else float(args.speed)
+    last = args.to or args.date
+    exit_code = 0
+    try:
+        sessions = sessions_with_data(calendar, market, args.date, last)
+        if not sessions:
+            log.error(
+                "no trading session with data in the range", extra={"fields": {"from": str(args.date), "to": str(last)}}
+            )
+            return 2
+        for sess in sessions:
+            bias, why = resolve_bias(args.bias, market, sess.date, settings, bias_file)
+            result = run_session(sess, market, symbols, journal, broker, settings, bias, why, controls, speed=speed)
+            if not result.flat:
+                exit_code = EXIT_NOT_FLAT
+            rep = day_report(list(journal.events()), sess.date)
+            log.info(
+                "day report",
+                extra={
+                    "fields": {
+                        "session": rep.session,
+                        "trades": len(rep.trades),
+                        "net_pnl": round(rep.net_pnl, 2),
+                        "equity": round(rep.equity, 2),
+                    }
+                },
+            )
+    finally:
+        files["pid"].unlink(missing_ok=True)
+        journal.close()
+        broker.close()
+    return exit_code
+
+
+def cmd_journal_show(args: argparse.Namespace) -> int:
+    from tfl.live.journal import SqliteJournal
+    from tfl.live.report import day_report, rebuild
+
+    journal = SqliteJournal(args.file)
+    events = list(journal.events())
+    state = rebuild(journal)
+    sessions = [args.date.isoformat()] if args.date else journal.sessions()
+    for sid in sessions:
+        sess_events = [e for e in events if e.session == sid]
+        if not sess_events:
+            _out(f"{sid}: no events")
+            continue
+        import datetime as dt
+
+        rep = day_report(events, dt.date.fromisoformat(sid))
+        _out(f"== session {sid}  bias {rep.bias}")
+        orders = [e for e in sess_events if e.kind == "INTENT"]
+        _out(f"orders ({len(orders)}):")
+        for e in orders:
+            rec = state.orders.get(e.data["cid"])
+            status = rec.state.value if rec else "?"
+            trig = e.data.get("trigger") or e.data.get("limit") or ""
+            side = "BUY" if e.data["side"] > 0 else "SELL"
+            _out(
+                f"  {e.data['cid']:<28} {e.data['leg']} {e.data['symbol']:<12} {side:<4}"
+                f" {e.data['type']:<6} qty {e.data['qty']:>6} {trig!s:>12} {status}"
+            )
+        _out(f"trades ({len(rep.trades)}):")
+        for t in rep.trades:
+            _out(
+                f"  {t.symbol:<12} {t.side.label:<5} qty {t.qty:>6} entry {t.entry_price:>10.2f} exit "
+                f"{t.exit_price:>10.2f} {t.exit_reason.value:<11} pnl {t.pnl:>11,.2f}"
+            )
+        _out(f"open positions: {', '.join(rep.open_positions) or 'none'}")
+        _out(f"net P&L {rep.net_pnl:,.2f}  equity {rep.equity:,.2f}")
+    journal.close()
+    return 0
+
+
+def cmd_journal_export(args: argparse.Namespace) -> int:
+    from tfl.backtest.run import TRADE_COLUMNS, trade_rows, write_csv
+    from tfl.live.journal import SqliteJournal
+    from tfl.live.report import order_rows, rebuild
+
+    journal = SqliteJournal(args.file)
+    state = rebuild(journal)
+    write_csv(args.out, TRADE_COLUMNS, trade_rows(state.book.trades))
+    msg = f"wrote {len(state.book.trades)} trades to {args.out}"
+    if args.orders:
+        rows = order_rows(state, journal.events())
+        cols = (
+            "client_id",
+            "broker_id",
+            "symbol",
+            "leg",
+            "side",
+            "type",
+            "qty",
+            "trigger",
+            "limit",
+            "status",
+            "filled",
+            "created",
+            "updated",
+        )
+        write_csv(args.orders, cols, rows)
+        msg += f" and {len(rows)} orders to {args.orders}"
+    journal.close()
+    _out(msg)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tfl.live.journal import SqliteJournal
+    from tfl.live.report import day_report
+
+    journal = SqliteJournal(args.journal)
+    _out(day_report(list(journal.events()), args.date).text())
+    journal.close()
+    return 0
+
+
+def cmd_halt(args: argparse.Namespace) -> int:
+    files = side_files(args.journal)
+    kill = Path(args.kill_file) if args.kill_file else files["kill"]
+    kill.write_text(args.reason + "\n", encoding="utf-8")
+    msg = f"kill switch set: {kill} (the trader stops new entries and flattens; exits keep working)"
+    pid_file = files["pid"]
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGUSR1)
+            msg += f"; signalled pid {pid_file.read_text().strip()}"
+        except (ValueError, ProcessLookupError, PermissionError) as exc:
+            msg += f"; could not signal the trader ({exc}); it will see the file"
+    _out(msg)
+    return 0
+
+
+def add_parsers(sub: Any, date_type: Any, symbols_type: Any, add_config: Any) -> None:
+    tr = sub.add_parser("trade", help="run the live runtime (replay or paper world)")
+    tr.add_argument("--world", choices=("replay", "paper"), default="replay")
+    tr.add_argument("--data", type=Path, required=True, help="data directory: history for warm-up (and replay ticks)")
+    tr.add_argument("--date", type=date_type, required=True, help="first session (YYYY-MM-DD)")
+    tr.add_argument("--to", type=date_type, help="last session (default: --date)")
+    tr.add_argument("--journal", type=Path, required=True, help="the SQLite journal file")
+    tr.add_argument("--broker-store", type=Path, help="the paper broker's own store (default: JOURNAL.broker)")
+    tr.add_argument("--symbols", type=symbols_type, default=None)
+    tr.add_argument(
+        "--bias",
+        choices=("auto", "LONGS", "SHORTS", "BOTH", "NO_TRADES"),
+        help="default: read the dated record in the bias file; auto: compute it from the data",
+    )
+    tr.add_argument("--costs", choices=("nse_intraday", "flat"))
+    tr.add_argument("--capital", type=float)
+    tr.add_argument("--speed", default=None, help="'max' or N times real time (replay default max, paper 1)")
+    tr.add_argument("--log-file", type=Path, help="JSON log file (default: JOURNAL.log)")
+    add_config(tr)
+
+    jr = sub.add_parser("journal", help="inspect or export a trading journal")
+    jsub = jr.add_subparsers(dest="journal_command", required=True, metavar="SUBCOMMAND")
+    sh = jsub.add_parser("show", help="orders, trades and positions per session")
+    sh.add_argument("file", type=Path)
+    sh.add_argument("--date", type=date_type)
+    sh.set_defaults(func=cmd_journal_show)
+    ex = jsub.add_parser("export", help="trades in the backtester's trades.csv format, and the orders")
+    ex.add_argument("file", type=Path)
+    ex.add_argument("--out", type=Path, required=True)
+    ex.add_argument("--orders", type=Path)
+    ex.set_defaults(func=cmd_journal_export)
+
+    rp = sub.add_parser("report", help="the day's P&L report from a journal (what the post-market job sends)")
+    rp.add_argument("--journal", type=Path, required=True)
+    rp.add_argument("--date", type=date_type, required=True)
+    rp.set_defaults(func=cmd_report)
+
+    ha = sub.add_parser("halt", help="kill switch: stop new entries and flatten the running trader")
+    ha.add_argument("--journal", type=Path, required=True)
+    ha.add_argument("--kill-file", help="default: JOURNAL.halt")
+    ha.add_argument("--reason", default="manual halt")
+    ha.set_defaults(func=cmd_halt)

@@ -1,0 +1,170 @@
+"""Read a journal back: the state, the trades, the orders, and the day's P&L report.
+
+Pure Python (no NumPy, no pandas) so the post-market AWS job can use it on the DynamoDB
+journal. The settings a journal was written with are recorded in its first session, so
+any reader rebuilds it exactly as the trader saw it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tfl.live.journal import Event, Journal
+from tfl.live.state import TraderState, apply
+from tfl.settings import Settings, SettingsError
+from tfl.strategy.book import Trade
+
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+
+
+def settings_from_events(events: Iterable[Event]) -> Settings:
+    for ev in events:
+        if ev.kind == "SESSION_OPEN" and "settings" in ev.data:
+            flat = {f"{sec}.{k}": v for sec, vals in ev.data["settings"].items() for k, v in vals.items()}
+            return Settings().replace(flat)
+    return Settings()
+
+
+def rebuild(journal: Journal) -> TraderState:
+    events = list(journal.events())
+    state = TraderState.fresh(settings_from_events(events))
+    for ev in events:
+        apply(state, ev)
+    return state
+
+
+ACCOUNTING_KEYS = ("costs", "risk", "strategy", "indicators")
+
+
+def settings_mismatch(journal: Journal, settings: Settings) -> list[str]:
+    """Keys whose values differ from the settings the journal was started with."""
+    recorded = None
+    for ev in journal.events():
+        if ev.kind == "SESSION_OPEN" and "settings" in ev.data:
+            recorded = ev.data["settings"]
+            break
+    if recorded is None:
+        return []
+    now = settings.to_dict()
+    out = []
+    for sec in ACCOUNTING_KEYS:
+        for k, v in now.get(sec, {}).items():
+            if recorded.get(sec, {}).get(k) != v:
+                out.append(f"{sec}.{k}")
+    if recorded.get("backtest", {}).get("capital") != now["backtest"]["capital"]:
+        out.append("backtest.capital")
+    return out
+
+
+def check_settings(journal: Journal, settings: Settings) -> None:
+    diff = settings_mismatch(journal, settings)
+    if diff:
+        raise SettingsError(
+            f"the journal was started with different settings ({', '.join(diff)}); "
+            "one journal is one account: use a new journal file to change them"
+        )
+
+
+def _ist(ts: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, IST)
+
+
+@dataclass(frozen=True)
+class DayReport:
+    session: str
+    bias: str
+    trades: list[Trade]
+    open_positions: list[str]
+    equity: float
+    start_equity: float
+
+    @property
+    def net_pnl(self) -> float:
+        return sum(t.pnl for t in self.trades)
+
+    @property
+    def charges(self) -> float:
+        return sum(t.charges for t in self.trades)
+
+    @property
+    def win_rate(self) -> float | None:
+        return 100.0 * sum(1 for t in self.trades if t.pnl > 0) / len(self.trades) if self.trades else None
+
+    def text(self) -> str:
+        lines = [f"TFL daily report {self.session}", f"bias: {self.bias}"]
+        if not self.trades:
+            lines.append("trades: none")
+        else:
+            lines.append(f"trades: {len(self.trades)}  win rate: {self.win_rate:.1f}%")
+            for t in self.trades:
+                lines.append(
+                    f"  {t.symbol:<12} {t.side.label:<5} qty {t.qty:>6}  {_ist(t.entry_ts):%H:%M} "
+                    f"{t.entry_price:>10.2f} -> {_ist(t.exit_ts):%H:%M} {t.exit_price:>10.2f}  "
+                    f"{t.exit_reason.value:<11} P&L {t.pnl:>11,.2f}"
+                )
+        gross = sum(t.gross_pnl for t in self.trades)
+        lines += [
+            f"gross P&L: {gross:,.2f}",
+            f"charges: {self.charges:,.2f}",
+            f"net P&L: {self.net_pnl:,.2f}",
+            f"equity: {self.start_equity:,.2f} -> {self.equity:,.2f}",
+        ]
+        if self.open_positions:
+            lines.append(f"OPEN POSITIONS LEFT: {', '.join(self.open_positions)}  (there must be none)")
+        else:
+            lines.append("open positions left: none")
+        return "\n".join(lines)
+
+
+def day_report(events: list[Event], session: dt.date) -> DayReport:
+    """The report for ``session`` from all journal events up to and including it."""
+    sid = session.isoformat()
+    state = TraderState.fresh(settings_from_events(events))
+    start_equity: float | None = None
+    bias = "no session in the journal"
+    for ev in events:
+        if ev.session > sid:
+            break
+        if ev.session == sid and ev.kind == "SESSION_OPEN":
+            start_equity = float(state.book.cash)
+            bias = f"{ev.data.get('bias')} ({ev.data.get('bias_reason', '')})"
+        apply(state, ev)
+    day = sorted(
+        (t for t in state.book.trades if _ist(t.entry_ts).date() == session), key=lambda t: (t.entry_ts, t.symbol)
+    )
+    eq = state.equity()
+    return DayReport(sid, bias, day, sorted(state.book.positions), eq, start_equity if start_equity is not None else eq)
+
+
+def order_rows(state: TraderState, events: Iterable[Event]) -> list[dict[str, Any]]:
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for ev in events:
+        cid = ev.data.get("cid")
+        if ev.kind in ("INTENT", "ORDER", "FILL", "MODIFY") and cid:
+            first.setdefault(cid, ev.ts)
+            last[cid] = ev.ts
+    rows = []
+    for cid, rec in state.orders.items():
+        r = rec.request
+        rows.append(
+            {
+                "client_id": cid,
+                "broker_id": rec.broker_id or "",
+                "symbol": r.symbol,
+                "leg": rec.leg.name,
+                "side": "BUY" if r.side > 0 else "SELL",
+                "type": r.type.value,
+                "qty": str(r.qty),
+                "trigger": "" if r.trigger is None else f"{r.trigger:.6f}",
+                "limit": "" if r.limit is None else f"{r.limit:.6f}",
+                "status": rec.state.value,
+                "filled": str(rec.filled),
+                "created": _ist(first[cid]).isoformat() if cid in first else "",
+                "updated": _ist(last[cid]).isoformat() if cid in last else "",
+            }
+        )
+    return rows
