@@ -101,3 +101,12 @@ def test_lookahead_audit_finds_nothing_in_the_honest_backtest(nse_dir: Path) -> 
     leak_req = dataclasses.replace(req, leak=True)
     leak_report, _ = audit_lookahead(leak_req, market, samples=4, seed=3)
     assert leak_report.violations > 0
+
+
+def test_drawdown_duration_counts_from_the_start() -> None:
+    import numpy as np
+
+    from tfl.backtest.metrics import _max_dd_duration_days
+
+    assert _max_dd_duration_days(np.array([10, 15, 20]), np.array([90.0, 95.0, 101.0]), 100.0, 10) == 5
+    assert _max_dd_duration_days(np.array([11, 15, 20]), np.array([90.0, 95.0, 99.0]), 100.0, 10) == 10

@@ -228,6 +228,22 @@ def test_half_session_closes_at_the_last_bar_close() -> None:
     assert t.exit_price == pytest.approx(105.8 * (1 - SLIP))
 
 
+def test_no_entry_on_the_last_bar_of_a_short_session() -> None:
+    bars = [*quiet(105.0, "09:15", "11:30"), ("11:45", 105.0, 105.1, 104.5, 104.6),
+            ("12:00", 104.6, 105.3, 104.4, 105.2), ("12:15", 105.2, 106.0, 105.0, 105.8)]  # the session ends at 12:15
+    assert run([frame("X", bars)]).trades == []
+    assert len(run([frame("X", [*bars, *quiet(105.8, "12:30")])]).trades) == 1  # a normal day: taken
+
+
+def test_squareoff_time_does_not_cut_the_data() -> None:
+    s = Settings().replace({"strategy.squareoff_time": "15:00"})
+    bars = [*BASE, *quiet(105.6, "10:15")]
+    f = frame("X", bars, settings=s)
+    assert hhmm_of(int(f.bars.ts[-1])) == "15:15"  # the 15:15 bar still feeds the indicators
+    t = run([f], settings=s).trades[0]
+    assert t.exit_reason is ExitReason.EOD and hhmm_of(t.exit_ts) == "15:00"
+
+
 def test_no_entry_on_the_1515_bar() -> None:
     bars = [
         *quiet(105.0, "09:15", "14:30"),

@@ -62,7 +62,8 @@ class StrategySettings:
     long_rsi_min: float = field(default=75.0, metadata=_num(0, 100))
     short_rsi_max: float = field(default=25.0, metadata=_num(0, 100))
     session_open: str = "09:15"
-    squareoff_time: str = "15:15"
+    last_bar: str = "15:15"  # the 15-minute series keeps bars starting 09:15..15:15 (no pre-open, no evening)
+    squareoff_time: str = "15:15"  # a bar start on the 15-minute grid; no entries on or after it
     target_r: float = field(default=10.0, metadata=_num(0, 1000, lo_open=True))
     breakeven_trigger_r: float = field(default=1.0, metadata=_num(0, 100, lo_open=True))
     breakeven_lock_r: float = field(default=0.1, metadata=_num(0, 100))
@@ -240,16 +241,19 @@ def _merge(base: Settings, data: Mapping[str, Any], *, source: str) -> Settings:
 def _cross_check(s: Settings) -> None:
     """Checks that involve more than one key."""
     st = s.strategy
-    for key in ("session_open", "squareoff_time"):
+    for key in ("session_open", "last_bar", "squareoff_time"):
         try:
             parse_hhmm(getattr(st, key))
         except ValueError as exc:
             raise SettingsError(f"setting 'strategy.{key}': {exc}") from None
-    if parse_hhmm(st.squareoff_time) <= parse_hhmm(st.session_open):
-        raise SettingsError("setting 'strategy.squareoff_time' must be after 'strategy.session_open'")
-    if parse_hhmm(st.squareoff_time) > parse_hhmm("15:20"):
+    open_m, last_m, sq_m = (parse_hhmm(st.session_open), parse_hhmm(st.last_bar), parse_hhmm(st.squareoff_time))
+    if last_m <= open_m or (last_m - open_m) % 15:
+        raise SettingsError("setting 'strategy.last_bar' must be a 15-minute bar start after 'strategy.session_open'")
+    if not open_m < sq_m <= last_m or (sq_m - open_m) % 15:
         raise SettingsError(
-            "setting 'strategy.squareoff_time' must be no later than 15:20 (before the broker's own auto square-off)"
+            "setting 'strategy.squareoff_time' must be a 15-minute bar start after the session open and no later "
+            f"than the last bar ({st.last_bar}): the square-off happens at a bar's open, before the broker's own "
+            "auto square-off"
         )
     if st.min_run > st.max_run:
         raise SettingsError("setting 'strategy.min_run' must be <= 'strategy.max_run'")

@@ -81,7 +81,7 @@ def summarise(res: SimResult, capital: float, start_day: int, end_day: int) -> d
                 charges[k] += v
     reasons = Counter(t.exit_reason.value for t in trades)
     rej = Counter(r.reason.value for r in res.rejections)
-    dd_days = _max_dd_duration_days(d_days, d_eq, capital)
+    dd_days = _max_dd_duration_days(d_days, d_eq, capital, start_day)
     return {
         "initial_capital": _r(capital, 2),
         "final_equity": _r(final, 2),
@@ -114,19 +114,18 @@ def summarise(res: SimResult, capital: float, start_day: int, end_day: int) -> d
     }
 
 
-def _max_dd_duration_days(days: np.ndarray, eq: np.ndarray, capital: float) -> int:
-    """Longest stretch, in calendar days, spent below a previous equity high."""
+def _max_dd_duration_days(days: np.ndarray, eq: np.ndarray, capital: float, start_day: int) -> int:
+    """Longest stretch, in calendar days, spent below a previous equity high (the initial
+    capital is the first high, on the first day of the run)."""
     longest = 0
     peak = capital
-    peak_day: int | None = None
+    peak_day = start_day
     for d, e in zip(days.tolist(), eq.tolist(), strict=True):
         if e >= peak:
             peak = e
             peak_day = d
-        elif peak_day is not None:
-            longest = max(longest, d - peak_day)
         else:
-            peak_day = d
+            longest = max(longest, d - peak_day)
     return int(longest)
 
 

@@ -113,6 +113,8 @@ def simulate(
         gsteps = np.searchsorted(grid, f.bars.ts[entry[sel]]).tolist()
         ts = f.bars.ts
         for j, g in zip(sel.tolist(), gsteps, strict=True):
+            if last_of_day[g]:  # the session's last bar is its square-off bar: no entries on it
+                continue
             e = int(entry[j])
             setup = Setup(
                 f.symbol,

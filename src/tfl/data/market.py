@@ -81,7 +81,7 @@ def load_market(
         raise DataError(data_dir, f"no bar files under {INTRADAY_DIR}/ or {DAILY_DIR}/")
 
     open_min = parse_hhmm(settings.strategy.session_open)
-    last_bar_min = parse_hhmm(settings.strategy.squareoff_time)
+    last_bar_min = parse_hhmm(settings.strategy.last_bar)
 
     def problem(msg: str) -> None:
         m.problems.append(msg)

@@ -273,6 +273,8 @@ class Engine:
                     },
                 )
             return
+        if boundary >= self.last_bar_ts:  # the session's last bar is its square-off bar: no entries on it
+            return
         allowed = [s for s in setups if self.bias.allows(s.side)]
         if not allowed:
             return

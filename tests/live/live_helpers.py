@@ -1,0 +1,51 @@
+"""Shared helpers for the live-runtime tests: run a replayed session in-process."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+from tfl.calendar.nse import NseCalendar
+from tfl.data.market import Market
+from tfl.domain import Bias
+from tfl.live.feed import Feed, SessionEnd, Tick
+from tfl.live.journal import SqliteJournal
+from tfl.live.paper import PaperBroker
+from tfl.live.report import rebuild
+from tfl.live.runtime import Controls, SessionResult, resolve_bias, run_session
+from tfl.live.state import TraderState
+from tfl.settings import Settings
+
+CAL = NseCalendar()
+
+
+def replay(
+    tmp: Path,
+    market: Market,
+    symbols: list[str],
+    day: dt.date,
+    settings: Settings,
+    *,
+    bias: str = "auto",
+    controls: Controls | None = None,
+    feed_factory: Callable[[list[Tick | SessionEnd], int], Feed] | None = None,
+    broker_hook: Callable[[PaperBroker], object] | None = None,
+) -> tuple[TraderState, SessionResult]:
+    session = CAL.session(day)
+    assert session is not None, day
+    tmp.mkdir(parents=True, exist_ok=True)
+    journal = SqliteJournal(tmp / "journal.sqlite")
+    broker = PaperBroker(tmp / "broker.sqlite", slippage_pct=settings.costs.slippage_pct)
+    wrapped = broker_hook(broker) if broker_hook else broker
+    b, why = resolve_bias(bias, market, day, settings, None)
+    res = run_session(session, market, symbols, journal, wrapped, settings, b, why,  # type: ignore[arg-type]
+                      controls or Controls(), feed_factory=feed_factory)
+    state = rebuild(journal)
+    journal.close()
+    broker.close()
+    return state, res
+
+
+def bias_of(market: Market, day: dt.date, settings: Settings) -> Bias:
+    return resolve_bias("auto", market, day, settings, None)[0]
