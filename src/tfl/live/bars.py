@@ -36,12 +36,17 @@ class _Building:
 
 
 class BarBuilder:
-    def __init__(self, session_open_ts: int, *, max_jump_pct: float = 20.0) -> None:
+    def __init__(
+        self, session_open_ts: int, *, max_jump_pct: float = 20.0, day_volume: dict[str, float] | None = None
+    ) -> None:
+        """``day_volume``: each symbol's volume already traded today in bars completed before
+        this builder starts (after a restart). Ticks carry the cumulative day volume, so
+        without it the first bar after a restart would count the whole morning's volume."""
         self._open = session_open_ts
         self._jump = max_jump_pct / 100.0
         self._cur: dict[str, _Building] = {}
         self._last: dict[str, tuple[int, float, float]] = {}  # last accepted (ts, price, cum volume)
-        self._day_volume: dict[str, float] = {}  # cumulative volume at the end of the last closed bar
+        self._day_volume: dict[str, float] = dict(day_volume or {})  # cumulative volume at the last closed bar
         self.dropped: dict[str, int] = {"bad_price": 0, "duplicate": 0, "out_of_order": 0, "outside": 0}
 
     def slot_start(self, ts: int) -> int:

@@ -122,7 +122,7 @@ class Engine:
         ev = Event(f"{self.sid}:{key}", self.sid, ts, kind, data)
         new = self.journal.append(ev)
         if self.crash is not None:
-            self.crash.hit("journal")
+            self.crash.hit(f"journal:{kind}")
         if new:
             apply(self.state, ev)
         return new
@@ -450,6 +450,23 @@ class Engine:
             ts,
         )
 
+    def _resolve_intent(self, rec: OrderRecord, ts: int) -> None:
+        """An intent the journal has but no answer for: the process died around the broker call.
+
+        If the broker has it (by tag), adopt it; if not, it was never sent: send it now,
+        unless it was an entry whose bar is already over.
+        """
+        if self._lookup(rec, ts):
+            return
+        if rec.leg is Leg.ENTRY:
+            alloc = self.state.allocations.get(rec.request.client_id)
+            if alloc is None or int(alloc["entry_ts"]) + BAR_SECONDS <= ts:
+                self._set_state(rec, OrderState.CANCELLED, ts, reason="not sent before its bar ended")
+                return
+        log.warning("sending an order that was journalled but never reached the broker",
+                    extra={"fields": {"cid": rec.request.client_id, "leg": rec.leg.name}})
+        self._send(rec, ts)
+
     def _cancel(self, cid: str, ts: int) -> None:
         rec = self.state.orders[cid]
         if not rec.open:
@@ -596,7 +613,9 @@ class Engine:
             if order.tag not in ours:
                 diffs.append(f"external order {order.tag} ({order.symbol}, {order.status})")
         for rec in list(self.state.orders.values()):
-            if rec.open or rec.state is OrderState.UNKNOWN:
+            if rec.state is OrderState.INTENT:
+                self._resolve_intent(rec, ts)
+            elif rec.open or rec.state is OrderState.UNKNOWN:
                 self._lookup(rec, ts)
         for f in self.broker.fills():
             if f.fill_id not in self.state.fills_seen and f.tag in ours:

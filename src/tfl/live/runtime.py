@@ -151,7 +151,8 @@ def run_session(
     todays = {sym: market.intraday[sym] for sym in symbols}
     events = session_ticks(todays, day, engine.close_ts, short_side=bias is Bias.SHORTS)
     feed = feed_factory(events, start_ts) if feed_factory else ReplayFeed(events, speed=speed, start_ts=start_ts)
-    builder = BarBuilder(open_ts, max_jump_pct=settings.live.max_tick_jump_pct)
+    done_today = {sym: float(s.volume[(s.ts >= open_ts) & (s.ts < start_ts)].sum()) for sym, s in intraday.items()}
+    builder = BarBuilder(open_ts, max_jump_pct=settings.live.max_tick_jump_pct, day_volume=done_today)
     boundaries = [b for b in range(open_ts + BAR_SECONDS, engine.close_ts, BAR_SECONDS) if b > resume]
     bi = 0
     last_seq = 0
