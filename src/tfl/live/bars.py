@@ -47,6 +47,7 @@ class BarBuilder:
         self._cur: dict[str, _Building] = {}
         self._last: dict[str, tuple[int, float, float]] = {}  # last accepted (ts, price, cum volume)
         self._day_volume: dict[str, float] = dict(day_volume or {})  # cumulative volume at the last closed bar
+        self._completed: list[Bar] = []
         self.dropped: dict[str, int] = {"bad_price": 0, "duplicate": 0, "out_of_order": 0, "outside": 0}
 
     def slot_start(self, ts: int) -> int:
@@ -79,8 +80,9 @@ class BarBuilder:
             return False
         if b is None or start > b.bar.start:
             base = self._day_volume.get(t.symbol, 0.0) if b is None else b.last_volume
-            if b is not None:
+            if b is not None:  # the symbol's previous bar is complete even if no boundary closed it yet
                 self._day_volume[t.symbol] = b.last_volume
+                self._completed.append(b.bar)
             b = _Building(Bar(t.symbol, start, price, price, price, price, t.volume - base), t.ts, t.volume)
             self._cur[t.symbol] = b
         else:
@@ -96,14 +98,15 @@ class BarBuilder:
 
     def close_until(self, boundary: int) -> list[Bar]:
         """Finish every bar that started before ``boundary`` (a slot boundary was reached)."""
-        done = []
+        done = [bar for bar in self._completed if bar.start < boundary]
+        self._completed = [bar for bar in self._completed if bar.start >= boundary]
         for sym in sorted(self._cur):
             b = self._cur[sym]
             if b.bar.start < boundary:
                 done.append(b.bar)
                 self._day_volume[sym] = b.last_volume
                 del self._cur[sym]
-        return done
+        return sorted(done, key=lambda bar: (bar.start, bar.symbol))
 
     def last_price(self, symbol: str) -> float | None:
         last = self._last.get(symbol)

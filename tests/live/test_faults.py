@@ -1,0 +1,265 @@
+"""Faults: a feed that stalls, gaps, repeats, reorders or lies about prices; a broker that
+rejects, times out or answers late. None of them may crash the runtime, send an order
+twice, lose a fill, or leave a position open at the close."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import math
+from pathlib import Path
+
+import pytest
+
+from tfl.data.market import load_market
+from tfl.live.broker import BrokerError, BrokerEvent, BrokerOrder, BrokerTimeoutError
+from tfl.live.feed import FeedEvent, ReplayFeed, Tick
+from tfl.live.journal import SqliteJournal
+from tfl.live.orders import OrderRequest
+from tfl.live.paper import PaperBroker
+from tfl.live.runtime import Controls
+from tfl.settings import Settings
+
+from live_helpers import replay
+
+DAY = dt.date(2020, 12, 7)  # a busy LONGS day for these symbols
+SYMBOLS = ["ADANIENT", "AXISBANK", "BAJFINANCE", "BEL", "BHEL", "BPCL", "CANBK", "COALINDIA", "DLF", "GAIL",
+           "HDFCBANK", "HINDALCO", "ICICIBANK", "IOC", "ITC", "JINDALSTEL", "JSWSTEEL", "LT", "MARUTI", "NMDC",
+           "NTPC", "ONGC", "PNB", "RELIANCE", "SAIL", "SBIN", "TATASTEEL", "TCS", "TRENT", "VEDL"]
+S = Settings()
+
+
+@pytest.fixture(scope="module")
+def market(nse_dir: Path):  # type: ignore[no-untyped-def]
+    return load_market(nse_dir, S, SYMBOLS)
+
+
+@pytest.fixture(scope="module")
+def clean(market, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    state, res = replay(tmp_path_factory.mktemp("clean"), market, SYMBOLS, DAY, S)
+    assert res.flat and len(state.book.trades) >= 5
+    return state
+
+
+def key(state) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
+    return sorted((t.symbol, t.entry_ts, t.qty, t.entry_price, t.exit_ts, t.exit_price, t.exit_reason)
+                  for t in state.book.trades)
+
+
+def check_consistent(tmp: Path, state) -> None:  # type: ignore[no-untyped-def]
+    """The broker's truth and the journal agree; the book is flat."""
+    broker = PaperBroker(tmp / "broker.sqlite")
+    assert broker.positions() == {}, "the broker still holds positions"
+    assert not state.book.positions
+    assert {f.fill_id for f in broker.fills()} == state.fills_seen, "a fill was lost or invented"
+    for o in broker.orders():  # one live protective stop at a time per position, never two
+        assert o.status in ("FILLED", "CANCELLED", "REJECTED"), o
+    broker.close()
+
+
+class Scripted:
+    """A feed built from the replay ticks by a transformation, with a controllable clock."""
+
+    def __init__(self, events: list[FeedEvent], clock: list[float], stall_at: int = -1, stall_calls: int = 0,
+                 stall_seconds: float = 0.0) -> None:
+        self._inner = ReplayFeed(events)
+        self._clock = clock
+        self._n = 0
+        self._stall_at, self._stall_calls, self._stall_seconds = stall_at, stall_calls, stall_seconds
+
+    @property
+    def exhausted(self) -> bool:
+        return self._inner.exhausted
+
+    def next(self, timeout: float) -> FeedEvent | None:
+        if self._n == self._stall_at and self._stall_calls > 0:
+            self._stall_calls -= 1
+            self._clock[0] += self._stall_seconds
+            return None
+        self._clock[0] += 0.001
+        self._n += 1
+        return self._inner.next(timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def run_with(tmp: Path, market, transform=None, broker_hook=None, **scripted):  # type: ignore[no-untyped-def]
+    clock = [0.0]
+    controls = Controls(clock=lambda: clock[0])
+
+    def factory(events: list[FeedEvent], start: int) -> Scripted:
+        evs = [e for e in events if e.ts >= start]
+        return Scripted(transform(evs) if transform else evs, clock, **scripted)
+
+    return replay(tmp, market, SYMBOLS, DAY, S, controls=controls, feed_factory=factory, broker_hook=broker_hook)
+
+
+def test_duplicate_and_stale_ticks_change_nothing(market, clean, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    def mess(events: list[FeedEvent]) -> list[FeedEvent]:
+        out: list[FeedEvent] = []
+        ticks = [e for e in events if isinstance(e, Tick)]
+        for i, e in enumerate(events):
+            out.append(e)
+            if isinstance(e, Tick) and i % 7 == 0:
+                out.append(e)  # duplicate
+            if isinstance(e, Tick) and i % 11 == 0 and i > 40:
+                old = ticks[max(0, i - 40)]
+                if old.symbol != e.symbol:
+                    out.append(dataclasses.replace(old, ts=old.ts, seq=e.seq))  # a late, out-of-order tick
+        return out
+
+    state, res = run_with(tmp_path, market, mess)
+    assert res.dropped["duplicate"] > 100 and res.dropped["out_of_order"] > 10
+    assert key(state) == key(clean)
+    check_consistent(tmp_path, state)
+
+
+def test_bad_prices_are_dropped(market, clean, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    def poison(events: list[FeedEvent]) -> list[FeedEvent]:
+        out: list[FeedEvent] = []
+        for i, e in enumerate(events):
+            if isinstance(e, Tick) and i % 13 == 0:
+                bad = (0.0, -5.0, math.nan, e.price * 10, math.inf)[i % 5]
+                out.append(dataclasses.replace(e, price=bad))
+            out.append(e)
+        return out
+
+    with caplog.at_level(logging.WARNING):
+        state, res = run_with(tmp_path, market, poison)
+    assert res.dropped["bad_price"] > 100
+    assert key(state) == key(clean)
+    assert any("tick dropped" in r.message for r in caplog.records)
+    check_consistent(tmp_path, state)
+
+
+def test_feed_stall_blocks_entries_but_exits_still_work(market, clean, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    # The feed goes silent (for longer than feed_stale_seconds of wall time) just before the
+    # bar in which the clean run made its first entry.
+    first_entry = min(t.entry_ts for t in clean.book.trades)
+    with caplog.at_level(logging.INFO):
+        state, res = run_with(tmp_path, market, stall_at=_count_before(market, first_entry), stall_calls=3,
+                              stall_seconds=S.live.feed_stale_seconds)
+    assert any(r.levelname == "ERROR" and "feed stale" in r.message for r in caplog.records)
+    assert any("feed recovered" in r.message for r in caplog.records)
+    assert any("entries blocked" in r.message for r in caplog.records)
+    assert first_entry not in {t.entry_ts for t in state.book.trades}
+    assert state.book.trades  # the rest of the day traded, and every position was closed
+    assert res.flat
+    check_consistent(tmp_path, state)
+
+
+def _count_before(market, ts: int) -> int:  # type: ignore[no-untyped-def]
+    from tfl.live.feed import session_ticks
+    from tfl.timeutil import date_to_day
+
+    events = session_ticks({s: market.intraday[s] for s in SYMBOLS}, date_to_day(DAY), 0)
+    return sum(1 for e in events if isinstance(e, Tick) and e.ts < ts)
+
+
+def test_feed_gap_for_some_symbols(market, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    gone = {"ADANIENT", "TRENT", "SAIL"}
+
+    def gap(events: list[FeedEvent]) -> list[FeedEvent]:
+        lo = min(e.ts for e in events) + 3600
+        return [e for e in events if not (isinstance(e, Tick) and e.symbol in gone and lo <= e.ts < lo + 5400)]
+
+    state, res = run_with(tmp_path, market, gap)
+    assert res.flat
+    check_consistent(tmp_path, state)
+
+
+class FlakyBroker:
+    """Wraps the paper broker: rejects, times out (with or without placing), answers late."""
+
+    def __init__(self, inner: PaperBroker, *, reject_stops_once: bool = False, timeout_every: int = 0,
+                 place_on_timeout: bool = True, delay_ticks: int = 0) -> None:
+        self.inner = inner
+        self.reject_stops_once = reject_stops_once
+        self.timeout_every = timeout_every
+        self.place_on_timeout = place_on_timeout
+        self.delay_ticks = delay_ticks
+        self._calls = 0
+        self._rejected: set[str] = set()
+        self._held: list[tuple[int, BrokerEvent]] = []
+        self._ticks = 0
+        self.crash = None
+
+    def place(self, req: OrderRequest, ts: int) -> BrokerOrder:
+        self._calls += 1
+        if self.reject_stops_once and req.client_id[10] == "S" and req.client_id[-1] == "0":
+            self._rejected.add(req.client_id)
+            raise BrokerError("RMS: margin shortfall (scripted)")
+        if self.timeout_every and self._calls % self.timeout_every == 0:
+            if self.place_on_timeout:
+                self.inner.place(req, ts)
+            raise BrokerTimeoutError("no answer in 10 s (scripted)")
+        return self.inner.place(req, ts)
+
+    def poll(self) -> list[BrokerEvent]:
+        for e in self.inner.poll():
+            self._held.append((self._ticks + self.delay_ticks, e))
+        ready = [e for due, e in self._held if due <= self._ticks]
+        self._held = [(due, e) for due, e in self._held if due > self._ticks]
+        return ready
+
+    def on_tick(self, symbol: str, ts: int, price: float, seq: int) -> None:
+        self._ticks += 1
+        self.inner.on_tick(symbol, ts, price, seq)
+
+    def close_session(self, ts: int, seq: int) -> None:
+        self.inner.close_session(ts, seq)
+        self._ticks += 10**9  # release everything held
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+
+def test_broker_rejects_protective_stops_then_accepts(market, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    holder: list[FlakyBroker] = []
+
+    def hook(b: PaperBroker) -> FlakyBroker:
+        holder.append(FlakyBroker(b, reject_stops_once=True))
+        return holder[0]
+
+    with caplog.at_level(logging.WARNING):
+        state, res = run_with(tmp_path, market, broker_hook=hook)
+    assert holder[0]._rejected
+    assert any(r.levelname == "ERROR" and "rejected" in r.message for r in caplog.records)
+    assert any("without a working stop" in r.message for r in caplog.records)  # re-protected at the next bar
+    assert res.flat
+    check_consistent(tmp_path, state)
+
+
+@pytest.mark.parametrize("placed", [True, False])
+def test_broker_timeouts_never_double_an_order(market, clean, tmp_path: Path, placed: bool) -> None:  # type: ignore[no-untyped-def]
+    state, res = run_with(tmp_path, market, broker_hook=lambda b: FlakyBroker(b, timeout_every=3,
+                                                                             place_on_timeout=placed))
+    assert res.flat
+    check_consistent(tmp_path, state)
+    journal = SqliteJournal(tmp_path / "journal.sqlite")
+    unknown = [e for e in journal.events() if e.kind == "ORDER" and e.data["state"] == "UNKNOWN"]
+    assert unknown, "the scenario produced ambiguous answers"
+    journal.close()
+    if placed:  # every ambiguous order had in fact reached the broker: adopting it changes nothing
+        assert key(state) == key(clean)
+
+
+def test_late_broker_answers(market, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    state, res = run_with(tmp_path, market, broker_hook=lambda b: FlakyBroker(b, delay_ticks=25))
+    assert res.flat
+    check_consistent(tmp_path, state)
+
+
+def test_broker_rejects_every_entry(market, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    def hook(b: PaperBroker) -> PaperBroker:
+        b.rejections.update(SYMBOLS)
+        return b
+
+    state, res = run_with(tmp_path, market, broker_hook=hook)
+    assert state.book.trades == [] and res.flat
+    assert all(o.state.value == "REJECTED" for o in state.orders.values())
+
