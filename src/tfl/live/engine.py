@@ -53,7 +53,7 @@ class Gate:
     """Why new entries may not be taken right now (exits are never gated)."""
 
     reconciled: bool = False
-    feed_fresh: bool = True
+    feed_fresh: bool = False  # set by the first tick
     token_ok: bool = True
     reasons: list[str] = field(default_factory=list)
 
@@ -145,6 +145,7 @@ class Engine:
             },
             ts,
         )
+        self.journal.flush()
         log.info(
             "session open",
             extra={
@@ -170,6 +171,12 @@ class Engine:
         self.ensure_protection(boundary)
         self._expire_entries(boundary)
         setups: list[Setup] = []
+        prev = boundary - BAR_SECONDS
+        pending = {
+            a["symbol"]: (cid, a)
+            for cid, a in self.state.allocations.items()
+            if a["reject"] and int(a["entry_ts"]) == prev
+        }
         for bar in bars:
             st = self.states.get(bar.symbol)
             if st is None:
@@ -187,7 +194,8 @@ class Engine:
                         setup.rsi,
                     )
                 )
-            self._reject_if_triggered(bar)
+            if bar.start == prev:
+                self._reject_if_triggered(bar, pending)
             self._manage_position(bar, st.atr, boundary)
         if boundary >= self.squareoff_ts:
             self.square_off(boundary, ExitReason.EOD)
@@ -199,25 +207,22 @@ class Engine:
             else:
                 self._enter(boundary, setups)
         self.emit("SLOT", f"slot:{boundary}", {"slot": boundary, "equity": round(self.state.equity(), 4)}, boundary)
+        self.journal.flush()
 
-    def _reject_if_triggered(self, bar: Bar) -> None:
-        for cid, a in self.state.allocations.items():
-            if a["reject"] and a["symbol"] == bar.symbol and int(a["entry_ts"]) == bar.start:
-                side = Side(int(a["side"]))
-                hit = bar.high >= a["trigger"] if side is Side.LONG else bar.low <= a["trigger"]
-                if hit:
-                    self.emit(
-                        "REJECT",
-                        f"reject:{cid}",
-                        {
-                            "ts": bar.start,
-                            "symbol": bar.symbol,
-                            "side": int(side),
-                            "reason": a["reject"],
-                            "rsi": a["rsi"],
-                        },
-                        bar.start,
-                    )
+    def _reject_if_triggered(self, bar: Bar, pending: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        """A setup that got no order (no slot, budget, cash...) but did trigger is a rejection."""
+        found = pending.get(bar.symbol)
+        if found is None:
+            return
+        cid, a = found
+        side = Side(int(a["side"]))
+        if bar.high >= a["trigger"] if side is Side.LONG else bar.low <= a["trigger"]:
+            self.emit(
+                "REJECT",
+                f"reject:{cid}",
+                {"ts": bar.start, "symbol": bar.symbol, "side": int(side), "reason": a["reject"], "rsi": a["rsi"]},
+                bar.start,
+            )
 
     def _manage_position(self, bar: Bar, atr: float, boundary: int) -> None:
         self.state.marks[bar.symbol] = bar.close
@@ -350,6 +355,7 @@ class Engine:
         if self.state.halted:
             return
         self.emit("HALT", f"halt:{reason}", {"reason": reason}, ts)
+        self.journal.flush()
         log.critical("trading halted: flattening, no new entries today", extra={"fields": {"reason": reason}})
         self._alert("CRITICAL", f"TFL halted ({reason}): positions are being flattened")
 
@@ -382,6 +388,7 @@ class Engine:
 
     def _send(self, rec: OrderRecord, ts: int) -> None:
         req = rec.request
+        self.journal.flush()  # write-ahead: the intent is durable before the broker hears of it
         try:
             order = self.broker.place(req, ts)
             if self.crash is not None:
@@ -463,8 +470,10 @@ class Engine:
             if alloc is None or int(alloc["entry_ts"]) + BAR_SECONDS <= ts:
                 self._set_state(rec, OrderState.CANCELLED, ts, reason="not sent before its bar ended")
                 return
-        log.warning("sending an order that was journalled but never reached the broker",
-                    extra={"fields": {"cid": rec.request.client_id, "leg": rec.leg.name}})
+        log.warning(
+            "sending an order that was journalled but never reached the broker",
+            extra={"fields": {"cid": rec.request.client_id, "leg": rec.leg.name}},
+        )
         self._send(rec, ts)
 
     def _cancel(self, cid: str, ts: int) -> None:
@@ -477,6 +486,7 @@ class Engine:
                 return
             if not rec.open:
                 return
+        self.journal.flush()
         try:
             order = self.broker.cancel(cid, ts)
         except (BrokerError, BrokerTimeoutError) as exc:
@@ -490,6 +500,7 @@ class Engine:
             return
         n = rec.modifications + 1
         self.emit("MODIFY", f"modify:{cid}:{ts}", {"cid": cid, "n": n, "trigger": trigger}, ts)
+        self.journal.flush()
         try:
             self.broker.modify(cid, ts, trigger=trigger)
         except (BrokerError, BrokerTimeoutError) as exc:
@@ -508,6 +519,7 @@ class Engine:
                 self.on_fill(ev)
             elif isinstance(ev, OrderUpdate):
                 self.on_update(ev)
+        self.journal.flush()
 
     def on_update(self, u: OrderUpdate) -> None:
         rec = self.state.orders.get(u.tag)
@@ -600,6 +612,7 @@ class Engine:
     def set_reduce_only(self, ts: int, reason: str) -> None:
         if not self.state.reduce_only:
             self.emit("REDUCE_ONLY", f"reduce_only:{reason}", {"reason": reason}, ts)
+            self.journal.flush()
             log.error("reduce-only: no new entries until an operator clears it", extra={"fields": {"reason": reason}})
             self._alert("ERROR", f"TFL is reduce-only: {reason}")
 
@@ -634,6 +647,7 @@ class Engine:
             self.set_reduce_only(ts, "; ".join(unexplained)[:200])
         self.ensure_protection(ts)
         self.gate.reconciled = True
+        self.journal.flush()
         log.info("reconciled with the broker", extra={"fields": {"differences": len(diffs)}})
         return diffs
 
@@ -655,6 +669,7 @@ class Engine:
             {"flat": flat, "equity": round(self.state.equity(), 4), "trades": len(day_trades)},
             ts,
         )
+        self.journal.flush()
         log.info(
             "session closed",
             extra={

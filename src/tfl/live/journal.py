@@ -1,7 +1,10 @@
 """The trader's journal: append-only, write-ahead, idempotent, durable.
 
 Every decision with an outside effect is appended *before* the effect (an order intent
-before the broker call) and every outcome after it. Each event has a deterministic key;
+before the broker call) and every outcome after it. Appends are grouped into one
+transaction and committed (fsync) by :meth:`Journal.flush`, which the engine calls before
+every broker call and at the end of every step: what was not flushed had no effect yet
+and is derived again after a restart. Each event has a deterministic key;
 appending a key that exists is a no-op when the payload is identical and an error when it
 differs (the process is not deterministic any more, which must stop trading).
 
@@ -65,6 +68,10 @@ class Journal(Protocol):
         ...
 
     def sessions(self) -> list[str]: ...
+
+    def flush(self) -> None:
+        """Make every appended event durable. Called before any outside effect."""
+        ...
 
     def close(self) -> None: ...
 
@@ -139,8 +146,11 @@ class SqliteJournal:
         return n
 
     def append(self, event: Event) -> bool:
+        """Append inside the open group-commit transaction; :meth:`flush` makes it durable."""
         payload = event.payload()
         crc = _checksum(event.key, event.session, event.ts, event.kind, payload)
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute(
                 "INSERT INTO events (key, session, ts, kind, data, crc) VALUES (?, ?, ?, ?, ?, ?)",
@@ -171,7 +181,15 @@ class SqliteJournal:
     def sessions(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT session FROM events ORDER BY session")]
 
+    def flush(self) -> None:
+        if self._db.in_transaction:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                raise JournalError(f"journal {self.path}: commit failed ({exc})") from None
+
     def close(self) -> None:
+        self.flush()
         self._db.close()
 
 
@@ -197,6 +215,9 @@ class MemoryJournal:
 
     def sessions(self) -> list[str]:
         return sorted({e.session for e in self._events})
+
+    def flush(self) -> None:
+        return None
 
     def close(self) -> None:
         return None

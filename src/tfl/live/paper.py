@@ -15,6 +15,7 @@ Fill model (the backtester's, on ticks):
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,6 @@ CREATE TABLE IF NOT EXISTS fills (
     fill_id TEXT PRIMARY KEY, broker_id TEXT NOT NULL, tag TEXT NOT NULL, symbol TEXT NOT NULL,
     side INTEGER NOT NULL, qty INTEGER NOT NULL, price REAL NOT NULL, ts INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS marks (symbol TEXT PRIMARY KEY, price REAL NOT NULL, ts INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
@@ -66,15 +66,18 @@ class PaperBroker:
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            # WAL + NORMAL survives a killed process (what the tests do to it); a simulator
+            # need not pay an fsync per order for power-loss safety.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise BrokerError(f"paper broker store {self.path}: unusable ({exc})") from None
         self._events: list[BrokerEvent] = []
         self._last_price: dict[str, float] = {}
         self._last_slot: dict[str, int] = {}
-        for sym, price in self._db.execute("SELECT symbol, price FROM marks"):
-            self._last_price[sym] = float(price)
+        row = self._db.execute("SELECT v FROM meta WHERE k='marks'").fetchone()
+        if row:
+            self._last_price.update({k: float(v) for k, v in json.loads(row[0]).items()})
         wm = self._db.execute("SELECT v FROM meta WHERE k='watermark'").fetchone()
         self.watermark = int(wm[0]) if wm else 0  # the last tick (by feed sequence) whose effects are committed
         self._open: dict[str, list[_Open]] = {}
@@ -320,9 +323,7 @@ class PaperBroker:
     def _set_watermark(self, seq: int) -> None:
         self.watermark = max(self.watermark, seq)
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('watermark', ?)", (str(self.watermark),))
-        self._db.executemany(
-            "INSERT OR REPLACE INTO marks VALUES (?, ?, ?)", [(s, p, seq) for s, p in self._last_price.items()]
-        )
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('marks', ?)", (json.dumps(self._last_price),))
 
     def close(self) -> None:
         self._db.close()

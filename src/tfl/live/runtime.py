@@ -48,6 +48,7 @@ class Controls:
     halt_requested: bool = False
     crash: CrashPoints = field(default_factory=CrashPoints)
     alert: Callable[[str, str], None] = lambda level, msg: None
+    latencies_ns: list[int] | None = None  # benchmarks: time from a tick's arrival to the end of its handling
 
     def install_signal(self) -> None:
         def on_signal(signum: int, frame: object) -> None:
@@ -165,6 +166,7 @@ def run_session(
     ended = False
     while not ended:
         ev = feed.next(timeout=min(0.5, stale_after / 2))
+        t_arrival = time.perf_counter_ns() if controls.latencies_ns is not None else 0
         now = controls.clock()
         if now >= next_kill_check:
             next_kill_check = now + 0.2
@@ -216,7 +218,9 @@ def run_session(
         last_tick_wall = now
         if not engine.gate.feed_fresh:
             engine.gate.feed_fresh = True
-            log.info("feed recovered", extra={"fields": {"stale_seconds": round(now - (stale_since or now), 1)}})
+            if stale_since is not None:
+                log.info("feed recovered", extra={"fields": {"stale_seconds": round(now - stale_since, 1)}})
+                stale_since = None
         if not builder.on_tick(ev):
             continue
         ticks += 1
@@ -225,6 +229,8 @@ def run_session(
         pending = broker.poll()
         if pending:
             engine.on_broker_events(pending)
+        if controls.latencies_ns is not None:
+            controls.latencies_ns.append(time.perf_counter_ns() - t_arrival)
     flat = engine.close_session(engine.close_ts)
     day_trades = sum(1 for t in engine.state.book.trades if t.entry_ts >= open_ts)
     return SessionResult(session.date, flat, day_trades, ticks, dict(builder.dropped))
