@@ -263,3 +263,49 @@ def test_broker_rejects_every_entry(market, tmp_path: Path) -> None:  # type: ig
     assert state.book.trades == [] and res.flat
     assert all(o.state.value == "REJECTED" for o in state.orders.values())
 
+
+
+def test_clock_events_close_bars_on_time_and_count_as_no_ticks(market, clean, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A live feed sends Clock events while the market is quiet: boundaries are processed on
+    time, and a long run of clocks without trades is still a stale feed."""
+    from tfl.live.feed import Clock
+
+    def with_clocks(events: list[FeedEvent]) -> list[FeedEvent]:
+        out: list[FeedEvent] = []
+        for e in events:
+            out.append(e)
+            out.append(Clock(e.ts))
+        return out
+
+    state, res = run_with(tmp_path, market, with_clocks)
+    assert key(state) == key(clean)
+    # Now only clocks for 15 minutes of the morning, long enough in wall time to be stale.
+    quiet_from = min(t.entry_ts for t in clean.book.trades) + 3600
+
+    def silence(events: list[FeedEvent]) -> list[FeedEvent]:
+        quiet = [Clock(quiet_from + k) for k in range(0, 900, 30)]
+        ticks = [e for e in events if not (quiet_from <= e.ts < quiet_from + 900)]
+        i = next(k for k, e in enumerate(ticks) if e.ts >= quiet_from + 900)
+        return ticks[:i] + quiet + ticks[i:]
+
+    def clocky_factory_run() -> tuple:  # type: ignore[type-arg]
+        clock = [0.0]
+        controls = Controls(clock=lambda: clock[0])
+
+        class Slow(Scripted):
+            def next(self, timeout: float) -> FeedEvent | None:
+                ev = super().next(timeout)
+                if isinstance(ev, Clock):
+                    clock[0] += 2.0  # each quiet second of market time is two of wall time here
+                return ev
+
+        def factory(events: list[FeedEvent], start: int) -> Scripted:
+            return Slow(silence([e for e in events if e.ts >= start]), clock)
+
+        return replay(tmp_path / "quiet", market, SYMBOLS, DAY, S, controls=controls, feed_factory=factory)
+
+    with caplog.at_level(logging.INFO):
+        _, res2 = clocky_factory_run()
+    assert any("feed stale" in r.message for r in caplog.records)
+    assert res.flat and res2.flat

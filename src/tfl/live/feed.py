@@ -37,7 +37,15 @@ class SessionEnd:
     ts: int
 
 
-FeedEvent = Tick | SessionEnd
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Market time passing without a trade: live feeds send one every second or so, so a
+    15-minute boundary is processed on time even in a quiet market."""
+
+    ts: int
+
+
+FeedEvent = Tick | SessionEnd | Clock
 
 
 class Feed(Protocol):

@@ -27,7 +27,7 @@ from tfl.domain import Bias, ExitReason
 from tfl.live.bars import BarBuilder
 from tfl.live.engine import Engine
 from tfl.live.faults import CrashPoints
-from tfl.live.feed import Feed, ReplayFeed, SessionEnd, Tick, session_ticks
+from tfl.live.feed import Clock, Feed, FeedEvent, ReplayFeed, SessionEnd, Tick, session_ticks
 from tfl.live.journal import Journal
 from tfl.live.paper import PaperBroker
 from tfl.live.warmup import warm_states
@@ -124,7 +124,7 @@ def run_session(
     bias_reason: str,
     controls: Controls,
     *,
-    feed_factory: Callable[[list[Tick | SessionEnd], int], Feed] | None = None,
+    feed_factory: Callable[[list[FeedEvent], int], Feed] | None = None,
     speed: float | None = None,
 ) -> SessionResult:
     """Trade one session in the replay world (historical ticks, paper fills)."""
@@ -189,15 +189,15 @@ def run_session(
                     }
                 },
             )
+        if now - last_tick_wall > stale_after and engine.gate.feed_fresh and not isinstance(ev, Tick):
+            engine.gate.feed_fresh = False
+            stale_since = now
+            log.error(
+                "feed stale: no tick received; no new entries until it recovers",
+                extra={"fields": {"seconds": round(now - last_tick_wall, 1)}},
+            )
+            controls.alert("ERROR", "TFL market feed is stale")
         if ev is None:
-            if now - last_tick_wall > stale_after and engine.gate.feed_fresh:
-                engine.gate.feed_fresh = False
-                stale_since = now
-                log.error(
-                    "feed stale: no tick received; no new entries until it recovers",
-                    extra={"fields": {"seconds": round(now - last_tick_wall, 1)}},
-                )
-                controls.alert("ERROR", "TFL market feed is stale")
             if isinstance(feed, ReplayFeed) and feed.exhausted:
                 break
             continue
@@ -207,6 +207,8 @@ def run_session(
             engine.on_slot(b, builder.close_until(b))
             engine.on_broker_events(broker.poll())
             bi += 1
+        if isinstance(ev, Clock):
+            continue
         if isinstance(ev, SessionEnd):
             builder.close_until(ev.ts + 1)
             if engine.state.book.positions:
