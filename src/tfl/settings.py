@@ -127,6 +127,28 @@ class LiveSettings:
 
 
 @dataclass(frozen=True)
+class FyersSettings:
+    """The FYERS adapters. URLs are settings so tests and operators can point them elsewhere;
+    TFL_FYERS_API_URL, TFL_FYERS_DATA_URL and TFL_FYERS_CLIENT_ID override them too."""
+
+    api_url: str = "https://api-t1.fyers.in/api/v3"
+    data_url: str = "https://api-t1.fyers.in/data"
+    symbol_master_url: str = "https://public.fyers.in/sym_details/NSE_CM.csv"
+    client_id: str = ""  # the app id, e.g. ABCD1234-100 (not a secret)
+    redirect_uri: str = "https://trade.fyers.in/api-login/redirect-uri/index.html"
+    secrets_file: str = ""  # 0600 JSON with secret_key and the daily access token; empty: ~/.tfl/secrets.json
+    token_deadline: str = "09:10"  # no valid token by then: no trading today
+    http_timeout_seconds: float = field(default=10.0, metadata=_num(0.5, 120))
+    max_per_second: int = field(default=8, metadata=_num(1, 10))  # FYERS allows 10/s
+    max_per_minute: int = field(default=180, metadata=_num(1, 200))  # FYERS allows 200/min
+    socket_silence_seconds: float = field(default=20.0, metadata=_num(1, 600))  # no tick: reconnect
+    order_socket_fallback_seconds: float = field(default=5.0, metadata=_num(0.5, 600))
+    tick_size: float = field(default=0.05, metadata=_num(0, 100, lo_open=True))  # when the symbol master lacks it
+    symbol_format: str = "NSE:{symbol}-EQ"
+    index_symbols: str = "NIFTY50=NSE:NIFTY50-INDEX,INDIAVIX=NSE:INDIAVIX-INDEX,NIFTY200_INDEX=NSE:NIFTY200-INDEX"
+
+
+@dataclass(frozen=True)
 class Settings:
     bias: BiasSettings = field(default_factory=BiasSettings)
     indicators: IndicatorSettings = field(default_factory=IndicatorSettings)
@@ -135,6 +157,7 @@ class Settings:
     costs: CostSettings = field(default_factory=CostSettings)
     backtest: BacktestSettings = field(default_factory=BacktestSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    fyers: FyersSettings = field(default_factory=FyersSettings)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain, JSON-ready view (tuples become lists) for reports and journals."""
@@ -303,6 +326,13 @@ def load_settings(
         settings = _merge(settings, data, source=f"config file {p}")
     env = os.environ if environ is None else environ
     env_data = _env_overrides(env)
+    for var, key in (
+        ("TFL_FYERS_API_URL", "api_url"),
+        ("TFL_FYERS_DATA_URL", "data_url"),
+        ("TFL_FYERS_CLIENT_ID", "client_id"),
+    ):
+        if env.get(var):
+            env_data.setdefault("fyers", {})[key] = env[var]
     if env_data:
         settings = _merge(settings, env_data, source="environment")
     if overrides:

@@ -25,6 +25,7 @@ from tfl.data.bias_inputs import bias_records
 from tfl.data.market import Market
 from tfl.domain import Bias, ExitReason
 from tfl.live.bars import BarBuilder
+from tfl.live.broker import Broker
 from tfl.live.engine import Engine
 from tfl.live.faults import CrashPoints
 from tfl.live.feed import Clock, Feed, FeedEvent, ReplayFeed, SessionEnd, Tick, session_ticks
@@ -49,6 +50,9 @@ class Controls:
     crash: CrashPoints = field(default_factory=CrashPoints)
     alert: Callable[[str, str], None] = lambda level, msg: None
     latencies_ns: list[int] | None = None  # benchmarks: time from a tick's arrival to the end of its handling
+    token_check: Callable[[], bool] | None = None  # live: is the broker token good again?
+    token_recheck_seconds: float = 30.0
+    exit_wait_seconds: float = 120.0  # live: how long to wait at the close for the square-off fills
 
     def install_signal(self) -> None:
         def on_signal(signum: int, frame: object) -> None:
@@ -118,7 +122,7 @@ def run_session(
     market: Market,
     symbols: list[str],
     journal: Journal,
-    broker: PaperBroker,
+    broker: Broker,
     settings: Settings,
     bias: Bias,
     bias_reason: str,
@@ -126,12 +130,29 @@ def run_session(
     *,
     feed_factory: Callable[[list[FeedEvent], int], Feed] | None = None,
     speed: float | None = None,
+    market_sim: PaperBroker | None = None,
 ) -> SessionResult:
-    """Trade one session in the replay world (historical ticks, paper fills)."""
+    """Trade one session. The broker either matches orders on our ticks (``market_sim``, the
+    paper broker) or at the exchange (FYERS), in which case only its events reach us."""
+    if market_sim is None and isinstance(broker, PaperBroker):
+        market_sim = broker
     open_ts = epoch_of_ist(session.date, session.open_minute)
     engine = Engine(settings, journal, broker, session, {}, bias=bias, alert=controls.alert)
     engine.crash = controls.crash
-    broker.crash = controls.crash
+    if market_sim is not None:
+        market_sim.crash = controls.crash
+
+    def token_lost(why: str) -> None:
+        if engine.gate.token_ok:
+            engine.gate.token_ok = False
+            log.error(
+                "broker token rejected: no new entries; exits keep being managed",
+                extra={"fields": {"detail": why[:120]}},
+            )
+            controls.alert("ERROR", "TFL: the FYERS token was rejected mid-session; log in again (tfl auth login)")
+
+    if hasattr(broker, "on_auth_error"):
+        broker.on_auth_error = token_lost
     engine.load()
     if engine.done:
         log.info("session already closed in the journal", extra={"fields": {"session": engine.sid}})
@@ -163,6 +184,7 @@ def run_session(
     next_heartbeat = controls.clock() + settings.live.heartbeat_seconds
     next_kill_check = 0.0
     stale_after = settings.live.feed_stale_seconds
+    next_token_check = 0.0
     ended = False
     while not ended:
         ev = feed.next(timeout=min(0.5, stale_after / 2))
@@ -201,20 +223,31 @@ def run_session(
             if isinstance(feed, ReplayFeed) and feed.exhausted:
                 break
             continue
+        if not engine.gate.token_ok and controls.token_check is not None and now >= next_token_check:
+            next_token_check = now + controls.token_recheck_seconds
+            if controls.token_check():
+                engine.gate.token_ok = True
+                log.info("broker token accepted again: entries resume")
         while bi < len(boundaries) and ev.ts >= boundaries[bi]:
             b = boundaries[bi]
-            broker.checkpoint(last_seq)
+            if market_sim is not None:
+                market_sim.checkpoint(last_seq)
             engine.on_slot(b, builder.close_until(b))
             engine.on_broker_events(broker.poll())
             bi += 1
         if isinstance(ev, Clock):
+            if market_sim is None:
+                engine.on_broker_events(broker.poll())
             continue
         if isinstance(ev, SessionEnd):
             builder.close_until(ev.ts + 1)
             if engine.state.book.positions:
                 engine.square_off(ev.ts, ExitReason.EOD)
-            broker.close_session(ev.ts, last_seq + 1)
-            engine.on_broker_events(broker.poll())
+            if market_sim is not None:
+                market_sim.close_session(ev.ts, last_seq + 1)
+                engine.on_broker_events(broker.poll())
+            else:
+                _await_flat(engine, broker, controls)
             ended = True
             continue
         last_tick_wall = now
@@ -227,7 +260,8 @@ def run_session(
             continue
         ticks += 1
         last_seq = ev.seq
-        broker.on_tick(ev.symbol, ev.ts, ev.price, ev.seq)
+        if market_sim is not None:
+            market_sim.on_tick(ev.symbol, ev.ts, ev.price, ev.seq)
         pending = broker.poll()
         if pending:
             engine.on_broker_events(pending)
@@ -236,6 +270,17 @@ def run_session(
     flat = engine.close_session(engine.close_ts)
     day_trades = sum(1 for t in engine.state.book.trades if t.entry_ts >= open_ts)
     return SessionResult(session.date, flat, day_trades, ticks, dict(builder.dropped))
+
+
+def _await_flat(engine: Engine, broker: Broker, controls: Controls) -> None:
+    """Live: the square-off orders are at the exchange; wait (bounded) for their fills."""
+    deadline = controls.clock() + controls.exit_wait_seconds
+    while engine.state.book.positions and controls.clock() < deadline:
+        engine.on_broker_events(broker.poll())
+        if engine.state.book.positions:
+            time.sleep(0.2)
+    engine.resolve_unknown(engine.close_ts)
+    engine.on_broker_events(broker.poll())
 
 
 def sessions_with_data(calendar: NseCalendar, market: Market, first: dt.date, last: dt.date) -> list[Session]:

@@ -1,0 +1,1 @@
+"""The FYERS adapters: login and token, REST, the market-data and order sockets, history."""

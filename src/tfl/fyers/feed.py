@@ -1,0 +1,155 @@
+"""Market data from the FYERS data socket as a :class:`~tfl.live.feed.Feed`.
+
+Ticks carry the exchange's timestamp and the cumulative day volume. The SDK socket is a
+process-wide singleton that forgets its subscriptions on reconnect and can go silent or
+give up without calling ``on_close``; so we subscribe in every ``on_connect``, and a
+watchdog that sees no tick for ``socket_silence_seconds`` during the session forces a
+reconnect, with exponential backoff and jitter. While the market is quiet the feed
+returns :class:`~tfl.live.feed.Clock` events so bars still close on time, and at the
+session's close a :class:`~tfl.live.feed.SessionEnd`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tfl.fyers.sockets import DataSocketFactory, subscribe_all
+from tfl.fyers.symbols import SymbolMap
+from tfl.live.feed import Clock, FeedEvent, SessionEnd, Tick
+
+log = logging.getLogger("tfl.fyers.feed")
+
+
+class FyersFeed:
+    def __init__(
+        self,
+        factory: DataSocketFactory,
+        access_token: Callable[[], str],
+        symbols: SymbolMap,
+        names: list[str],
+        close_ts: int,
+        *,
+        log_dir: Path,
+        url: str | None = None,
+        silence_seconds: float = 20.0,
+        now: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._factory = factory
+        self._token = access_token
+        self._symbols = symbols
+        self._tickers = [symbols.ticker(n) for n in names]
+        self._close_ts = close_ts
+        self._log_dir = log_dir
+        self._url = url
+        self._silence = silence_seconds
+        self._now = now
+        self._mono = monotonic
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._q: queue.Queue[Tick] = queue.Queue()
+        self._sock: Any = None
+        self._seq = 0
+        self._lock = threading.Lock()
+        self.last_tick = monotonic()
+        self.reconnects = 0
+        self.errors: list[str] = []
+        self._ended = False
+
+    # ------------------------------------------------------------------ socket
+
+    def start(self) -> None:
+        self._sock = self._factory(
+            access_token=self._token(),
+            log_dir=self._log_dir,
+            url=self._url,
+            on_message=self._on_message,
+            on_connect=self._on_connect,
+            on_close=self._on_close,
+            on_error=self._on_error,
+        )
+        threading.Thread(target=self._sock.connect, name="fyers-data-socket", daemon=True).start()
+        self.last_tick = self._mono()
+
+    def _on_connect(self) -> None:
+        try:  # the SDK calls this after every (re)connect and forgets subscriptions: subscribe each time
+            subscribe_all(self._sock, self._tickers)
+        except Exception as exc:
+            self._on_error({"message": str(exc)})
+
+    def _on_close(self, msg: Any) -> None:
+        log.warning("data socket closed", extra={"fields": {"detail": str(msg)[:100]}})
+
+    def _on_error(self, msg: Any) -> None:
+        self.errors.append(str(msg)[:200])
+        log.error("data socket error", extra={"fields": {"detail": str(msg)[:200]}})
+
+    def _on_message(self, msg: Any) -> None:
+        if not isinstance(msg, dict) or "ltp" not in msg or "symbol" not in msg:
+            return  # control messages: connected, subscribed, mode
+        sym = self._symbols.symbol(str(msg["symbol"]))
+        if sym is None:
+            return
+        try:
+            price = float(msg["ltp"])
+            ts = int(msg.get("exch_feed_time") or msg.get("last_traded_time") or self._now())
+            volume = float(msg.get("vol_traded_today") or 0.0)
+        except (TypeError, ValueError):
+            log.warning("malformed tick dropped", extra={"fields": {"symbol": sym}})
+            return
+        with self._lock:
+            self._seq = max(self._seq + 1, int(self._now() * 1_000_000))
+            seq = self._seq
+        self._q.put(Tick(sym, ts, price, volume, seq))
+
+    def reconnect(self, why: str) -> None:
+        """Tear the socket down and build a new one (the SDK may have given up silently)."""
+        self.reconnects += 1
+        delay = min(60.0, 2.0 ** min(self.reconnects, 6)) * (0.5 + self._rng.random())
+        log.warning(
+            "forcing a data socket reconnect",
+            extra={"fields": {"why": why, "attempt": self.reconnects, "delay_s": round(delay, 1)}},
+        )
+        try:
+            if self._sock is not None:
+                self._sock.close_connection()
+        except Exception as exc:
+            self._on_error({"message": f"close failed: {exc}"})
+        self._sleep(delay)
+        self.start()
+
+    # ------------------------------------------------------------------ Feed
+
+    def next(self, timeout: float) -> FeedEvent | None:
+        if self._ended:
+            return None
+        now = self._now()
+        if now >= self._close_ts:
+            self._ended = True
+            return SessionEnd(self._close_ts)
+        try:
+            tick = self._q.get(timeout=timeout)
+        except queue.Empty:
+            if self._mono() - self.last_tick > self._silence:
+                self.reconnect(f"no tick for {self._silence:.0f} s")
+            return Clock(math.floor(self._now()))
+        self.last_tick = self._mono()
+        self.reconnects = 0
+        return tick
+
+    def close(self) -> None:
+        self._ended = True
+        if self._sock is not None:
+            with contextlib.suppress(Exception):
+                self._sock.close_connection()
