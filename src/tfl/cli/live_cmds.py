@@ -16,6 +16,7 @@ from tfl.settings import Settings
 log = logging.getLogger("tfl.cli")
 
 EXIT_NOT_FLAT = 3
+EXIT_NO_TOKEN = 4
 
 
 def _out(text: str = "") -> None:
@@ -30,6 +31,7 @@ def side_files(journal: Path) -> dict[str, Path]:
         "kill": journal.with_name(journal.name + ".halt"),
         "pid": journal.with_name(journal.name + ".pid"),
         "bias": journal.with_name("bias.json"),
+        "sdk_logs": journal.with_name(journal.name + ".fyers-logs"),
     }
 
 
@@ -45,12 +47,15 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError("risk.allocation 'bar' needs the rest of the bar in advance: only the backtester can use it")
     if args.bias == "BOTH" and args.world != "replay":
         raise ValueError("--bias BOTH is research-only: it is allowed in the replay world, not in paper or live")
+    feed = args.feed or ("replay" if args.world == "replay" else "fyers")
+    if args.world == "live" and feed != "fyers":
+        raise ValueError("the live world trades on the FYERS feed")
     files = side_files(args.journal)
     log_file = args.log_file or files["log"]
     logs.configure(args.log_level or "INFO", "json", stream=sys.stdout, files=[str(log_file)])
     journal = SqliteJournal(args.journal)
     check_settings(journal, settings)
-    broker = PaperBroker(args.broker_store or files["broker"], slippage_pct=settings.costs.slippage_pct)
+    paper = PaperBroker(args.broker_store or files["broker"], slippage_pct=settings.costs.slippage_pct)
     calendar = NseCalendar(Path(settings.live.calendar_file) if settings.live.calendar_file else None)
     market = load_market(args.data, settings, args.symbols)
     symbols = [s for s in (args.symbols or market.universe) if s in market.intraday]
@@ -62,9 +67,11 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
     files["pid"].write_text(str(os.getpid()))
     bias_file = Path(settings.live.bias_file) if settings.live.bias_file else files["bias"]
     speed = None if args.speed == "max" else float(args.speed)
-    last = args.to or args.date
     exit_code = 0
     try:
+        if feed == "fyers":
+            return _trade_fyers(args, settings, market, symbols, journal, paper, calendar, controls, bias_file, files)
+        last = args.to or args.date
         sessions = sessions_with_data(calendar, market, args.date, last)
         if not sessions:
             log.error(
@@ -73,7 +80,7 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         for sess in sessions:
             bias, why = resolve_bias(args.bias, market, sess.date, settings, bias_file)
-            result = run_session(sess, market, symbols, journal, broker, settings, bias, why, controls, speed=speed)
+            result = run_session(sess, market, symbols, journal, paper, settings, bias, why, controls, speed=speed)
             if not result.flat:
                 exit_code = EXIT_NOT_FLAT
             rep = day_report(list(journal.events()), sess.date)
@@ -91,8 +98,65 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         files["pid"].unlink(missing_ok=True)
         journal.close()
-        broker.close()
+        paper.close()
     return exit_code
+
+
+def _trade_fyers(
+    args: argparse.Namespace,
+    settings: Settings,
+    market: Any,
+    symbols: list[str],
+    journal: Any,
+    paper: Any,
+    calendar: Any,
+    controls: Any,
+    bias_file: Path,
+    files: dict[str, Path],
+) -> int:
+    """Paper (FYERS data, paper fills) or live (FYERS data and orders): today's session only."""
+    from tfl.cli import fyers_cmds as fy
+    from tfl.fyers.auth import check_token
+    from tfl.live.report import day_report
+    from tfl.live.runtime import resolve_bias, run_session
+    from tfl.timeutil import epoch_of_ist
+
+    today = fy.today_ist()
+    if args.date is not None and args.date != today:
+        raise ValueError(f"the {args.world} world trades today's session ({today}), not {args.date}")
+    session = calendar.session(today)
+    if session is None:
+        log.info("not a trading day: nothing to do", extra={"fields": {"date": today.isoformat()}})
+        return 0
+    kit = fy.build_kit(settings, args.data)
+    if not fy.token_gate(kit, today, controls.alert):
+        return EXIT_NO_TOKEN
+    controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
+    fy.refresh_today(kit, market, symbols, today, epoch_of_ist(today, session.open_minute))
+    log_dir = files["sdk_logs"]
+    close_ts = epoch_of_ist(today, min(session.close_minute, 15 * 60 + 30))
+    factory = fy.fyers_feed_factory(kit, symbols, close_ts, log_dir)
+    if args.world == "live":
+        broker, sim = fy.fyers_broker(kit, log_dir), None
+    else:
+        broker, sim = paper, paper
+    bias, why = resolve_bias(args.bias, market, today, settings, bias_file)
+    result = run_session(
+        session, market, symbols, journal, broker, settings, bias, why, controls, feed_factory=factory, market_sim=sim
+    )
+    rep = day_report(list(journal.events()), today)
+    log.info(
+        "day report",
+        extra={
+            "fields": {
+                "session": rep.session,
+                "trades": len(rep.trades),
+                "net_pnl": round(rep.net_pnl, 2),
+                "equity": round(rep.equity, 2),
+            }
+        },
+    )
+    return 0 if result.flat else EXIT_NOT_FLAT
 
 
 def cmd_journal_show(args: argparse.Namespace) -> int:
@@ -196,9 +260,15 @@ def cmd_halt(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any, date_type: Any, symbols_type: Any, add_config: Any) -> None:
     tr = sub.add_parser("trade", help="run the live runtime (replay or paper world)")
-    tr.add_argument("--world", choices=("replay", "paper"), default="replay")
+    tr.add_argument("--world", choices=("replay", "paper", "live"), default="replay")
+    tr.add_argument(
+        "--feed",
+        choices=("replay", "fyers"),
+        help="market data: replay (history as ticks) or fyers (the FYERS data socket); "
+        "default replay for the replay world, fyers otherwise",
+    )
     tr.add_argument("--data", type=Path, required=True, help="data directory: history for warm-up (and replay ticks)")
-    tr.add_argument("--date", type=date_type, required=True, help="first session (YYYY-MM-DD)")
+    tr.add_argument("--date", type=date_type, help="first session (YYYY-MM-DD); paper/live: today")
     tr.add_argument("--to", type=date_type, help="last session (default: --date)")
     tr.add_argument("--journal", type=Path, required=True, help="the SQLite journal file")
     tr.add_argument("--broker-store", type=Path, help="the paper broker's own store (default: JOURNAL.broker)")

@@ -17,7 +17,9 @@ from typing import Any
 from tfl import logs
 from tfl.calendar.nse import CalendarError
 from tfl.data.loader import DataError
+from tfl.fyers.rest import FyersError
 from tfl.live.journal import JournalError
+from tfl.secrets import SecretError
 from tfl.settings import Settings, SettingsError, load_settings
 from tfl.timeutil import parse_date
 
@@ -241,6 +243,8 @@ def cmd_trade(args: argparse.Namespace) -> int:
         extra["costs.model"] = args.costs
     if args.capital is not None:
         extra["backtest.capital"] = args.capital
+    if args.date is None and (args.world == "replay" or args.feed == "replay"):
+        raise UsageError("--date is required when replaying history")
     if args.speed is None:
         args.speed = "max" if args.world == "replay" else "1"
     if args.speed != "max":
@@ -250,6 +254,25 @@ def cmd_trade(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError(f"--speed '{args.speed}': expected 'max' or a positive number") from None
     return run(args, _settings(args, extra))
+
+
+# --------------------------------------------------------------------------- FYERS
+
+
+def _fyers(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from tfl.cli import fyers_cmds
+
+        return int(getattr(fyers_cmds, name)(args, _settings(args)))
+
+    return run
+
+
+def _symbol_list(text: str) -> list[str]:
+    syms = [s.strip() for s in text.split(",") if s.strip()]
+    if not syms:
+        raise argparse.ArgumentTypeError("--symbols needs a comma-separated list")
+    return syms
 
 
 # --------------------------------------------------------------------------- wiring
@@ -278,6 +301,20 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=int, default=7)
     sy.add_argument("--start", type=_date, default=_date("2023-01-02"), help="first session (YYYY-MM-DD)")
     sy.set_defaults(func=cmd_data_synth)
+    fe = dsub.add_parser("fetch", help="download FYERS history into the Parquet layout (chunked, resumable)")
+    fe.add_argument("--symbols", type=_symbol_list, required=True, help="A,B,C")
+    fe.add_argument("--from", dest="from_date", type=_date, required=True)
+    fe.add_argument("--to", dest="to_date", type=_date, required=True)
+    fe.add_argument("--resolution", choices=("15", "D"), required=True)
+    fe.add_argument("--out", type=Path, required=True)
+    _add_config(fe)
+    fe.set_defaults(func=_fyers("cmd_data_fetch"))
+    sm = dsub.add_parser("symbols", help="download and parse the FYERS symbol master for the universe")
+    sm.add_argument("--out", type=Path, required=True, help="e.g. DATA/symbols.csv (read by the live adapters)")
+    sm.add_argument("--universe", type=Path, help="a universe CSV (column Symbol); default: every EQ symbol")
+    sm.add_argument("--url", help="default: the fyers.symbol_master_url setting")
+    _add_config(sm)
+    sm.set_defaults(func=_fyers("cmd_data_symbols"))
 
     b = sub.add_parser("bias", help="print a session's bias record (JSON, with its inputs)")
     b.add_argument("--data", type=Path, required=True)
@@ -296,6 +333,20 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--out", type=Path, required=True)
     _add_config(bt)
     bt.set_defaults(func=cmd_backtest)
+
+    auth = sub.add_parser("auth", help="the daily FYERS login and its token")
+    asub_ = auth.add_subparsers(dest="auth_command", required=True, metavar="SUBCOMMAND")
+    lg = asub_.add_parser("login", help="print the login URL, then exchange the redirect for today's token")
+    lg.add_argument("--redirect", help="the redirect URL (or just the auth code) of a login started earlier")
+    _add_config(lg)
+    lg.set_defaults(func=_fyers("cmd_auth_login"))
+    sc = asub_.add_parser("secret", help="store the FYERS app secret in the secrets store (0600)")
+    sc.add_argument("--stdin", action="store_true", help="read it from stdin instead of prompting")
+    _add_config(sc)
+    sc.set_defaults(func=_fyers("cmd_auth_secret"))
+    st = asub_.add_parser("status", help="is today's token accepted by FYERS?")
+    _add_config(st)
+    st.set_defaults(func=_fyers("cmd_auth_status"))
 
     au = sub.add_parser("audit", help="honesty checks")
     asub = au.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
@@ -329,7 +380,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (SettingsError, DataError, UsageError, ValueError, JournalError, CalendarError) as exc:
+    except (
+        SettingsError,
+        DataError,
+        UsageError,
+        ValueError,
+        JournalError,
+        CalendarError,
+        FyersError,
+        SecretError,
+    ) as exc:
         _err(f"tfl: error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -66,10 +66,12 @@ class FyersFeed:
         self.reconnects = 0
         self.errors: list[str] = []
         self._ended = False
+        self._closed = False
 
     # ------------------------------------------------------------------ socket
 
     def start(self) -> None:
+        self._closed = False
         self._sock = self._factory(
             access_token=self._token(),
             log_dir=self._log_dir,
@@ -89,6 +91,9 @@ class FyersFeed:
             self._on_error({"message": str(exc)})
 
     def _on_close(self, msg: Any) -> None:
+        # With reconnect on, the SDK calls on_close only when it is not reconnecting by itself
+        # (closed for good, or it gave up): reconnect from the consumer's thread.
+        self._closed = True
         log.warning("data socket closed", extra={"fields": {"detail": str(msg)[:100]}})
 
     def _on_error(self, msg: Any) -> None:
@@ -134,14 +139,15 @@ class FyersFeed:
     def next(self, timeout: float) -> FeedEvent | None:
         if self._ended:
             return None
-        now = self._now()
-        if now >= self._close_ts:
-            self._ended = True
-            return SessionEnd(self._close_ts)
         try:
-            tick = self._q.get(timeout=timeout)
+            tick = self._q.get(timeout=0 if self._now() >= self._close_ts else timeout)
         except queue.Empty:
-            if self._mono() - self.last_tick > self._silence:
+            if self._now() >= self._close_ts:  # the close, once every queued tick is out
+                self._ended = True
+                return SessionEnd(self._close_ts)
+            if self._closed:
+                self.reconnect("the socket closed")
+            elif self._mono() - self.last_tick > self._silence:
                 self.reconnect(f"no tick for {self._silence:.0f} s")
             return Clock(math.floor(self._now()))
         self.last_tick = self._mono()

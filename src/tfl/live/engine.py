@@ -95,6 +95,7 @@ class Engine:
         self.recovered = False
         self.squared_off = False
         self._loaded: set[str] = set()  # orders known from the journal at start: look them up before sending
+        self._reconcile_failed = False
         self.crash: CrashPoints | None = None
 
     # ------------------------------------------------------------------ journal
@@ -167,6 +168,8 @@ class Engine:
     def on_slot(self, boundary: int, bars: list[Bar]) -> None:
         if boundary <= self.state.last_slot or self.done:
             return
+        if not self.gate.reconciled:
+            self.reconcile(boundary)
         self.resolve_unknown(boundary)
         self.ensure_protection(boundary)
         self._expire_entries(boundary)
@@ -259,6 +262,7 @@ class Engine:
                 ),
                 Leg.TARGET,
                 boundary,
+                setup_ts=pos.setup_ts,
             )
 
     def _enter(self, boundary: int, setups: list[Setup]) -> None:
@@ -322,6 +326,7 @@ class Engine:
                     OrderRequest(cid, s.symbol, int(s.side), OrderType.STOP, a.qty, trigger=s.trigger),
                     Leg.ENTRY,
                     boundary,
+                    setup_ts=s.setup_ts,
                 )
 
     def _expire_entries(self, boundary: int) -> None:
@@ -349,6 +354,7 @@ class Engine:
                 boundary,
                 reason=reason.value,
                 exit_ts=exit_ts,
+                setup_ts=pos.setup_ts,
             )
 
     def halt(self, ts: int, reason: str) -> None:
@@ -441,7 +447,12 @@ class Engine:
                 reason=order.reason,
             )
         if order.filled > rec.filled:
-            for f in self.broker.fills():
+            try:
+                fills = self.broker.fills()
+            except (BrokerError, BrokerTimeoutError) as exc:
+                log.error("could not read the broker's fills", extra={"fields": {"error": str(exc)}})
+                fills = []
+            for f in fills:
                 if f.tag == order.tag:
                     self.on_fill(f)
         if new in (OrderState.CANCELLED, OrderState.FILLED) and rec.state is not new and rec.open:
@@ -547,7 +558,8 @@ class Engine:
         if rec.state in (OrderState.INTENT, OrderState.UNKNOWN):
             self._set_state(rec, OrderState.ACCEPTED, f.ts, broker_id=f.broker_id)
         slot = slot_of(f.ts, self.open_ts)
-        had_position = rec.request.symbol in self.state.book.positions
+        before = self.state.book.positions.get(rec.request.symbol)
+        had_position = before is not None
         self.emit(
             "FILL",
             f"fill:{f.fill_id}",
@@ -558,9 +570,19 @@ class Engine:
         self._set_state(rec, OrderState.FILLED if done else OrderState.PARTIALLY_FILLED, f.ts)
         sym = rec.request.symbol
         pos = self.state.book.positions.get(sym)
+        if f.fill_id in self.state.orphan_fills:
+            log.critical(
+                "an exit order filled for a position that was already closed",
+                extra={"fields": {"symbol": sym, "cid": f.tag, "qty": f.qty}},
+            )
+            self.set_reduce_only(f.ts, f"stray fill {f.tag}")
+            self._alert("CRITICAL", f"TFL: a stale exit order for {sym} filled ({f.qty}); check the broker position")
+            return
         if rec.leg is Leg.ENTRY and pos is not None:
             self._protect(sym, f.ts, new_position=not had_position)
         elif pos is None and rec.leg is not Leg.ENTRY:
+            if before is not None:  # brokers without OCO: the position's other legs must go now
+                self._cancel_legs(sym, before.setup_ts, f.ts)
             t = self.state.book.trades[-1]
             log.info(
                 "trade closed",
@@ -596,7 +618,18 @@ class Engine:
             ),
             Leg.STOP,
             ts,
+            setup_ts=pos.setup_ts,
         )
+
+    def _cancel_legs(self, sym: str, setup_ts: int, ts: int) -> None:
+        for cid, rec in list(self.state.orders.items()):
+            if (
+                rec.open
+                and rec.request.symbol == sym
+                and rec.leg in (Leg.STOP, Leg.TARGET)
+                and self.state.leg_owner.get(cid) == setup_ts
+            ):
+                self._cancel(cid, ts)
 
     def ensure_protection(self, ts: int) -> None:
         """Every open position has a working stop (after a restart or a rejected stop)."""
@@ -619,12 +652,27 @@ class Engine:
     # ------------------------------------------------------------------ reconciliation
 
     def reconcile(self, ts: int) -> list[str]:
-        """Compare the journal with the broker; adopt what is ours, flag what is not."""
+        """Compare the journal with the broker; adopt what is ours, flag what is not.
+
+        If the broker cannot be asked (down, rate-limited), entries stay blocked and the
+        next boundary tries again; exits and protective stops are still attempted.
+        """
+        try:
+            return self._reconcile(ts)
+        except (BrokerError, BrokerTimeoutError) as exc:
+            self.journal.flush()
+            if not self._reconcile_failed:
+                log.error("cannot reconcile with the broker yet: no new entries", extra={"fields": {"error": str(exc)}})
+                self._alert("ERROR", f"TFL cannot reconcile with the broker: {exc}")
+            self._reconcile_failed = True
+            return []
+
+    def _reconcile(self, ts: int) -> list[str]:
         diffs: list[str] = []
         ours = set(self.state.orders)
         for order in self.broker.orders():
             if order.tag not in ours:
-                diffs.append(f"external order {order.tag} ({order.symbol}, {order.status})")
+                diffs.append(f"external order {order.tag or order.broker_id} ({order.symbol}, {order.status})")
         for rec in list(self.state.orders.values()):
             if rec.state is OrderState.INTENT:
                 self._resolve_intent(rec, ts)

@@ -40,6 +40,13 @@ log = logging.getLogger("tfl.runtime")
 BAR_SECONDS = 900
 
 
+def log_alert(level: str, message: str) -> None:
+    """The default alert channel: a log line (the AWS issue adds SNS behind the same call)."""
+    logging.getLogger("tfl.alert").log(
+        logging.getLevelName(level if level != "FATAL" else "CRITICAL"), f"ALERT: {message}"
+    )
+
+
 @dataclass
 class Controls:
     """Things outside the market that steer a running session."""
@@ -48,7 +55,7 @@ class Controls:
     clock: Callable[[], float] = time.monotonic
     halt_requested: bool = False
     crash: CrashPoints = field(default_factory=CrashPoints)
-    alert: Callable[[str, str], None] = lambda level, msg: None
+    alert: Callable[[str, str], None] = log_alert
     latencies_ns: list[int] | None = None  # benchmarks: time from a tick's arrival to the end of its handling
     token_check: Callable[[], bool] | None = None  # live: is the broker token good again?
     token_recheck_seconds: float = 30.0

@@ -54,6 +54,8 @@ class TraderState:
     position_legs: dict[str, dict[str, str]] = field(default_factory=dict)  # symbol -> {"S": cid, "T": cid}
     exit_pending: dict[str, tuple[str, int]] = field(default_factory=dict)  # symbol -> (reason, exit_ts)
     session_bias: str = "NO_TRADES"
+    leg_owner: dict[str, int] = field(default_factory=dict)  # order client id -> setup bar of its position
+    orphan_fills: list[str] = field(default_factory=list)  # exit fills for a position that is not open
 
     @staticmethod
     def fresh(settings: Settings) -> TraderState:
@@ -99,6 +101,8 @@ def apply(state: TraderState, ev: Event) -> None:
         )
         if d["cid"] not in state.orders:
             state.orders[d["cid"]] = OrderRecord(req, Leg(d["leg"]))
+        if "setup_ts" in d:
+            state.leg_owner[d["cid"]] = int(d["setup_ts"])
         leg = Leg(d["leg"])
         if leg in (Leg.STOP, Leg.TARGET):
             state.position_legs.setdefault(d["symbol"], {})[leg.value] = d["cid"]
@@ -188,8 +192,15 @@ def _apply_fill(state: TraderState, ev: Event) -> None:
         state.marks.setdefault(sym, price)
         return
     pos = book.positions.get(sym)
-    if pos is None:
-        log.error("journal: exit fill without a position", extra={"fields": {"cid": d["cid"], "symbol": sym}})
+    owner = state.leg_owner.get(d["cid"])
+    if pos is None or (owner is not None and owner != pos.setup_ts):
+        # A leg of a position that is already closed filled (no broker-side OCO, a race):
+        # never book it against another position; the engine goes reduce-only and alerts.
+        state.orphan_fills.append(d["fill_id"])
+        log.error(
+            "journal: exit fill for a position that is not open",
+            extra={"fields": {"cid": d["cid"], "symbol": sym, "qty": qty}},
+        )
         return
     if rec.leg is Leg.TARGET:
         reason, exit_ts = ExitReason.TARGET, int(d["slot"])

@@ -1,0 +1,237 @@
+"""`tfl auth ...`, `tfl data fetch`, `tfl data symbols`, and the FYERS wiring for `tfl trade`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tfl.fyers import sockets
+from tfl.fyers.ratelimit import RateLimiter
+from tfl.fyers.rest import FyersError, FyersRest
+from tfl.fyers.symbols import SymbolMap, parse_symbol_master, read_instruments, write_instruments
+from tfl.secrets import FileSecretStore, SecretStore, default_secrets_path
+from tfl.settings import Settings
+
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+INSTRUMENTS_FILE = "symbols.csv"
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def market_now() -> float:
+    """Wall-clock epoch seconds (a seam: tests drive a simulated market clock)."""
+    return time.time()
+
+
+def today_ist() -> dt.date:
+    return dt.datetime.fromtimestamp(market_now(), IST).date()
+
+
+@dataclass
+class FyersKit:
+    settings: Settings
+    store: SecretStore
+    limiter: RateLimiter
+    rest: FyersRest
+    symbols: SymbolMap
+
+    def session_token(self) -> str:
+        return f"{self.rest.client_id}:{self.store.get('access_token') or ''}"
+
+
+def build_kit(settings: Settings, data_dir: Path | None = None) -> FyersKit:
+    f = settings.fyers
+    if not f.client_id:
+        raise ValueError("setting 'fyers.client_id' is empty: set it (or TFL_FYERS_CLIENT_ID) to the FYERS app id")
+    store = FileSecretStore(default_secrets_path(f.secrets_file))
+    limiter = RateLimiter(f.max_per_second, f.max_per_minute)
+    rest = FyersRest(
+        f.api_url, f.data_url, f.client_id, lambda: store.get("access_token"), limiter, timeout=f.http_timeout_seconds
+    )
+    instruments = read_instruments(data_dir / INSTRUMENTS_FILE) if data_dir else {}
+    return FyersKit(settings, store, limiter, rest, SymbolMap(f, instruments))
+
+
+# --------------------------------------------------------------------------- auth
+
+
+def cmd_auth_login(args: argparse.Namespace, settings: Settings) -> int:
+    from tfl.fyers.auth import LoginError, exchange_code, login_url, new_state, parse_redirect
+
+    kit = build_kit(settings)
+    if args.redirect:
+        state = kit.store.get("login_state")
+        text = args.redirect
+    else:
+        state = new_state()
+        kit.store.put("login_state", state)
+        _out("Open this URL, log in with your FYERS 2FA, then paste the URL you are redirected to (or the code):")
+        _out(login_url(settings.fyers.api_url, settings.fyers.client_id, settings.fyers.redirect_uri, state))
+        text = sys.stdin.readline()
+    try:
+        code = parse_redirect(text, state)
+        exchange_code(kit.rest, kit.store, code, today_ist())
+    except LoginError as exc:
+        raise ValueError(f"login failed: {exc}") from None
+    kit.store.put("login_state", "")
+    _out(f"logged in: the access token for {today_ist().isoformat()} is stored")
+    return 0
+
+
+def cmd_auth_secret(args: argparse.Namespace, settings: Settings) -> int:
+    kit = build_kit(settings)
+    value = sys.stdin.readline().strip() if args.stdin else getpass.getpass("FYERS app secret: ")
+    if not value:
+        raise ValueError("no secret given")
+    kit.store.put("secret_key", value)
+    _out("the app secret is stored (file mode 0600)")
+    return 0
+
+
+def cmd_auth_status(args: argparse.Namespace, settings: Settings) -> int:
+    from tfl.fyers.auth import check_token
+
+    kit = build_kit(settings)
+    check = check_token(kit.rest, kit.store, today_ist())
+    _out(("token OK: " if check.ok else "token NOT usable: ") + check.reason)
+    return 0 if check.ok else 1
+
+
+# --------------------------------------------------------------------------- data
+
+
+def cmd_data_symbols(args: argparse.Namespace, settings: Settings) -> int:
+    import requests
+
+    from tfl.data.loader import read_universe
+
+    url = args.url or settings.fyers.symbol_master_url
+    try:
+        resp = requests.get(url, timeout=settings.fyers.http_timeout_seconds)
+        resp.raise_for_status()
+    except requests.RequestException as exc:
+        raise ValueError(f"symbol master {url}: download failed ({type(exc).__name__})") from None
+    universe = read_universe(args.universe) if args.universe else None
+    instruments = parse_symbol_master(resp.text, universe)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_instruments(args.out, instruments)
+    missing = sorted(set(universe or []) - {i.symbol for i in instruments})
+    _out(
+        f"wrote {len(instruments)} instruments to {args.out}"
+        + (f"; not in the master: {', '.join(missing)}" if missing else "")
+    )
+    return 0 if not missing else 1
+
+
+def cmd_data_fetch(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from tfl.fyers.history import fetch
+
+    kit = build_kit(settings, args.out)
+    names = args.symbols
+    with tqdm(total=len(names), desc="fetch", unit="sym", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+        got, problems = fetch(
+            kit.rest,
+            kit.symbols,
+            names,
+            args.resolution,
+            args.from_date,
+            args.to_date,
+            args.out,
+            now=int(market_now()),
+            progress=lambda s: bar.update(1),
+        )
+    _out(
+        f"fetched {sum(got.values())} new candles for {len(got)} symbols into {args.out}"
+        + (f"; {len(problems)} failed" if problems else "")
+    )
+    for p in problems:
+        _out(f"  {p}")
+    return 0 if not problems else 1
+
+
+# --------------------------------------------------------------------------- trade
+
+
+def fyers_feed_factory(kit: FyersKit, names: list[str], close_ts: int, log_dir: Path) -> Any:
+    from tfl.fyers.feed import FyersFeed
+
+    def factory(events: list[Any], start_ts: int) -> FyersFeed:
+        feed = FyersFeed(
+            sockets.sdk_data_socket,
+            kit.session_token,
+            kit.symbols,
+            names,
+            close_ts,
+            log_dir=log_dir,
+            silence_seconds=kit.settings.fyers.socket_silence_seconds,
+            now=market_now,
+        )
+        feed.start()
+        return feed
+
+    return factory
+
+
+def fyers_broker(kit: FyersKit, log_dir: Path) -> Any:
+    from tfl.fyers.broker import FyersBroker
+
+    stream = sockets.OrderStream(sockets.sdk_order_socket, kit.session_token, log_dir)
+    stream.start()
+    return FyersBroker(
+        kit.rest, kit.symbols, stream=stream, fallback_seconds=kit.settings.fyers.order_socket_fallback_seconds
+    )
+
+
+def token_gate(kit: FyersKit, session: dt.date, alert: Any) -> bool:
+    """Before the session: wait (until the deadline) for a token FYERS accepts."""
+    from tfl.fyers.auth import wait_for_token
+    from tfl.settings import parse_hhmm
+
+    minute = parse_hhmm(kit.settings.fyers.token_deadline)
+    deadline = dt.datetime.combine(session, dt.time(minute // 60, minute % 60), IST)
+    check = wait_for_token(
+        kit.rest, kit.store, session, deadline, now=lambda: dt.datetime.fromtimestamp(market_now(), IST), alert=alert
+    )
+    return check.ok
+
+
+def refresh_today(kit: FyersKit, market: Any, names: list[str], session: dt.date, open_ts: int) -> None:
+    """Started (or restarted) after the open: today's completed bars come from FYERS history."""
+    import numpy as np
+
+    from tfl.data.bars import BarSeries
+
+    now = int(market_now())
+    if now <= open_ts + 900:
+        return
+    for name in names:
+        try:
+            rows = kit.rest.history(kit.symbols.ticker(name), "15", open_ts, now)
+        except FyersError:
+            continue
+        rows = [r for r in rows if int(r[0]) + 900 <= now]
+        if not rows:
+            continue
+        arr = np.asarray(rows, dtype=np.float64)
+        s = market.intraday[name]
+        keep = s.ts < open_ts
+        market.intraday[name] = BarSeries(
+            name,
+            np.concatenate([s.ts[keep], arr[:, 0].astype(np.int64)]),
+            np.concatenate([s.open[keep], arr[:, 1]]),
+            np.concatenate([s.high[keep], arr[:, 2]]),
+            np.concatenate([s.low[keep], arr[:, 3]]),
+            np.concatenate([s.close[keep], arr[:, 4]]),
+            np.concatenate([s.volume[keep], arr[:, 5]]),
+        )
+    del session

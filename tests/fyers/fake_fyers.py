@@ -1,0 +1,727 @@
+"""A local fake of FYERS API v3 for tests: REST over real HTTP on 127.0.0.1, and the two
+sockets faked at the boundary the SDK exposes (objects with its methods and callbacks).
+
+The fake runs a small exchange: orders placed over REST rest in a matching engine (the
+paper broker's crossing model, keyed by FYERS order ids so duplicate tags are visible) and
+fill against a market replayed from historical bars on a simulated clock. Payloads,
+paths and error codes follow the FYERS documentation (see docs/fyers.md). Scenario knobs
+script the failures: rejections, ambiguous answers, timeouts, 429 with Retry-After, token
+expiry, dropped or silent sockets, duplicate socket events, external orders.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import itertools
+import json
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tfl.data.market import Market
+from tfl.live.broker import Fill, OrderUpdate
+from tfl.live.feed import SessionEnd, Tick, session_ticks
+from tfl.live.orders import OrderRequest, OrderType
+from tfl.live.paper import PaperBroker
+from tfl.timeutil import date_to_day, epoch_of_ist
+
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+TYPE_OF = {1: OrderType.LIMIT, 2: OrderType.MARKET, 3: OrderType.STOP}
+STATUS_CODE = {"PENDING": 6, "PARTIAL": 6, "FILLED": 2, "CANCELLED": 1, "REJECTED": 5}
+
+
+def make_token(exp: int, name: str = "TEST") -> str:
+    def b64(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'exp': exp, 'fy_id': name, 'sub': 'access_token'})}.sig"
+
+
+@dataclass
+class Scenario:
+    reject_symbols: set[str] = field(default_factory=set)
+    place_outcomes: list[str] = field(default_factory=list)  # per place call: "ok", "201", "-99", "timeout", "drop"
+    rate_limited_requests: int = 0  # the next N requests get HTTP 429 + Retry-After
+    retry_after: float = 1.0
+    partial_fills: bool = False
+    token_expires_at: float | None = None  # simulated epoch: tokens stop working
+    duplicate_socket_events: bool = False
+    data_socket_drop_at: float | None = None  # simulated epoch: on_close, then nothing
+    data_socket_silent_from: float | None = None  # simulated epoch: nothing, no close
+    silent_for: float = 0.0  # how long (simulated) the silence lasts
+    external_orders: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class FakeOrder:
+    id: str
+    tag: str
+    ticker: str
+    symbol: str
+    side: int
+    type: int
+    qty: int
+    limit: float
+    stop: float
+    status: int = 6
+    filled: int = 0
+    traded: float = 0.0
+    message: str = ""
+    placed: int = 0
+
+
+class FakeFyers:
+    def __init__(
+        self,
+        market: Market,
+        session: dt.date,
+        symbols: list[str],
+        *,
+        client_id: str = "TESTAPP-100",
+        secret: str = "s3cr3t-v4lu3",
+        scenario: Scenario | None = None,
+        tick_pause: float = 0.0005,
+        bar_pause: float = 0.05,
+        history_dir: Market | None = None,
+    ) -> None:
+        self.market = market
+        self.session = session
+        self.symbols = symbols
+        self.client_id = client_id
+        self.secret = secret
+        self.s = scenario or Scenario()
+        self.tick_pause = tick_pause
+        self.bar_pause = bar_pause
+        self.open_ts = epoch_of_ist(session, 555)
+        self.close_ts = epoch_of_ist(session, 930)
+        self.clock = float(self.open_ts - 1800)  # 08:45: before the open
+        self.lock = threading.RLock()
+        self.engine = PaperBroker(":memory:", slippage_pct=0.05)
+        self.orders: dict[str, FakeOrder] = {}
+        self.trades: list[dict[str, Any]] = []
+        self.tokens: dict[str, float] = {}
+        self.codes: dict[str, str] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.place_calls = 0
+        self._ids = itertools.count(1)
+        self._seq = itertools.count(1)
+        self.data_sockets: list[FakeDataSocket] = []
+        self.order_sockets: list[FakeOrderSocket] = []
+        self.ltp: dict[str, float] = {}
+        self.market_done = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        for ext in self.s.external_orders:
+            self._seed_external(ext)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeFyers:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api/v3"
+
+    @property
+    def data_url(self) -> str:
+        return self.url + "/data"
+
+    def issue_token(self, exp: float | None = None) -> str:
+        exp = exp if exp is not None else self.close_ts + 6 * 3600
+        token = make_token(int(exp), f"T{next(self._ids)}")
+        self.tokens[token] = exp
+        return token
+
+    def token_ok(self, token: str) -> bool:
+        exp = self.tokens.get(token)
+        if exp is None or self.clock >= exp:
+            return False
+        return self.s.token_expires_at is None or self.clock < self.s.token_expires_at
+
+    def now(self) -> float:
+        return self.clock
+
+    # ------------------------------------------------------------------ the market
+
+    def run_market(self) -> None:
+        """Replay the session's bars as ticks on the simulated clock (call in a thread)."""
+        day = date_to_day(self.session)
+        events = session_ticks({s: self.market.intraday[s] for s in self.symbols}, day, self.close_ts)
+        last_bar = None
+        for ev in events:
+            if isinstance(ev, SessionEnd):
+                break
+            assert isinstance(ev, Tick)
+            bar = (ev.ts - self.open_ts) // 900
+            with self.lock:
+                self.clock = float(ev.ts)
+                self.ltp[ev.symbol] = ev.price
+                self.engine.on_tick(ev.symbol, ev.ts, ev.price, ev.seq)
+                self._publish(self.engine.poll())
+            self._send_tick(ev)
+            if bar != last_bar:
+                last_bar = bar
+                time.sleep(self.bar_pause)  # a trader has a moment at each bar boundary
+            time.sleep(self.tick_pause)
+        time.sleep(self.bar_pause * 6)  # the last bar's late orders still reach the exchange
+        with self.lock:
+            self.clock = float(self.close_ts)
+            self.engine.close_session(self.close_ts, 10**15)
+            self._publish(self.engine.poll())
+        self.market_done.set()
+
+    def _send_tick(self, t: Tick) -> None:
+        s = self.s
+        if s.data_socket_drop_at is not None and t.ts >= s.data_socket_drop_at:
+            for sock in list(self.data_sockets):
+                sock.drop()
+            s.data_socket_drop_at = None
+        silent = (
+            s.data_socket_silent_from is not None
+            and s.data_socket_silent_from <= t.ts < s.data_socket_silent_from + s.silent_for
+        )
+        if silent:
+            return
+        msg = {
+            "ltp": t.price,
+            "vol_traded_today": int(t.volume),
+            "last_traded_time": t.ts,
+            "exch_feed_time": t.ts,
+            "symbol": f"NSE:{t.symbol}-EQ",
+            "type": "sf",
+            "ch": 0.0,
+            "chp": 0.0,
+        }
+        for sock in list(self.data_sockets):
+            sock.deliver(msg)
+
+    def _publish(self, events: list[Any]) -> None:
+        for ev in events:
+            o = self.orders.get(ev.tag)  # the engine is keyed by FYERS order id
+            if o is None:
+                continue
+            if isinstance(ev, Fill):
+                if self.s.partial_fills and ev.qty > 1 and o.type in (2, 3) and o.filled == 0:
+                    first = ev.qty // 2
+                    self._record_trade(o, first, ev.price, ev.ts)
+                    self._record_trade(o, ev.qty - first, ev.price, ev.ts)
+                else:
+                    self._record_trade(o, ev.qty, ev.price, ev.ts)
+            elif isinstance(ev, OrderUpdate):
+                o.status = STATUS_CODE.get(ev.status, o.status)
+                self._socket_order(o)
+
+    def _record_trade(self, o: FakeOrder, qty: int, price: float, ts: int) -> None:
+        o.traded = (o.traded * o.filled + price * qty) / (o.filled + qty)
+        o.filled += qty
+        o.status = 2 if o.filled >= o.qty else 6
+        trade = {
+            "tradeNumber": f"{o.id}-{next(self._seq)}",
+            "orderNumber": o.id,
+            "tradedQty": qty,
+            "tradePrice": price,
+            "tradeValue": qty * price,
+            "symbol": o.ticker,
+            "side": o.side,
+            "orderType": o.type,
+            "productType": "INTRADAY",
+            "orderDateTime": _fmt(ts),
+            "exchangeOrderNo": f"X{o.id}",
+            "orderTag": f"1:{o.tag}",
+            "row": len(self.trades) + 1,
+        }
+        self.trades.append(trade)
+        for sock in list(self.order_sockets):
+            sock.send("trades", dict(trade, orderDateTime=_fmt(ts, "%d-%m-%Y %H:%M:%S")))
+        self._socket_order(o)
+
+    def _socket_order(self, o: FakeOrder) -> None:
+        for sock in list(self.order_sockets):
+            sock.send("orders", self._order_json(o))
+
+    def _order_json(self, o: FakeOrder) -> dict[str, Any]:
+        return {
+            "id": o.id,
+            "exchOrdId": f"X{o.id}",
+            "symbol": o.ticker,
+            "qty": o.qty,
+            "remainingQuantity": o.qty - o.filled,
+            "filledQty": o.filled,
+            "status": o.status,
+            "message": o.message,
+            "segment": 10,
+            "limitPrice": o.limit,
+            "stopPrice": o.stop,
+            "productType": "INTRADAY",
+            "type": o.type,
+            "side": o.side,
+            "orderValidity": "DAY",
+            "orderDateTime": _fmt(o.placed),
+            "tradedPrice": o.traded,
+            "source": "ITS",
+            "fyToken": "101",
+            "offlineOrder": False,
+            "clientId": "XY00001",
+            "exchange": 10,
+            "instrument": 0,
+            "orderTag": f"1:{o.tag}" if o.tag else "2:Untagged",
+            "orderNumStatus": f"{o.id}:{o.status}",
+        }
+
+    # ------------------------------------------------------------------ orders
+
+    def _new_id(self) -> str:
+        return f"2611{next(self._ids):08d}"
+
+    def place(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
+        """Returns (HTTP status, JSON, behaviour) for POST /orders/sync."""
+        self.place_calls += 1
+        outcome = self.s.place_outcomes.pop(0) if self.s.place_outcomes else "ok"
+        if outcome == "drop":
+            return 500, {"s": "error", "code": -1, "message": "Internal error"}, outcome
+        tag = str(body.get("orderTag", ""))
+        ticker = str(body["symbol"])
+        symbol = ticker[4:-3]
+        o = FakeOrder(
+            self._new_id(),
+            tag,
+            ticker,
+            symbol,
+            int(body["side"]),
+            int(body["type"]),
+            int(body["qty"]),
+            float(body.get("limitPrice") or 0),
+            float(body.get("stopPrice") or 0),
+            placed=int(self.clock),
+        )
+        if not tag.isalnum() or len(tag) > 30:
+            return 400, {"s": "error", "code": -50, "message": "Invalid orderTag"}, outcome
+        self.orders[o.id] = o
+        if symbol in self.s.reject_symbols:
+            o.status, o.message = 5, "RMS:Rule: Check circuit limit including square off order exceeds"
+            self._socket_order(o)
+            return 200, {"s": "error", "code": -99, "message": o.message}, outcome
+        req = OrderRequest(o.id, symbol, o.side, TYPE_OF[o.type], o.qty, trigger=o.stop or None, limit=o.limit or None)
+        self.engine.place(req, int(self.clock))
+        self._socket_order(o)
+        if outcome == "201":
+            return 200, {"s": "ok", "code": 201, "message": "Request in transit", "id": ""}, outcome
+        if outcome == "-99":
+            return (
+                200,
+                {"s": "error", "code": -99, "message": "Looks like you are not connected to the internet"},
+                outcome,
+            )
+        return (
+            200,
+            {
+                "s": "ok",
+                "code": 1101,
+                "message": f"Order submitted successfully. Your Order Ref. No.{o.id}",
+                "id": o.id,
+            },
+            outcome,
+        )
+
+    def modify(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        o = self.orders.get(str(body.get("id")))
+        if o is None:
+            return 400, {"s": "error", "code": -51, "message": "Invalid order id"}
+        if o.status != 6:
+            return 400, {"s": "error", "code": -52, "message": "Order is not pending"}
+        if "stopPrice" in body:
+            o.stop = float(body["stopPrice"])
+            self.engine.modify(o.id, int(self.clock), trigger=o.stop)
+        if "limitPrice" in body:
+            o.limit = float(body["limitPrice"])
+            self.engine.modify(o.id, int(self.clock), limit=o.limit)
+        self._socket_order(o)
+        return 200, {"s": "ok", "code": 1102, "message": "Successfully modified order", "id": o.id}
+
+    def cancel(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        o = self.orders.get(str(body.get("id")))
+        if o is None:
+            return 400, {"s": "error", "code": -51, "message": "Invalid order id"}
+        if o.status != 6:
+            return 400, {"s": "error", "code": -52, "message": "Order is not pending"}
+        self.engine.cancel(o.id, int(self.clock))
+        self._publish(self.engine.poll())
+        return 200, {"s": "ok", "code": 1103, "message": "Successfully cancelled order", "id": o.id}
+
+    def positions(self) -> list[dict[str, Any]]:
+        net: dict[str, int] = {}
+        for t in self.trades:
+            net[t["symbol"]] = net.get(t["symbol"], 0) + int(t["side"]) * int(t["tradedQty"])
+        return [
+            {
+                "symbol": k,
+                "id": f"{k}-INTRADAY",
+                "netQty": v,
+                "qty": abs(v),
+                "side": (v > 0) - (v < 0),
+                "productType": "INTRADAY",
+                "netAvg": 0.0,
+                "realized_profit": 0.0,
+                "unrealized_profit": 0.0,
+                "pl": 0.0,
+            }
+            for k, v in sorted(net.items())
+        ]
+
+    def _seed_external(self, ext: dict[str, Any]) -> None:
+        o = FakeOrder(
+            self._new_id(),
+            ext.get("tag", ""),
+            f"NSE:{ext['symbol']}-EQ",
+            ext["symbol"],
+            int(ext["side"]),
+            2,
+            int(ext["qty"]),
+            0.0,
+            0.0,
+            status=2,
+            filled=int(ext["qty"]),
+            traded=float(ext.get("price", 100.0)),
+        )
+        self.orders[o.id] = o
+        self.trades.append(
+            {
+                "tradeNumber": f"{o.id}-0",
+                "orderNumber": o.id,
+                "tradedQty": o.qty,
+                "tradePrice": o.traded,
+                "tradeValue": o.qty * o.traded,
+                "symbol": o.ticker,
+                "side": o.side,
+                "orderType": 2,
+                "productType": "INTRADAY",
+                "orderDateTime": _fmt(self.open_ts - 3600),
+                "exchangeOrderNo": "X",
+                "orderTag": f"1:{o.tag}" if o.tag else "2:Untagged",
+                "row": 0,
+            }
+        )
+
+    def duplicate_tags(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for o in self.orders.values():
+            if o.tag:
+                counts[o.tag] = counts.get(o.tag, 0) + 1
+        return {k: v for k, v in counts.items() if v > 1}
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: avoid the 40 ms delayed-ACK stall
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _send(
+                self,
+                status: int,
+                body: Any,
+                headers: dict[str, str] | None = None,
+                content_type: str = "application/json",
+            ) -> None:
+                data = (json.dumps(body) if content_type == "application/json" else str(body)).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> dict[str, Any]:
+                n = int(self.headers.get("Content-Length") or 0)
+                if not n:
+                    return {}
+                try:
+                    return dict(json.loads(self.rfile.read(n)))
+                except (ValueError, TypeError):
+                    return {}
+
+            def _authed(self) -> bool:
+                auth = self.headers.get("Authorization", "")
+                app, _, token = auth.partition(":")
+                if app != fake.client_id or not fake.token_ok(token):
+                    self._send(401, {"s": "error", "code": -16, "message": "Could not authenticate the user"})
+                    return False
+                return True
+
+            def _route(self, method: str) -> None:
+                url = urllib.parse.urlparse(self.path)
+                path = url.path
+                q = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+                body = self._body() if method in ("POST", "PATCH", "DELETE") else {}
+                with fake.lock:
+                    fake.requests.append((method, path))
+                    if fake.s.rate_limited_requests > 0 and path != "/sym_details/NSE_CM.csv":
+                        fake.s.rate_limited_requests -= 1
+                        self._send(
+                            429,
+                            {"s": "error", "code": -429, "message": "Request limit reached"},
+                            {"Retry-After": str(fake.s.retry_after)},
+                        )
+                        return
+                if path == "/api/v3/generate-authcode":
+                    code = make_token(int(fake.clock) + 300, "AUTHCODE")
+                    fake.codes[code] = q.get("state", "")
+                    target = f"{q['redirect_uri']}?s=ok&code=200&auth_code={code}&state={q.get('state', '')}"
+                    self.send_response(302)
+                    self.send_header("Location", target)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if path == "/api/v3/validate-authcode":
+                    expected = hashlib.sha256(f"{fake.client_id}:{fake.secret}".encode()).hexdigest()
+                    if body.get("appIdHash") != expected:
+                        self._send(
+                            400,
+                            {
+                                "s": "error",
+                                "code": -371,
+                                "message": "Please provide sha256 hash of appId and app secret",
+                            },
+                        )
+                    elif body.get("code") not in fake.codes or body.get("grant_type") != "authorization_code":
+                        self._send(400, {"s": "error", "code": -441, "message": "invalid auth code"})
+                    else:
+                        fake.codes.pop(str(body["code"]))
+                        self._send(
+                            200,
+                            {
+                                "s": "ok",
+                                "code": 200,
+                                "message": "",
+                                "access_token": fake.issue_token(),
+                                "refresh_token": "unused",
+                            },
+                        )
+                    return
+                if path == "/sym_details/NSE_CM.csv":
+                    rows = [
+                        f"10100000{i:06d},{s} LTD,0,1,0.05,INE{i:06d}01,0915-1530|1815-1915:,2026-10-03,,"
+                        f"NSE:{s}-EQ,10,10,{i},{s},{i},-1.0,XX,10100000{i:06d},None,None,None"
+                        for i, s in enumerate(fake.symbols, 1)
+                    ]
+                    rows.append(
+                        "10100000999999,SOME BOND,2,1,0.01,INE999,0915-1530|,2026-10-03,,"
+                        "NSE:SOMEBOND-GB,10,10,9,X,9,-1.0,XX,1,,,"
+                    )
+                    self._send(200, "\n".join(rows) + "\n", content_type="text/csv")
+                    return
+                if not self._authed():
+                    return
+                with fake.lock:
+                    self._authed_route(method, path, q, body)
+
+            def _authed_route(self, method: str, path: str, q: dict[str, str], body: dict[str, Any]) -> None:
+                ok = {"s": "ok", "code": 200, "message": ""}
+                if path == "/api/v3/profile":
+                    self._send(200, {**ok, "data": {"name": "TEST USER", "fy_id": "XY00001", "email_id": "t***@x.in"}})
+                elif path == "/api/v3/funds":
+                    self._send(
+                        200,
+                        {
+                            **ok,
+                            "fund_limit": [
+                                {
+                                    "id": 10,
+                                    "title": "Available Balance",
+                                    "equityAmount": 1_000_000.0,
+                                    "commodityAmount": 0,
+                                }
+                            ],
+                        },
+                    )
+                elif path == "/api/v3/orders" and method == "GET":
+                    self._send(200, {**ok, "orderBook": [fake._order_json(o) for o in fake.orders.values()]})
+                elif path == "/api/v3/tradebook":
+                    self._send(200, {**ok, "tradeBook": list(fake.trades)})
+                elif path == "/api/v3/positions":
+                    self._send(200, {**ok, "netPositions": fake.positions(), "overall": {}})
+                elif path == "/api/v3/orders/sync" and method == "POST":
+                    status, payload, outcome = fake.place(body)
+                    if outcome == "timeout":
+                        time.sleep(3.0)  # longer than the client waits
+                    self._send(status, payload)
+                elif path == "/api/v3/orders/sync" and method == "PATCH":
+                    self._send(*fake.modify(body))
+                elif path == "/api/v3/orders/sync" and method == "DELETE":
+                    self._send(*fake.cancel(body))
+                elif path == "/data/quotes":
+                    d = [
+                        {"n": t, "s": "ok", "v": {"lp": fake.ltp.get(t[4:-3], 0.0), "symbol": t}}
+                        for t in q.get("symbols", "").split(",")
+                        if t
+                    ]
+                    self._send(200, {**ok, "d": d})
+                elif path == "/data/history":
+                    self._send(*fake.history(q))
+                else:
+                    self._send(404, {"s": "error", "code": -1, "message": f"no route {method} {path}"})
+
+            def do_GET(self) -> None:
+                self._route("GET")
+
+            def do_POST(self) -> None:
+                self._route("POST")
+
+            def do_PATCH(self) -> None:
+                self._route("PATCH")
+
+            def do_DELETE(self) -> None:
+                self._route("DELETE")
+
+        return Handler
+
+    def history(self, q: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        ticker, res = q.get("symbol", ""), q.get("resolution", "")
+        try:
+            lo, hi = int(q["range_from"]), int(q["range_to"])
+        except (KeyError, ValueError):
+            return 400, {"s": "error", "code": -50, "message": "Invalid range"}
+        limit_days = 366 if res in ("D", "1D") else 100
+        if hi - lo > limit_days * 86400:
+            return 400, {"s": "error", "code": -50, "message": f"range cannot exceed {limit_days} days"}
+        sym = ticker[4:-3] if ticker.endswith("-EQ") else ticker
+        series = (self.market.daily if res in ("D", "1D") else self.market.intraday).get(sym)
+        if series is None:
+            return 400, {"s": "error", "code": -300, "message": "Invalid symbol"}
+        ts = series.ts + (0 if res not in ("D", "1D") else 19800)  # daily candles are stamped at midnight UTC
+        sel = (ts >= lo) & (ts <= hi)
+        candles = [
+            [int(t), float(o), float(h), float(lo_), float(c), float(v)]
+            for t, o, h, lo_, c, v in zip(
+                ts[sel],
+                series.open[sel],
+                series.high[sel],
+                series.low[sel],
+                series.close[sel],
+                series.volume[sel],
+                strict=True,
+            )
+        ]
+        return 200, {"s": "ok", "candles": candles}
+
+
+def _fmt(ts: int, fmt: str = "%d-%b-%Y %H:%M:%S") -> str:
+    return dt.datetime.fromtimestamp(ts, IST).strftime(fmt)
+
+
+class FakeDataSocket:
+    """The SDK's FyersDataSocket at its boundary: connect, subscribe, callbacks."""
+
+    def __init__(
+        self,
+        fake: FakeFyers,
+        *,
+        access_token: str,
+        on_message: Callable[[Any], None],
+        on_connect: Callable[[], None],
+        on_close: Callable[[Any], None],
+        on_error: Callable[[Any], None],
+        **_: Any,
+    ) -> None:
+        self.fake = fake
+        self.token = access_token.partition(":")[2]
+        self.on_message, self.on_connect, self.on_close, self.on_error = on_message, on_connect, on_close, on_error
+        self.subscribed: set[str] = set()
+        self.alive = False
+
+    def connect(self) -> None:
+        if not self.fake.token_ok(self.token):
+            self.on_error({"type": "cn", "code": -99, "message": "Token is expired", "s": "error"})
+        else:
+            self.alive = True
+            self.fake.data_sockets.append(self)
+            self.on_message({"type": "cn", "code": 200, "message": "Authentication done", "s": "ok"})
+        self.on_connect()  # like the SDK: called whether or not the connection worked
+
+    def subscribe(self, symbols: list[str], data_type: str = "SymbolUpdate", **_: Any) -> None:
+        if self.alive:
+            self.subscribed |= set(symbols)
+            self.on_message({"type": "sub", "code": 200, "message": "Subscribed", "s": "ok"})
+
+    def deliver(self, msg: dict[str, Any]) -> None:
+        if self.alive and msg["symbol"] in self.subscribed:
+            if not self.fake.token_ok(self.token):
+                self.drop()
+                return
+            self.on_message(dict(msg))
+
+    def drop(self) -> None:
+        self.alive = False
+        if self in self.fake.data_sockets:
+            self.fake.data_sockets.remove(self)
+        self.on_close({"code": 1006, "message": "connection lost"})
+
+    def close_connection(self) -> None:
+        self.alive = False
+        if self in self.fake.data_sockets:
+            self.fake.data_sockets.remove(self)
+
+
+class FakeOrderSocket:
+    def __init__(
+        self,
+        fake: FakeFyers,
+        *,
+        access_token: str,
+        on_orders: Callable[[Any], None],
+        on_trades: Callable[[Any], None],
+        on_positions: Callable[[Any], None],
+        on_connect: Callable[[], None],
+        on_close: Callable[[Any], None],
+        on_error: Callable[[Any], None],
+        **_: Any,
+    ) -> None:
+        self.fake = fake
+        self.token = access_token.partition(":")[2]
+        self.cb = {"orders": on_orders, "trades": on_trades, "positions": on_positions}
+        self.on_connect, self.on_close, self.on_error = on_connect, on_close, on_error
+        self.topics: set[str] = set()
+
+    def connect(self) -> None:
+        if self.fake.token_ok(self.token):
+            self.fake.order_sockets.append(self)
+        else:
+            self.on_error({"code": 403, "message": "Forbidden"})
+        self.on_connect()
+
+    def subscribe(self, data_type: str) -> None:
+        names = {"OnOrders": "orders", "OnTrades": "trades", "OnPositions": "positions"}
+        self.topics |= {names[d] for d in data_type.split(",") if d in names}
+
+    def send(self, kind: str, body: dict[str, Any]) -> None:
+        if kind not in self.topics:
+            return
+        if not self.fake.token_ok(self.token):
+            self.close_connection()
+            self.on_close({"code": 1008, "message": "token expired"})
+            return
+        times = 2 if self.fake.s.duplicate_socket_events else 1
+        for _ in range(times):
+            self.cb[kind]({"s": "ok", kind: dict(body)})
+
+    def close_connection(self) -> None:
+        if self in self.fake.order_sockets:
+            self.fake.order_sockets.remove(self)

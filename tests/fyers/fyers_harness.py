@@ -1,0 +1,173 @@
+"""Run a full session of the live runtime against the fake FYERS, in-process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fake_fyers import FakeDataSocket, FakeFyers, FakeOrderSocket, Scenario
+
+from tfl.calendar.nse import NseCalendar
+from tfl.data.market import Market
+from tfl.domain import Bias
+from tfl.fyers.auth import check_token
+from tfl.fyers.broker import FyersBroker
+from tfl.fyers.feed import FyersFeed
+from tfl.fyers.ratelimit import RateLimiter
+from tfl.fyers.rest import FyersRest
+from tfl.fyers.sockets import OrderStream
+from tfl.fyers.symbols import SymbolMap
+from tfl.live.journal import SqliteJournal
+from tfl.live.paper import PaperBroker
+from tfl.live.report import rebuild
+from tfl.live.runtime import Controls, SessionResult, run_session
+from tfl.live.state import TraderState
+from tfl.secrets import FileSecretStore
+from tfl.settings import Settings
+from tfl.timeutil import epoch_of_ist
+
+DAY = dt.date(2020, 12, 7)  # a busy LONGS day
+SYMBOLS = ["ADANIENT", "AXISBANK", "BEL", "BHEL", "BPCL", "CANBK", "DLF", "GAIL", "NMDC", "SAIL", "TATASTEEL", "TRENT"]
+SETTINGS = Settings()
+
+
+class LogCatcher(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def text(self) -> str:
+        from tfl.logs import JsonFormatter
+
+        f = JsonFormatter()
+        return "\n".join(f.format(r) for r in self.records)
+
+
+@dataclass
+class Run:
+    fake: FakeFyers
+    state: TraderState
+    result: SessionResult
+    alerts: list[tuple[str, str]]
+    logs: LogCatcher
+    store: FileSecretStore
+    broker: Any
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def start_fake(market: Market, scenario: Scenario | None = None) -> FakeFyers:
+    return FakeFyers(market, DAY, SYMBOLS, scenario=scenario).start()
+
+
+def run_live(
+    tmp: Path,
+    market: Market,
+    fake: FakeFyers,
+    *,
+    world: str = "live",
+    token: str | None = None,
+    on_market_start: Any = None,
+    silence: float = 2.0,
+) -> Run:
+    tmp.mkdir(parents=True, exist_ok=True)
+    store = FileSecretStore(tmp / "secrets.json", environ={})
+    store.put("access_token", token or fake.issue_token())
+    store.put("token_date", DAY.isoformat())
+    store.put("secret_key", fake.secret)
+    limiter = RateLimiter(500, 30_000)  # the replayed market runs a bar in ~0.1 s; the real limits are tested apart
+    rest = FyersRest(
+        fake.api_url,
+        fake.data_url,
+        fake.client_id,
+        lambda: store.get("access_token"),
+        limiter,
+        timeout=0.6,
+        rate_limit_backoff=0.2,
+    )
+    symbols = SymbolMap(SETTINGS.fyers)
+    token_fn = lambda: f"{fake.client_id}:{store.get('access_token')}"  # noqa: E731
+    journal = SqliteJournal(tmp / "journal.sqlite")
+    paper = PaperBroker(tmp / "broker.sqlite")
+    if world == "live":
+        stream = OrderStream(lambda **kw: FakeOrderSocket(fake, **kw), token_fn, tmp / "sdk-logs")
+        stream.start()
+        broker: Any = FyersBroker(rest, symbols, stream=stream, fallback_seconds=1.0)
+        sim = None
+    else:
+        broker, sim = paper, paper
+    close_ts = epoch_of_ist(DAY, 930)
+
+    def factory(events: list[Any], start_ts: int) -> FyersFeed:
+        feed = FyersFeed(
+            lambda **kw: FakeDataSocket(fake, **kw),
+            token_fn,
+            symbols,
+            SYMBOLS,
+            close_ts,
+            log_dir=tmp / "sdk-logs",
+            silence_seconds=silence,
+            now=fake.now,
+            sleep=lambda s: None,
+        )
+        feed.start()
+        threading.Thread(target=fake.run_market, daemon=True).start()
+        if on_market_start is not None:
+            on_market_start(feed)
+        return feed
+
+    alerts: list[tuple[str, str]] = []
+    catcher = LogCatcher()
+    root = logging.getLogger()
+    root.addHandler(catcher)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        controls = Controls(
+            alert=lambda level, msg: alerts.append((level, msg)),
+            token_check=lambda: check_token(rest, store, DAY).ok,
+            token_recheck_seconds=0.2,
+            exit_wait_seconds=10.0,
+        )
+        session = NseCalendar().session(DAY)
+        assert session is not None
+        result = run_session(
+            session,
+            market,
+            SYMBOLS,
+            journal,
+            broker,
+            SETTINGS,
+            Bias.LONGS,
+            "test",
+            controls,
+            feed_factory=factory,
+            market_sim=sim,
+        )
+    finally:
+        root.removeHandler(catcher)
+        root.setLevel(old_level)
+    state = rebuild(journal)
+    journal.close()
+    paper.close()
+    return Run(fake, state, result, alerts, catcher, store, broker)
+
+
+def check_invariants(run: Run) -> None:
+    """No duplicate order, no lost fill, a flat book at the close."""
+    fake = run.fake
+    assert fake.duplicate_tags() == {}, f"duplicate orders at FYERS: {fake.duplicate_tags()}"
+    ours = {o.id for o in fake.orders.values() if o.tag and o.tag in run.state.orders}
+    fyers_fills = {t["tradeNumber"] for t in fake.trades if t["orderNumber"] in ours}
+    assert fyers_fills == run.state.fills_seen, "a fill was lost (or invented)"
+    net = {p["symbol"]: p["netQty"] for p in fake.positions()}
+    our_net = {k: v for k, v in net.items() if k[4:-3] in SYMBOLS and v}
+    external = {f"NSE:{e['symbol']}-EQ" for e in fake.s.external_orders}
+    assert {k: v for k, v in our_net.items() if k not in external} == {}, f"positions left open at FYERS: {our_net}"
+    assert run.result.flat and not run.state.book.positions

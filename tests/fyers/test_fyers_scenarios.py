@@ -1,0 +1,127 @@
+"""Full live sessions against the fake FYERS, one scripted failure at a time.
+
+Every scenario must end with no duplicate order, no lost fill, a flat book, and (where
+something went wrong) the right alert. The logs of every scenario are scanned for the
+token, the app secret and the auth code: none may appear.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fake_fyers import Scenario
+from fyers_harness import DAY, SYMBOLS, Run, check_invariants, run_live, start_fake
+
+from tfl.timeutil import epoch_of_ist
+
+
+def no_secrets(run: Run) -> None:
+    text = run.logs.text() + "\n".join(m for _, m in run.alerts)
+    for secret in (run.store.get("access_token"), run.fake.secret, *run.fake.tokens, *run.fake.codes):
+        assert secret and secret not in text
+
+
+@pytest.fixture
+def go(fyers_market, tmp_path: Path):  # type: ignore[no-untyped-def]
+    def _go(scenario: Scenario | None = None, **kw) -> Run:  # type: ignore[no-untyped-def]
+        fake = start_fake(fyers_market, scenario)
+        try:
+            run = run_live(tmp_path / "run", fyers_market, fake, **kw)
+        finally:
+            fake.stop()
+        no_secrets(run)
+        return run
+
+    return _go
+
+
+def test_a_normal_live_session(go) -> None:  # type: ignore[no-untyped-def]
+    run = go()
+    check_invariants(run)
+    assert run.state.book.trades, "the session traded"
+    tags = [o.tag for o in run.fake.orders.values()]
+    assert all(t.isalnum() and len(t) <= 30 for t in tags)
+    stops = [o for o in run.fake.orders.values() if o.type == 3 and o.side == -1 and o.tag[10] == "S"]
+    assert stops, "every filled entry got a protective SL-M order at FYERS"
+    assert all(round(o.stop / 0.05, 6) == round(round(o.stop / 0.05)) for o in stops)  # on the tick
+    assert not [a for a in run.alerts if a[0] in ("ERROR", "CRITICAL")]
+
+
+def test_partial_fills(go) -> None:  # type: ignore[no-untyped-def]
+    run = go(Scenario(partial_fills=True))
+    check_invariants(run)
+    multi = [
+        oid
+        for oid in {t["orderNumber"] for t in run.fake.trades}
+        if sum(1 for t in run.fake.trades if t["orderNumber"] == oid) > 1
+    ]
+    assert multi, "the scenario produced partial fills"
+
+
+def test_rejections(go) -> None:  # type: ignore[no-untyped-def]
+    run = go(Scenario(reject_symbols={"TRENT", "SAIL", "BHEL", "DLF"}))
+    check_invariants(run)
+    rejected = [o for o in run.fake.orders.values() if o.status == 5]
+    assert rejected
+    assert all(run.state.orders[o.tag].state.value == "REJECTED" for o in rejected)
+
+
+@pytest.mark.parametrize("outcome", ["201", "-99", "timeout", "drop"])
+def test_ambiguous_answers_are_resolved_by_tag(go, outcome: str) -> None:  # type: ignore[no-untyped-def]
+    run = go(Scenario(place_outcomes=[outcome, "ok", outcome, "ok", outcome] * 3))
+    check_invariants(run)
+    unknown = [r for r in run.state.orders.values() if r.state.value == "UNKNOWN"]
+    assert not unknown, "every ambiguous order was resolved"
+    assert any("never re-send blind" in r.getMessage() for r in run.logs.records)
+
+
+def test_rate_limited_with_retry_after(go) -> None:  # type: ignore[no-untyped-def]
+    run = go(Scenario(rate_limited_requests=6, retry_after=0.3))
+    check_invariants(run)
+    assert any("rate limit" in r.getMessage() for r in run.logs.records)
+    assert run.state.book.trades  # it traded once the broker answered
+
+
+def test_duplicate_order_socket_events(go) -> None:  # type: ignore[no-untyped-def]
+    run = go(Scenario(duplicate_socket_events=True))
+    check_invariants(run)
+
+
+def test_data_socket_drop_reconnects_and_resubscribes(go) -> None:  # type: ignore[no-untyped-def]
+    run = go(Scenario(data_socket_drop_at=epoch_of_ist(DAY, 11 * 60)))
+    check_invariants(run)
+    assert any("forcing a data socket reconnect" in r.getMessage() for r in run.logs.records)
+    assert len(run.fake.data_sockets) == 1 and run.fake.data_sockets[0].subscribed == {f"NSE:{s}-EQ" for s in SYMBOLS}
+
+
+def test_silent_data_socket(go) -> None:  # type: ignore[no-untyped-def]
+    run = go(Scenario(data_socket_silent_from=epoch_of_ist(DAY, 10 * 60), silent_for=3 * 3600), silence=0.3)
+    check_invariants(run)
+    assert any("forcing a data socket reconnect" in r.getMessage() for r in run.logs.records)
+
+
+def test_external_orders_at_startup_mean_reduce_only(go) -> None:  # type: ignore[no-untyped-def]
+    run = go(Scenario(external_orders=[{"symbol": "SBIN", "side": 1, "qty": 10, "price": 270.0, "tag": "MANUAL1"}]))
+    check_invariants(run)
+    assert run.state.reduce_only
+    assert any(level == "ERROR" and "reduce-only" in msg for level, msg in run.alerts)
+    assert not [o for o in run.state.orders.values() if o.leg.value == "E"], "no new entries while reduce-only"
+
+
+def test_token_expires_mid_session_then_a_new_login(go) -> None:  # type: ignore[no-untyped-def]
+    def relogin_later(feed) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        def later() -> None:
+            fake = feed._factory.__closure__
+            del fake
+
+        threading.Thread(target=later, daemon=True).start()
+
+    expiry = epoch_of_ist(DAY, 11 * 60)
+    scenario = Scenario(token_expires_at=expiry)
+    run = go(scenario, on_market_start=None)
+    # With no new login the token stays dead: entries stop, exits are still attempted.
+    assert any(level == "ERROR" and "token" in msg.lower() for level, msg in run.alerts)
+    assert not [o for o in run.fake.orders.values() if o.placed > expiry and o.tag[10] == "E"]
