@@ -42,8 +42,10 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=3)
     args = ap.parse_args()
     logs.configure("ERROR", "text")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         synthesize(root / "data", SynthSpec(symbols=args.symbols, days=150, seed=11))
@@ -70,13 +72,17 @@ def main() -> None:
             trades += res.trades
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         events = sum(1 for _ in journal.events())
-    print(f"{len(symbols)} symbols, {len(sessions)} replayed sessions, {ticks:,} ticks, {trades} trades, "
-          f"{events:,} journal events")
+    print(
+        f"{len(symbols)} symbols, {len(sessions)} replayed sessions, {ticks:,} ticks, {trades} trades, "
+        f"{events:,} journal events"
+    )
     print(f"throughput (incl. start-up and warm-up of each session): {ticks / wall:,.0f} ticks/s over {wall:.2f} s")
     loop = sum(lat) / 1e9
     print(f"throughput of the tick loop alone: {len(lat) / loop:,.0f} ticks/s")
-    print(f"tick -> decision latency: p50 {pct(lat, 0.50):.1f} us, p99 {pct(lat, 0.99):.1f} us, "
-          f"p99.9 {pct(lat, 0.999):.1f} us, max {max(lat) / 1000:.1f} us")
+    print(
+        f"tick -> decision latency: p50 {pct(lat, 0.50):.1f} us, p99 {pct(lat, 0.99):.1f} us, "
+        f"p99.9 {pct(lat, 0.999):.1f} us, max {max(lat) / 1000:.1f} us"
+    )
     print(f"peak RSS: {rss:.0f} MB")
 
 

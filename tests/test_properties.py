@@ -118,13 +118,13 @@ def test_portfolio_invariants(
     assert int(res.open_positions.max(initial=0)) <= max_pos
 
     # 4. no fills outside the session; entries never on the first or the 15:15 bar; intraday only.
-    #    Entries and stop/target exits happen on the symbol's own bars; a square-off can happen at
-    #    a market bar where the symbol has none (its last close is used then).
+    #    Entries and stop/target exits happen on the symbol's own bars; a square-off or a loss-limit
+    #    flatten can happen at a market bar where the symbol has none (its last close is used then).
     market_times = set(res.equity_ts.tolist())
     for tr in res.trades:
         assert tr.entry_ts in set(bars[tr.symbol].ts.tolist())
         own_bar = tr.exit_ts in set(bars[tr.symbol].ts.tolist())
-        assert own_bar or (tr.exit_reason.value == "EOD" and tr.exit_ts in market_times)
+        assert own_bar or (tr.exit_reason.value in ("EOD", "KILL_SWITCH") and tr.exit_ts in market_times)
         for ts in (tr.entry_ts, tr.exit_ts):
             minute = ((ts + IST_OFFSET_S) % SECONDS_PER_DAY) // 60
             assert 9 * 60 + 15 <= minute <= 15 * 60 + 15

@@ -229,8 +229,12 @@ def test_half_session_closes_at_the_last_bar_close() -> None:
 
 
 def test_no_entry_on_the_last_bar_of_a_short_session() -> None:
-    bars = [*quiet(105.0, "09:15", "11:30"), ("11:45", 105.0, 105.1, 104.5, 104.6),
-            ("12:00", 104.6, 105.3, 104.4, 105.2), ("12:15", 105.2, 106.0, 105.0, 105.8)]  # the session ends at 12:15
+    bars = [
+        *quiet(105.0, "09:15", "11:30"),
+        ("11:45", 105.0, 105.1, 104.5, 104.6),
+        ("12:00", 104.6, 105.3, 104.4, 105.2),
+        ("12:15", 105.2, 106.0, 105.0, 105.8),
+    ]  # the session ends at 12:15
     assert run([frame("X", bars)]).trades == []
     assert len(run([frame("X", [*bars, *quiet(105.8, "12:30")])]).trades) == 1  # a normal day: taken
 

@@ -75,10 +75,10 @@ def test_precedence_file_then_env_then_overrides(tmp_path: Path) -> None:
         ("[risk]\nmax_positions = 2.5\n", "risk.max_positions"),
         ("[costs]\nmodel = 'free'\n", "costs.model"),
         ("[strategy]\nsquareoff_time = '15:25'\n", "strategy.squareoff_time"),
-    ("[strategy]\nsquareoff_time = '15:20'\n", "strategy.squareoff_time"),  # not a bar start
-    ("[strategy]\nsquareoff_time = '09:15'\n", "strategy.squareoff_time"),  # the first bar
-    ("[strategy]\nlast_bar = '15:10'\n", "strategy.last_bar"),
-    ("[risk]\nallocation = 'greedy'\n", "risk.allocation"),
+        ("[strategy]\nsquareoff_time = '15:20'\n", "strategy.squareoff_time"),  # not a bar start
+        ("[strategy]\nsquareoff_time = '09:15'\n", "strategy.squareoff_time"),  # the first bar
+        ("[strategy]\nlast_bar = '15:10'\n", "strategy.last_bar"),
+        ("[risk]\nallocation = 'greedy'\n", "risk.allocation"),
         ("[strategy]\nsquareoff_time = '3pm'\n", "strategy.squareoff_time"),
         ("[strategy]\nmin_run = 5\nmax_run = 3\n", "strategy.min_run"),
         ("[risk]\nrisk_per_trade_pct = nan\n", "risk.risk_per_trade_pct"),

@@ -124,6 +124,7 @@ class LiveSettings:
     calendar_file: str = ""  # extra NSE sessions / closures announced by circular
     kill_file: str = ""  # its existence halts trading; empty: <journal>.halt
     max_tick_jump_pct: float = field(default=20.0, metadata=_num(0, 100, lo_open=True))
+    token_recheck_seconds: float = field(default=30.0, metadata=_num(0.1, 3600))
 
 
 @dataclass(frozen=True)

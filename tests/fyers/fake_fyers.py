@@ -56,6 +56,7 @@ class Scenario:
     data_socket_silent_from: float | None = None  # simulated epoch: nothing, no close
     silent_for: float = 0.0  # how long (simulated) the silence lasts
     external_orders: list[dict[str, Any]] = field(default_factory=list)
+    at: list[tuple[float, Callable[[], None]]] = field(default_factory=list)  # (simulated time, action)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class FakeOrder:
     traded: float = 0.0
     message: str = ""
     placed: int = 0
+    filled_at: int | None = None  # simulated epoch of the first fill
 
 
 class FakeFyers:
@@ -115,6 +117,8 @@ class FakeFyers:
         self.order_sockets: list[FakeOrderSocket] = []
         self.ltp: dict[str, float] = {}
         self.market_done = threading.Event()
+        self.start_market_on_subscribe = False
+        self.market_started = False
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -165,6 +169,10 @@ class FakeFyers:
                 break
             assert isinstance(ev, Tick)
             bar = (ev.ts - self.open_ts) // 900
+            for when, action in list(self.s.at):
+                if ev.ts >= when:
+                    self.s.at.remove((when, action))
+                    action()
             with self.lock:
                 self.clock = float(ev.ts)
                 self.ltp[ev.symbol] = ev.price
@@ -225,6 +233,8 @@ class FakeFyers:
 
     def _record_trade(self, o: FakeOrder, qty: int, price: float, ts: int) -> None:
         o.traded = (o.traded * o.filled + price * qty) / (o.filled + qty)
+        if o.filled_at is None:
+            o.filled_at = ts
         o.filled += qty
         o.status = 2 if o.filled >= o.qty else 6
         trade = {
@@ -531,9 +541,14 @@ class FakeFyers:
                 if not self._authed():
                     return
                 with fake.lock:
-                    self._authed_route(method, path, q, body)
+                    reply = self._authed_route(method, path, q, body)
+                if reply is not None:  # a scripted slow answer: wait outside the exchange's lock
+                    time.sleep(3.0)  # longer than the client waits
+                    self._send(*reply)
 
-            def _authed_route(self, method: str, path: str, q: dict[str, str], body: dict[str, Any]) -> None:
+            def _authed_route(
+                self, method: str, path: str, q: dict[str, str], body: dict[str, Any]
+            ) -> tuple[int, dict[str, Any]] | None:
                 ok = {"s": "ok", "code": 200, "message": ""}
                 if path == "/api/v3/profile":
                     self._send(200, {**ok, "data": {"name": "TEST USER", "fy_id": "XY00001", "email_id": "t***@x.in"}})
@@ -561,7 +576,7 @@ class FakeFyers:
                 elif path == "/api/v3/orders/sync" and method == "POST":
                     status, payload, outcome = fake.place(body)
                     if outcome == "timeout":
-                        time.sleep(3.0)  # longer than the client waits
+                        return status, payload
                     self._send(status, payload)
                 elif path == "/api/v3/orders/sync" and method == "PATCH":
                     self._send(*fake.modify(body))
@@ -578,6 +593,7 @@ class FakeFyers:
                     self._send(*fake.history(q))
                 else:
                     self._send(404, {"s": "error", "code": -1, "message": f"no route {method} {path}"})
+                return None
 
             def do_GET(self) -> None:
                 self._route("GET")
@@ -659,6 +675,9 @@ class FakeDataSocket:
     def subscribe(self, symbols: list[str], data_type: str = "SymbolUpdate", **_: Any) -> None:
         if self.alive:
             self.subscribed |= set(symbols)
+            if self.fake.start_market_on_subscribe and not self.fake.market_started:
+                self.fake.market_started = True
+                threading.Thread(target=self.fake.run_market, daemon=True).start()
             self.on_message({"type": "sub", "code": 200, "message": "Subscribed", "s": "ok"})
 
     def deliver(self, msg: dict[str, Any]) -> None:

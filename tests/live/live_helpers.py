@@ -39,9 +39,19 @@ def replay(
     broker = PaperBroker(tmp / "broker.sqlite", slippage_pct=settings.costs.slippage_pct)
     wrapped = broker_hook(broker) if broker_hook else broker
     b, why = resolve_bias(bias, market, day, settings, None)
-    res = run_session(session, market, symbols, journal, wrapped, settings, b, why,  # type: ignore[arg-type]
-                      controls or Controls(), feed_factory=feed_factory,
-                      market_sim=wrapped)  # type: ignore[arg-type]  # wrappers forward ticks to the paper broker
+    res = run_session(
+        session,
+        market,
+        symbols,
+        journal,
+        wrapped,
+        settings,
+        b,
+        why,  # type: ignore[arg-type]
+        controls or Controls(),
+        feed_factory=feed_factory,
+        market_sim=wrapped,
+    )  # type: ignore[arg-type]  # wrappers forward ticks to the paper broker
     state = rebuild(journal)
     journal.close()
     broker.close()

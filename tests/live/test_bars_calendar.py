@@ -22,9 +22,19 @@ def t(sec: int, price: float, vol: float, sym: str = "X") -> Tick:
 
 def test_ticks_make_ohlcv_bars_and_bad_ticks_are_dropped() -> None:
     b = BarBuilder(OPEN)
-    for tick in (t(0, 100.0, 10), t(60, 101.0, 15), t(60, 101.0, 15), t(120, 99.5, 30), t(90, 150.0, 31),
-                 t(130, 0.0, 40), t(140, math.nan, 41), t(150, 180.0, 42), t(200, 100.5, 50),
-                 t(900, 100.7, 55), t(800, 100.1, 56)):
+    for tick in (
+        t(0, 100.0, 10),
+        t(60, 101.0, 15),
+        t(60, 101.0, 15),
+        t(120, 99.5, 30),
+        t(90, 150.0, 31),
+        t(130, 0.0, 40),
+        t(140, math.nan, 41),
+        t(150, 180.0, 42),
+        t(200, 100.5, 50),
+        t(900, 100.7, 55),
+        t(800, 100.1, 56),
+    ):
         b.on_tick(tick)
     bars = b.close_until(OPEN + 900)
     assert len(bars) == 1

@@ -20,14 +20,32 @@ from pathlib import Path
 
 import pytest
 
-SYMBOLS = "ADANIENT,AXISBANK,BAJFINANCE,BEL,BHEL,BPCL,CANBK,COALINDIA,DLF,GAIL,HDFCBANK,HINDALCO,ICICIBANK,IOC," \
-          "ITC,JINDALSTEL,JSWSTEEL,LT,MARUTI,NMDC,NTPC,ONGC,PNB,RELIANCE,SAIL,SBIN,TATASTEEL,TCS,TRENT,VEDL"
+SYMBOLS = (
+    "ADANIENT,AXISBANK,BAJFINANCE,BEL,BHEL,BPCL,CANBK,COALINDIA,DLF,GAIL,HDFCBANK,HINDALCO,ICICIBANK,IOC,"
+    "ITC,JINDALSTEL,JSWSTEEL,LT,MARUTI,NMDC,NTPC,ONGC,PNB,RELIANCE,SAIL,SBIN,TATASTEEL,TCS,TRENT,VEDL"
+)
 TFL = str(Path(sys.executable).with_name("tfl"))
 
 
 def trade_cmd(nse: Path, work: Path, first: str, last: str) -> list[str]:
-    return [TFL, "trade", "--world", "replay", "--data", str(nse), "--date", first, "--to", last,
-            "--journal", str(work / "j.sqlite"), "--symbols", SYMBOLS, "--bias", "auto"]
+    return [
+        TFL,
+        "trade",
+        "--world",
+        "replay",
+        "--data",
+        str(nse),
+        "--date",
+        first,
+        "--to",
+        last,
+        "--journal",
+        str(work / "j.sqlite"),
+        "--symbols",
+        SYMBOLS,
+        "--bias",
+        "auto",
+    ]
 
 
 def run(cmd: list[str], env: dict[str, str]) -> int:
@@ -37,8 +55,9 @@ def run(cmd: list[str], env: dict[str, str]) -> int:
 
 def export(work: Path) -> tuple[str, set[str], list[tuple[str, int]], set[str]]:
     out = work / "trades.csv"
-    subprocess.run([TFL, "journal", "export", str(work / "j.sqlite"), "--out", str(out)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [TFL, "journal", "export", str(work / "j.sqlite"), "--out", str(out)], check=True, stdout=subprocess.DEVNULL
+    )
     broker = sqlite3.connect(work / "j.sqlite.broker")
     tags = [r[0] for r in broker.execute("SELECT tag FROM orders")]
     assert len(tags) == len(set(tags))
@@ -50,11 +69,14 @@ def export(work: Path) -> tuple[str, set[str], list[tuple[str, int]], set[str]]:
     return out.read_text(), set(tags), fills
 
 
-@pytest.mark.parametrize(("first", "last", "seed"), [
-    ("2020-12-03", "2020-12-07", 1),  # busy long days
-    ("2022-05-12", "2022-05-16", 2),  # short days (SHORTS bias)
-    ("2023-12-05", "2023-12-07", 3),
-])
+@pytest.mark.parametrize(
+    ("first", "last", "seed"),
+    [
+        ("2020-12-03", "2020-12-07", 1),  # busy long days
+        ("2022-05-12", "2022-05-16", 2),  # short days (SHORTS bias)
+        ("2023-12-05", "2023-12-07", 3),
+    ],
+)
 def test_kill_minus_nine_anywhere(nse_dir: Path, tmp_path: Path, first: str, last: str, seed: int) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TFL_")}
     ref = tmp_path / "reference"
@@ -75,8 +97,9 @@ def test_kill_minus_nine_anywhere(nse_dir: Path, tmp_path: Path, first: str, las
         if len(kills) >= 17:
             break
         if attempt % 6 == 5:  # now and then a kill from outside, at a random moment
-            p = subprocess.Popen(trade_cmd(nse_dir, work, first, last), env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+            p = subprocess.Popen(
+                trade_cmd(nse_dir, work, first, last), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             time.sleep(rng.uniform(0.6, 1.6))
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
@@ -89,8 +112,11 @@ def test_kill_minus_nine_anywhere(nse_dir: Path, tmp_path: Path, first: str, las
         n = rng.randint(1, max(1, total // 40))
         fault = {"TFL_FAULT_CRASH_AFTER": str(n), "TFL_FAULT_LOG": str(log)}
         if attempt < 4:  # the first kills land between an order intent and the broker's answer
-            fault = {"TFL_FAULT_CRASH_AFTER": str(rng.randint(1, 3)), "TFL_FAULT_LOG": str(log),
-                     "TFL_FAULT_CRASH_WHERE": ("journal:INTENT", "broker")[attempt % 2]}
+            fault = {
+                "TFL_FAULT_CRASH_AFTER": str(rng.randint(1, 3)),
+                "TFL_FAULT_LOG": str(log),
+                "TFL_FAULT_CRASH_WHERE": ("journal:INTENT", "broker")[attempt % 2],
+            }
         rc = run(trade_cmd(nse_dir, work, first, last), {**env, **fault})
         if rc == -signal.SIGKILL:
             kills.append(log.read_text().strip().splitlines()[-1].split()[1])

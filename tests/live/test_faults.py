@@ -24,9 +24,38 @@ from tfl.settings import Settings
 from live_helpers import replay
 
 DAY = dt.date(2020, 12, 7)  # a busy LONGS day for these symbols
-SYMBOLS = ["ADANIENT", "AXISBANK", "BAJFINANCE", "BEL", "BHEL", "BPCL", "CANBK", "COALINDIA", "DLF", "GAIL",
-           "HDFCBANK", "HINDALCO", "ICICIBANK", "IOC", "ITC", "JINDALSTEL", "JSWSTEEL", "LT", "MARUTI", "NMDC",
-           "NTPC", "ONGC", "PNB", "RELIANCE", "SAIL", "SBIN", "TATASTEEL", "TCS", "TRENT", "VEDL"]
+SYMBOLS = [
+    "ADANIENT",
+    "AXISBANK",
+    "BAJFINANCE",
+    "BEL",
+    "BHEL",
+    "BPCL",
+    "CANBK",
+    "COALINDIA",
+    "DLF",
+    "GAIL",
+    "HDFCBANK",
+    "HINDALCO",
+    "ICICIBANK",
+    "IOC",
+    "ITC",
+    "JINDALSTEL",
+    "JSWSTEEL",
+    "LT",
+    "MARUTI",
+    "NMDC",
+    "NTPC",
+    "ONGC",
+    "PNB",
+    "RELIANCE",
+    "SAIL",
+    "SBIN",
+    "TATASTEEL",
+    "TCS",
+    "TRENT",
+    "VEDL",
+]
 S = Settings()
 
 
@@ -43,8 +72,9 @@ def clean(market, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
 
 
 def key(state) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
-    return sorted((t.symbol, t.entry_ts, t.qty, t.entry_price, t.exit_ts, t.exit_price, t.exit_reason)
-                  for t in state.book.trades)
+    return sorted(
+        (t.symbol, t.entry_ts, t.qty, t.entry_price, t.exit_ts, t.exit_price, t.exit_reason) for t in state.book.trades
+    )
 
 
 def check_consistent(tmp: Path, state) -> None:  # type: ignore[no-untyped-def]
@@ -61,8 +91,14 @@ def check_consistent(tmp: Path, state) -> None:  # type: ignore[no-untyped-def]
 class Scripted:
     """A feed built from the replay ticks by a transformation, with a controllable clock."""
 
-    def __init__(self, events: list[FeedEvent], clock: list[float], stall_at: int = -1, stall_calls: int = 0,
-                 stall_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        events: list[FeedEvent],
+        clock: list[float],
+        stall_at: int = -1,
+        stall_calls: int = 0,
+        stall_seconds: float = 0.0,
+    ) -> None:
         self._inner = ReplayFeed(events)
         self._clock = clock
         self._n = 0
@@ -134,14 +170,23 @@ def test_bad_prices_are_dropped(market, clean, tmp_path: Path, caplog: pytest.Lo
     check_consistent(tmp_path, state)
 
 
-def test_feed_stall_blocks_entries_but_exits_still_work(market, clean, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_feed_stall_blocks_entries_but_exits_still_work(
+    market,
+    clean,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # The feed goes silent (for longer than feed_stale_seconds of wall time) just before the
     # bar in which the clean run made its first entry.
     first_entry = min(t.entry_ts for t in clean.book.trades)
     with caplog.at_level(logging.INFO):
-        state, res = run_with(tmp_path, market, stall_at=_count_before(market, first_entry), stall_calls=3,
-                              stall_seconds=S.live.feed_stale_seconds)
+        state, res = run_with(
+            tmp_path,
+            market,
+            stall_at=_count_before(market, first_entry),
+            stall_calls=3,
+            stall_seconds=S.live.feed_stale_seconds,
+        )
     assert any(r.levelname == "ERROR" and "feed stale" in r.message for r in caplog.records)
     assert any("feed recovered" in r.message for r in caplog.records)
     assert any("entries blocked" in r.message for r in caplog.records)
@@ -174,8 +219,15 @@ def test_feed_gap_for_some_symbols(market, tmp_path: Path) -> None:  # type: ign
 class FlakyBroker:
     """Wraps the paper broker: rejects, times out (with or without placing), answers late."""
 
-    def __init__(self, inner: PaperBroker, *, reject_stops_once: bool = False, timeout_every: int = 0,
-                 place_on_timeout: bool = True, delay_ticks: int = 0) -> None:
+    def __init__(
+        self,
+        inner: PaperBroker,
+        *,
+        reject_stops_once: bool = False,
+        timeout_every: int = 0,
+        place_on_timeout: bool = True,
+        delay_ticks: int = 0,
+    ) -> None:
         self.inner = inner
         self.reject_stops_once = reject_stops_once
         self.timeout_every = timeout_every
@@ -217,8 +269,11 @@ class FlakyBroker:
         return getattr(self.inner, name)
 
 
-def test_broker_rejects_protective_stops_then_accepts(market, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_broker_rejects_protective_stops_then_accepts(
+    market,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     holder: list[FlakyBroker] = []
 
     def hook(b: PaperBroker) -> FlakyBroker:
@@ -236,8 +291,9 @@ def test_broker_rejects_protective_stops_then_accepts(market, tmp_path: Path,  #
 
 @pytest.mark.parametrize("placed", [True, False])
 def test_broker_timeouts_never_double_an_order(market, clean, tmp_path: Path, placed: bool) -> None:  # type: ignore[no-untyped-def]
-    state, res = run_with(tmp_path, market, broker_hook=lambda b: FlakyBroker(b, timeout_every=3,
-                                                                             place_on_timeout=placed))
+    state, res = run_with(
+        tmp_path, market, broker_hook=lambda b: FlakyBroker(b, timeout_every=3, place_on_timeout=placed)
+    )
     assert res.flat
     check_consistent(tmp_path, state)
     journal = SqliteJournal(tmp_path / "journal.sqlite")
@@ -264,9 +320,12 @@ def test_broker_rejects_every_entry(market, tmp_path: Path) -> None:  # type: ig
     assert all(o.state.value == "REJECTED" for o in state.orders.values())
 
 
-
-def test_clock_events_close_bars_on_time_and_count_as_no_ticks(market, clean, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_clock_events_close_bars_on_time_and_count_as_no_ticks(
+    market,
+    clean,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A live feed sends Clock events while the market is quiet: boundaries are processed on
     time, and a long run of clocks without trades is still a stale feed."""
     from tfl.live.feed import Clock

@@ -22,10 +22,48 @@ from tfl.settings import Settings
 
 from live_helpers import CAL, replay
 
-SYMBOLS = ["ABB", "ADANIENT", "ADANIPORTS", "APOLLOHOSP", "ASHOKLEY", "AXISBANK", "BAJFINANCE", "BANKBARODA", "BEL",
-           "BHEL", "BPCL", "CANBK", "COALINDIA", "DLF", "GAIL", "HAL", "HDFCBANK", "HINDALCO", "ICICIBANK", "IOC",
-           "IRCTC", "ITC", "JINDALSTEL", "JSWSTEEL", "LT", "M&M", "MARUTI", "NMDC", "NTPC", "ONGC", "PNB", "RECLTD",
-           "RELIANCE", "SAIL", "SBIN", "TATAMOTORS", "TATASTEEL", "TCS", "TRENT", "VEDL"]
+SYMBOLS = [
+    "ABB",
+    "ADANIENT",
+    "ADANIPORTS",
+    "APOLLOHOSP",
+    "ASHOKLEY",
+    "AXISBANK",
+    "BAJFINANCE",
+    "BANKBARODA",
+    "BEL",
+    "BHEL",
+    "BPCL",
+    "CANBK",
+    "COALINDIA",
+    "DLF",
+    "GAIL",
+    "HAL",
+    "HDFCBANK",
+    "HINDALCO",
+    "ICICIBANK",
+    "IOC",
+    "IRCTC",
+    "ITC",
+    "JINDALSTEL",
+    "JSWSTEEL",
+    "LT",
+    "M&M",
+    "MARUTI",
+    "NMDC",
+    "NTPC",
+    "ONGC",
+    "PNB",
+    "RECLTD",
+    "RELIANCE",
+    "SAIL",
+    "SBIN",
+    "TATAMOTORS",
+    "TATASTEEL",
+    "TCS",
+    "TRENT",
+    "VEDL",
+]
 SETTINGS = Settings()
 
 
@@ -38,8 +76,11 @@ def market(nse_dir: Path):  # type: ignore[no-untyped-def]
 def pick_sessions(market) -> list[dt.date]:  # type: ignore[no-untyped-def]
     rng = random.Random(20251)
     all_days = [s.date for s in CAL.sessions_between(dt.date(2020, 1, 1), dt.date(2025, 8, 1)) if not s.is_short]
-    tradeable = {dt.date.fromisoformat(r.session) for r in bias_records(market, all_days, SETTINGS)
-                 if r.bias != Bias.NO_TRADES.value}
+    tradeable = {
+        dt.date.fromisoformat(r.session)
+        for r in bias_records(market, all_days, SETTINGS)
+        if r.bias != Bias.NO_TRADES.value
+    }
     out = []
     for year in range(2020, 2026):
         days = [d for d in all_days if d.year == year and d in tradeable]

@@ -17,11 +17,31 @@ SYMS = "RELIANCE,TCS,HDFCBANK,ICICIBANK,SBIN,ITC,LT,AXISBANK,TATASTEEL,ADANIENT,
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("TFL_")}
 
 
-def trade(nse: Path, journal: Path, *extra: str, env: dict[str, str] | None = None,
-          date: str = "2023-05-16") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TFL, "trade", "--world", "replay", "--data", str(nse), "--date", date, "--journal",
-                           str(journal), "--symbols", SYMS, *extra], capture_output=True, text=True,
-                          env={**ENV, **(env or {})}, timeout=300, check=False)
+def trade(
+    nse: Path, journal: Path, *extra: str, env: dict[str, str] | None = None, date: str = "2023-05-16"
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            TFL,
+            "trade",
+            "--world",
+            "replay",
+            "--data",
+            str(nse),
+            "--date",
+            date,
+            "--journal",
+            str(journal),
+            "--symbols",
+            SYMS,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env={**ENV, **(env or {})},
+        timeout=300,
+        check=False,
+    )
 
 
 def records(text: str) -> list[dict]:  # type: ignore[type-arg]
@@ -43,19 +63,23 @@ def test_logs_are_json_lines_with_a_heartbeat(nse_dir: Path, tmp_path: Path) -> 
     assert any(r["event"] == "trade closed" for r in recs)
     assert {r["level"] for r in recs} <= {"INFO", "WARNING", "ERROR", "FATAL"}
     assert records((tmp_path / "j.sqlite.log").read_text())  # the same lines go to the log file
-    rep = subprocess.run([TFL, "report", "--journal", str(j), "--date", "2023-05-16"], capture_output=True, text=True,
-                         check=True).stdout
+    rep = subprocess.run(
+        [TFL, "report", "--journal", str(j), "--date", "2023-05-16"], capture_output=True, text=True, check=True
+    ).stdout
     assert "net P&L" in rep and "open positions left: none" in rep
     show = subprocess.run([TFL, "journal", "show", str(j)], capture_output=True, text=True, check=True).stdout
     assert "== session 2023-05-16" in show and "trades (" in show
 
 
-@pytest.mark.parametrize(("content", "why"), [
-    (None, "no bias file"),
-    ("{not json", "not valid JSON"),
-    ('{"bias": "LONGS", "session": "2023-05-15"}', "dated"),
-    ('{"bias": "BUY EVERYTHING", "session": "2023-05-16"}', "is not LONGS"),
-])
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (None, "no bias file"),
+        ("{not json", "not valid JSON"),
+        ('{"bias": "LONGS", "session": "2023-05-15"}', "dated"),
+        ('{"bias": "BUY EVERYTHING", "session": "2023-05-16"}', "is not LONGS"),
+    ],
+)
 def test_bad_or_missing_bias_means_no_trades(nse_dir: Path, tmp_path: Path, content: str | None, why: str) -> None:
     j = tmp_path / "j.sqlite"
     if content is not None:
@@ -95,9 +119,26 @@ def test_bad_settings_and_unsafe_modes_are_refused(nse_dir: Path, tmp_path: Path
     assert res.returncode == 2 and "live.feed_stale_secs" in res.stderr
     res = trade(nse_dir, tmp_path / "j.sqlite", "--set", "risk.allocation=bar")
     assert res.returncode == 2 and "only the backtester" in res.stderr
-    res = subprocess.run([TFL, "trade", "--world", "paper", "--data", str(nse_dir), "--date", "2023-05-16",
-                          "--journal", str(tmp_path / "p.sqlite"), "--bias", "BOTH"], capture_output=True,
-                         text=True, env=ENV, check=False)
+    res = subprocess.run(
+        [
+            TFL,
+            "trade",
+            "--world",
+            "paper",
+            "--data",
+            str(nse_dir),
+            "--date",
+            "2023-05-16",
+            "--journal",
+            str(tmp_path / "p.sqlite"),
+            "--bias",
+            "BOTH",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        check=False,
+    )
     assert res.returncode == 2 and "research-only" in res.stderr
     # A journal started with one set of settings refuses another (one journal, one account).
     assert trade(nse_dir, tmp_path / "k.sqlite", "--bias", "auto").returncode == 0
@@ -122,23 +163,46 @@ def test_a_bad_data_file_skips_that_symbol(nse_dir: Path, tmp_path: Path) -> Non
 
 def test_kill_switch_flattens_and_stops_entries(nse_dir: Path, tmp_path: Path) -> None:
     j = tmp_path / "j.sqlite"
-    p = subprocess.Popen([TFL, "trade", "--world", "replay", "--data", str(nse_dir), "--date", "2020-12-07",
-                          "--journal", str(j), "--symbols", SYMS + ",CANBK,NMDC,GAIL,BPCL", "--bias", "auto",
-                          "--speed", "2500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    p = subprocess.Popen(
+        [
+            TFL,
+            "trade",
+            "--world",
+            "replay",
+            "--data",
+            str(nse_dir),
+            "--date",
+            "2020-12-07",
+            "--journal",
+            str(j),
+            "--symbols",
+            SYMS + ",CANBK,NMDC,GAIL,BPCL",
+            "--bias",
+            "auto",
+            "--speed",
+            "2500",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and not (tmp_path / "j.sqlite.pid").exists():
         time.sleep(0.1)
     time.sleep(4.0)  # about 2.8 market hours in
-    halt = subprocess.run([TFL, "halt", "--journal", str(j), "--reason", "test"], capture_output=True, text=True,
-                          check=True)
+    halt = subprocess.run(
+        [TFL, "halt", "--journal", str(j), "--reason", "test"], capture_output=True, text=True, check=True
+    )
     assert "kill switch set" in halt.stdout
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     recs = records(out)
     halted = [r for r in recs if r["level"] == "FATAL" and "halted" in r["event"]]
     assert halted
-    res = subprocess.run([TFL, "journal", "export", str(j), "--out", str(tmp_path / "t.csv")], check=True,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [TFL, "journal", "export", str(j), "--out", str(tmp_path / "t.csv")], check=True, capture_output=True, text=True
+    )
     assert res.returncode == 0
     from tfl.live.journal import SqliteJournal
 

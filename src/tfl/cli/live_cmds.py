@@ -132,12 +132,14 @@ def _trade_fyers(
     if not fy.token_gate(kit, today, controls.alert):
         return EXIT_NO_TOKEN
     controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
+    controls.token_recheck_seconds = settings.live.token_recheck_seconds
     fy.refresh_today(kit, market, symbols, today, epoch_of_ist(today, session.open_minute))
     log_dir = files["sdk_logs"]
     close_ts = epoch_of_ist(today, min(session.close_minute, 15 * 60 + 30))
     factory = fy.fyers_feed_factory(kit, symbols, close_ts, log_dir)
     if args.world == "live":
         broker, sim = fy.fyers_broker(kit, log_dir), None
+        controls.on_token_recovered = broker.refresh_auth
     else:
         broker, sim = paper, paper
     bias, why = resolve_bias(args.bias, market, today, settings, bias_file)

@@ -73,6 +73,7 @@ class FyersBroker:
         self.on_auth_error = on_auth_error or (lambda why: None)
         self._product = product
         self._ids: dict[str, str] = {}  # tag -> broker order id
+        self._placed: dict[str, tuple[str, str, int, str, int]] = {}  # tag -> (id, symbol, side, type, qty)
         self._working: set[str] = set()  # our tags that are not terminal yet
         self._seen_status: set[tuple[str, str, int]] = set()
         self._seen_fills: set[str] = set()
@@ -116,6 +117,7 @@ class FyersBroker:
         except FyersError as exc:
             raise self._translate(exc) from None
         self._ids[req.client_id] = oid
+        self._placed[req.client_id] = (oid, req.symbol, req.side, req.type.value, req.qty)
         self._working.add(req.client_id)
         self._book_cache = None
         return BrokerOrder(
@@ -132,51 +134,60 @@ class FyersBroker:
             0.0,
         )
 
-    def _id_for(self, tag: str) -> str:
-        oid = self._ids.get(tag)
-        if oid is None:
-            found = self.order_by_tag(tag)
-            if found is None:
-                raise BrokerError(f"order {tag}: not found at FYERS")
-            oid = found.broker_id
-        return oid
-
     def modify(self, tag: str, ts: int, *, trigger: float | None = None, limit: float | None = None) -> BrokerOrder:
-        oid = self._id_for(tag)
-        order = self.order_by_tag(tag)
-        if order is None:
-            raise BrokerError(f"order {tag}: not found at FYERS")
-        inst = self.symbols.instrument(order.symbol)
-        buy = order.side > 0
-        changes: dict[str, Any] = {"type": {"STOP": 3, "LIMIT": 1, "MARKET": 2}[order.type]}
+        """One PATCH when we placed the order ourselves (its id, type and side are known)."""
+        known = self._placed.get(tag)
+        if known is None:
+            order = self.order_by_tag(tag)
+            if order is None:
+                raise BrokerError(f"order {tag}: not found at FYERS")
+            known = (order.broker_id, order.symbol, order.side, order.type, order.qty)
+        oid, symbol, side, typ, qty = known
+        inst = self.symbols.instrument(symbol)
+        changes: dict[str, Any] = {"type": {"STOP": 3, "LIMIT": 1, "MARKET": 2}[typ]}
         if trigger is not None:
-            changes["stopPrice"] = round_to_tick(trigger, inst.tick, up=buy)
+            changes["stopPrice"] = round_to_tick(trigger, inst.tick, up=side > 0)
         if limit is not None:
-            changes["limitPrice"] = round_to_tick(limit, inst.tick, up=not buy)
+            changes["limitPrice"] = round_to_tick(limit, inst.tick, up=side < 0)
         try:
             self.rest.modify(oid, **changes)
         except FyersError as exc:
             raise self._translate(exc) from None
         self._book_cache = None
-        return self.order_by_tag(tag) or order
+        return BrokerOrder(
+            oid, tag, symbol, side, typ, qty, changes.get("stopPrice"), changes.get("limitPrice"), "PENDING", 0, 0.0
+        )
 
     def cancel(self, tag: str, ts: int) -> BrokerOrder:
-        order = self.order_by_tag(tag)
-        if order is None:
-            raise BrokerError(f"order {tag}: unknown, cannot cancel")
-        if order.status in TERMINAL:
-            return order
+        """One DELETE; if FYERS says the order is not pending any more, look at what it became."""
+        oid = self._ids.get(tag)
+        if oid is None:
+            order = self.order_by_tag(tag)
+            if order is None:
+                raise BrokerError(f"order {tag}: unknown, cannot cancel")
+            if order.status in TERMINAL:
+                return order
+            oid = order.broker_id
         try:
-            self.rest.cancel(order.broker_id)
+            self.rest.cancel(oid)
         except FyersRejected as exc:
             fresh = self.order_by_tag(tag, fresh=True)
             if fresh is not None and fresh.status in TERMINAL:
-                return fresh  # it filled or expired in the meantime
+                return fresh  # it filled, or was already cancelled, in the meantime
             raise self._translate(exc) from None
         except FyersError as exc:
             raise self._translate(exc) from None
         self._book_cache = None
-        return self.order_by_tag(tag, fresh=True) or order
+        self._working.discard(tag)
+        known = self._placed.get(tag, (oid, "", 0, "MARKET", 0))
+        return BrokerOrder(oid, tag, known[1], known[2], known[3], known[4], None, None, "CANCELLED", 0, 0.0)
+
+    def refresh_auth(self) -> None:
+        """A new access token: re-open the order socket with it and re-read the books."""
+        if self.stream is not None:
+            self.stream.restart()
+        self._book_cache = None
+        self._last_poll = 0.0
 
     # ------------------------------------------------------------------ queries
 

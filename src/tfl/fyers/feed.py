@@ -63,10 +63,12 @@ class FyersFeed:
         self._seq = 0
         self._lock = threading.Lock()
         self.last_tick = monotonic()
+        self._started = self.last_tick
         self.reconnects = 0
         self.errors: list[str] = []
         self._ended = False
         self._closed = False
+        self._next_attempt = 0.0
 
     # ------------------------------------------------------------------ socket
 
@@ -82,7 +84,7 @@ class FyersFeed:
             on_error=self._on_error,
         )
         threading.Thread(target=self._sock.connect, name="fyers-data-socket", daemon=True).start()
-        self.last_tick = self._mono()
+        self._started = self._mono()
 
     def _on_connect(self) -> None:
         try:  # the SDK calls this after every (re)connect and forgets subscriptions: subscribe each time
@@ -119,20 +121,33 @@ class FyersFeed:
         self._q.put(Tick(sym, ts, price, volume, seq))
 
     def reconnect(self, why: str) -> None:
-        """Tear the socket down and build a new one (the SDK may have given up silently)."""
+        """Tear the socket down and build a new one (the SDK may have given up silently).
+
+        Never sleeps on the caller's thread: attempts are spaced by exponential backoff
+        with jitter, and the trading loop keeps running (and managing exits) in between.
+        """
+        now = self._mono()
+        if now < self._next_attempt:
+            return
         self.reconnects += 1
         delay = min(60.0, 2.0 ** min(self.reconnects, 6)) * (0.5 + self._rng.random())
+        self._next_attempt = now + delay
         log.warning(
             "forcing a data socket reconnect",
-            extra={"fields": {"why": why, "attempt": self.reconnects, "delay_s": round(delay, 1)}},
+            extra={"fields": {"why": why, "attempt": self.reconnects, "next_in_s": round(delay, 1)}},
         )
         try:
             if self._sock is not None:
                 self._sock.close_connection()
         except Exception as exc:
             self._on_error({"message": f"close failed: {exc}"})
-        self._sleep(delay)
         self.start()
+
+    def refresh(self) -> None:
+        """A new access token is in the store: reconnect with it now."""
+        self._next_attempt = 0.0
+        self.reconnects = 0
+        self.reconnect("new access token")
 
     # ------------------------------------------------------------------ Feed
 
@@ -147,7 +162,7 @@ class FyersFeed:
                 return SessionEnd(self._close_ts)
             if self._closed:
                 self.reconnect("the socket closed")
-            elif self._mono() - self.last_tick > self._silence:
+            elif self._mono() - max(self.last_tick, self._started) > self._silence:
                 self.reconnect(f"no tick for {self._silence:.0f} s")
             return Clock(math.floor(self._now()))
         self.last_tick = self._mono()

@@ -154,6 +154,11 @@ class OrderStream:
         if isinstance(body, dict):
             self._q.put((kind, body))
 
+    def restart(self) -> None:
+        """Reconnect with the current token (after a new login)."""
+        self.close()
+        self.start()
+
     def drain(self) -> list[tuple[str, dict[str, Any]]]:
         out = []
         while True:

@@ -30,6 +30,7 @@ from tfl.live.engine import Engine
 from tfl.live.faults import CrashPoints
 from tfl.live.feed import Clock, Feed, FeedEvent, ReplayFeed, SessionEnd, Tick, session_ticks
 from tfl.live.journal import Journal
+from tfl.live.orders import Leg
 from tfl.live.paper import PaperBroker
 from tfl.live.warmup import warm_states
 from tfl.regime import parse_bias_record
@@ -59,6 +60,7 @@ class Controls:
     latencies_ns: list[int] | None = None  # benchmarks: time from a tick's arrival to the end of its handling
     token_check: Callable[[], bool] | None = None  # live: is the broker token good again?
     token_recheck_seconds: float = 30.0
+    on_token_recovered: Callable[[], None] | None = None  # live: reconnect the sockets with the new token
     exit_wait_seconds: float = 120.0  # live: how long to wait at the close for the square-off fills
 
     def install_signal(self) -> None:
@@ -156,7 +158,18 @@ def run_session(
                 "broker token rejected: no new entries; exits keep being managed",
                 extra={"fields": {"detail": why[:120]}},
             )
-            controls.alert("ERROR", "TFL: the FYERS token was rejected mid-session; log in again (tfl auth login)")
+            message = "TFL: the FYERS token was rejected mid-session; log in again (tfl auth login)"
+            # Orders already resting at the broker cannot be cancelled without a token: an entry
+            # that fills now gets no protective stop until the next login.
+            resting = sorted({r.request.symbol for r in engine.state.orders.values() if r.open and r.leg is Leg.ENTRY})
+            if resting:
+                controls.alert(
+                    "CRITICAL",
+                    f"{message}. Entry orders resting at the broker may fill without a protective stop "
+                    f"until then: {', '.join(resting)}",
+                )
+            else:
+                controls.alert("ERROR", message)
 
     if hasattr(broker, "on_auth_error"):
         broker.on_auth_error = token_lost
@@ -235,6 +248,10 @@ def run_session(
             if controls.token_check():
                 engine.gate.token_ok = True
                 log.info("broker token accepted again: entries resume")
+                if controls.on_token_recovered is not None:
+                    controls.on_token_recovered()
+                if hasattr(feed, "refresh"):
+                    feed.refresh()
         while bi < len(boundaries) and ev.ts >= boundaries[bi]:
             b = boundaries[bi]
             if market_sim is not None:

@@ -1,0 +1,140 @@
+"""`tfl trade --world paper` and `--world live` end to end against the fake FYERS.
+
+The command runs in-process (so the SDK sockets can be swapped for the fakes at the SDK's
+boundary and the market clock simulated); everything else is the real command: settings
+from the environment, the secrets file, the token gate, the REST client with the real
+rate limits, the sockets' adapters, the journal. The journal is checked afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fake_fyers import FakeDataSocket, FakeFyers, FakeOrderSocket, Scenario
+from fyers_harness import DAY, SYMBOLS
+
+from tfl.cli import fyers_cmds
+from tfl.cli.main import main
+from tfl.fyers import sockets
+from tfl.live.journal import SqliteJournal
+from tfl.live.report import day_report, rebuild
+from tfl.timeutil import epoch_of_ist
+
+
+def trade(
+    fyers_market,
+    nse_dir: Path,
+    tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    world: str,  # type: ignore[no-untyped-def]
+    scenario: Scenario | None = None,
+) -> tuple[int, FakeFyers, Path, str]:
+    fake = FakeFyers(fyers_market, DAY, SYMBOLS, scenario=scenario, bar_pause=0.6, tick_pause=0.002).start()
+    fake.start_market_on_subscribe = True
+    secrets = tmp / "secrets.json"
+    fd = os.open(secrets, os.O_WRONLY | os.O_CREAT, 0o600)
+    token = fake.issue_token()
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"access_token": token, "token_date": DAY.isoformat(), "secret_key": fake.secret}, fh)
+    for k, v in {
+        "TFL_FYERS_API_URL": fake.api_url,
+        "TFL_FYERS_DATA_URL": fake.data_url,
+        "TFL_FYERS_CLIENT_ID": fake.client_id,
+        "TFL_FYERS__SECRETS_FILE": str(secrets),
+        "TFL_LIVE__HEARTBEAT_SECONDS": "1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(fyers_cmds, "market_now", fake.now)
+    if not getattr(sockets.sdk_data_socket, "is_test_fake", False):
+        monkeypatch.setattr(sockets, "sdk_data_socket", lambda **kw: FakeDataSocket(fake, **kw))
+    monkeypatch.setattr(sockets, "sdk_order_socket", lambda **kw: FakeOrderSocket(fake, **kw))
+    (tmp / "bias.json").write_text(json.dumps({"bias": "LONGS", "session": DAY.isoformat()}))
+    journal = tmp / "j.sqlite"
+    try:
+        rc = main(
+            [
+                "trade",
+                "--world",
+                world,
+                "--data",
+                str(nse_dir),
+                "--journal",
+                str(journal),
+                "--symbols",
+                ",".join(SYMBOLS),
+            ]
+        )
+    finally:
+        fake.stop()
+    log_text = (tmp / "j.sqlite.log").read_text()
+    for secret in (token, fake.secret):
+        assert secret not in log_text
+    return rc, fake, journal, log_text
+
+
+@pytest.mark.parametrize("world", ["paper", "live"])
+def test_a_full_session_through_tfl_trade(
+    fyers_market,
+    nse_dir: Path,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    world: str,
+) -> None:
+    rc, fake, journal_path, logs = trade(fyers_market, nse_dir, tmp_path, monkeypatch, world)
+    assert rc == 0
+    journal = SqliteJournal(journal_path)
+    state = rebuild(journal)
+    events = list(journal.events())
+    rep = day_report(events, DAY)
+    assert rep.trades and not rep.open_positions
+    assert next(e for e in events if e.kind == "SESSION_CLOSE").data["flat"] is True
+    assert {r["event"] for r in map(json.loads, logs.splitlines())} >= {"session open", "heartbeat", "session closed"}
+    if world == "live":  # the orders went to FYERS, tagged, once each
+        assert fake.duplicate_tags() == {}
+        tags = {o.tag for o in fake.orders.values()}
+        assert tags == set(state.orders)
+        assert {t["tradeNumber"] for t in fake.trades} == state.fills_seen
+    else:  # paper: FYERS only fed the data; no order reached it
+        assert fake.orders == {} and len(state.fills_seen) >= len(rep.trades) * 2
+    journal.close()
+
+
+def test_live_token_expires_mid_session_and_a_new_login_recovers(
+    fyers_market,
+    nse_dir: Path,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secrets = tmp_path / "secrets.json"
+    holder: list[FakeFyers] = []
+
+    def relogin() -> None:  # at 12:00 the operator logs in again (tfl auth login rewrites the secrets file)
+        fake = holder[0]
+        fake.s.token_expires_at = None
+        data = json.loads(secrets.read_text())
+        data["access_token"] = fake.issue_token()
+        secrets.write_text(json.dumps(data))
+
+    scenario = Scenario(token_expires_at=epoch_of_ist(DAY, 11 * 60), at=[(epoch_of_ist(DAY, 12 * 60), relogin)])
+    orig_init = FakeFyers.__init__
+
+    def capture(self, *a, **k):  # type: ignore[no-untyped-def]
+        orig_init(self, *a, **k)
+        holder.append(self)
+
+    monkeypatch.setattr(FakeFyers, "__init__", capture)
+    monkeypatch.setenv("TFL_LIVE__TOKEN_RECHECK_SECONDS", "0.5")
+    monkeypatch.setenv("TFL_FYERS__SOCKET_SILENCE_SECONDS", "1")
+    rc, fake, journal_path, logs = trade(fyers_market, nse_dir, tmp_path, monkeypatch, "live", scenario)
+    records = [json.loads(line) for line in logs.splitlines()]
+    assert any(r["level"] == "ERROR" and "token" in r["event"] for r in records)  # the alert
+    assert any("token accepted again" in r["event"] for r in records)  # and the recovery
+    journal = SqliteJournal(journal_path)
+    state = rebuild(journal)
+    assert not state.book.positions and rc == 0
+    assert fake.duplicate_tags() == {}
+    assert {t["tradeNumber"] for t in fake.trades} == state.fills_seen
+    journal.close()
