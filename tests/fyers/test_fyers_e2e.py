@@ -118,7 +118,8 @@ def test_live_token_expires_mid_session_and_a_new_login_recovers(
         data["access_token"] = fake.issue_token()
         secrets.write_text(json.dumps(data))
 
-    scenario = Scenario(token_expires_at=epoch_of_ist(DAY, 11 * 60), at=[(epoch_of_ist(DAY, 12 * 60), relogin)])
+    expiry, login = epoch_of_ist(DAY, 11 * 60), epoch_of_ist(DAY, 12 * 60)
+    scenario = Scenario(token_expires_at=expiry, at=[(login, relogin)])
     orig_init = FakeFyers.__init__
 
     def capture(self, *a, **k):  # type: ignore[no-untyped-def]
@@ -137,4 +138,12 @@ def test_live_token_expires_mid_session_and_a_new_login_recovers(
     assert not state.book.positions and rc == 0
     assert fake.duplicate_tags() == {}
     assert {t["tradeNumber"] for t in fake.trades} == state.fills_seen
+    # An entry that filled while the token was dead got its protective stop after the login.
+    late = [o for o in fake.orders.values() if o.tag[10] == "E" and o.filled_at and expiry < o.filled_at < login]
+    assert late, "the scenario had an entry fill while the token was dead"
+    for o in late:
+        assert any(
+            s.symbol == o.symbol and s.type == 3 and s.tag[10] == "S" and s.placed >= login
+            for s in fake.orders.values()
+        ), f"{o.symbol} filled at {o.filled_at} but got no protective stop after the login"
     journal.close()

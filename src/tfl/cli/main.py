@@ -302,11 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--start", type=_date, default=_date("2023-01-02"), help="first session (YYYY-MM-DD)")
     sy.set_defaults(func=cmd_data_synth)
     fe = dsub.add_parser("fetch", help="download FYERS history into the Parquet layout (chunked, resumable)")
-    fe.add_argument("--symbols", type=_symbol_list, required=True, help="A,B,C")
-    fe.add_argument("--from", dest="from_date", type=_date, required=True)
-    fe.add_argument("--to", dest="to_date", type=_date, required=True)
-    fe.add_argument("--resolution", choices=("15", "D"), required=True)
-    fe.add_argument("--out", type=Path, required=True)
+    fe.add_argument("--symbols", type=_symbol_list, required=True, help="A,B,C (our names, e.g. RELIANCE)")
+    fe.add_argument("--from", dest="from_date", type=_date, required=True, help="first day, YYYY-MM-DD")
+    fe.add_argument("--to", dest="to_date", type=_date, required=True, help="last day, YYYY-MM-DD")
+    fe.add_argument("--resolution", choices=("15", "D"), required=True, help="15-minute or daily candles")
+    fe.add_argument(
+        "--out", type=Path, required=True, help="data directory (the backtester's layout); resumes what is there"
+    )
     _add_config(fe)
     fe.set_defaults(func=_fyers("cmd_data_fetch"))
     sm = dsub.add_parser("symbols", help="download and parse the FYERS symbol master for the universe")
