@@ -150,6 +150,25 @@ class FyersSettings:
 
 
 @dataclass(frozen=True)
+class AwsSettings:
+    """The AWS deployment. Empty names mean "not on AWS": the local file adapters are used.
+
+    On the EC2 instance the stack writes these into /etc/tfl/tfl.env as TFL_AWS__<KEY>.
+    """
+
+    region: str = "ap-south-1"
+    stack_name: str = "TFL-Trading-System-Prod"
+    journal_table: str = ""  # DynamoDB journal; empty: the SQLite journal file
+    bias_parameter: str = ""  # SSM parameter with the dated bias record, e.g. /tfl/bias
+    credentials_secret: str = ""  # Secrets Manager: client_id, secret_key, redirect_uri
+    token_secret: str = ""  # Secrets Manager: the daily access token and the login state
+    topic_arn: str = ""  # SNS topic for alerts and reports
+    data_bucket: str = ""  # S3 bucket: daily bars for the bias job, journal exports
+    metrics_namespace: str = "TFL"
+    metrics_file: str = ""  # EMF lines for the CloudWatch agent; empty: no metrics
+
+
+@dataclass(frozen=True)
 class Settings:
     bias: BiasSettings = field(default_factory=BiasSettings)
     indicators: IndicatorSettings = field(default_factory=IndicatorSettings)
@@ -159,6 +178,7 @@ class Settings:
     backtest: BacktestSettings = field(default_factory=BacktestSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
     fyers: FyersSettings = field(default_factory=FyersSettings)
+    aws: AwsSettings = field(default_factory=AwsSettings)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain, JSON-ready view (tuples become lists) for reports and journals."""

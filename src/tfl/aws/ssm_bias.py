@@ -1,0 +1,52 @@
+"""The day's bias as a dated JSON record in an SSM parameter.
+
+The pre-market job writes it; the trader reads it. Anything missing, malformed, stale or
+unreadable means NO_TRADES, with the reason: failing safe is not trading.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tfl.domain import Bias
+from tfl.regime import BiasRecord, parse_bias_record
+
+log = logging.getLogger("tfl.aws.bias")
+
+
+def write_bias(ssm: Any, name: str, record: BiasRecord) -> None:
+    """Publish ``record``; errors propagate (the caller alerts)."""
+    ssm.put_parameter(Name=name, Value=record.to_json(), Type="String", Overwrite=True)
+
+
+def read_bias_text(ssm: Any, name: str) -> str | None:
+    """The parameter's raw value, or None when it does not exist."""
+    try:
+        return str(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+            return None
+        raise
+
+
+def read_bias(ssm: Any, name: str, session: dt.date) -> tuple[Bias, str]:
+    """The bias to trade on ``session`` and why; NO_TRADES unless a valid record for that day exists."""
+    try:
+        text = read_bias_text(ssm, name)
+    except (ClientError, BotoCoreError) as exc:
+        why = f"bias parameter {name} unreadable ({type(exc).__name__}): NO_TRADES"
+        log.warning("bias rejected: NO_TRADES", extra={"fields": {"parameter": name, "reason": why}})
+        return Bias.NO_TRADES, why
+    if text is None:
+        why = f"no bias parameter {name}: NO_TRADES"
+        log.warning("bias missing", extra={"fields": {"parameter": name, "reason": why}})
+        return Bias.NO_TRADES, why
+    bias, why = parse_bias_record(text, session)
+    if why:
+        log.warning("bias rejected: NO_TRADES", extra={"fields": {"parameter": name, "reason": why}})
+        return Bias.NO_TRADES, why
+    return bias, f"read from SSM parameter {name}"
