@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# checkov pins packages that clash with the trader's, so it lives in its own virtualenv.
+TOOLS  := .venv-tools
+TSTAMP := $(TOOLS)/.installed
+TEMPLATE := infra/tfl-infrastructure.yaml
 DEMO_DATA := build/demo-data
 DEMO_OUT  := build/demo
 
-.PHONY: setup demo test lint typecheck pytest bench clean
+.PHONY: setup tools demo test lint typecheck infra-lint pytest bench clean
 
 setup: $(STAMP)
 
@@ -16,6 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+
+tools: $(TSTAMP)
+
+$(TSTAMP): constraints-tools.txt
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet -c constraints-tools.txt checkov
+	@touch $(TSTAMP)
 
 demo: setup
 	@test -d $(DEMO_DATA)/15min || $(BIN)/tfl data synth --out $(DEMO_DATA) --symbols 40 --days 500 --seed 7
@@ -28,13 +40,19 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The CloudFormation template: cfn-lint with the informational checks, then checkov
+# (offline). A finding fails the build unless the template suppresses it with a reason.
+infra-lint: setup tools
+	$(BIN)/cfn-lint --include-checks I -- $(TEMPLATE)
+	$(TOOLS)/bin/checkov --skip-download --quiet --compact --framework cloudformation -f $(TEMPLATE)
+
 pytest: setup
 	$(BIN)/pytest -n 2 -q
 
-test: lint typecheck pytest
+test: lint typecheck infra-lint pytest
 
 bench: setup
 	$(BIN)/python benchmarks/bench_backtest.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) build .pytest_cache .mypy_cache .ruff_cache

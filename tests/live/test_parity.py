@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tfl.backtest.run import BacktestRequest, run_backtest, trade_rows
+from tfl.backtest.run import BacktestRequest, run_backtest
 from tfl.data.bias_inputs import bias_records
 from tfl.data.market import load_market
 from tfl.domain import Bias
 from tfl.settings import Settings
+from tfl.trade_csv import trade_rows
 
 from live_helpers import CAL, replay
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import logging
@@ -25,29 +24,10 @@ from tfl.data.market import Market, load_market
 from tfl.domain import Bias
 from tfl.regime import BiasRecord
 from tfl.settings import Settings
-from tfl.strategy.book import Trade
 from tfl.timeutil import date_to_day, day_to_date, iso_ist, iso_ist_many
+from tfl.trade_csv import TRADE_COLUMNS, trade_rows, write_csv
 
 log = logging.getLogger(__name__)
-
-TRADE_COLUMNS = (
-    "symbol",
-    "side",
-    "setup_time",
-    "entry_time",
-    "entry_price",
-    "qty",
-    "exit_time",
-    "exit_price",
-    "exit_reason",
-    "initial_stop",
-    "risk_per_share",
-    "gross_pnl",
-    "charges",
-    "pnl",
-    "r_multiple",
-    "rsi",
-)
 
 
 @dataclass(frozen=True)
@@ -141,40 +121,6 @@ def _session_days(frames: list[SymbolFrame], start_day: int, end_day: int) -> li
 
 def _f(x: float, nd: int) -> str:
     return f"{x:.{nd}f}"
-
-
-def trade_rows(trades: list[Trade]) -> list[dict[str, str]]:
-    """The trades.csv rows: the same format for the backtester and the live journal export."""
-    rows = []
-    for t in sorted(trades, key=lambda t: (t.entry_ts, t.symbol)):
-        rows.append(
-            {
-                "symbol": t.symbol,
-                "side": t.side.label,
-                "setup_time": iso_ist(t.setup_ts),
-                "entry_time": iso_ist(t.entry_ts),
-                "entry_price": _f(t.entry_price, 6),
-                "qty": str(t.qty),
-                "exit_time": iso_ist(t.exit_ts),
-                "exit_price": _f(t.exit_price, 6),
-                "exit_reason": t.exit_reason.value,
-                "initial_stop": _f(t.initial_stop, 6),
-                "risk_per_share": _f(t.r, 6),
-                "gross_pnl": _f(t.gross_pnl, 4),
-                "charges": _f(t.charges, 4),
-                "pnl": _f(t.pnl, 4),
-                "r_multiple": _f(t.r_multiple, 4),
-                "rsi": _f(t.rsi, 4),
-            }
-        )
-    return rows
-
-
-def write_csv(path: Path, columns: tuple[str, ...] | list[str], rows: list[dict[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(columns), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
 
 
 def write_outputs(run: BacktestRun, out_dir: Path) -> list[Path]:

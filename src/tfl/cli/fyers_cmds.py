@@ -15,7 +15,7 @@ from tfl.fyers import sockets
 from tfl.fyers.ratelimit import RateLimiter
 from tfl.fyers.rest import FyersError, FyersRest
 from tfl.fyers.symbols import SymbolMap, parse_symbol_master, read_instruments, write_instruments
-from tfl.secrets import FileSecretStore, SecretStore, default_secrets_path
+from tfl.secrets import SecretStore
 from tfl.settings import Settings
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -48,13 +48,18 @@ class FyersKit:
 
 
 def build_kit(settings: Settings, data_dir: Path | None = None) -> FyersKit:
+    from tfl.cli.wiring import secret_store
+
     f = settings.fyers
-    if not f.client_id:
-        raise ValueError("setting 'fyers.client_id' is empty: set it (or TFL_FYERS_CLIENT_ID) to the FYERS app id")
-    store = FileSecretStore(default_secrets_path(f.secrets_file))
+    store = secret_store(settings)
+    client_id = f.client_id or store.get("client_id") or ""  # on AWS the credentials secret holds it
+    if not client_id:
+        raise ValueError(
+            "no FYERS app id: set 'fyers.client_id' (or TFL_FYERS_CLIENT_ID), or client_id in the credentials secret"
+        )
     limiter = RateLimiter(f.max_per_second, f.max_per_minute)
     rest = FyersRest(
-        f.api_url, f.data_url, f.client_id, lambda: store.get("access_token"), limiter, timeout=f.http_timeout_seconds
+        f.api_url, f.data_url, client_id, lambda: store.get("access_token"), limiter, timeout=f.http_timeout_seconds
     )
     instruments = read_instruments(data_dir / INSTRUMENTS_FILE) if data_dir else {}
     return FyersKit(settings, store, limiter, rest, SymbolMap(f, instruments))
@@ -74,7 +79,8 @@ def cmd_auth_login(args: argparse.Namespace, settings: Settings) -> int:
         state = new_state()
         kit.store.put("login_state", state)
         _out("Open this URL, log in with your FYERS 2FA, then paste the URL you are redirected to (or the code):")
-        _out(login_url(settings.fyers.api_url, settings.fyers.client_id, settings.fyers.redirect_uri, state))
+        redirect = kit.store.get("redirect_uri") or settings.fyers.redirect_uri
+        _out(login_url(settings.fyers.api_url, kit.rest.client_id, redirect, state))
         text = sys.stdin.readline()
     try:
         code = parse_redirect(text, state)
@@ -92,7 +98,7 @@ def cmd_auth_secret(args: argparse.Namespace, settings: Settings) -> int:
     if not value:
         raise ValueError("no secret given")
     kit.store.put("secret_key", value)
-    _out("the app secret is stored (file mode 0600)")
+    _out("the app secret is stored in the secrets store")
     return 0
 
 

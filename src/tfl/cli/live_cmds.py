@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tfl import logs
-from tfl.settings import Settings
+from tfl.cli.wiring import alert_channel, metrics_sink, open_journal, side_base, ssm_bias
+from tfl.settings import Settings, load_settings
 
 log = logging.getLogger("tfl.cli")
 
@@ -38,10 +39,9 @@ def side_files(journal: Path) -> dict[str, Path]:
 def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
     from tfl.calendar.nse import NseCalendar
     from tfl.data.market import load_market
-    from tfl.live.journal import SqliteJournal
     from tfl.live.paper import PaperBroker
     from tfl.live.report import check_settings, day_report
-    from tfl.live.runtime import Controls, resolve_bias, run_session, sessions_with_data
+    from tfl.live.runtime import Controls, run_session, sessions_with_data
 
     if settings.risk.allocation != "reserve":
         raise ValueError("risk.allocation 'bar' needs the rest of the bar in advance: only the backtester can use it")
@@ -50,10 +50,10 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
     feed = args.feed or ("replay" if args.world == "replay" else "fyers")
     if args.world == "live" and feed != "fyers":
         raise ValueError("the live world trades on the FYERS feed")
-    files = side_files(args.journal)
+    files = side_files(side_base(args.journal, args.state_dir))
     log_file = args.log_file or files["log"]
     logs.configure(args.log_level or "INFO", "json", stream=sys.stdout, files=[str(log_file)])
-    journal = SqliteJournal(args.journal)
+    journal = open_journal(args.journal, settings)
     check_settings(journal, settings)
     paper = PaperBroker(args.broker_store or files["broker"], slippage_pct=settings.costs.slippage_pct)
     calendar = NseCalendar(Path(settings.live.calendar_file) if settings.live.calendar_file else None)
@@ -63,6 +63,8 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError("no symbol with usable 15-minute data")
     kill = Path(settings.live.kill_file) if settings.live.kill_file else files["kill"]
     controls = Controls(kill_file=kill)
+    controls.alert = alert_channel(settings, controls.alert)
+    controls.metrics = metrics_sink(settings)
     controls.install_signal()
     files["pid"].write_text(str(os.getpid()))
     bias_file = Path(settings.live.bias_file) if settings.live.bias_file else files["bias"]
@@ -79,7 +81,7 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 2
         for sess in sessions:
-            bias, why = resolve_bias(args.bias, market, sess.date, settings, bias_file)
+            bias, why = _bias(args.bias, market, sess.date, settings, bias_file)
             result = run_session(sess, market, symbols, journal, paper, settings, bias, why, controls, speed=speed)
             if not result.flat:
                 exit_code = EXIT_NOT_FLAT
@@ -118,7 +120,7 @@ def _trade_fyers(
     from tfl.cli import fyers_cmds as fy
     from tfl.fyers.auth import check_token
     from tfl.live.report import day_report
-    from tfl.live.runtime import resolve_bias, run_session
+    from tfl.live.runtime import run_session
     from tfl.timeutil import epoch_of_ist
 
     today = fy.today_ist()
@@ -142,7 +144,7 @@ def _trade_fyers(
         controls.on_token_recovered = broker.refresh_auth
     else:
         broker, sim = paper, paper
-    bias, why = resolve_bias(args.bias, market, today, settings, bias_file)
+    bias, why = _bias(args.bias, market, today, settings, bias_file)
     result = run_session(
         session, market, symbols, journal, broker, settings, bias, why, controls, feed_factory=factory, market_sim=sim
     )
@@ -161,11 +163,21 @@ def _trade_fyers(
     return 0 if result.flat else EXIT_NOT_FLAT
 
 
+def _bias(mode: str | None, market: Any, session: Any, settings: Settings, bias_file: Path) -> tuple[Any, str]:
+    """--bias wins; otherwise the SSM parameter on AWS, or the dated bias file locally."""
+    from tfl.live.runtime import resolve_bias
+
+    if mode is None:
+        from_ssm = ssm_bias(settings, session)
+        if from_ssm is not None:
+            return from_ssm
+    return resolve_bias(mode, market, session, settings, bias_file)
+
+
 def cmd_journal_show(args: argparse.Namespace) -> int:
-    from tfl.live.journal import SqliteJournal
     from tfl.live.report import day_report, rebuild
 
-    journal = SqliteJournal(args.file)
+    journal = open_journal(args.file, load_settings())
     events = list(journal.events())
     state = rebuild(journal)
     sessions = [args.date.isoformat()] if args.date else journal.sessions()
@@ -202,11 +214,10 @@ def cmd_journal_show(args: argparse.Namespace) -> int:
 
 
 def cmd_journal_export(args: argparse.Namespace) -> int:
-    from tfl.backtest.run import TRADE_COLUMNS, trade_rows, write_csv
-    from tfl.live.journal import SqliteJournal
     from tfl.live.report import order_rows, rebuild
+    from tfl.trade_csv import TRADE_COLUMNS, trade_rows, write_csv
 
-    journal = SqliteJournal(args.file)
+    journal = open_journal(args.file, load_settings())
     state = rebuild(journal)
     write_csv(args.out, TRADE_COLUMNS, trade_rows(state.book.trades))
     msg = f"wrote {len(state.book.trades)} trades to {args.out}"
@@ -235,17 +246,16 @@ def cmd_journal_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tfl.live.journal import SqliteJournal
     from tfl.live.report import day_report
 
-    journal = SqliteJournal(args.journal)
+    journal = open_journal(args.journal, load_settings())
     _out(day_report(list(journal.events()), args.date).text())
     journal.close()
     return 0
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
-    files = side_files(args.journal)
+    files = side_files(side_base(args.journal, args.state_dir))
     kill = Path(args.kill_file) if args.kill_file else files["kill"]
     kill.write_text(args.reason + "\n", encoding="utf-8")
     msg = f"kill switch set: {kill} (the trader stops new entries and flattens; exits keep working)"
@@ -272,7 +282,15 @@ def add_parsers(sub: Any, date_type: Any, symbols_type: Any, add_config: Any) ->
     tr.add_argument("--data", type=Path, required=True, help="data directory: history for warm-up (and replay ticks)")
     tr.add_argument("--date", type=date_type, help="first session (YYYY-MM-DD); paper/live: today")
     tr.add_argument("--to", type=date_type, help="last session (default: --date)")
-    tr.add_argument("--journal", type=Path, required=True, help="the SQLite journal file")
+    tr.add_argument(
+        "--journal", required=True, help="the SQLite journal file, or dynamodb://TABLE for the DynamoDB journal"
+    )
+    tr.add_argument(
+        "--state-dir",
+        type=Path,
+        help="with a DynamoDB journal: where the log, kill switch, pid and paper broker files live "
+        "(default ~/.tfl/state)",
+    )
     tr.add_argument("--broker-store", type=Path, help="the paper broker's own store (default: JOURNAL.broker)")
     tr.add_argument("--symbols", type=symbols_type, default=None)
     tr.add_argument(
@@ -289,22 +307,23 @@ def add_parsers(sub: Any, date_type: Any, symbols_type: Any, add_config: Any) ->
     jr = sub.add_parser("journal", help="inspect or export a trading journal")
     jsub = jr.add_subparsers(dest="journal_command", required=True, metavar="SUBCOMMAND")
     sh = jsub.add_parser("show", help="orders, trades and positions per session")
-    sh.add_argument("file", type=Path)
+    sh.add_argument("file", help="SQLite journal file or dynamodb://TABLE")
     sh.add_argument("--date", type=date_type)
     sh.set_defaults(func=cmd_journal_show)
     ex = jsub.add_parser("export", help="trades in the backtester's trades.csv format, and the orders")
-    ex.add_argument("file", type=Path)
+    ex.add_argument("file", help="SQLite journal file or dynamodb://TABLE")
     ex.add_argument("--out", type=Path, required=True)
     ex.add_argument("--orders", type=Path)
     ex.set_defaults(func=cmd_journal_export)
 
     rp = sub.add_parser("report", help="the day's P&L report from a journal (what the post-market job sends)")
-    rp.add_argument("--journal", type=Path, required=True)
+    rp.add_argument("--journal", required=True, help="SQLite journal file or dynamodb://TABLE")
     rp.add_argument("--date", type=date_type, required=True)
     rp.set_defaults(func=cmd_report)
 
     ha = sub.add_parser("halt", help="kill switch: stop new entries and flatten the running trader")
-    ha.add_argument("--journal", type=Path, required=True)
+    ha.add_argument("--journal", required=True, help="SQLite journal file or dynamodb://TABLE")
+    ha.add_argument("--state-dir", type=Path, help="with a DynamoDB journal: the trader's --state-dir")
     ha.add_argument("--kill-file", help="default: JOURNAL.halt")
     ha.add_argument("--reason", default="manual halt")
     ha.set_defaults(func=cmd_halt)

@@ -317,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--url", help="default: the fyers.symbol_master_url setting")
     _add_config(sm)
     sm.set_defaults(func=_fyers("cmd_data_symbols"))
+    from tfl.cli import aws_cmds
+
+    aws_cmds.add_data_parsers(dsub, _add_config)
 
     b = sub.add_parser("bias", help="print a session's bias record (JSON, with its inputs)")
     b.add_argument("--data", type=Path, required=True)
@@ -372,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub, _date, _symbols, _add_config)
     sub.choices["trade"].set_defaults(func=cmd_trade)
+    aws_cmds.add_parsers(sub, _add_config)
     return p
 
 
@@ -397,6 +401,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("tfl: interrupted")
         return 130
+    except Exception as exc:  # AWS and packaging failures: one line, no traceback
+        message = _aws_message(exc)
+        if message is None:
+            raise
+        _err(f"tfl: error: {message}")
+        return EXIT_USAGE
+
+
+def _aws_message(exc: Exception) -> str | None:
+    """A one-line message for an AWS or deployment failure, or None for anything else."""
+    from tfl.aws.deploy import DeployError
+    from tfl.aws.package import PackageError
+
+    if isinstance(exc, DeployError | PackageError):
+        return str(exc)
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        op = getattr(exc, "operation_name", "AWS call")
+        return f"AWS {op} failed: {err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")
+    if isinstance(exc, BotoCoreError):
+        return f"AWS: {exc}"
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

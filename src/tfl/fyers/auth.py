@@ -9,71 +9,34 @@ succeeds, not because its JWT says it has not expired.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
-import json
 import logging
-import secrets
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tfl.fyers.login import LoginError, app_id_hash, jwt_expiry, login_url, new_state, parse_redirect
 from tfl.fyers.rest import FyersAuthError, FyersError, FyersRest
 from tfl.secrets import SecretStore
 
 log = logging.getLogger("tfl.fyers.auth")
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 
-
-class LoginError(RuntimeError):
-    """The login could not be completed; the message never contains a code or token."""
-
-
-def app_id_hash(client_id: str, secret_key: str) -> str:
-    return hashlib.sha256(f"{client_id}:{secret_key}".encode()).hexdigest()
-
-
-def login_url(api_url: str, client_id: str, redirect_uri: str, state: str) -> str:
-    query = urllib.parse.urlencode(
-        {"client_id": client_id, "redirect_uri": redirect_uri, "response_type": "code", "state": state}
-    )
-    return f"{api_url.rstrip('/')}/generate-authcode?{query}"
-
-
-def new_state() -> str:
-    return secrets.token_urlsafe(16)
-
-
-def parse_redirect(text: str, expected_state: str | None) -> str:
-    """The auth code from a pasted redirect URL (state checked) or from a bare code."""
-    text = text.strip()
-    if "://" not in text and "auth_code=" not in text:
-        if not text:
-            raise LoginError("no code given")
-        return text
-    query = urllib.parse.urlparse(text).query or text.partition("?")[2] or text
-    params = urllib.parse.parse_qs(query)
-    if params.get("s", ["ok"])[0] != "ok":
-        raise LoginError(f"the login failed at FYERS: {params.get('message', ['no reason given'])[0][:100]}")
-    code = params.get("auth_code", [""])[0]
-    if not code:
-        raise LoginError("the redirect URL carries no auth_code")
-    state = params.get("state", [""])[0]
-    if expected_state is not None and not secrets.compare_digest(state, expected_state):
-        raise LoginError("the redirect's state does not match this login (stale or forged link): start again")
-    return code
-
-
-def jwt_expiry(token: str) -> int | None:
-    """The ``exp`` claim of a JWT, without verifying it (advisory only)."""
-    try:
-        payload = token.split(".")[1]
-        payload += "=" * (-len(payload) % 4)
-        return int(json.loads(base64.urlsafe_b64decode(payload)).get("exp"))
-    except (IndexError, ValueError, TypeError, json.JSONDecodeError):
-        return None
+# The pure pieces live in tfl.fyers.login (no ``requests``, so the AWS login callback can
+# import them); they are re-exported here for the CLI and the existing callers.
+__all__ = [
+    "IST",
+    "LoginError",
+    "TokenCheck",
+    "app_id_hash",
+    "check_token",
+    "exchange_code",
+    "jwt_expiry",
+    "login_url",
+    "new_state",
+    "parse_redirect",
+    "wait_for_token",
+]
 
 
 def exchange_code(rest: FyersRest, store: SecretStore, code: str, today: dt.date) -> None:

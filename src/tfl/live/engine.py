@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,7 @@ class Engine:
         *,
         bias: Bias,
         alert: Callable[[str, str], None] | None = None,
+        on_order_latency: Callable[[float, str], None] | None = None,
     ) -> None:
         self.s = settings
         self.journal = journal
@@ -83,6 +85,7 @@ class Engine:
         self.state = TraderState.fresh(settings)
         self.gate = Gate()
         self._alert = alert or (lambda level, msg: None)
+        self._on_latency = on_order_latency  # wall-clock only: never journaled, never decides anything
         self.date = session.date
         self.sid = session.date.isoformat()
         self.open_ts = epoch_of_ist(session.date, session.open_minute)
@@ -395,8 +398,13 @@ class Engine:
     def _send(self, rec: OrderRecord, ts: int) -> None:
         req = rec.request
         self.journal.flush()  # write-ahead: the intent is durable before the broker hears of it
+        started = time.perf_counter()
         try:
-            order = self.broker.place(req, ts)
+            try:
+                order = self.broker.place(req, ts)
+            finally:
+                if self._on_latency is not None:
+                    self._on_latency((time.perf_counter() - started) * 1000.0, rec.leg.value)
             if self.crash is not None:
                 self.crash.hit("broker")
         except BrokerError as exc:

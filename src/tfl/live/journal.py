@@ -53,7 +53,8 @@ class Event:
         return json.dumps(self.data, sort_keys=True, separators=(",", ":"))
 
 
-def _checksum(key: str, session: str, ts: int, kind: str, payload: str) -> str:
+def event_checksum(key: str, session: str, ts: int, kind: str, payload: str) -> str:
+    """The 16-hex checksum stored beside every event (SQLite and DynamoDB use the same one)."""
     h = hashlib.sha256(f"{key}\x1f{session}\x1f{ts}\x1f{kind}\x1f{payload}".encode())
     return h.hexdigest()[:16]
 
@@ -134,7 +135,7 @@ class SqliteJournal:
         for seq, key, session, ts, kind, data, crc in self._db.execute(
             "SELECT seq, key, session, ts, kind, data, crc FROM events ORDER BY seq"
         ):
-            if _checksum(key, session, ts, kind, data) != crc:
+            if event_checksum(key, session, ts, kind, data) != crc:
                 raise JournalCorruptError(
                     f"journal {self.path}: event #{seq} ({key}) fails its checksum; left untouched"
                 )
@@ -148,7 +149,7 @@ class SqliteJournal:
     def append(self, event: Event) -> bool:
         """Append inside the open group-commit transaction; :meth:`flush` makes it durable."""
         payload = event.payload()
-        crc = _checksum(event.key, event.session, event.ts, event.kind, payload)
+        crc = event_checksum(event.key, event.session, event.ts, event.kind, payload)
         if not self._db.in_transaction:
             self._db.execute("BEGIN IMMEDIATE")
         try:

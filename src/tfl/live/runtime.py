@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from tfl.calendar.nse import NseCalendar, Session
 from tfl.data.bars import BarSeries
@@ -48,6 +49,16 @@ def log_alert(level: str, message: str) -> None:
     )
 
 
+class Metrics(Protocol):
+    """Operational metrics (CloudWatch on AWS); never part of a decision."""
+
+    def heartbeat(self, **properties: object) -> None: ...
+
+    def pnl(self, session: str, net_pnl: float, open_positions: int) -> None: ...
+
+    def order_latency(self, ms: float, leg: str) -> None: ...
+
+
 @dataclass
 class Controls:
     """Things outside the market that steer a running session."""
@@ -62,6 +73,7 @@ class Controls:
     token_recheck_seconds: float = 30.0
     on_token_recovered: Callable[[], None] | None = None  # live: reconnect the sockets with the new token
     exit_wait_seconds: float = 120.0  # live: how long to wait at the close for the square-off fills
+    metrics: Metrics | None = None  # heartbeat, P&L and order latency (EMF on AWS)
 
     def install_signal(self) -> None:
         def on_signal(signum: int, frame: object) -> None:
@@ -146,7 +158,16 @@ def run_session(
     if market_sim is None and isinstance(broker, PaperBroker):
         market_sim = broker
     open_ts = epoch_of_ist(session.date, session.open_minute)
-    engine = Engine(settings, journal, broker, session, {}, bias=bias, alert=controls.alert)
+    engine = Engine(
+        settings,
+        journal,
+        broker,
+        session,
+        {},
+        bias=bias,
+        alert=controls.alert,
+        on_order_latency=controls.metrics.order_latency if controls.metrics is not None else None,
+    )
     engine.crash = controls.crash
     if market_sim is not None:
         market_sim.crash = controls.crash
@@ -231,6 +252,13 @@ def run_session(
                     }
                 },
             )
+            if controls.metrics is not None:
+                controls.metrics.heartbeat(session=engine.sid)
+                controls.metrics.pnl(
+                    engine.sid,
+                    engine.state.equity() - engine.state.day_start_equity,
+                    len(engine.state.book.positions),
+                )
         if now - last_tick_wall > stale_after and engine.gate.feed_fresh and not isinstance(ev, Tick):
             engine.gate.feed_fresh = False
             stale_since = now
@@ -292,6 +320,10 @@ def run_session(
         if controls.latencies_ns is not None:
             controls.latencies_ns.append(time.perf_counter_ns() - t_arrival)
     flat = engine.close_session(engine.close_ts)
+    if controls.metrics is not None:
+        controls.metrics.pnl(
+            engine.sid, engine.state.equity() - engine.state.day_start_equity, len(engine.state.book.positions)
+        )
     day_trades = sum(1 for t in engine.state.book.trades if t.entry_ts >= open_ts)
     return SessionResult(session.date, flat, day_trades, ticks, dict(builder.dropped))
 

@@ -1,0 +1,195 @@
+"""The operations job: start the instance and send the login link; arm and disarm the heartbeat alarm.
+
+Actions (the EventBridge Scheduler's input):
+
+- ``{"action": "start"}`` (08:30 IST): on an NSE session day, start the trading instance and
+  send the operator the day's FYERS login link (a fresh random ``state`` is stored in the
+  token secret; the login callback accepts it once, today only).
+- ``{"action": "link"}``: only send a new login link (after a failed login, from the console).
+- ``{"action": "arm"}`` (09:15): on a session day, enable the missing-heartbeat alarm's actions.
+- ``{"action": "disarm"}`` (15:35): always disable them, so a stopped trader alarms nobody at night.
+
+Past the calendar table's last year nothing starts and a CRITICAL alert says to regenerate it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tfl.aws.calendar_table import CalendarTableError, CalendarTableExpired, SessionTimes, load_table
+from tfl.aws.lambdas.common import (
+    ConfigError,
+    LambdaConfig,
+    alert,
+    decide,
+    entry,
+    event_date,
+    publish,
+)
+from tfl.aws.notify import SnsNotifier
+from tfl.aws.secrets_store import SecretsManagerStore
+from tfl.fyers.login import login_url, new_state
+from tfl.secrets import SecretError
+
+log = logging.getLogger("tfl.aws.lambdas.ops")
+ACTIONS = ("start", "link", "arm", "disarm")
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+    return type(exc).__name__
+
+
+def _store(cfg: LambdaConfig) -> SecretsManagerStore:
+    aws = cfg.settings.aws
+    return SecretsManagerStore(
+        cfg.client("secretsmanager"),
+        cfg.require(aws.credentials_secret, "TFL_AWS__CREDENTIALS_SECRET"),
+        cfg.require(aws.token_secret, "TFL_AWS__TOKEN_SECRET"),
+    )
+
+
+def send_login_link(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date) -> dict[str, Any]:
+    """Store a new login state for ``day`` and send the link; problems alert (ERROR)."""
+    try:
+        store = _store(cfg)
+        client_id = store.get("client_id")
+        redirect_uri = store.get("redirect_uri")
+        missing = [n for n in ("client_id", "secret_key", "redirect_uri") if store.get(n) is None]
+        if missing:
+            secret = cfg.settings.aws.credentials_secret
+            reason = f"replace the placeholders in {secret} ({', '.join(missing)}): no FYERS login link today"
+            decide(log, "login link not sent: placeholders", logging.ERROR, session=day.isoformat(), missing=missing)
+            alert(notifier, "ERROR", reason)
+            return {"link": False, "reason": reason}
+        assert client_id is not None and redirect_uri is not None  # checked above
+        state = new_state()
+        store.put("login_state", state)
+        store.put("login_state_date", day.isoformat())
+    except (ConfigError, SecretError) as exc:
+        decide(log, "login link not sent", logging.ERROR, session=day.isoformat(), reason=str(exc))
+        alert(notifier, "ERROR", f"TFL: no FYERS login link for {day}: {exc}")
+        return {"link": False, "reason": str(exc)}
+    url = login_url(cfg.settings.fyers.api_url, client_id, redirect_uri, state)
+    lines = [
+        f"Log in to FYERS for the {day} session (one tap, today only):",
+        "",
+        url,
+        "",
+        "After the login the page says 'Logged in'; the trader picks the token up by itself.",
+    ]
+    callback = cfg.login_url
+    if callback and redirect_uri.rstrip("/") != callback.rstrip("/"):
+        lines += [
+            "",
+            f"Note: redirect_uri in {cfg.settings.aws.credentials_secret} is not the login callback ({callback}); "
+            "set it (and the FYERS app's redirect URL) to the callback, or paste the redirect into `tfl auth login`.",
+        ]
+        decide(log, "redirect_uri is not the login callback", logging.WARNING, callback=callback)
+    published = publish(notifier, f"TFL: log in to FYERS for {day}", "\n".join(lines))
+    decide(log, "login link sent", session=day.isoformat(), notified=published)
+    return {"link": True, "published": published}
+
+
+def _session(notifier: SnsNotifier | None, day: dt.date, action: str) -> tuple[SessionTimes | None, str]:
+    """Today's session, or (None, error) when the calendar table cannot say (CRITICAL when expired)."""
+    try:
+        return load_table().session(day), ""
+    except CalendarTableError as exc:
+        level = "CRITICAL" if isinstance(exc, CalendarTableExpired) else "ERROR"
+        decide(log, f"{action}: calendar table unusable", logging.getLevelName(level), reason=str(exc))
+        if action == "start":  # one alert a day is enough: arm follows start
+            alert(notifier, level, f"TFL did not start for {day}: {exc}")
+        return None, str(exc)
+
+
+def start(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date) -> dict[str, Any]:
+    session, error = _session(notifier, day, "start")
+    if error:
+        return {"status": "error", "action": "start", "session": day.isoformat(), "reason": error}
+    if session is None:
+        decide(log, "no NSE session today: instance not started", session=day.isoformat())
+        return {"status": "skipped", "action": "start", "session": day.isoformat(), "reason": "no NSE session"}
+    out: dict[str, Any] = {"status": "ok", "action": "start", "session": day.isoformat(), "started": False}
+    try:
+        instance = cfg.require(cfg.instance_id, "TFL_INSTANCE_ID")
+        cfg.client("ec2").start_instances(InstanceIds=[instance])
+        out["started"] = True
+        decide(log, "instance started", session=day.isoformat(), instance=instance, note=session.note)
+    except (ConfigError, ClientError, BotoCoreError) as exc:
+        reason = str(exc) if isinstance(exc, ConfigError) else f"start_instances failed ({_code(exc)})"
+        decide(log, "instance not started", logging.ERROR, session=day.isoformat(), reason=reason)
+        alert(notifier, "CRITICAL", f"TFL: the trading instance did not start for {day}: {reason}")
+        out.update(status="error", reason=reason)
+    link = send_login_link(cfg, notifier, day)
+    out["link"] = link["link"]
+    if not link["link"]:
+        out["status"] = "error"
+        out.setdefault("reason", link["reason"])
+    return out
+
+
+def arm(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date) -> dict[str, Any]:
+    session, error = _session(notifier, day, "arm")
+    if error:
+        return {"status": "error", "action": "arm", "session": day.isoformat(), "reason": error}
+    if session is None:
+        decide(log, "no NSE session today: heartbeat alarm not armed", session=day.isoformat())
+        return {"status": "skipped", "action": "arm", "session": day.isoformat(), "reason": "no NSE session"}
+    return _alarm_actions(cfg, notifier, day, enable=True)
+
+
+def _alarm_actions(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date, *, enable: bool) -> dict[str, Any]:
+    action = "arm" if enable else "disarm"
+    try:
+        alarm = cfg.require(cfg.heartbeat_alarm, "TFL_HEARTBEAT_ALARM")
+        cw = cfg.client("cloudwatch")
+        if enable:
+            # The alarm sits in ALARM overnight (missing data counts as breaching) and actions only
+            # fire on a change of state: reset it to OK first, so a trader that never sends a
+            # heartbeat today moves it to ALARM again and the operator hears about it.
+            cw.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="armed for today's session by the ops job")
+            cw.enable_alarm_actions(AlarmNames=[alarm])
+        else:
+            cw.disable_alarm_actions(AlarmNames=[alarm])
+    except (ConfigError, ClientError, BotoCoreError) as exc:
+        reason = str(exc) if isinstance(exc, ConfigError) else f"{action} failed ({_code(exc)})"
+        decide(log, f"heartbeat alarm {action} failed", logging.ERROR, session=day.isoformat(), reason=reason)
+        alert(notifier, "ERROR", f"TFL: could not {action} the heartbeat alarm: {reason}")
+        return {"status": "error", "action": action, "session": day.isoformat(), "reason": reason}
+    decide(log, f"heartbeat alarm {'armed' if enable else 'disarmed'}", session=day.isoformat(), alarm=alarm)
+    return {"status": "ok", "action": action, "session": day.isoformat(), "alarm": alarm}
+
+
+def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None) -> dict[str, Any]:
+    notifier = cfg.notifier()
+    action = event.get("action")
+    try:
+        day = event_date(event, now)
+    except ValueError as exc:
+        decide(log, "ops not run: bad event", logging.ERROR, reason=str(exc))
+        alert(notifier, "ERROR", f"TFL ops job: {exc}")
+        return {"status": "error", "action": str(action), "reason": str(exc)}
+    if action == "start":
+        return start(cfg, notifier, day)
+    if action == "link":
+        link = send_login_link(cfg, notifier, day)
+        return {"status": "ok" if link["link"] else "error", "action": "link", "session": day.isoformat(), **link}
+    if action == "arm":
+        return arm(cfg, notifier, day)
+    if action == "disarm":
+        return _alarm_actions(cfg, notifier, day, enable=False)
+    reason = f"unknown action {str(action)[:40]!r} (expected one of {', '.join(ACTIONS)})"
+    decide(log, "ops: unknown action", logging.ERROR, reason=reason)
+    alert(notifier, "ERROR", f"TFL ops job: {reason}")
+    return {"status": "error", "action": str(action)[:40], "reason": reason}
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """Lambda entry point (EventBridge Scheduler: start 08:30, arm 09:15, disarm 15:35 IST)."""
+    return entry("ops", log, run, event)  # a missed start means no trading today: never die silently

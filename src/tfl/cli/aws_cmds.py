@@ -1,0 +1,299 @@
+"""`tfl deploy`, `tfl doctor`, `tfl ssh-allow`, `tfl data sync`, `tfl data eod`: running TFL on AWS."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+from tfl.settings import Settings
+
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+DEFAULT_TEMPLATE = Path("infra/tfl-infrastructure.yaml")
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _client(settings: Settings, service: str) -> Any:
+    from tfl.aws.clients import client
+
+    return client(service, settings.aws.region)
+
+
+def calendar_bytes() -> bytes:
+    """The NSE session table, generated now from the calendar packages (build time)."""
+    from tfl.aws.calendar_table import generate_table, table_json
+
+    return table_json(generate_table()).encode("utf-8")
+
+
+def cmd_data_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from tfl.aws.data_sync import sync_daily
+    from tfl.data.market import load_market
+
+    bucket = args.bucket or settings.aws.data_bucket
+    if not bucket:
+        raise ValueError("no bucket: pass --bucket or set aws.data_bucket (TFL_AWS__DATA_BUCKET)")
+    market = load_market(args.data, settings)
+    result = sync_daily(market, settings, _client(settings, "s3"), bucket)
+    _out(
+        f"s3://{bucket}/daily/: {len(result.uploaded)} uploaded, {len(result.unchanged)} unchanged"
+        + (f"; no daily data for {', '.join(result.missing)}" if result.missing else "")
+    )
+    return 0 if not result.missing else 1
+
+
+def cmd_data_eod(args: argparse.Namespace, settings: Settings) -> int:
+    """After the close: top up the data directory from FYERS, then sync the daily bars to S3."""
+    from tfl.cli.wiring import alert_channel
+    from tfl.live.runtime import log_alert
+
+    alert = alert_channel(settings, log_alert)
+    try:
+        return _eod(args, settings)
+    except Exception as exc:
+        alert(
+            "ERROR",
+            f"TFL end-of-day data update failed ({type(exc).__name__}: {exc}); tomorrow's bias will be NO_TRADES",
+        )
+        raise
+
+
+def _eod(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from tfl.aws.data_sync import sync_daily
+    from tfl.cli import fyers_cmds as fy
+    from tfl.data.loader import read_universe
+    from tfl.data.market import load_market
+    from tfl.fyers.history import fetch
+
+    data: Path = args.data
+    data.mkdir(parents=True, exist_ok=True)
+    universe_file = data / "universe.csv"
+    s3 = _client(settings, "s3") if settings.aws.data_bucket else None
+    if s3 is not None:
+        try:  # the deploy uploads the universe; a newer one replaces ours
+            obj = s3.get_object(Bucket=settings.aws.data_bucket, Key="config/universe.csv")
+            universe_file.write_bytes(obj["Body"].read())
+        except Exception as exc:  # missing object or no access: keep the local file
+            if not universe_file.exists():
+                raise ValueError(f"no universe: {universe_file} is missing and S3 has none ({exc})") from None
+    if not universe_file.exists():
+        raise ValueError(f"no universe file {universe_file}: deploy with --universe, or copy one there")
+    names = read_universe(universe_file)
+    symbols_csv = data / fy.INSTRUMENTS_FILE
+    if not symbols_csv.exists() or time.time() - symbols_csv.stat().st_mtime > 7 * 86400:
+        fy.cmd_data_symbols(argparse.Namespace(url=None, universe=universe_file, out=symbols_csv), settings)
+    kit = fy.build_kit(settings, data)
+    today = fy.today_ist()
+    first = today - dt.timedelta(days=args.days)
+    now = int(fy.market_now())
+    _, p15 = fetch(kit.rest, kit.symbols, names, "15", first, today, data, now=now)
+    index = [settings.bias.benchmark_symbol, settings.bias.vix_symbol]
+    _, pd_ = fetch(kit.rest, kit.symbols, list(dict.fromkeys([*names, *index])), "D", first, today, data, now=now)
+    problems = p15 + pd_
+    _out(f"data directory {data} topped up to {today}" + (f"; {len(problems)} downloads failed" if problems else ""))
+    if s3 is not None:
+        market = load_market(data, settings)
+        result = sync_daily(market, settings, s3, settings.aws.data_bucket)
+        _out(f"daily bars synced: {len(result.uploaded)} uploaded, {len(result.unchanged)} unchanged")
+    if problems:
+        raise ValueError(f"{len(problems)} history downloads failed, e.g. {problems[0]}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from tfl.aws.deploy import DeployPlan, artifacts_bucket_name, deploy, template_parameters
+    from tfl.aws.package import build_bundle
+    from tfl.aws.ssh_access import normalise_cidr
+
+    if not args.template.is_file():
+        raise ValueError(f"template {args.template} not found (run tfl deploy from the repository, or pass --template)")
+    if args.universe is not None and not args.universe.is_file():
+        raise ValueError(f"universe file {args.universe} not found")
+    params: dict[str, str] = {}
+    for flag, name in (
+        ("instance_type", "InstanceTypeParameter"),
+        ("ssh_key", "SSHKeyName"),
+        ("git_url", "GitRepositoryUrl"),
+        ("git_ref", "GitRef"),
+        ("alert_email", "AlertEmail"),
+        ("mode", "TradingMode"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            params[name] = value
+    if args.my_ip is not None:
+        params["MyIPAddress"] = normalise_cidr(args.my_ip)
+    _guard_market_hours(dt.datetime.now(dt.UTC), args.force)
+    cfn = _client(settings, "cloudformation")
+    s3 = _client(settings, "s3")
+    bucket = args.artifacts_bucket or artifacts_bucket_name(_client(settings, "sts"), settings.aws.region)
+    _out("building the Lambda bundle (with a fresh NSE calendar table) ...")
+    bundle = build_bundle(calendar_bytes())
+    _out(f"  {len(bundle.files)} files, sha256 {bundle.sha256[:16]}")
+    body = args.template.read_text(encoding="utf-8")
+    template_params = template_parameters(body)
+    if "LimitLambdaConcurrency" in template_params and not _lambda_concurrency_ok(settings):
+        params.setdefault("LimitLambdaConcurrency", "false")
+        _out("this account's Lambda concurrency quota is below 100: no reserved concurrency")
+    plan = DeployPlan(args.stack_name or settings.aws.stack_name, args.template, bucket, params, args.universe)
+    outputs = deploy(
+        plan, bundle, cfn=cfn, s3=s3, region=settings.aws.region, progress=_out, template_params=template_params
+    )
+    _out("")
+    _out("stack outputs:")
+    for key in sorted(outputs):
+        _out(f"  {key:<20} {outputs[key]}")
+    if "ElasticIP" in outputs:
+        _out(f"whitelist {outputs['ElasticIP']} in the FYERS API dashboard (orders only come from that IP)")
+    if "LoginCallbackUrl" in outputs:
+        _out(f"set {outputs['LoginCallbackUrl']} as the FYERS app's redirect URI and in the credentials secret")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from tfl.aws.calendar_table import CalendarTableExpired, load_table
+    from tfl.aws.doctor import Clients, calendar_expiry, run_checks
+
+    table = load_table()
+
+    def is_session(day: dt.date) -> bool | None:
+        try:
+            return table.session(day) is not None
+        except CalendarTableExpired:
+            return None
+
+    clients = Clients(
+        *(
+            _client(settings, s)
+            for s in ("cloudformation", "secretsmanager", "ssm", "sns", "scheduler", "ec2", "cloudwatch")
+        )
+    )
+    now = dt.datetime.now(dt.UTC) if args.at is None else args.at
+    checks = run_checks(clients, args.stack_name or settings.aws.stack_name, now, is_session)
+    checks.append(calendar_expiry(table.last_year, now.astimezone(IST).date()))
+    for c in checks:
+        _out(f"{c.status:<5} {c.name:<36} {c.detail}")
+    failed = [c for c in checks if c.status == "FAIL"]
+    _out(f"{len(checks)} checks: {len(failed)} failed, {sum(c.status == 'WARN' for c in checks)} warnings")
+    return 1 if failed else 0
+
+
+def cmd_ssh_allow(args: argparse.Namespace, settings: Settings) -> int:
+    from tfl.aws.deploy import TERMINAL_OK, wait_for_stack
+    from tfl.aws.ssh_access import allow_ssh_from, find_group, normalise_cidr, update_stack_ip
+
+    cidr = normalise_cidr(args.ip)
+    if args.direct:
+        ec2 = _client(settings, "ec2")
+        group = find_group(ec2, args.group_id)
+        removed = allow_ssh_from(ec2, group, cidr)
+        _out(f"SSH to {group} now allowed from {cidr} only" + (f" (removed {', '.join(removed)})" if removed else ""))
+        _out(f"pass --my-ip {cidr} on the next tfl deploy, or CloudFormation restores the old rule")
+        return 0
+    cfn = _client(settings, "cloudformation")
+    stack = args.stack_name or settings.aws.stack_name
+    update_stack_ip(cfn, stack, cidr)
+    _out(f"updating {stack}: MyIPAddress = {cidr} ...")
+    status = wait_for_stack(cfn, stack, _out, poll_seconds=args.poll_seconds)
+    if status not in TERMINAL_OK:
+        _out(f"the update ended {status}; try again with --direct")
+        return 1
+    _out(f"SSH now allowed from {cidr} only")
+    return 0
+
+
+def _guard_market_hours(now: dt.datetime, force: bool) -> None:
+    """A stack update may restart the instance: never during a session unless forced."""
+    from tfl.aws.calendar_table import CalendarTableExpired, load_table
+
+    ist = now.astimezone(IST)
+    try:
+        session = load_table().session(ist.date())
+    except CalendarTableExpired:
+        session = None
+    minute = ist.hour * 60 + ist.minute
+    if session is not None and 8 * 60 + 30 <= minute < 15 * 60 + 45 and not force:
+        raise ValueError(
+            f"it is {ist:%H:%M} IST on a trading day: a stack update can restart the trading server. "
+            "Deploy after 15:45, or pass --force"
+        )
+
+
+def _lambda_concurrency_ok(settings: Settings) -> bool:
+    """Reserved concurrency needs an account quota of at least 100 (new accounts have 10)."""
+    try:
+        limit = _client(settings, "lambda").get_account_settings()["AccountLimit"]["ConcurrentExecutions"]
+    except Exception:  # unknown: keep the template's default
+        return True
+    return int(limit) >= 100
+
+
+def add_data_parsers(dsub: Any, add_config: Any) -> None:
+    sy = dsub.add_parser("sync", help="upload the daily bars the pre-market bias job reads to S3")
+    sy.add_argument("--data", type=Path, required=True)
+    sy.add_argument("--bucket", help="default: the aws.data_bucket setting")
+    add_config(sy)
+    sy.set_defaults(func=_run("cmd_data_sync"))
+    eo = dsub.add_parser("eod", help="after the close: fetch the day's bars from FYERS, then sync daily bars to S3")
+    eo.add_argument("--data", type=Path, required=True)
+    eo.add_argument("--days", type=int, default=400, help="history to seed an empty directory with (default 400)")
+    add_config(eo)
+    eo.set_defaults(func=_run("cmd_data_eod"))
+
+
+def add_parsers(sub: Any, add_config: Any) -> None:
+    dp = sub.add_parser("deploy", help="package the Lambdas, create or update the AWS stack, print its outputs")
+    dp.add_argument("--stack-name", help="default: the aws.stack_name setting (TFL-Trading-System-Prod)")
+    dp.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE)
+    dp.add_argument("--artifacts-bucket", help="where code and templates go (default tfl-artifacts-ACCOUNT-REGION)")
+    dp.add_argument("--my-ip", help="your IP (or CIDR) for SSH; required on the first deploy")
+    dp.add_argument("--ssh-key", help="EC2 key pair name (empty: no key; use SSM Session Manager)")
+    dp.add_argument("--instance-type", help="default t3.large")
+    dp.add_argument("--git-url", help="the repository the instance installs TFL from; required on the first deploy")
+    dp.add_argument("--git-ref", help="branch, tag or commit (default main)")
+    dp.add_argument("--alert-email", help="subscribe this address to TFL-Notifications")
+    dp.add_argument("--mode", choices=("paper", "live"), help="trading mode of the instance (default paper)")
+    dp.add_argument("--universe", type=Path, help="universe CSV (column Symbol) the instance trades")
+    dp.add_argument("--force", action="store_true", help="deploy even during a trading session")
+    add_config(dp)
+    dp.set_defaults(func=_run("cmd_deploy"))
+
+    dr = sub.add_parser("doctor", help="check a deployed stack: secrets, token, bias, alerts, schedules, instance")
+    dr.add_argument("--stack-name")
+    dr.add_argument("--at", type=_when, help="pretend it is this time (ISO-8601), e.g. to check a morning")
+    add_config(dr)
+    dr.set_defaults(func=_run("cmd_doctor"))
+
+    sa = sub.add_parser("ssh-allow", help="replace TFL-SG's SSH rule with your current IP (runbook: SSH access lost)")
+    sa.add_argument("--ip", required=True, help="your current public IP or CIDR (e.g. 103.55.21.11)")
+    sa.add_argument("--stack-name")
+    sa.add_argument("--direct", action="store_true", help="edit the security group now instead of updating the stack")
+    sa.add_argument("--group-id", help="with --direct: default the security group named TFL-SG")
+    sa.add_argument("--poll-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
+    add_config(sa)
+    sa.set_defaults(func=_run("cmd_ssh_allow"))
+
+
+def _when(text: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected an ISO-8601 time, e.g. 2026-11-26T09:20+05:30") from None
+    return t if t.tzinfo else t.replace(tzinfo=IST)
+
+
+def _run(name: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        from tfl.cli.main import _settings
+
+        return int(globals()[name](args, _settings(args)))
+
+    return run

@@ -1,0 +1,144 @@
+"""The post-market report Lambda against moto: a replayed trader's journal in DynamoDB -> SNS and S3.
+
+The report must be the one ``tfl report`` prints from the local journal, and the export the
+backtester's trades.csv, byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lambda_helpers import Aws, Messages, lambda_env
+
+from tfl.aws.dynamo_journal import DynamoJournal
+from tfl.aws.lambdas import report
+from tfl.data.market import load_market
+from tfl.live.journal import Event, SqliteJournal
+from tfl.live.report import day_report
+from tfl.live.state import TraderState, apply
+from tfl.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "live"))
+
+from live_helpers import replay
+
+REPLAY_SYMBOLS = ["ADANIENT", "GAIL", "NMDC", "SAIL", "TATASTEEL"]
+REPLAY_DAYS = (dt.date(2020, 12, 7), dt.date(2020, 12, 8))
+
+
+@pytest.fixture
+def aws(
+    monkeypatch: pytest.MonkeyPatch,
+    sns_topic: tuple[Any, str, Messages],
+    fyers_secrets: tuple[str, str],
+    ddb_table: tuple[Any, str],
+    data_bucket: tuple[Any, str],
+) -> Aws:
+    return lambda_env(monkeypatch, sns_topic, fyers_secrets, table=ddb_table[1], bucket=data_bucket[1])
+
+
+@pytest.fixture(scope="module")
+def replayed(nse_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Event]:
+    """Two sessions of the trader, replayed on real bars, in a local SQLite journal."""
+    settings = Settings()
+    market = load_market(nse_dir, settings, REPLAY_SYMBOLS, load_universe_daily=False)
+    tmp = tmp_path_factory.mktemp("replay")
+    for day in REPLAY_DAYS:
+        replay(tmp, market, REPLAY_SYMBOLS, day, settings, bias="LONGS")
+    journal = SqliteJournal(tmp / "journal.sqlite")
+    events = list(journal.events())
+    journal.close()
+    return events
+
+
+def write_journal(aws: Aws, events: list[Event]) -> None:
+    journal = DynamoJournal(aws.ddb, aws.table)
+    for ev in events:
+        journal.append(ev)
+    journal.close()
+
+
+def test_report_equals_the_local_report_and_exports_the_trades(aws: Aws, replayed: list[Event], tmp_path: Path) -> None:
+    write_journal(aws, replayed)
+    for day in REPLAY_DAYS:
+        local = day_report(replayed, day)
+        assert local.trades, day
+        out = report.handler({"date": day.isoformat()}, None)
+        assert out["status"] == "ok", out
+        assert out["trades"] == len(local.trades) and out["open_positions"] == []
+        assert out["net_pnl"] == round(local.net_pnl, 2)
+        msg = aws.messages()[-1]
+        assert msg["Message"] == local.text()  # the same report as `tfl report` on the local journal
+        net = round(local.net_pnl)
+        sign = "-" if net < 0 else "+"
+        n = len(local.trades)
+        assert msg["Subject"] == f"TFL P&L {day}: {sign}Rs {abs(net):,} ({n} trade{'s' if n > 1 else ''})"
+        # the export is the backtester's trades.csv, byte for byte (the backtester writes it with this module)
+        from tfl.trade_csv import TRADE_COLUMNS, trade_rows, write_csv
+
+        want = tmp_path / f"{day}.csv"
+        write_csv(want, TRADE_COLUMNS, trade_rows(local.trades))
+        got = aws.s3.get_object(Bucket=aws.bucket, Key=f"exports/{day}/trades.csv")["Body"].read()
+        assert got == want.read_bytes()
+        assert out["export"] == f"s3://{aws.bucket}/exports/{day}/trades.csv"
+    assert "equity: 1,000,000.00 -> " not in aws.messages()[-1]["Message"]  # day 2 starts from day 1's result
+
+
+def test_open_positions_are_critical(aws: Aws, replayed: list[Event], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    day = REPLAY_DAYS[0]
+    state = TraderState.fresh(Settings())
+    prefix: list[Event] = []
+    for ev in replayed:  # the journal of a trader that died with a position open
+        prefix.append(ev)
+        apply(state, ev)
+        if state.book.positions and ev.session == day.isoformat():
+            break
+    write_journal(aws, prefix)
+    out = report.handler({"date": day.isoformat()}, None)
+    local = day_report(prefix, day)
+    assert local.open_positions and out["status"] == "critical"
+    assert out["open_positions"] == local.open_positions
+    (msg,) = aws.messages()
+    assert msg["Subject"].startswith(f"TFL CRITICAL: {len(local.open_positions)} open position(s) after {day}")
+    first, _, rest = msg["Message"].partition("\n\n")
+    assert first.startswith("CRITICAL: OPEN POSITIONS LEFT") and "(there must be none)" in first
+    assert rest == local.text()
+    assert any(r.levelno == logging.CRITICAL and r.name == "tfl.aws.lambdas.report" for r in caplog.records)
+
+
+def test_no_events_on_a_session_day_alerts(aws: Aws) -> None:
+    out = report.handler({"date": "2024-05-16"}, None)
+    assert out["status"] == "error"
+    (msg,) = aws.messages()
+    assert msg["Subject"].startswith("TFL ERROR: no journal events for 2024-05-16: did the trader run?")
+
+
+def test_no_events_on_a_holiday_is_skipped(aws: Aws, replayed: list[Event]) -> None:
+    write_journal(aws, replayed[:5])  # the journal has sessions, just not this day
+    out = report.handler({"date": "2024-01-22"}, None)
+    assert out == {"status": "skipped", "session": "2024-01-22", "reason": "no NSE session"}
+    assert aws.messages() == []
+
+
+def test_unreadable_journal_and_failed_export_alert(
+    aws: Aws, replayed: list[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TFL_AWS__JOURNAL_TABLE", "No-Such-Table")
+    out = report.handler({"date": "2020-12-07"}, None)
+    assert out["status"] == "error" and "ResourceNotFoundException" in out["reason"]
+    assert "cannot read the journal" in aws.messages()[-1]["Message"]
+    monkeypatch.setenv("TFL_AWS__JOURNAL_TABLE", aws.table)
+    first_fill = next(i for i, ev in enumerate(replayed) if ev.kind == "FILL")
+    write_journal(aws, replayed[:first_fill])  # the start of a session is enough for a report
+    monkeypatch.setenv("TFL_AWS__DATA_BUCKET", "no-such-bucket-tfl")
+    out = report.handler({"date": "2020-12-07"}, None)
+    assert out["status"] == "error" and out["published"] is True and out["open_positions"] == []
+    assert out["export_error"] == "s3://no-such-bucket-tfl/exports/2020-12-07/trades.csv: NoSuchBucket"
+    subjects = [m["Subject"] for m in aws.messages()]
+    assert subjects[-2].startswith("TFL P&L 2020-12-07") and subjects[-1].startswith("TFL ERROR: TFL report")
