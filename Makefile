@@ -43,7 +43,7 @@ typecheck: setup
 # The CloudFormation template: cfn-lint with the informational checks, then checkov
 # (offline). A finding fails the build unless the template suppresses it with a reason.
 infra-lint: setup tools
-	$(BIN)/cfn-lint --include-checks I -- $(TEMPLATE)
+	$(BIN)/cfn-lint --include-checks I --regions ap-south-1 -- $(TEMPLATE)
 	$(TOOLS)/bin/checkov --skip-download --quiet --compact --framework cloudformation -f $(TEMPLATE)
 
 pytest: setup

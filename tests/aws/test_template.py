@@ -39,7 +39,7 @@ SCHEDULES = {
     "TFL-PostMarketReport-Weekend": ("cron(0 16 ? * SAT,SUN *)", "ReportFunction", None),
     "TFL-Stop-Weekend": ("cron(0 17 ? * SAT,SUN *)", "stop", None),
     "TFL-ArmHeartbeatAlarm": ("cron(15 9 ? * * *)", "OpsFunction", {"action": "arm"}),
-    "TFL-DisarmHeartbeatAlarm": ("cron(35 15 ? * * *)", "OpsFunction", {"action": "disarm"}),
+    "TFL-DisarmHeartbeatAlarm": ("cron(35 12,15 ? * * *)", "OpsFunction", {"action": "disarm"}),
 }
 
 FUNCTIONS = {
@@ -51,7 +51,13 @@ FUNCTIONS = {
 
 # Actions that may have Resource "*" because the API has no resource-level permissions; each
 # such statement must still carry a Condition.
-STAR_ACTIONS_ALLOWED = {"cloudwatch:PutMetricData"}
+STAR_ACTIONS_ALLOWED = {
+    "cloudwatch:PutMetricData",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+}
 
 OUTPUTS = {
     "InstanceId",
@@ -249,7 +255,13 @@ def test_parameters_as_the_runbook_names_them(tpl: Template) -> None:
     assert params["AlertEmail"]["Default"] == ""
     assert params["LatestAmiId"]["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
     assert params["LatestAmiId"]["Default"] == "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-    assert props(tpl, "TradingServer")["ImageId"] == {"Ref": "LatestAmiId"}
+    # The latest image at creation; afterwards the running one, pinned by tfl deploy / ssh-allow,
+    # because CloudFormation re-reads an SSM-typed parameter at every update.
+    assert props(tpl, "TradingServer")["ImageId"] == {
+        "Fn::If": ["PinAmi", {"Ref": "PinnedAmiId"}, {"Ref": "LatestAmiId"}]
+    }
+    assert params["PinnedAmiId"]["Default"] == ""
+    assert tpl["Conditions"]["PinAmi"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "PinnedAmiId"}, ""]}]}
     assert props(tpl, "TradingServer")["InstanceType"] == {"Ref": "InstanceTypeParameter"}
     for name in ("LambdaCodeBucket", "LambdaCodeKey", "GitRepositoryUrl"):
         assert name in params
@@ -457,10 +469,16 @@ def test_kms_key_rotates_and_encrypts_everything(tpl: Template) -> None:
 def test_trader_log_group_and_error_filter(tpl: Template) -> None:
     name, group = find(tpl, "AWS::Logs::LogGroup", LogGroupName="/tfl/trader")
     assert group["RetentionInDays"] == 90
-    (_, mf) = find(tpl, "AWS::Logs::MetricFilter", LogGroupName={"Ref": name})
-    assert mf["FilterPattern"] == '{ ($.level = "ERROR") || ($.level = "FATAL") }'
-    (t,) = mf["MetricTransformations"]
-    assert (t["MetricNamespace"], t["MetricName"], t["MetricValue"], t["DefaultValue"]) == ("TFL", "ErrorLines", "1", 0)
+    filters = [
+        r["Properties"]
+        for r in of_type(tpl, "AWS::Logs::MetricFilter").values()
+        if r["Properties"]["LogGroupName"] == {"Ref": name}
+    ]
+    assert {f["FilterName"] for f in filters} == {"TFL-ErrorLines", "TFL-CrashLines"}
+    for mf in filters:
+        (t,) = mf["MetricTransformations"]
+        got = (t["MetricNamespace"], t["MetricName"], t["MetricValue"], t["DefaultValue"])
+        assert got == ("TFL", "ErrorLines", "1", 0)
     (_, alarm) = find(tpl, "AWS::CloudWatch::Alarm", Namespace="TFL", MetricName="ErrorLines")
     assert alarm["Statistic"] == "Sum"
     assert alarm["Period"] == 300
@@ -729,6 +747,8 @@ def test_user_data_trader_service(bootstrap: str) -> None:
     assert "Restart=on-failure" in lines
     assert "RestartSec=30" in lines
     assert "RestartPreventExitStatus=2 3 4" in lines
+    assert {"StartLimitIntervalSec=3600", "StartLimitBurst=10"} <= lines, "a crash loop must end"
+    assert "StandardError=append:/var/log/tfl/trader-console.log" in lines
     assert "WantedBy=multi-user.target" in lines
     (exec_start,) = [line for line in lines if line.startswith("ExecStart=")]
     assert exec_start == (
@@ -742,7 +762,8 @@ def test_user_data_trader_service(bootstrap: str) -> None:
 
 def test_user_data_eod_timer(bootstrap: str) -> None:
     timer = heredoc(bootstrap, "/etc/systemd/system/tfl-eod.timer")
-    assert "OnCalendar=*-*-* 15:40:00 Asia/Kolkata" in timer.splitlines()
+    # After FYERS has the day's final daily candle (16:00), before the 17:00 stop.
+    assert "OnCalendar=*-*-* 16:10:00 Asia/Kolkata" in timer.splitlines()
     assert "Persistent=false" in timer.splitlines()
     service = heredoc(bootstrap, "/etc/systemd/system/tfl-eod.service")
     assert "Type=oneshot" in service.splitlines()
@@ -755,6 +776,7 @@ def test_user_data_cloudwatch_agent(bootstrap: str) -> None:
     files = {f["file_path"]: f for f in config["logs"]["logs_collected"]["files"]["collect_list"]}
     assert files["/var/log/tfl/trader.log"]["log_stream_name"] == "{instance_id}/trader"
     assert files["/var/log/tfl/metrics.log"]["log_stream_name"] == "{instance_id}/metrics"
+    assert files["/var/log/tfl/trader-console.log"]["log_stream_name"] == "{instance_id}/console"
     assert {f["log_group_name"] for f in files.values()} == {"<TraderLogGroup>"}
     metrics = config["metrics"]
     assert metrics["namespace"] == "CWAgent"
@@ -786,3 +808,131 @@ def test_outputs(tpl: Template) -> None:
     assert outputs["JournalTable"]["Value"] == {"Ref": "JournalTable"}
     assert outputs["TopicArn"]["Value"] == {"Ref": "NotificationTopic"}
     assert outputs["LogGroup"]["Value"] == {"Ref": "TraderLogGroup"}
+
+
+# --------------------------------------------------------------------------- the template agrees with the code
+
+
+def json_filter_matches(pattern: str, event: dict[str, Any]) -> bool:
+    """CloudWatch Logs JSON metric filter of the form ``{ ($.k = "v") || ($.k = "w") }``.
+
+    Only that shape is understood; anything else fails the test rather than being guessed.
+    """
+    body = pattern.strip()
+    assert body.startswith("{") and body.endswith("}"), pattern
+    terms = [s.strip() for s in body[1:-1].split("||")]
+    wanted = []
+    for term in terms:
+        m = re.fullmatch(r'\(\s*\$\.(\w+)\s*=\s*"([^"]*)"\s*\)', term)
+        assert m, f"filter term not understood: {term!r}"
+        wanted.append((m.group(1), m.group(2)))
+    return any(event.get(k) == v for k, v in wanted)
+
+
+def text_filter_matches(pattern: str, line: str) -> bool:
+    """CloudWatch Logs text filter of OR-ed terms: ``?Term ?"a phrase"`` (case-sensitive)."""
+    terms = re.findall(r'\?(?:"([^"]+)"|(\S+))', pattern)
+    assert terms and all(a or b for a, b in terms), pattern
+    return any((a or b) in line for a, b in terms)
+
+
+def log_line(level: int, message: str) -> str:
+    import logging
+
+    from tfl.logs import JsonFormatter
+
+    record = logging.LogRecord("tfl.runtime", level, __file__, 1, message, None, None)
+    record.fields = {"session": "2024-05-16"}
+    return JsonFormatter().format(record)
+
+
+def test_error_filter_matches_the_traders_error_and_fatal_lines(tpl: Template) -> None:
+    import logging
+
+    (mf,) = [
+        r["Properties"]
+        for r in of_type(tpl, "AWS::Logs::MetricFilter").values()
+        if r["Properties"]["FilterName"] == "TFL-ErrorLines"
+    ]
+    pattern = mf["FilterPattern"]
+    for level, counted in (
+        (logging.DEBUG, False),
+        (logging.INFO, False),
+        (logging.WARNING, False),
+        (logging.ERROR, True),
+        (logging.CRITICAL, True),
+    ):
+        event = json.loads(log_line(level, "x"))
+        assert json_filter_matches(pattern, event) is counted, (level, event["level"])
+
+
+def test_crash_filter_matches_tracebacks_and_cli_errors_only(tpl: Template) -> None:
+    (mf,) = [
+        r["Properties"]
+        for r in of_type(tpl, "AWS::Logs::MetricFilter").values()
+        if r["Properties"]["FilterName"] == "TFL-CrashLines"
+    ]
+    pattern = mf["FilterPattern"]
+    assert text_filter_matches(pattern, "Traceback (most recent call last):")
+    assert text_filter_matches(pattern, "tfl: error: journal dynamodb://TFL-Journal: PutItem failed (Throttling)")
+    assert not text_filter_matches(pattern, log_line(20, "heartbeat"))
+    assert not text_filter_matches(pattern, "tfl-bootstrap: done")
+
+
+def test_heartbeat_alarm_watches_what_the_trader_emits(tpl: Template) -> None:
+    from tfl.aws.metrics import EmfMetrics
+
+    _, alarm = find(tpl, "AWS::CloudWatch::Alarm", AlarmName="TFL-HeartbeatMissing")
+    doc = EmfMetrics(None, clock=lambda: 0.0).document({"Heartbeat": (1, "Count")}, {"session": "2024-05-16"})
+    (directive,) = doc["_aws"]["CloudWatchMetrics"]  # type: ignore[index]
+    assert directive["Namespace"] == alarm["Namespace"]
+    assert alarm["MetricName"] in {m["Name"] for m in directive["Metrics"]}
+    # An alarm without dimensions watches only the metric published with none.
+    assert directive["Dimensions"] == [[]] and "Dimensions" not in alarm
+    assert doc[alarm["MetricName"]] >= alarm["Threshold"], "one heartbeat keeps the alarm quiet"
+
+
+def test_the_service_runs_a_real_tfl_trade_command(bootstrap: str) -> None:
+    import shlex
+
+    from tfl.cli.main import build_parser
+
+    unit = heredoc(bootstrap, "/etc/systemd/system/tfl-trader.service")
+    (exec_start,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    argv = shlex.split(exec_start.removeprefix("ExecStart="))
+    assert argv[0] == "/opt/tfl/venv/bin/tfl"
+    argv = [a.replace("${TFL_WORLD}", "paper").replace("${TFL_AWS__JOURNAL_TABLE}", "TFL-Journal") for a in argv[1:]]
+    args = build_parser().parse_args(argv)
+    assert (args.world, args.journal, str(args.data)) == ("paper", "dynamodb://TFL-Journal", "/var/lib/tfl/data")
+    eod = heredoc(bootstrap, "/etc/systemd/system/tfl-eod.service")
+    (eod_start,) = [line for line in eod.splitlines() if line.startswith("ExecStart=")]
+    eod_args = build_parser().parse_args(shlex.split(eod_start.removeprefix("ExecStart="))[1:])
+    assert eod_args.func.__name__ == "run" and str(eod_args.data) == "/var/lib/tfl/data"
+
+
+def test_no_aws_managed_policies(tpl: Template) -> None:
+    """A managed policy is invisible to the wildcard check (AmazonSSMManagedInstanceCore grants
+    ssm:GetParameter on every parameter of the account)."""
+    for name, r in of_type(tpl, "AWS::IAM::Role").items():
+        assert not r["Properties"].get("ManagedPolicyArns"), name
+
+
+def test_session_manager_grants_are_pinned_to_the_stacks_vpc(tpl: Template) -> None:
+    statements = [st for where, st in iam_statements(tpl) if where.startswith("InstanceRole/")]
+    ssm = [
+        st for st in statements if any(str(a).startswith(("ssmmessages:", "ssm:Update")) for a in as_list(st["Action"]))
+    ]
+    assert {a for st in ssm for a in as_list(st["Action"])} == {
+        "ssm:UpdateInstanceInformation",
+        "ssmmessages:CreateControlChannel",
+        "ssmmessages:CreateDataChannel",
+        "ssmmessages:OpenControlChannel",
+        "ssmmessages:OpenDataChannel",
+    }
+    for st in ssm:
+        assert st["Condition"] == {"StringEquals": {"aws:Ec2InstanceSourceVpc": {"Ref": "Vpc"}}}
+
+
+def test_every_schedule_has_a_dead_letter_queue(tpl: Template) -> None:
+    for name, r in of_type(tpl, "AWS::Scheduler::Schedule").items():
+        assert refs(r["Properties"]["Target"]["DeadLetterConfig"]["Arn"]) == {"DeadLetterQueue"}, name
