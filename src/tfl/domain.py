@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+from typing import NamedTuple
 
 
 class Side(IntEnum):
@@ -32,6 +33,15 @@ class Bias(StrEnum):
         if self is Bias.SHORTS:
             return side is Side.SHORT
         return False
+
+
+class BiasRead(NamedTuple):
+    """A bias read from a published record: ``accepted`` is False when there was no valid
+    record for the session (the bias is then NO_TRADES and ``reason`` says why)."""
+
+    bias: Bias
+    reason: str
+    accepted: bool
 
 
 class ExitReason(StrEnum):

@@ -125,6 +125,12 @@ class LiveSettings:
     kill_file: str = ""  # its existence halts trading; empty: <journal>.halt
     max_tick_jump_pct: float = field(default=20.0, metadata=_num(0, 100, lo_open=True))
     token_recheck_seconds: float = field(default=30.0, metadata=_num(0.1, 3600))
+    # Paper/live: how long to wait for the day's bias record (the pre-market job writes it at
+    # 08:45 IST, retried until 09:00); none by then means NO_TRADES for the day.
+    bias_deadline: str = "09:12"
+    bias_poll_seconds: float = field(default=20.0, metadata=_num(0.01, 600))
+    # Paper/live: history that must be on disk before the open (fetched from FYERS when missing).
+    history_days: int = field(default=400, metadata=_num(30, 3650))
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,9 @@ class FyersSettings:
     redirect_uri: str = "https://trade.fyers.in/api-login/redirect-uri/index.html"
     secrets_file: str = ""  # 0600 JSON with secret_key and the daily access token; empty: ~/.tfl/secrets.json
     token_deadline: str = "09:10"  # no valid token by then: no trading today
+    # Before this the trader waits quietly for the day's login (the link went out at 08:30);
+    # from it on a missing token is an ERROR and an alert.
+    login_grace: str = "09:00"
     http_timeout_seconds: float = field(default=10.0, metadata=_num(0.5, 120))
     max_per_second: int = field(default=8, metadata=_num(1, 10))  # FYERS allows 10/s
     max_per_minute: int = field(default=180, metadata=_num(1, 200))  # FYERS allows 200/min
@@ -299,6 +308,13 @@ def _cross_check(s: Settings) -> None:
             f"than the last bar ({st.last_bar}): the square-off happens at a bar's open, before the broker's own "
             "auto square-off"
         )
+    for section, key in (("fyers", "token_deadline"), ("fyers", "login_grace"), ("live", "bias_deadline")):
+        try:
+            parse_hhmm(getattr(getattr(s, section), key))
+        except ValueError as exc:
+            raise SettingsError(f"setting '{section}.{key}': {exc}") from None
+    if parse_hhmm(s.fyers.login_grace) > parse_hhmm(s.fyers.token_deadline):
+        raise SettingsError("setting 'fyers.login_grace' must not be after 'fyers.token_deadline'")
     if st.min_run > st.max_run:
         raise SettingsError("setting 'strategy.min_run' must be <= 'strategy.max_run'")
     if st.short_rsi_max >= st.long_rsi_min:

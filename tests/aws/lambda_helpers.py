@@ -90,6 +90,32 @@ def lambda_env(
     return aws
 
 
+class ApiCalls:
+    """Every AWS call made through boto3's default session, as (service, operation) pairs.
+
+    The handlers make their clients with ``boto3.client``; a hook on the session's
+    ``before-call`` event sees each real call, so nothing of the code under test is replaced.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, model: Any, **kwargs: Any) -> None:
+        self.calls.append((model.service_model.service_name, model.name))
+
+    def of(self, service: str) -> list[str]:
+        return [op for svc, op in self.calls if svc == service]
+
+
+def record_api_calls(monkeypatch: pytest.MonkeyPatch) -> ApiCalls:
+    """Route boto3's default session through :class:`ApiCalls` for this test."""
+    session = boto3.Session()
+    calls = ApiCalls()
+    session.events.register("before-call", calls)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    return calls
+
+
 def log_text(caplog: pytest.LogCaptureFixture) -> str:
     """Every captured record with its structured fields, unredacted (to look for leaks)."""
     return "\n".join(f"{r.levelname} {r.name} {r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)

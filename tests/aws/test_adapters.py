@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from tfl.aws.notify import SnsNotifier, subject_line
 from tfl.aws.secrets_store import SecretsManagerStore
@@ -76,6 +77,36 @@ def test_ssm_bias_is_no_trades_unless_a_valid_record_for_today(ssm_bias_param: t
     assert read_bias(ssm, "/tfl/nothing", DAY) == (Bias.NO_TRADES, "no bias parameter /tfl/nothing: NO_TRADES")
 
 
+def test_ssm_bias_refused_read_is_no_trades_with_the_code(mocked_aws: None, caplog: pytest.LogCaptureFixture) -> None:
+    ssm = boto3.client("ssm", region_name=REGION)
+    message = "User: arn:aws:sts::123456789012:assumed-role/TFL/i-0abc is not authorized to perform: ssm:GetParameter"
+    with Stubber(ssm) as stub:
+        stub.add_client_error("get_parameter", "AccessDeniedException", message, expected_params={"Name": "/tfl/bias"})
+        bias, why = read_bias(ssm, "/tfl/bias", DAY)
+        stub.assert_no_pending_responses()
+    assert bias is Bias.NO_TRADES
+    assert why == "bias parameter /tfl/bias unreadable (AccessDeniedException): NO_TRADES"
+    assert "arn:aws" not in why and "arn:aws" not in caplog.text
+
+
+def test_put_many_is_one_write_of_one_secret(fyers_secrets: tuple[str, str]) -> None:
+    creds, token = fyers_secrets
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    store = SecretsManagerStore(sm, creds, token)
+    store.put("login_state", "s1")
+    versions = len(sm.list_secret_version_ids(SecretId=token)["Versions"])
+    store.put_many({"access_token": "tok", "token_date": DAY.isoformat()})
+    assert len(sm.list_secret_version_ids(SecretId=token)["Versions"]) == versions + 1  # one PutSecretValue
+    assert json.loads(sm.get_secret_value(SecretId=token)["SecretString"]) == {
+        "access_token": "tok",
+        "login_state": "s1",
+        "token_date": DAY.isoformat(),
+    }
+    with pytest.raises(ValueError, match="one secret at a time"):
+        store.put_many({"access_token": "x", "client_id": "y"})
+    assert store.get("access_token") == "tok"  # nothing of a refused call was written
+
+
 def test_sns_notifier_logs_and_never_raises(sns_topic: tuple[Any, str, Any], caplog: pytest.LogCaptureFixture) -> None:
     sns, topic, messages = sns_topic
     notifier = SnsNotifier(sns, topic)
@@ -87,7 +118,8 @@ def test_sns_notifier_logs_and_never_raises(sns_topic: tuple[Any, str, Any], cap
     assert any(r.levelno == logging.CRITICAL and "book not flat" in r.getMessage() for r in caplog.records)
     sns.delete_topic(TopicArn=topic)
     assert notifier.publish("x", "y") is False  # refused: logged, not raised
-    assert any(r.getMessage() == "SNS publish failed" for r in caplog.records)
+    failed = [r for r in caplog.records if r.getMessage() == "SNS publish failed"]
+    assert failed and failed[0].fields["error"] == "NotFound"  # type: ignore[attr-defined]  # AWS's code, not "ClientError"
     assert len(subject_line("x" * 300)) == 100 and subject_line("\n") == "TFL" and subject_line("café") == "caf"
 
 

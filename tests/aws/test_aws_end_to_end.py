@@ -4,7 +4,8 @@ After the previous close `tfl data sync` puts the daily bars in S3; at 08:45 the
 Lambda turns them into the day's record in SSM; the trader replays the session with the
 DynamoDB journal, the SSM bias, SNS alerts and EMF metrics; at 16:00 the report Lambda
 reads the journal and publishes the P&L. The same session replayed locally (SQLite
-journal, same bias) must give the same trades and the same P&L.
+journal, same bias) must give the same trades and the same P&L. The next session the
+operator's kill switch halts the trader, whose alert must reach the SNS topic.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def test_a_day_on_aws_equals_the_same_day_locally(
 
     # 08:45: the bias job computes the record the backtester would, and publishes it.
     _lambda_env(monkeypatch, topic, bucket)
-    out = bias_job.handler({"date": DAY.isoformat()}, None)
+    out = bias_job.handler({"date": DAY.isoformat(), "write": True}, None)  # a past day: write it as if today
     assert out["status"] == "ok", out
     expected = bias_records(full, [DAY], settings)[0]
     stored = json.loads(ssm.get_parameter(Name=parameter)["Parameter"]["Value"])
@@ -144,3 +145,15 @@ def test_a_day_on_aws_equals_the_same_day_locally(
     assert round([d for d in docs if "NetPnL" in d][-1]["NetPnL"], 2) == round(local_report.net_pnl, 2)
     assert [d for d in docs if "NetPnL" in d][-1]["OpenPositions"] == 0
     assert len(list(csv.DictReader(io.StringIO(export)))) == len(local_report.trades)
+
+    # The next morning the operator pulls the kill switch: the trader's own alert reaches the topic.
+    nxt = dt.date(2020, 12, 8)
+    assert main(["halt", "--journal", "dynamodb://TFL-Journal", "--state-dir", str(tmp_path / "state")]) == 0
+    before = len(messages())
+    rc = main(
+        ["trade", "--world", "replay", "--data", str(nse_dir), "--date", nxt.isoformat(), "--symbols", symbols,
+         "--journal", "dynamodb://TFL-Journal", "--state-dir", str(tmp_path / "state")]
+    )  # fmt: skip
+    assert rc == 0
+    alerts = [m for m in messages()[before:] if m["Subject"].startswith("TFL CRITICAL: TFL halted (kill switch)")]
+    assert [m["Message"] for m in alerts] == ["TFL halted (kill switch): positions are being flattened"]

@@ -305,6 +305,20 @@ def test_sessions_and_events_never_scan(ddb_table: tuple[Any, str]) -> None:
     assert set(rec.calls) <= {"get_item", "query", "transact_write_items"}
 
 
+def test_a_session_larger_than_one_query_page_is_read_whole_and_in_order(ddb_table: tuple[Any, str]) -> None:
+    """DynamoDB answers a Query in pages of at most 1 MB (moto too): 24 events of 60 KB need two."""
+    client, table = ddb_table
+    j = DynamoJournal(client, table)
+    keys = [f"{S1}:{i:02d}" for i in range(24)]
+    for i, key in enumerate(reversed(keys)):  # append order differs from key order: the seq decides
+        j.append(ev(key, {"i": i, "pad": "x" * 60_000}))
+    j.close()
+    rec = Recorder(client)
+    got = list(DynamoJournal(rec, table).events(S1))
+    assert rec.calls.count("query") >= 2  # really more than one page
+    assert [e.key for e in got] == list(reversed(keys)) and [e.data["i"] for e in got] == list(range(24))
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [

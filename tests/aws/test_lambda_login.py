@@ -21,11 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
-from lambda_helpers import LOGIN_CALLBACK, Aws, Messages, lambda_env, log_text
+from botocore.exceptions import ClientError
+from lambda_helpers import LOGIN_CALLBACK, REGION, Aws, Messages, lambda_env, log_text, record_api_calls
 
 from tfl.aws.lambdas import login, ops
-from tfl.aws.lambdas.common import ist_today
+from tfl.aws.lambdas.common import LambdaConfig, ist_today
 from tfl.fyers import auth
 from tfl.fyers import login as fyers_login
 
@@ -115,10 +117,12 @@ def test_the_daily_login_stores_the_token_once(aws: Aws, fake: FakeFyers, caplog
     assert stored["login_state"] == ""  # consumed
     assert aws.messages()[-1]["Subject"] == f"TFL: FYERS login OK for {ist_today()}"
 
+    sent = len(aws.messages())
     again = login.handler(callback_event(redirect), None)  # the same link, replayed
     assert again["statusCode"] == 400 and "no login is pending" in again["body"]
     assert aws.token_secret_value()["access_token"] == token
-    assert aws.messages()[-1]["Subject"].startswith("TFL ERROR: TFL: FYERS login for")
+    assert len(aws.messages()) == sent  # a replay is not the operator's login: logged, no e-mail
+    assert any(r.levelno == logging.WARNING and r.getMessage() == "login refused" for r in caplog.records)
     assert_no_leak(aws, caplog, [page, again], code, token, fake.secret)
 
 
@@ -133,8 +137,9 @@ def test_a_forged_state_is_refused_and_stores_nothing(
     assert page["statusCode"] == 400 and "does not match the pending login" in page["body"]
     stored = aws.token_secret_value()
     assert "access_token" not in stored and stored["login_state"] == pending  # a forgery does not use up the link
-    alert = aws.messages()[-1]
-    assert alert["Subject"].startswith("TFL ERROR:") and "does not match the pending login" in alert["Message"]
+    assert aws.messages()[-1]["Subject"].startswith("TFL: log in to FYERS")  # the link only: a forgery alerts nobody
+    refused = [r for r in caplog.records if r.getMessage() == "login refused"]
+    assert refused[0].levelno == logging.WARNING and "does not match" in refused[0].fields["reason"]  # type: ignore[attr-defined]
     code = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(redirect).query))["auth_code"]
     assert_no_leak(aws, caplog, [page], code, fake.secret)
     assert pending not in log_text(caplog) and pending not in json.dumps(page)  # the link message has it, by design
@@ -148,6 +153,7 @@ def test_a_link_from_another_day_is_refused(aws: Aws, fake: FakeFyers) -> None:
     page = login.handler(callback_event(tap(url)), None)
     assert page["statusCode"] == 400 and f"the link is from {yesterday}" in page["body"]
     assert "access_token" not in aws.token_secret_value()
+    assert len(aws.messages()) == 1  # the link only
 
 
 def test_fyers_refusing_the_code_is_a_502_and_an_alert(
@@ -183,6 +189,7 @@ def test_placeholders_and_unreachable_fyers(aws: Aws, fake: FakeFyers, monkeypat
     aws.set_credentials(client_id=fake.client_id, secret_key="REPLACE_ME", redirect_uri=LOGIN_CALLBACK)
     page = login.handler(callback_event(redirect), None)
     assert page["statusCode"] == 500 and "replace the placeholders in tfl/fyers_credentials" in page["body"]
+    assert aws.messages()[-1]["Subject"].startswith("TFL ERROR: TFL: FYERS login for")  # the operator's login failed
 
     aws.set_credentials(client_id=fake.client_id, secret_key=fake.secret, redirect_uri=LOGIN_CALLBACK)
     redirect = tap(link_from_sns(aws))
@@ -203,11 +210,91 @@ def test_placeholders_and_unreachable_fyers(aws: Aws, fake: FakeFyers, monkeypat
         ("s=ok&auth_code=abc&state=abc", 400, "no login is pending"),
     ],
 )
-def test_malformed_callbacks_are_refused(aws: Aws, query: str, status: int, reason: str) -> None:
+def test_malformed_callbacks_are_refused_without_an_alert(
+    aws: Aws, query: str, status: int, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
     page = login.handler(callback_event(f"{LOGIN_CALLBACK}?{query}"), None)
     assert page["statusCode"] == status and reason in page["body"]
     assert "access_token" not in aws.token_secret_value()
-    assert aws.messages()[-1]["Subject"].startswith("TFL ERROR: TFL: FYERS login for")
+    assert aws.messages() == []  # a public address: junk must not e-mail the operator
+    (refused,) = [r for r in caplog.records if r.name == "tfl.aws.lambdas.login"]
+    assert refused.levelno == logging.WARNING and reason in refused.fields["reason"]  # type: ignore[attr-defined]
+
+
+def test_the_token_and_its_date_are_one_write(aws: Aws, fake: FakeFyers, monkeypatch: pytest.MonkeyPatch) -> None:
+    redirect = tap(link_from_sns(aws))
+    calls = record_api_calls(monkeypatch)
+    page = login.handler(callback_event(redirect), None)
+    assert page["statusCode"] == 200
+    assert calls.of("secretsmanager").count("PutSecretValue") == 2  # the state consumed, then token and date together
+    stored = aws.token_secret_value()
+    assert stored["access_token"] in fake.tokens and stored["token_date"] == ist_today().isoformat()
+
+
+def test_an_event_with_only_query_string_parameters(aws: Aws, fake: FakeFyers) -> None:
+    event = callback_event(tap(link_from_sns(aws)))
+    del event["rawQueryString"]  # some invokers send only the parsed parameters
+    page = login.handler(event, None)
+    assert page["statusCode"] == 200 and aws.token_secret_value()["access_token"] in fake.tokens
+
+
+def test_sns_failure_still_stores_the_token(aws: Aws, fake: FakeFyers, caplog: pytest.LogCaptureFixture) -> None:
+    redirect = tap(link_from_sns(aws))
+    boto3.client("sns", region_name=REGION).delete_topic(TopicArn=aws.topic_arn)
+    page = login.handler(callback_event(redirect), None)
+    assert page["statusCode"] == 200 and aws.token_secret_value()["access_token"] in fake.tokens
+    failed = [r for r in caplog.records if r.getMessage() == "SNS publish failed"]
+    assert failed and failed[0].fields["error"] == "NotFound"  # type: ignore[attr-defined]
+    (stored,) = [r for r in caplog.records if r.getMessage() == "FYERS login stored"]
+    assert stored.fields["notified"] is False  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("variable", ["TFL_AWS__TOKEN_SECRET", "TFL_AWS__CREDENTIALS_SECRET"])
+def test_unset_secrets_variables_are_a_500_and_an_error_log(
+    aws: Aws, fake: FakeFyers, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, variable: str
+) -> None:
+    redirect = tap(link_from_sns(aws))
+    sent = len(aws.messages())
+    monkeypatch.delenv(variable)
+    page = login.handler(callback_event(redirect), None)
+    assert page["statusCode"] == 500 and "see the login function" in page["body"]
+    assert variable not in page["body"]  # a public page names nothing of the deployment
+    assert "access_token" not in aws.token_secret_value() and len(aws.messages()) == sent
+    (failed,) = [r for r in caplog.records if r.getMessage() == "login not possible: secrets"]
+    assert failed.levelno == logging.ERROR and f"{variable} is not set" in failed.fields["reason"]  # type: ignore[attr-defined]
+
+
+class _RefusingWrites:
+    """The real Secrets Manager client, refusing every PutSecretValue after the first."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.puts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def put_secret_value(self, **kwargs: Any) -> Any:
+        self.puts += 1
+        if self.puts > 1:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutSecretValue")
+        return self._client.put_secret_value(**kwargs)
+
+
+def test_a_token_that_cannot_be_stored_is_an_alert(aws: Aws, fake: FakeFyers) -> None:
+    redirect = tap(link_from_sns(aws))
+    cfg = LambdaConfig.from_environ()
+    sm = _RefusingWrites(cfg.client("secretsmanager"))
+
+    class Cfg(LambdaConfig):
+        def client(self, service: str) -> Any:
+            return sm if service == "secretsmanager" else super().client(service)
+
+    page = login.run(callback_event(redirect), Cfg(cfg.settings, cfg.instance_id, cfg.heartbeat_alarm, cfg.login_url))
+    assert page["statusCode"] == 500 and "cannot write (AccessDeniedException)" in page["body"]
+    assert sm.puts == 2 and aws.token_secret_value()["login_state"] == ""  # consumed, then the token refused
+    alert = aws.messages()[-1]
+    assert alert["Subject"].startswith("TFL ERROR: TFL: FYERS login for") and "could not be stored" in alert["Message"]
 
 
 def test_only_get_is_accepted(aws: Aws) -> None:

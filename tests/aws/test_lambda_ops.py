@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
-from lambda_helpers import ALARM, LOGIN_CALLBACK, REGION, Aws, Messages, lambda_env
+from lambda_helpers import ALARM, LOGIN_CALLBACK, REGION, Aws, Messages, lambda_env, record_api_calls
 
 from tfl.aws.calendar_table import load_table
 from tfl.aws.lambdas import ops
+from tfl.aws.lambdas.common import IST, LambdaConfig
 
 
 @pytest.fixture
@@ -148,7 +151,7 @@ def test_arm_failure_and_unknown_action_alert(aws: Aws, ops_env: Ops, monkeypatc
     assert out["status"] == "error" and "unknown action 'reboot'" in out["reason"]
     assert aws.messages()[-1]["Subject"].startswith("TFL ERROR: TFL ops job: unknown action 'reboot'")
     monkeypatch.delenv("TFL_HEARTBEAT_ALARM")
-    out = ops.handler({"action": "disarm"}, None)
+    out = ops.handler({"action": "disarm", "date": "2024-05-19"}, None)  # a Sunday: nothing keeps it armed
     assert out["status"] == "error" and out["reason"] == "environment variable TFL_HEARTBEAT_ALARM is not set"
     assert "could not disarm the heartbeat alarm" in aws.messages()[-1]["Message"]
 
@@ -161,3 +164,74 @@ def test_a_bug_is_an_error_result_and_an_alert(aws: Aws, monkeypatch: pytest.Mon
     out = ops.handler({"action": "start", "date": "2024-05-16"}, None)
     assert out == {"status": "error", "reason": "unexpected error (RuntimeError)"}
     assert aws.messages()[0]["Subject"].startswith("TFL ERROR: TFL ops job failed")
+
+
+def at(day: str, hhmm: str) -> dt.datetime:
+    return dt.datetime.combine(dt.date.fromisoformat(day), dt.time.fromisoformat(hhmm), IST)
+
+
+@pytest.mark.parametrize(
+    ("day", "hhmm", "disarmed"),
+    [
+        ("2024-05-16", "12:35", False),  # a regular session is still open at the first run
+        ("2024-05-16", "15:34", False),  # closed, but its last heartbeats are due
+        ("2024-05-16", "15:35", True),
+        ("2024-05-18", "12:35", True),  # a special session that closed at 12:30
+        ("2024-05-19", "12:35", True),  # Sunday: no session
+        ("2024-01-22", "10:00", True),  # a weekday holiday
+    ],
+)
+def test_disarm_waits_for_the_session_to_close(ops_env: Ops, day: str, hhmm: str, disarmed: bool) -> None:
+    ops_env.cw.enable_alarm_actions(AlarmNames=[ALARM])
+    out = ops.run({"action": "disarm"}, LambdaConfig.from_environ(), now=at(day, hhmm))
+    assert out["session"] == day and ops_env.alarm_enabled() is not disarmed
+    if disarmed:
+        assert out == {"status": "ok", "action": "disarm", "session": day, "alarm": ALARM}
+    else:
+        assert out == {"status": "skipped", "action": "disarm", "session": day, "reason": "still open: kept armed"}
+
+
+def test_disarm_past_the_calendar_table_still_disarms(ops_env: Ops) -> None:
+    ops_env.cw.enable_alarm_actions(AlarmNames=[ALARM])
+    last = load_table().last_year
+    out = ops.run({"action": "disarm"}, LambdaConfig.from_environ(), now=at(f"{last + 1}-01-05", "15:35"))
+    assert out["status"] == "ok" and not ops_env.alarm_enabled()
+    assert f"the NSE calendar table ends in {last}" in out["note"]
+
+
+def test_the_login_state_and_its_date_are_one_write(aws: Aws, ops_env: Ops, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = record_api_calls(monkeypatch)
+    out = ops.handler({"action": "link", "date": "2024-05-16"}, None)
+    assert out["status"] == "ok" and out["link"] is True
+    assert calls.of("secretsmanager").count("PutSecretValue") == 1
+    token = aws.token_secret_value()
+    assert token["login_state_date"] == "2024-05-16" and len(token["login_state"]) >= 20
+
+
+def test_sns_failure_makes_the_start_an_error(aws: Aws, ops_env: Ops, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    boto3.client("sns", region_name=REGION).delete_topic(TopicArn=aws.topic_arn)
+    out = ops.handler({"action": "start", "date": "2024-05-16"}, None)
+    assert out["started"] is True and ops_env.state() in ("pending", "running")  # the instance still starts
+    assert out["status"] == "error" and out["link"] is False
+    assert out["reason"].startswith("the login link could not be sent by SNS")
+    assert aws.token_secret_value()["login_state_date"] == "2024-05-16"
+    failed = [r for r in caplog.records if r.getMessage() == "SNS publish failed"]
+    assert failed and failed[0].fields["error"] == "NotFound"  # type: ignore[attr-defined]
+    assert any(r.levelno == logging.ERROR and r.getMessage() == "login link not delivered" for r in caplog.records)
+    link = ops.handler({"action": "link", "date": "2024-05-16"}, None)
+    assert link["status"] == "error" and link["published"] is False
+
+
+def test_unset_instance_id_is_critical_and_the_link_still_goes_out(
+    aws: Aws, ops_env: Ops, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TFL_INSTANCE_ID")
+    out = ops.handler({"action": "start", "date": "2024-05-16"}, None)
+    assert out["status"] == "error" and out["started"] is False and out["link"] is True
+    assert out["reason"] == "environment variable TFL_INSTANCE_ID is not set"
+    assert ops_env.state() == "stopped"
+    first, second = aws.messages()
+    assert first["Subject"].startswith("TFL CRITICAL: TFL: the trading instance did not start for 2024-05-16")
+    assert "TFL_INSTANCE_ID is not set" in first["Message"]
+    assert second["Subject"] == "TFL: log in to FYERS for 2024-05-16"

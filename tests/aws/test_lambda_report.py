@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
-from lambda_helpers import Aws, Messages, lambda_env
+from lambda_helpers import REGION, Aws, Messages, lambda_env, record_api_calls
 
 from tfl.aws.dynamo_journal import DynamoJournal
 from tfl.aws.lambdas import report
@@ -142,3 +143,38 @@ def test_unreadable_journal_and_failed_export_alert(
     assert out["export_error"] == "s3://no-such-bucket-tfl/exports/2020-12-07/trades.csv: NoSuchBucket"
     subjects = [m["Subject"] for m in aws.messages()]
     assert subjects[-2].startswith("TFL P&L 2020-12-07") and subjects[-1].startswith("TFL ERROR: TFL report")
+
+
+def test_a_report_sns_refuses_is_an_error(aws: Aws, replayed: list[Event], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    write_journal(aws, replayed)
+    boto3.client("sns", region_name=REGION).delete_topic(TopicArn=aws.topic_arn)
+    out = report.handler({"date": REPLAY_DAYS[0].isoformat()}, None)
+    assert out["status"] == "error" and out["published"] is False and out["export_error"] == ""
+    failed = [r for r in caplog.records if r.getMessage() == "SNS publish failed"]
+    assert failed and failed[0].fields["error"] == "NotFound"  # type: ignore[attr-defined]
+    (decision,) = [r for r in caplog.records if r.name == "tfl.aws.lambdas.report"]
+    assert decision.levelno == logging.ERROR and decision.getMessage() == "report not delivered: SNS publish failed"
+
+
+def test_unset_journal_table_is_an_error_and_an_alert(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TFL_AWS__JOURNAL_TABLE")
+    out = report.handler({"date": "2020-12-07"}, None)
+    assert out == {
+        "status": "error",
+        "session": "2020-12-07",
+        "reason": "environment variable TFL_AWS__JOURNAL_TABLE is not set",
+    }
+    (msg,) = aws.messages()
+    assert msg["Subject"].startswith("TFL ERROR: TFL report for 2020-12-07: cannot read the journal")
+    assert "TFL_AWS__JOURNAL_TABLE is not set" in msg["Message"]
+
+
+def test_the_report_queries_and_never_scans(aws: Aws, replayed: list[Event], monkeypatch: pytest.MonkeyPatch) -> None:
+    write_journal(aws, replayed)
+    calls = record_api_calls(monkeypatch)
+    out = report.handler({"date": REPLAY_DAYS[1].isoformat()}, None)
+    assert out["status"] == "ok", out
+    dynamodb = calls.of("dynamodb")
+    assert dynamodb.count("Query") == len(REPLAY_DAYS)  # one per session up to the day: the hook sees the calls
+    assert "Scan" not in dynamodb and set(dynamodb) == {"GetItem", "Query"}

@@ -13,8 +13,19 @@ import subprocess
 import sys
 
 import pytest
+from botocore.exceptions import ClientError, ConnectTimeoutError
 
-from tfl.aws.lambdas.common import IST, ConfigError, LambdaConfig, decide, event_date, ist_today, setup_logging
+from tfl.aws.lambdas.common import (
+    IST,
+    ConfigError,
+    LambdaConfig,
+    aws_code,
+    decide,
+    entry,
+    event_date,
+    ist_today,
+    setup_logging,
+)
 from tfl.logs import JsonFormatter
 
 HEAVY = ("numpy", "pandas", "pyarrow", "requests", "pandas_market_calendars", "exchange_calendars")
@@ -76,3 +87,29 @@ def test_configuration_comes_from_the_environment() -> None:
     assert cfg.settings.fyers.api_url == "http://x/api/v3" and cfg.region == "ap-south-1"
     with pytest.raises(ConfigError, match=r"settings are invalid: unknown setting 'risk\.nope'"):
         LambdaConfig.from_environ({"TFL_RISK__NOPE": "1"})
+
+
+def test_aws_code_names_the_code_never_the_message() -> None:
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "arn:aws:iam::1:role/x"}}, "GetObject")
+    assert aws_code(denied) == "AccessDenied"
+    assert aws_code(ClientError({"Error": {}}, "GetObject")) == "ClientError"
+    assert aws_code(ConnectTimeoutError(endpoint_url="https://x")) == "ConnectTimeoutError"
+
+
+def test_a_failing_failure_handler_still_returns_the_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The frame never lets an exception escape, not even from the job's own failure handling."""
+    monkeypatch.setenv("TFL_RISK__NOPE", "1")
+    log = logging.getLogger("tfl.aws.lambdas.test")
+
+    def run(ev: dict[str, object], cfg: LambdaConfig) -> dict[str, object]:
+        raise AssertionError("not reached: the settings are invalid")
+
+    def on_config_error(ev: dict[str, object], reason: str) -> dict[str, object]:
+        assert ev == {"date": "2024-05-16"}  # the handler sees the event
+        raise RuntimeError("the fallback broke too")
+
+    out = entry("test", log, run, {"date": "2024-05-16"}, on_config_error=on_config_error)
+    assert out["status"] == "error" and str(out["reason"]).startswith("the function's settings are invalid")
+    assert any(r.getMessage() == "test failure handling failed" for r in caplog.records)

@@ -8,6 +8,7 @@ rate limits, the sockets' adapters, the journal. The journal is checked afterwar
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -21,7 +22,18 @@ from tfl.cli.main import main
 from tfl.fyers import sockets
 from tfl.live.journal import SqliteJournal
 from tfl.live.report import day_report, rebuild
+from tfl.strategy.book import Trade
 from tfl.timeutil import epoch_of_ist
+
+
+def data_view(nse_dir: Path, tmp: Path) -> Path:
+    """A data directory of the trader's own that reads the shared bars in place (symlinks):
+    the trader may write its symbol master beside them, never into the shared data."""
+    data = tmp / "data"
+    data.mkdir()
+    for name in ("15min", "daily", "nifty200.csv"):
+        (data / name).symlink_to(nse_dir / name)
+    return data
 
 
 def trade(
@@ -31,6 +43,8 @@ def trade(
     monkeypatch: pytest.MonkeyPatch,
     world: str,  # type: ignore[no-untyped-def]
     scenario: Scenario | None = None,
+    data: Path | None = None,
+    bias: bool = True,
 ) -> tuple[int, FakeFyers, Path, str]:
     fake = FakeFyers(fyers_market, DAY, SYMBOLS, scenario=scenario, bar_pause=0.6, tick_pause=0.002).start()
     fake.start_market_on_subscribe = True
@@ -45,13 +59,15 @@ def trade(
         "TFL_FYERS_CLIENT_ID": fake.client_id,
         "TFL_FYERS__SECRETS_FILE": str(secrets),
         "TFL_LIVE__HEARTBEAT_SECONDS": "1",
+        "TFL_FYERS__SYMBOL_MASTER_URL": fake.url + "/sym_details/NSE_CM.csv",
     }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(fyers_cmds, "market_now", fake.now)
     if not getattr(sockets.sdk_data_socket, "is_test_fake", False):
         monkeypatch.setattr(sockets, "sdk_data_socket", lambda **kw: FakeDataSocket(fake, **kw))
     monkeypatch.setattr(sockets, "sdk_order_socket", lambda **kw: FakeOrderSocket(fake, **kw))
-    (tmp / "bias.json").write_text(json.dumps({"bias": "LONGS", "session": DAY.isoformat()}))
+    if bias:
+        (tmp / "bias.json").write_text(json.dumps({"bias": "LONGS", "session": DAY.isoformat()}))
     journal = tmp / "j.sqlite"
     try:
         rc = main(
@@ -60,7 +76,7 @@ def trade(
                 "--world",
                 world,
                 "--data",
-                str(nse_dir),
+                str(data or data_view(nse_dir, tmp)),
                 "--journal",
                 str(journal),
                 "--symbols",
@@ -147,3 +163,93 @@ def test_live_token_expires_mid_session_and_a_new_login_recovers(
             for s in fake.orders.values()
         ), f"{o.symbol} filled at {o.filled_at} but got no protective stop after the login"
     journal.close()
+
+
+def _session_open(journal_path: Path) -> dict[str, object]:
+    journal = SqliteJournal(journal_path)
+    try:
+        return next(e for e in journal.events() if e.kind == "SESSION_OPEN").data
+    finally:
+        journal.close()
+
+
+def test_the_first_morning_seeds_history_from_fyers(
+    fyers_market,
+    nse_dir: Path,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new server's data directory holds only the universe: the trader fetches the history
+    it warms up on (up to the previous session) before the open, then trades as usual."""
+    from tfl.fyers.topup import last_day
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "universe.csv").write_text("Symbol\n" + "\n".join(SYMBOLS) + "\n")
+    seeded = tmp_path / "seeded"
+    seeded.mkdir()
+    rc, fake, journal_path, _ = trade(fyers_market, nse_dir, seeded, monkeypatch, "paper", data=fresh)
+    assert rc == 0
+    previous = dt.date(2020, 12, 4)  # the Friday before DAY
+    for sym in SYMBOLS:
+        assert last_day(fresh / "15min" / f"{sym}.parquet") == previous, sym
+        assert last_day(fresh / "daily" / f"{sym}.parquet") == previous, sym
+    assert (fresh / "symbols.csv").exists()  # tick sizes from the symbol master
+    assert any(r[1] == "/data/history" for r in fake.requests)
+    assert _session_open(journal_path)["bias"] == "LONGS"
+    seeded_trades = [trade_key(t) for t in rebuild_trades(journal_path)]
+    assert seeded_trades, "the seeded history is enough to trade"
+    # The same session on the full history: the same decisions (the indicators have converged).
+    full = tmp_path / "full"
+    full.mkdir()
+    rc, _, full_journal, _ = trade(fyers_market, nse_dir, full, monkeypatch, "paper")
+    assert rc == 0
+    full_trades = [trade_key(t) for t in rebuild_trades(full_journal)]
+    assert seeded_trades == full_trades
+
+
+def trade_key(t: Trade) -> tuple[object, ...]:
+    return (t.symbol, t.side, t.entry_ts, t.entry_price, t.qty, t.exit_ts, t.exit_price, t.exit_reason)
+
+
+def rebuild_trades(journal_path: Path) -> list[Trade]:
+    journal = SqliteJournal(journal_path)
+    try:
+        return list(rebuild(journal).book.trades)
+    finally:
+        journal.close()
+
+
+def test_a_bias_published_after_the_start_is_waited_for(
+    fyers_market,
+    nse_dir: Path,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server starts the trader at 08:30 and the bias job publishes at 08:45: the trader
+    must wait for today's record, not trade the day on yesterday's (NO_TRADES)."""
+    import threading
+
+    monkeypatch.setenv("TFL_LIVE__BIAS_POLL_SECONDS", "0.05")
+    record = json.dumps({"bias": "LONGS", "session": DAY.isoformat()})
+    (tmp_path / "bias.json").write_text(json.dumps({"bias": "SHORTS", "session": "2020-12-04"}))  # yesterday's
+    done = threading.Event()
+
+    def publish_once_the_trader_waits() -> None:  # the pre-market job, as seen from the trader
+        log_file = tmp_path / "j.sqlite.log"
+        while not done.wait(0.05):
+            if log_file.exists() and "waiting for today's bias record" in log_file.read_text():
+                (tmp_path / "bias.json").write_text(record)
+                return
+
+    publisher = threading.Thread(target=publish_once_the_trader_waits, daemon=True)
+    publisher.start()
+    try:
+        rc, _, journal_path, logs = trade(fyers_market, nse_dir, tmp_path, monkeypatch, "paper", bias=False)
+    finally:
+        done.set()
+    assert rc == 0
+    opened = _session_open(journal_path)
+    assert opened["bias"] == "LONGS" and "read from" in str(opened["bias_reason"])
+    events = [json.loads(line)["event"] for line in logs.splitlines()]
+    assert "waiting for today's bias record" in events and "bias record arrived" in events

@@ -136,6 +136,57 @@ def test_token_deadline_waits_alerts_and_gives_up(fake: FakeFyers, store: FileSe
     assert not check.ok and alerts[-1][0] == "CRITICAL"
 
 
+def test_token_wait_is_quiet_until_the_grace_time(
+    fake: FakeFyers, store: FileSecretStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The trader starts at 08:30 with yesterday's token and the login link goes out then:
+    waiting for the login is normal until 09:00, not an ERROR line (the error alarm) or an alert."""
+    import logging
+
+    rest = rest_for(fake, store)
+    store.put("access_token", fake.issue_token())
+    store.put("token_date", "2020-12-04")  # yesterday's
+    now = [dt.datetime(2020, 12, 7, 8, 31, tzinfo=auth.IST)]
+    alerts: list[tuple[str, str]] = []
+    login_at = [dt.datetime(2020, 12, 7, 8, 52, tzinfo=auth.IST)]
+
+    def sleep(s: float) -> None:
+        now[0] += dt.timedelta(seconds=s)
+        if now[0] >= login_at[0]:
+            store.put("access_token", fake.issue_token())
+            store.put("token_date", DAY.isoformat())
+
+    def wait() -> auth.TokenCheck:
+        return auth.wait_for_token(
+            rest,
+            store,
+            DAY,
+            dt.datetime(2020, 12, 7, 9, 10, tzinfo=auth.IST),
+            now=lambda: now[0],
+            sleep=sleep,
+            alert=lambda lv, m: alerts.append((lv, m)),
+            grace=dt.datetime(2020, 12, 7, 9, 0, tzinfo=auth.IST),
+        )
+
+    caplog.set_level(logging.INFO, logger="tfl.fyers.auth")
+    assert wait().ok
+    assert alerts == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "waiting for the daily FYERS login"
+    ]
+    # No login by 09:00: from then on it is an ERROR and one alert.
+    store.put("token_date", "2020-12-04")
+    now[0] = dt.datetime(2020, 12, 7, 8, 50, tzinfo=auth.IST)
+    login_at[0] = dt.datetime(2020, 12, 7, 9, 5, tzinfo=auth.IST)
+    caplog.clear()
+    assert wait().ok
+    assert [lv for lv, _ in alerts] == ["ERROR"]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        "no valid FYERS token: not trading until one is stored"
+    ]
+
+
 def test_rest_classifies_answers(fake: FakeFyers, store: FileSecretStore) -> None:
     store.put("access_token", fake.issue_token())
     rest = rest_for(fake, store)

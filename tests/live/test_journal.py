@@ -194,7 +194,7 @@ def test_sqlite_survives_reopen_and_is_append_only(tmp_path: Path) -> None:
     db.close()
     j2 = SqliteJournal(path)
     assert [e.key for e in j2.events()] == ["a"]
-    assert db.execute
+    assert [e.data for e in j2.events()] == [{"x": 1}]  # the refused UPDATE changed nothing
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 

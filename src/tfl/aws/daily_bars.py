@@ -8,7 +8,9 @@ Standard library and boto3 only (the pre-market Lambda imports this module).
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import math
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tfl.regime import DailyCloses
 
 DAILY_PREFIX = "daily/"
+UNIVERSE_KEY = "config/universe.csv"  # `tfl deploy --universe` uploads it (column ``Symbol``)
 HEADER = ("date", "open", "high", "low", "close", "volume")
 _MAX_OBJECT_BYTES = 8 * 1024 * 1024  # ~100 years of daily bars; anything larger is not ours
 
@@ -176,3 +179,51 @@ def read_daily(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = list(pool.map(one, keys.values()))
     return dict(zip(keys, results, strict=True))
+
+
+def parse_universe_csv(text: str, name: str) -> list[str]:
+    """Symbols of a universe CSV (column ``Symbol``), in file order, without duplicates.
+
+    The rules of :func:`tfl.data.loader.read_universe` (a leading BOM is allowed), which the
+    Lambda cannot import: the data loader needs pandas.
+    """
+    try:
+        reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+        if reader.fieldnames is None or "Symbol" not in reader.fieldnames:
+            raise DailyBarsError(f"{name}: no 'Symbol' column")
+        out: dict[str, None] = {}
+        for row in reader:
+            sym = (row.get("Symbol") or "").strip()
+            if not sym:
+                raise DailyBarsError(f"{name} line {reader.line_num}: empty symbol")
+            out[sym] = None
+    except csv.Error as exc:
+        raise DailyBarsError(f"{name}: not a readable CSV ({exc})") from None
+    if not out:
+        raise DailyBarsError(f"{name}: lists no symbol")
+    return list(out)
+
+
+def read_universe(s3: Any, bucket: str, key: str = UNIVERSE_KEY) -> list[str] | None:
+    """The universe uploaded by ``tfl deploy --universe``, or None when there is none.
+
+    Any other failure (access denied, a damaged file) raises :class:`DailyBarsError`: a list
+    that exists but cannot be read must not silently become "every file in the bucket".
+    """
+    name = f"s3://{bucket}/{key}"
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read(_MAX_OBJECT_BYTES + 1)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        if code in ("NoSuchKey", "404"):
+            return None
+        raise DailyBarsError(f"{name}: cannot read ({code})") from None
+    except BotoCoreError as exc:
+        raise DailyBarsError(f"{name}: cannot read ({type(exc).__name__})") from None
+    if len(body) > _MAX_OBJECT_BYTES:
+        raise DailyBarsError(f"{name}: too large for a universe file")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DailyBarsError(f"{name}: not UTF-8 text") from None
+    return parse_universe_csv(text, name)

@@ -53,7 +53,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tfl.live.journal import Event, JournalConflictError, JournalCorruptError, JournalError, event_checksum
+from tfl.live.journal import (
+    Event,
+    JournalConflictError,
+    JournalCorruptError,
+    JournalError,
+    JournalUnavailable,
+    event_checksum,
+)
 
 log = logging.getLogger("tfl.aws.journal")
 
@@ -112,6 +119,19 @@ def _throttled(exc: Exception, codes: list[str]) -> bool:
     if codes:
         return set(codes) <= _RETRY_REASONS | {"None"} and set(codes) != {"None"}
     return _aws_code(exc) in _THROTTLE_CODES
+
+
+_PERMANENT_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "ResourceNotFoundException",
+        "ValidationException",
+        "UnrecognizedClientException",
+        "KMSAccessDeniedException",
+        "KMSDisabledException",
+        "KMSNotFoundException",
+    }
+)
 
 
 def _aws_code(exc: Exception) -> str:
@@ -185,7 +205,10 @@ class DynamoJournal:
     def _fail(self, op: str, exc: Exception) -> JournalError:
         code = _aws_code(exc)
         log.error("journal call failed", extra={"fields": {"table": self.table, "op": op, "error": code}})
-        return JournalError(f"{self._where()}: {op} failed ({code})")
+        # Missing table, no permission, bad request: a restart changes nothing.
+        permanent = isinstance(exc, ClientError) and code in _PERMANENT_CODES
+        kind = JournalError if permanent else JournalUnavailable
+        return kind(f"{self._where()}: {op} failed ({code})")
 
     def _check_open(self) -> None:
         if self._closed:

@@ -22,6 +22,13 @@ def subject_line(text: str) -> str:
     return clean if len(clean) <= _SUBJECT_MAX else clean[: _SUBJECT_MAX - 3] + "..."
 
 
+def _error_code(exc: Exception) -> str:
+    """AWS's error code (NotFound, AuthorizationError, ...), never its message; the class otherwise."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+    return type(exc).__name__
+
+
 class SnsNotifier:
     def __init__(self, sns: Any, topic_arn: str) -> None:
         self.sns = sns
@@ -34,7 +41,7 @@ class SnsNotifier:
         except (ClientError, BotoCoreError) as exc:
             log.error(
                 "SNS publish failed",
-                extra={"fields": {"topic": self.topic_arn, "error": type(exc).__name__}},
+                extra={"fields": {"topic": self.topic_arn, "error": _error_code(exc)}},
             )
             return False
         return True

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -79,9 +79,17 @@ class SecretsManagerStore:
         return None if is_placeholder(value) else value
 
     def put(self, name: str, value: str) -> None:
-        secret_id = self._secret_for(name)
+        self.put_many({name: value})
+
+    def put_many(self, values: Mapping[str, str]) -> None:
+        """Several names of one secret in a single PutSecretValue: a reader never sees half of them
+        (a token without its date, a login state without its day)."""
+        targets = {self._secret_for(name) for name in values}
+        if len(targets) != 1:
+            raise ValueError(f"put_many writes one secret at a time, not {len(targets)}: {sorted(values)}")
+        (secret_id,) = targets
         data = dict(self._read(secret_id, fresh=True))
-        data[name] = value
+        data.update(values)
         body = json.dumps(data, sort_keys=True)
         try:
             try:

@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tfl.domain import Bias
+from tfl.domain import Bias, BiasRead
 from tfl.regime import BiasRecord, parse_bias_record
 
 log = logging.getLogger("tfl.aws.bias")
@@ -35,18 +35,31 @@ def read_bias_text(ssm: Any, name: str) -> str | None:
 
 def read_bias(ssm: Any, name: str, session: dt.date) -> tuple[Bias, str]:
     """The bias to trade on ``session`` and why; NO_TRADES unless a valid record for that day exists."""
+    got = read_bias_checked(ssm, name, session)
+    return got.bias, got.reason
+
+
+def read_bias_checked(ssm: Any, name: str, session: dt.date) -> BiasRead:
+    """:func:`read_bias`, saying whether a valid record for ``session`` was there (the trader
+    waits for one before the open)."""
     try:
         text = read_bias_text(ssm, name)
     except (ClientError, BotoCoreError) as exc:
-        why = f"bias parameter {name} unreadable ({type(exc).__name__}): NO_TRADES"
+        why = f"bias parameter {name} unreadable ({_code(exc)}): NO_TRADES"
         log.warning("bias rejected: NO_TRADES", extra={"fields": {"parameter": name, "reason": why}})
-        return Bias.NO_TRADES, why
+        return BiasRead(Bias.NO_TRADES, why, False)
     if text is None:
         why = f"no bias parameter {name}: NO_TRADES"
         log.warning("bias missing", extra={"fields": {"parameter": name, "reason": why}})
-        return Bias.NO_TRADES, why
+        return BiasRead(Bias.NO_TRADES, why, False)
     bias, why = parse_bias_record(text, session)
     if why:
         log.warning("bias rejected: NO_TRADES", extra={"fields": {"parameter": name, "reason": why}})
-        return Bias.NO_TRADES, why
-    return bias, f"read from SSM parameter {name}"
+        return BiasRead(Bias.NO_TRADES, why, False)
+    return BiasRead(bias, f"read from SSM parameter {name}", True)
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+    return type(exc).__name__

@@ -7,6 +7,7 @@ import datetime as dt
 import getpass
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,15 +199,30 @@ def fyers_broker(kit: FyersKit, log_dir: Path) -> Any:
     )
 
 
-def token_gate(kit: FyersKit, session: dt.date, alert: Any) -> bool:
-    """Before the session: wait (until the deadline) for a token FYERS accepts."""
-    from tfl.fyers.auth import wait_for_token
+def ist_time(session: dt.date, hhmm: str) -> dt.datetime:
+    """``HH:MM`` IST on ``session`` as an aware datetime."""
     from tfl.settings import parse_hhmm
 
-    minute = parse_hhmm(kit.settings.fyers.token_deadline)
-    deadline = dt.datetime.combine(session, dt.time(minute // 60, minute % 60), IST)
+    minute = parse_hhmm(hhmm)
+    return dt.datetime.combine(session, dt.time(minute // 60, minute % 60), IST)
+
+
+def token_gate(
+    kit: FyersKit, session: dt.date, alert: Any, sleep: Callable[[float], None] = time.sleep
+) -> bool:
+    """Before the session: wait (until the deadline) for a token FYERS accepts."""
+    from tfl.fyers.auth import wait_for_token
+
+    f = kit.settings.fyers
     check = wait_for_token(
-        kit.rest, kit.store, session, deadline, now=lambda: dt.datetime.fromtimestamp(market_now(), IST), alert=alert
+        kit.rest,
+        kit.store,
+        session,
+        ist_time(session, f.token_deadline),
+        now=lambda: dt.datetime.fromtimestamp(market_now(), IST),
+        alert=alert,
+        sleep=sleep,
+        grace=ist_time(session, f.login_grace),
     )
     return check.ok
 

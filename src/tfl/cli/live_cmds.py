@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +59,6 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
     check_settings(journal, settings)
     paper = PaperBroker(args.broker_store or files["broker"], slippage_pct=settings.costs.slippage_pct)
     calendar = NseCalendar(Path(settings.live.calendar_file) if settings.live.calendar_file else None)
-    market = load_market(args.data, settings, args.symbols)
-    symbols = [s for s in (args.symbols or market.universe) if s in market.intraday]
-    if not symbols:
-        raise ValueError("no symbol with usable 15-minute data")
     kill = Path(settings.live.kill_file) if settings.live.kill_file else files["kill"]
     controls = Controls(kill_file=kill)
     controls.alert = alert_channel(settings, controls.alert)
@@ -72,7 +70,11 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
     exit_code = 0
     try:
         if feed == "fyers":
-            return _trade_fyers(args, settings, market, symbols, journal, paper, calendar, controls, bias_file, files)
+            return _trade_fyers(args, settings, journal, paper, calendar, controls, bias_file, files)
+        market = load_market(args.data, settings, args.symbols)
+        symbols = [s for s in (args.symbols or market.universe) if s in market.intraday]
+        if not symbols:
+            raise ValueError("no symbol with usable 15-minute data")
         last = args.to or args.date
         sessions = sessions_with_data(calendar, market, args.date, last)
         if not sessions:
@@ -85,18 +87,7 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
             result = run_session(sess, market, symbols, journal, paper, settings, bias, why, controls, speed=speed)
             if not result.flat:
                 exit_code = EXIT_NOT_FLAT
-            rep = day_report(list(journal.events()), sess.date)
-            log.info(
-                "day report",
-                extra={
-                    "fields": {
-                        "session": rep.session,
-                        "trades": len(rep.trades),
-                        "net_pnl": round(rep.net_pnl, 2),
-                        "equity": round(rep.equity, 2),
-                    }
-                },
-            )
+            _log_day_report(day_report(list(journal.events()), sess.date))
     finally:
         files["pid"].unlink(missing_ok=True)
         journal.close()
@@ -104,11 +95,60 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
     return exit_code
 
 
+def _log_day_report(rep: Any) -> None:
+    log.info(
+        "day report",
+        extra={
+            "fields": {
+                "session": rep.session,
+                "trades": len(rep.trades),
+                "net_pnl": round(rep.net_pnl, 2),
+                "equity": round(rep.equity, 2),
+            }
+        },
+    )
+
+
+class WaitBeat:
+    """A sleep for the waits before the session (login, bias) that keeps the heartbeat going:
+    a trader waiting for its operator is alive, and the missing-heartbeat alarm must not fire."""
+
+    def __init__(
+        self,
+        controls: Any,
+        every: float,
+        state: Callable[[], str],
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.controls = controls
+        self.every = every
+        self.state = state
+        self._sleep = sleep
+        self._clock = clock
+        self._next = clock()
+
+    def beat(self) -> None:
+        self._next = self._clock() + self.every
+        log.info("heartbeat", extra={"fields": {"state": self.state()}})
+        if self.controls.metrics is not None:
+            self.controls.metrics.heartbeat(state=self.state())
+
+    def __call__(self, seconds: float) -> None:
+        end = self._clock() + seconds
+        while True:
+            now = self._clock()
+            if now >= self._next:
+                self.beat()
+            if now >= end:
+                return
+            self._sleep(max(0.0, min(end, self._next) - now))
+
+
 def _trade_fyers(
     args: argparse.Namespace,
     settings: Settings,
-    market: Any,
-    symbols: list[str],
     journal: Any,
     paper: Any,
     calendar: Any,
@@ -116,8 +156,14 @@ def _trade_fyers(
     bias_file: Path,
     files: dict[str, Path],
 ) -> int:
-    """Paper (FYERS data, paper fills) or live (FYERS data and orders): today's session only."""
+    """Paper (FYERS data, paper fills) or live (FYERS data and orders): today's session only.
+
+    Before the open: the day's token (waiting for the operator's login), history up to the
+    previous session on disk, and the day's bias record (waiting for the pre-market job);
+    the heartbeat goes on through the waits.
+    """
     from tfl.cli import fyers_cmds as fy
+    from tfl.data.market import load_market
     from tfl.fyers.auth import check_token
     from tfl.live.report import day_report
     from tfl.live.runtime import run_session
@@ -130,11 +176,21 @@ def _trade_fyers(
     if session is None:
         log.info("not a trading day: nothing to do", extra={"fields": {"date": today.isoformat()}})
         return 0
+    state = ["waiting for the FYERS login"]
+    pause = WaitBeat(controls, settings.live.heartbeat_seconds, lambda: state[0])
+    pause.beat()
+    args.data.mkdir(parents=True, exist_ok=True)
     kit = fy.build_kit(settings, args.data)
-    if not fy.token_gate(kit, today, controls.alert):
+    if not fy.token_gate(kit, today, controls.alert, sleep=pause):
         return EXIT_NO_TOKEN
     controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
     controls.token_recheck_seconds = settings.live.token_recheck_seconds
+    state[0] = "checking history"
+    symbols = _fresh_symbols(args, settings, kit, calendar, today, controls)
+    market = load_market(args.data, settings, symbols)
+    symbols = [s for s in symbols if s in market.intraday]
+    if not symbols:
+        raise ValueError("no symbol with usable 15-minute data")
     fy.refresh_today(kit, market, symbols, today, epoch_of_ist(today, session.open_minute))
     log_dir = files["sdk_logs"]
     close_ts = epoch_of_ist(today, min(session.close_minute, 15 * 60 + 30))
@@ -144,23 +200,86 @@ def _trade_fyers(
         controls.on_token_recovered = broker.refresh_auth
     else:
         broker, sim = paper, paper
-    bias, why = _bias(args.bias, market, today, settings, bias_file)
+    state[0] = "waiting for the bias"
+    bias, why = _bias_today(args.bias, market, session, settings, bias_file, pause)
     result = run_session(
         session, market, symbols, journal, broker, settings, bias, why, controls, feed_factory=factory, market_sim=sim
     )
-    rep = day_report(list(journal.events()), today)
-    log.info(
-        "day report",
-        extra={
-            "fields": {
-                "session": rep.session,
-                "trades": len(rep.trades),
-                "net_pnl": round(rep.net_pnl, 2),
-                "equity": round(rep.equity, 2),
-            }
-        },
-    )
+    _log_day_report(day_report(list(journal.events()), today))
     return 0 if result.flat else EXIT_NOT_FLAT
+
+
+def _fresh_symbols(
+    args: argparse.Namespace, settings: Settings, kit: Any, calendar: Any, today: Any, controls: Any
+) -> list[str]:
+    """The symbols to trade today: the universe (or --symbols) whose history reaches the
+    previous session, after fetching what is missing from FYERS."""
+    import argparse as ap
+    import datetime as dt
+
+    from tfl.cli import fyers_cmds as fy
+    from tfl.data.market import resolve_universe
+    from tfl.fyers.topup import ensure_history
+
+    data: Path = args.data
+    if settings.aws.data_bucket:  # on AWS the bucket's universe (tfl deploy --universe) wins
+        from tfl.aws.clients import client
+        from tfl.aws.universe_file import download_universe
+
+        download_universe(client("s3", settings.aws.region), settings.aws.data_bucket, data / "universe.csv")
+    names = list(args.symbols or resolve_universe(data, settings))
+    if not names:
+        raise ValueError(f"no universe: put universe.csv (column Symbol) into {data}, or pass --symbols")
+    if not (data / fy.INSTRUMENTS_FILE).exists():  # tick sizes for the orders
+        try:
+            fy.cmd_data_symbols(
+                ap.Namespace(
+                    url=None,
+                    universe=data / "universe.csv" if (data / "universe.csv").exists() else None,
+                    out=data / fy.INSTRUMENTS_FILE,
+                ),
+                settings,
+            )
+            kit.symbols = fy.build_kit(settings, data).symbols
+        except (ValueError, OSError) as exc:  # no master, or a read-only data directory
+            log.warning("no symbol master: default tick sizes", extra={"fields": {"error": str(exc)}})
+    earlier = calendar.sessions_between(today - dt.timedelta(days=31), today - dt.timedelta(days=1))
+    if not earlier:
+        raise ValueError(f"no NSE session in the month before {today}: the calendar is broken")
+    check = ensure_history(
+        kit.rest, kit.symbols, names, data, earlier[-1].date, days=settings.live.history_days, now=int(fy.market_now())
+    )
+    if check.stale:
+        controls.alert(
+            "ERROR",
+            f"TFL: {len(check.stale)} of {len(names)} symbols lack history up to {earlier[-1].date} and do not "
+            f"trade today: {', '.join(check.stale[:10])}{' ...' if len(check.stale) > 10 else ''}",
+        )
+    return [n for n in names if n not in set(check.stale)]
+
+
+def _bias_today(mode: str | None, market: Any, session: Any, settings: Settings, bias_file: Path, pause: Any) -> Any:
+    """Paper/live: an explicit --bias, or wait (until ``live.bias_deadline``) for today's record."""
+    from tfl.cli import fyers_cmds as fy
+    from tfl.live.runtime import read_bias_file, wait_for_bias
+    from tfl.settings import parse_hhmm
+    from tfl.timeutil import epoch_of_ist
+
+    if mode is not None:
+        return _bias(mode, market, session.date, settings, bias_file)
+
+    def read() -> Any:
+        got = ssm_bias(settings, session.date)
+        return got if got is not None else read_bias_file(bias_file, session.date)
+
+    minute = min(parse_hhmm(settings.live.bias_deadline), session.open_minute)
+    return wait_for_bias(
+        read,
+        float(epoch_of_ist(session.date, minute)),
+        now=fy.market_now,
+        sleep=pause,
+        poll_seconds=settings.live.bias_poll_seconds,
+    )
 
 
 def _bias(mode: str | None, market: Any, session: Any, settings: Settings, bias_file: Path) -> tuple[Any, str]:
@@ -170,7 +289,7 @@ def _bias(mode: str | None, market: Any, session: Any, settings: Settings, bias_
     if mode is None:
         from_ssm = ssm_bias(settings, session)
         if from_ssm is not None:
-            return from_ssm
+            return from_ssm.bias, from_ssm.reason
     return resolve_bias(mode, market, session, settings, bias_file)
 
 

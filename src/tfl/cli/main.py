@@ -26,6 +26,7 @@ from tfl.timeutil import parse_date
 log = logging.getLogger("tfl.cli")
 
 EXIT_USAGE = 2
+EXIT_TRANSIENT = 5  # tfl trade: a service did not answer; a restart may cure it
 
 
 class UsageError(Exception):
@@ -396,17 +397,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         FyersError,
         SecretError,
     ) as exc:
-        _err(f"tfl: error: {exc}")
-        return EXIT_USAGE
+        return _failed(args, str(exc), _is_transient(exc))
     except KeyboardInterrupt:
         _err("tfl: interrupted")
         return 130
     except Exception as exc:  # AWS and packaging failures: one line, no traceback
         message = _aws_message(exc)
         if message is None:
+            if func is cmd_trade:  # a bug: into the trader's JSON log too, then the traceback
+                logging.getLogger("tfl.cli").critical("trader crashed", exc_info=exc)
             raise
-        _err(f"tfl: error: {message}")
-        return EXIT_USAGE
+        return _failed(args, message, _is_transient(exc))
+
+
+def _is_transient(exc: Exception) -> bool:
+    """A failure that a restart may cure: a broker, AWS or journal service that did not answer."""
+    from tfl.live.journal import JournalUnavailable
+
+    if isinstance(exc, FyersError | SecretError | JournalUnavailable):
+        return True
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, ClientError | BotoCoreError)
+
+
+def _failed(args: argparse.Namespace, message: str, transient: bool) -> int:
+    """One line on stderr; the trader also logs it (FATAL, so the error alarm sees it).
+
+    The trader's exit code tells systemd what to do: 2 (bad configuration or data) is
+    final, 5 (a service that did not answer) is restarted.
+    """
+    _err(f"tfl: error: {message}")
+    if args.func is cmd_trade:
+        logging.getLogger("tfl.cli").critical(
+            "trader stopped", extra={"fields": {"error": message, "restartable": transient}}
+        )
+        return EXIT_TRANSIENT if transient else EXIT_USAGE
+    return EXIT_USAGE
 
 
 def _aws_message(exc: Exception) -> str | None:

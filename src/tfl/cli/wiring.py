@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tfl.domain import Bias
+from tfl.domain import BiasRead
 from tfl.live.journal import Journal
 from tfl.secrets import FileSecretStore, SecretStore, default_secrets_path
 from tfl.settings import Settings
@@ -82,11 +82,11 @@ def metrics_sink(settings: Settings) -> Any:
     return EmfMetrics(Path(settings.aws.metrics_file), settings.aws.metrics_namespace)
 
 
-def ssm_bias(settings: Settings, session: dt.date) -> tuple[Bias, str] | None:
+def ssm_bias(settings: Settings, session: dt.date) -> BiasRead | None:
     """The bias from the SSM parameter when one is configured, else None (use the local file)."""
     if not settings.aws.bias_parameter:
         return None
     from tfl.aws.clients import client
-    from tfl.aws.ssm_bias import read_bias
+    from tfl.aws.ssm_bias import read_bias_checked
 
-    return read_bias(client("ssm", settings.aws.region), settings.aws.bias_parameter, session)
+    return read_bias_checked(client("ssm", settings.aws.region), settings.aws.bias_parameter, session)

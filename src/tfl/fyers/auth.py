@@ -88,24 +88,40 @@ def wait_for_token(
     sleep: Callable[[float], None] = time.sleep,
     alert: Callable[[str, str], None] = lambda level, msg: None,
     retry_seconds: float = 30.0,
+    grace: dt.datetime | None = None,
 ) -> TokenCheck:
-    """Retry until a valid token appears or the deadline passes; alert once when missing."""
-    alerted = False
+    """Retry until a valid token appears or the deadline passes.
+
+    Until ``grace`` (the operator has the login link and normally logs in before it) waiting
+    is expected: one WARNING line, no alert. From ``grace`` on, a missing token is an ERROR
+    and one alert; at the deadline a CRITICAL "no trading today".
+    """
+    warned = alerted = False
     while True:
         check = check_token(rest, store, today)
         if check.ok:
+            if warned or alerted:
+                log.info("FYERS token accepted: going on", extra={"fields": {"at": now().isoformat()}})
             return check
-        if not alerted:
+        t = now()
+        if t >= deadline:
+            log.critical(
+                "no valid FYERS token by the deadline: no trading today", extra={"fields": {"reason": check.reason}}
+            )
+            alert("CRITICAL", f"TFL will not trade today: no valid FYERS token by {deadline:%H:%M} IST")
+            return check
+        if grace is not None and t < grace:
+            if not warned:
+                log.warning(
+                    "waiting for the daily FYERS login",
+                    extra={"fields": {"reason": check.reason, "alert_at": grace.isoformat()}},
+                )
+                warned = True
+        elif not alerted:
             log.error(
                 "no valid FYERS token: not trading until one is stored",
                 extra={"fields": {"reason": check.reason, "deadline": deadline.isoformat()}},
             )
             alert("ERROR", f"TFL cannot trade: {check.reason}. Log in before {deadline:%H:%M} IST.")
             alerted = True
-        if now() >= deadline:
-            log.critical(
-                "no valid FYERS token by the deadline: no trading today", extra={"fields": {"reason": check.reason}}
-            )
-            alert("CRITICAL", f"TFL will not trade today: no valid FYERS token by {deadline:%H:%M} IST")
-            return check
         sleep(retry_seconds)

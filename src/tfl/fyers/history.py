@@ -3,7 +3,10 @@
 Requests are chunked (at most 100 days per request for 15-minute candles, 366 for daily),
 go through the shared rate limiter, and resume: a symbol's file is extended from its
 last stored candle, and each symbol is written atomically once its download is complete.
-A candle whose period has not finished yet (the last one of a live day) is dropped.
+A candle that is not final yet is dropped: a 15-minute candle until its period has ended,
+a daily candle until 16:00 IST of its day. FYERS stamps daily candles at 00:00 UTC (05:30
+IST), so "its period has ended" would mean the next morning; the close of the day (15:30)
+plus half an hour for the exchange's closing price is when the candle stops changing.
 """
 
 from __future__ import annotations
@@ -24,7 +27,16 @@ from tfl.fyers.symbols import SymbolMap
 from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, date_to_day
 
 CHUNK_DAYS = {"15": 100, "D": 366}
-BAR_SECONDS = {"15": 900, "D": 86_400}
+BAR_SECONDS = 900
+DAILY_FINAL_SECONDS = 16 * 3600  # after IST midnight: a daily candle is final from 16:00 IST
+
+
+def is_final(ts: int, resolution: str, now: int) -> bool:
+    """Whether the candle stamped ``ts`` (epoch seconds) can no longer change at ``now``."""
+    if resolution == "D":
+        ist_midnight = (ts + IST_OFFSET_S) // SECONDS_PER_DAY * SECONDS_PER_DAY - IST_OFFSET_S
+        return now >= ist_midnight + DAILY_FINAL_SECONDS
+    return ts + BAR_SECONDS <= now
 
 
 def _existing(path: Path) -> dict[str, np.ndarray] | None:
@@ -84,8 +96,7 @@ def fetch_symbol(
         hi = min(end, lo + step - 1)
         rows += rest.history(symbols.ticker(symbol), resolution, lo, hi)
         lo = hi + 1
-    span = BAR_SECONDS[resolution]
-    rows = [r for r in rows if int(r[0]) + span <= now]  # an unfinished candle is not data yet
+    rows = [r for r in rows if is_final(int(r[0]), resolution, now)]  # an unfinished candle is not data yet
     if not rows:
         return 0
     arr = np.asarray(rows, dtype=np.float64)

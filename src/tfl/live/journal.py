@@ -33,6 +33,10 @@ class JournalError(RuntimeError):
     """The journal cannot be used; trading must not go on without it."""
 
 
+class JournalUnavailable(JournalError):  # noqa: N818 - a state, named for what it is
+    """The journal's service did not answer (DynamoDB throttling, network): a restart may cure it."""
+
+
 class JournalCorruptError(JournalError):
     """The journal file is damaged or is not a journal. It is left exactly as it is."""
 

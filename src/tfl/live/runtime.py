@@ -24,7 +24,7 @@ from tfl.calendar.nse import NseCalendar, Session
 from tfl.data.bars import BarSeries
 from tfl.data.bias_inputs import bias_records
 from tfl.data.market import Market
-from tfl.domain import Bias, ExitReason
+from tfl.domain import Bias, BiasRead, ExitReason
 from tfl.live.bars import BarBuilder
 from tfl.live.broker import Broker
 from tfl.live.engine import Engine
@@ -107,20 +107,61 @@ def resolve_bias(
     if mode == "auto":
         rec = bias_records(market, [session], settings)[0]
         return Bias(rec.bias), f"computed: {rec.reason}"
+    got = read_bias_file(bias_file, session)
+    return got.bias, got.reason
+
+
+def read_bias_file(bias_file: Path | None, session: dt.date) -> BiasRead:
+    """The dated record in ``bias_file``; anything missing, malformed or stale is NO_TRADES."""
     if bias_file is None or not bias_file.exists():
         reason = f"no bias file at {bias_file}: NO_TRADES"
         log.warning("bias missing", extra={"fields": {"reason": reason}})
-        return Bias.NO_TRADES, reason
+        return BiasRead(Bias.NO_TRADES, reason, False)
     try:
         text = bias_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         log.warning("bias unreadable", extra={"fields": {"file": str(bias_file), "error": str(exc)}})
-        return Bias.NO_TRADES, f"bias file unreadable: {exc}"
+        return BiasRead(Bias.NO_TRADES, f"bias file unreadable: {exc}", False)
     bias, why = parse_bias_record(text, session)
     if why:
         log.warning("bias rejected: NO_TRADES", extra={"fields": {"file": str(bias_file), "reason": why}})
-        return Bias.NO_TRADES, why
-    return bias, f"read from {bias_file}"
+        return BiasRead(Bias.NO_TRADES, why, False)
+    return BiasRead(bias, f"read from {bias_file}", True)
+
+
+def wait_for_bias(
+    read: Callable[[], BiasRead],
+    deadline: float,
+    *,
+    now: Callable[[], float],
+    sleep: Callable[[float], None],
+    poll_seconds: float,
+) -> tuple[Bias, str]:
+    """Poll ``read`` until it gives a valid record for the day or ``deadline`` (epoch) passes.
+
+    The trader starts at 08:30 and the pre-market job publishes at 08:45: reading once
+    would find yesterday's record and make the whole day NO_TRADES.
+    """
+    waited = False
+    while True:
+        got = read()
+        if got.accepted:
+            if waited:
+                log.info("bias record arrived", extra={"fields": {"bias": got.bias.value, "reason": got.reason}})
+            return got.bias, got.reason
+        if now() >= deadline:
+            log.warning(
+                "no bias record for today by the deadline: NO_TRADES",
+                extra={"fields": {"reason": got.reason, "deadline": iso_ist(int(deadline))}},
+            )
+            return Bias.NO_TRADES, f"{got.reason} (none for today by {iso_ist(int(deadline))})"
+        if not waited:
+            log.info(
+                "waiting for today's bias record",
+                extra={"fields": {"reason": got.reason, "deadline": iso_ist(int(deadline))}},
+            )
+            waited = True
+        sleep(poll_seconds)
 
 
 def _history(

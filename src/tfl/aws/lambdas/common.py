@@ -14,8 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from tfl.aws.clients import client
 from tfl.aws.notify import SnsNotifier
+from tfl.aws.secrets_store import SecretsManagerStore
 from tfl.logs import JsonFormatter
 from tfl.settings import Settings, SettingsError, load_settings
 
@@ -59,6 +62,15 @@ class LambdaConfig:
             raise ConfigError(f"environment variable {variable} is not set")
         return value
 
+    def secrets(self) -> SecretsManagerStore:
+        """The FYERS credentials and daily token secrets (both variables must be set)."""
+        aws = self.settings.aws
+        return SecretsManagerStore(
+            self.client("secretsmanager"),
+            self.require(aws.credentials_secret, "TFL_AWS__CREDENTIALS_SECRET"),
+            self.require(aws.token_secret, "TFL_AWS__TOKEN_SECRET"),
+        )
+
     def notifier(self) -> SnsNotifier | None:
         """The SNS notifier, or None (logged) when no topic is configured: alerts still reach the log."""
         arn = self.settings.aws.topic_arn
@@ -94,6 +106,13 @@ def unexpected(logger: logging.Logger, job: str, cfg: LambdaConfig, exc: Excepti
         notifier = None
     alert(notifier, "ERROR", f"TFL {job} job failed: {reason}; see the function's log")
     return reason
+
+
+def aws_code(exc: Exception) -> str:
+    """The AWS error code of a failed call (never its message, which can echo request data)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+    return type(exc).__name__
 
 
 def publish(notifier: SnsNotifier | None, subject: str, message: str) -> bool:
@@ -149,23 +168,34 @@ def entry(
     run: Callable[[dict[str, Any], LambdaConfig], Result],
     event: Any,
     *,
-    on_config_error: Callable[[str], Result] | None = None,
+    on_config_error: Callable[[dict[str, Any], str], Result] | None = None,
     on_bug: Callable[[dict[str, Any], LambdaConfig, str], Result] | None = None,
 ) -> Result:
     """Every handler's frame: JSON logs, configuration from the environment, and no exception
     ever escaping (a scheduled job that dies silently is the worst outcome)."""
     setup_logging()
+    ev = event_dict(event)
     try:
         cfg = LambdaConfig.from_environ()
     except ConfigError as exc:
-        decide(logger, f"{job} not run: configuration", logging.ERROR, reason=str(exc))
-        return on_config_error(str(exc)) if on_config_error else {"status": "error", "reason": str(exc)}
-    ev = event_dict(event)
+        reason = str(exc)
+        decide(logger, f"{job} not run: configuration", logging.ERROR, reason=reason)
+        return _fallback(logger, job, lambda: on_config_error(ev, reason) if on_config_error else None, reason)
     try:
         return run(ev, cfg)
     except Exception as exc:
         reason = unexpected(logger, job, cfg, exc)
-        return on_bug(ev, cfg, reason) if on_bug else {"status": "error", "reason": reason}
+        return _fallback(logger, job, lambda: on_bug(ev, cfg, reason) if on_bug else None, reason)
+
+
+def _fallback(logger: logging.Logger, job: str, handle: Callable[[], Result | None], reason: str) -> Result:
+    """A failure's own handler (NO_TRADES, an error page); if that fails too, the plain error result."""
+    try:
+        out = handle()
+    except Exception as exc:
+        logger.error(f"{job} failure handling failed", exc_info=exc, extra={"fields": {"job": job}})
+        out = None
+    return out if out is not None else {"status": "error", "reason": reason}
 
 
 def event_dict(event: Any) -> dict[str, Any]:

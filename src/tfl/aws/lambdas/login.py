@@ -3,9 +3,12 @@
 FYERS redirects the operator's browser here with ``auth_code`` and ``state``. The state must
 be the one the ops job stored with today's login link (compared in constant time, good once:
 it is consumed before the exchange). The code is then exchanged at FYERS and the access token
-stored in the token secret with today's date. Every outcome is an HTML page and, when
-something is wrong, an ERROR alert. The code, the token and the app secret never appear in a
-log line, a page or an alert; the page also tells the browser not to send its URL anywhere.
+stored in the token secret with today's date, in one write. Every outcome is an HTML page.
+The address is public, so a request that is not the operator's pending login (no state, no
+login pending, a forged or old link) is only logged (WARNING); once a request carries
+today's pending state, a failure of the exchange or of the storage is an ERROR alert. The
+code, the token and the app secret never appear in a log line, a page or an alert; the page
+also tells the browser not to send its URL anywhere.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from tfl.aws.lambdas.common import (
     publish,
 )
 from tfl.aws.notify import SnsNotifier
-from tfl.aws.secrets_store import SecretsManagerStore
 from tfl.fyers.login import LoginError, app_id_hash, validate_authcode
 from tfl.secrets import SecretError
 
@@ -70,8 +72,16 @@ def query_params(event: Mapping[str, Any]) -> dict[str, str]:
     return {}
 
 
-def _refuse(notifier: SnsNotifier | None, status: int, title: str, reason: str, day: dt.date) -> dict[str, Any]:
-    decide(log, "login refused", logging.ERROR, status=status, reason=reason, session=day.isoformat())
+def _ignore(status: int, title: str, reason: str, day: dt.date) -> dict[str, Any]:
+    """A request that is not the operator's pending login (junk, a replay, a forgery, an old
+    link): the address is public, so it is logged at WARNING and alerts nobody."""
+    decide(log, "login refused", logging.WARNING, status=status, reason=reason, session=day.isoformat())
+    return page(status, title, reason)
+
+
+def _fail(notifier: SnsNotifier | None, status: int, title: str, reason: str, day: dt.date) -> dict[str, Any]:
+    """The operator's login (it carried today's pending state) failed: an ERROR alert."""
+    decide(log, "login failed", logging.ERROR, status=status, reason=reason, session=day.isoformat())
     alert(notifier, "ERROR", f"TFL: FYERS login for {day} failed: {reason}")
     return page(status, title, reason)
 
@@ -79,7 +89,6 @@ def _refuse(notifier: SnsNotifier | None, status: int, title: str, reason: str, 
 def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None) -> dict[str, Any]:
     """The callback. The date is always today in IST: a request from the internet cannot choose it."""
     day = ist_today(now)
-    notifier = cfg.notifier()
     ctx = event.get("requestContext")
     http = ctx.get("http") if isinstance(ctx, Mapping) else None
     method = str(http.get("method", "GET") if isinstance(http, Mapping) else "GET").upper()
@@ -88,42 +97,42 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
         return page(405, "Not allowed", "This address only accepts the FYERS login redirect.")
     params = query_params(event)
     if params.get("s", "ok") != "ok":
-        return _refuse(notifier, 400, "Login failed", "FYERS reported that the login did not succeed: try again", day)
+        return _ignore(400, "Login failed", "FYERS reported that the login did not succeed: try again", day)
     code = params.get("auth_code", "")
     state = params.get("state", "")
     if not code or not state:
-        return _refuse(notifier, 400, "Login refused", "the redirect carries no auth_code or no state", day)
+        return _ignore(400, "Login refused", "the redirect carries no auth_code or no state", day)
     if len(code) > MAX_CODE_CHARS or len(state) > MAX_STATE_CHARS:
-        return _refuse(notifier, 400, "Login refused", "the redirect's parameters are too long", day)
+        return _ignore(400, "Login refused", "the redirect's parameters are too long", day)
     try:
-        aws = cfg.settings.aws
-        store = SecretsManagerStore(
-            cfg.client("secretsmanager"),
-            cfg.require(aws.credentials_secret, "TFL_AWS__CREDENTIALS_SECRET"),
-            cfg.require(aws.token_secret, "TFL_AWS__TOKEN_SECRET"),
-        )
+        store = cfg.secrets()
         pending = store.get("login_state")
         pending_date = store.get("login_state_date")
     except (ConfigError, SecretError) as exc:
-        return _refuse(notifier, 500, "Login not possible", f"the secrets cannot be read ({exc})", day)
+        # Cannot tell the operator's login from junk yet: the log (ERROR) only, no alert per request.
+        reason = f"the secrets cannot be read ({exc})"
+        decide(log, "login not possible: secrets", logging.ERROR, reason=reason, session=day.isoformat())
+        return page(500, "Login not possible", "The login cannot be checked now; see the login function's log.")
     if pending is None:
         reason = "no login is pending: the link was used already, or no link was sent (ops action 'link' sends one)"
-        return _refuse(notifier, 400, "Login refused", reason, day)
+        return _ignore(400, "Login refused", reason, day)
     if not secrets.compare_digest(state.encode(), pending.encode()):
         reason = "the link does not match the pending login (an old or forged link): use the latest link"
-        return _refuse(notifier, 400, "Login refused", reason, day)
+        return _ignore(400, "Login refused", reason, day)
     if pending_date != day.isoformat():
         reason = f"the link is from {pending_date or 'an unknown day'}, not {day}: use today's link"
-        return _refuse(notifier, 400, "Login refused", reason, day)
+        return _ignore(400, "Login refused", reason, day)
+    # From here on the request is the operator's (it carries today's pending state): failures alert.
+    notifier = cfg.notifier()
     try:
         store.put("login_state", "")  # good once, even if the exchange fails
         client_id = store.get("client_id")
         secret_key = store.get("secret_key")
     except SecretError as exc:
-        return _refuse(notifier, 500, "Login not possible", f"the login state cannot be updated ({exc})", day)
+        return _fail(notifier, 500, "Login not possible", f"the login state cannot be updated ({exc})", day)
     if client_id is None or secret_key is None:
         reason = f"replace the placeholders in {cfg.settings.aws.credentials_secret} (client_id, secret_key)"
-        return _refuse(notifier, 500, "Login not possible", reason, day)
+        return _fail(notifier, 500, "Login not possible", reason, day)
     try:
         payload = validate_authcode(
             cfg.settings.fyers.api_url,
@@ -132,15 +141,15 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
             timeout=cfg.settings.fyers.http_timeout_seconds,
         )
     except LoginError as exc:
-        return _refuse(notifier, 502, "Login failed", f"{exc}; ask for a new link (ops action 'link')", day)
+        return _fail(notifier, 502, "Login failed", f"{exc}; ask for a new link (ops action 'link')", day)
     token = payload.get("access_token")
     if not isinstance(token, str) or not token:
-        return _refuse(notifier, 502, "Login failed", "FYERS answered without an access token", day)
+        return _fail(notifier, 502, "Login failed", "FYERS answered without an access token", day)
     try:
-        store.put("access_token", token)
-        store.put("token_date", day.isoformat())
+        # one write: the trader never reads a token without its day
+        store.put_many({"access_token": token, "token_date": day.isoformat()})
     except SecretError as exc:
-        return _refuse(notifier, 500, "Login not stored", f"the token could not be stored ({exc})", day)
+        return _fail(notifier, 500, "Login not stored", f"the token could not be stored ({exc})", day)
     published = publish(
         notifier,
         f"TFL: FYERS login OK for {day}",
@@ -157,7 +166,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         log,
         run,
         event,
-        on_config_error=lambda _: page(500, "Login not possible", "The login function is misconfigured; see its log."),
+        on_config_error=lambda ev, reason: page(
+            500, "Login not possible", "The login function is misconfigured; see its log."
+        ),
         # the page must say something; the details go to the log only
         on_bug=lambda ev, cfg, _: page(
             500, "Login not possible", "Something went wrong; see the login function's log."

@@ -7,7 +7,10 @@ Actions (the EventBridge Scheduler's input):
   token secret; the login callback accepts it once, today only).
 - ``{"action": "link"}``: only send a new login link (after a failed login, from the console).
 - ``{"action": "arm"}`` (09:15): on a session day, enable the missing-heartbeat alarm's actions.
-- ``{"action": "disarm"}`` (15:35): always disable them, so a stopped trader alarms nobody at night.
+- ``{"action": "disarm"}`` (12:35 and 15:35): disable them once the day's session has closed (five
+  minutes after its close, so the trader's last heartbeats are in) or when there is none, so a
+  stopped trader alarms nobody at night; before that it keeps them, so a short special session
+  (12:30 close) and a regular one are both covered by the one schedule.
 
 Past the calendar table's last year nothing starts and a CRITICAL alert says to regenerate it.
 """
@@ -22,42 +25,30 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tfl.aws.calendar_table import CalendarTableError, CalendarTableExpired, SessionTimes, load_table
 from tfl.aws.lambdas.common import (
+    IST,
     ConfigError,
     LambdaConfig,
     alert,
+    aws_code,
     decide,
     entry,
     event_date,
+    ist_now,
     publish,
 )
 from tfl.aws.notify import SnsNotifier
-from tfl.aws.secrets_store import SecretsManagerStore
 from tfl.fyers.login import login_url, new_state
 from tfl.secrets import SecretError
 
 log = logging.getLogger("tfl.aws.lambdas.ops")
 ACTIONS = ("start", "link", "arm", "disarm")
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
-    return type(exc).__name__
-
-
-def _store(cfg: LambdaConfig) -> SecretsManagerStore:
-    aws = cfg.settings.aws
-    return SecretsManagerStore(
-        cfg.client("secretsmanager"),
-        cfg.require(aws.credentials_secret, "TFL_AWS__CREDENTIALS_SECRET"),
-        cfg.require(aws.token_secret, "TFL_AWS__TOKEN_SECRET"),
-    )
+DISARM_AFTER_CLOSE = dt.timedelta(minutes=5)  # the trader's last heartbeats come just after the close
 
 
 def send_login_link(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date) -> dict[str, Any]:
     """Store a new login state for ``day`` and send the link; problems alert (ERROR)."""
     try:
-        store = _store(cfg)
+        store = cfg.secrets()
         client_id = store.get("client_id")
         redirect_uri = store.get("redirect_uri")
         missing = [n for n in ("client_id", "secret_key", "redirect_uri") if store.get(n) is None]
@@ -69,8 +60,8 @@ def send_login_link(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.dat
             return {"link": False, "reason": reason}
         assert client_id is not None and redirect_uri is not None  # checked above
         state = new_state()
-        store.put("login_state", state)
-        store.put("login_state_date", day.isoformat())
+        # one write: the callback never sees a state without its day
+        store.put_many({"login_state": state, "login_state_date": day.isoformat()})
     except (ConfigError, SecretError) as exc:
         decide(log, "login link not sent", logging.ERROR, session=day.isoformat(), reason=str(exc))
         alert(notifier, "ERROR", f"TFL: no FYERS login link for {day}: {exc}")
@@ -92,6 +83,10 @@ def send_login_link(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.dat
         ]
         decide(log, "redirect_uri is not the login callback", logging.WARNING, callback=callback)
     published = publish(notifier, f"TFL: log in to FYERS for {day}", "\n".join(lines))
+    if not published:  # no link, no login, no trading: the caller's result is an error
+        reason = "the login link could not be sent by SNS: use ops action 'link' again, or `tfl auth login`"
+        decide(log, "login link not delivered", logging.ERROR, session=day.isoformat(), reason=reason)
+        return {"link": False, "published": False, "reason": reason}
     decide(log, "login link sent", session=day.isoformat(), notified=published)
     return {"link": True, "published": published}
 
@@ -122,7 +117,7 @@ def start(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date) -> dict
         out["started"] = True
         decide(log, "instance started", session=day.isoformat(), instance=instance, note=session.note)
     except (ConfigError, ClientError, BotoCoreError) as exc:
-        reason = str(exc) if isinstance(exc, ConfigError) else f"start_instances failed ({_code(exc)})"
+        reason = str(exc) if isinstance(exc, ConfigError) else f"start_instances failed ({aws_code(exc)})"
         decide(log, "instance not started", logging.ERROR, session=day.isoformat(), reason=reason)
         alert(notifier, "CRITICAL", f"TFL: the trading instance did not start for {day}: {reason}")
         out.update(status="error", reason=reason)
@@ -144,6 +139,34 @@ def arm(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date) -> dict[s
     return _alarm_actions(cfg, notifier, day, enable=True)
 
 
+def disarm(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date, now: dt.datetime | None) -> dict[str, Any]:
+    """Disable the alarm's actions unless today's session is still open (or closed under five
+    minutes ago): disarming a running session would hide a trader that dies in its last hours."""
+    session, error = _session(notifier, day, "disarm")
+    if session is not None:
+        close = dt.datetime.combine(session.date, dt.time(session.close_minute // 60, session.close_minute % 60), IST)
+        current = ist_now(now)
+        if current < close + DISARM_AFTER_CLOSE:
+            decide(
+                log,
+                "still open: kept armed",
+                session=day.isoformat(),
+                close=close.strftime("%H:%M"),
+                now=current.strftime("%H:%M"),
+            )
+            return {
+                "status": "skipped",
+                "action": "disarm",
+                "session": day.isoformat(),
+                "reason": "still open: kept armed",
+            }
+    # no session, a closed one, or a calendar that cannot say (nothing was armed past the table): disarm
+    out = _alarm_actions(cfg, notifier, day, enable=False)
+    if error and out["status"] == "ok":
+        out["note"] = error
+    return out
+
+
 def _alarm_actions(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date, *, enable: bool) -> dict[str, Any]:
     action = "arm" if enable else "disarm"
     try:
@@ -158,7 +181,7 @@ def _alarm_actions(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date
         else:
             cw.disable_alarm_actions(AlarmNames=[alarm])
     except (ConfigError, ClientError, BotoCoreError) as exc:
-        reason = str(exc) if isinstance(exc, ConfigError) else f"{action} failed ({_code(exc)})"
+        reason = str(exc) if isinstance(exc, ConfigError) else f"{action} failed ({aws_code(exc)})"
         decide(log, f"heartbeat alarm {action} failed", logging.ERROR, session=day.isoformat(), reason=reason)
         alert(notifier, "ERROR", f"TFL: could not {action} the heartbeat alarm: {reason}")
         return {"status": "error", "action": action, "session": day.isoformat(), "reason": reason}
@@ -183,7 +206,7 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
     if action == "arm":
         return arm(cfg, notifier, day)
     if action == "disarm":
-        return _alarm_actions(cfg, notifier, day, enable=False)
+        return disarm(cfg, notifier, day, now)
     reason = f"unknown action {str(action)[:40]!r} (expected one of {', '.join(ACTIONS)})"
     decide(log, "ops: unknown action", logging.ERROR, reason=reason)
     alert(notifier, "ERROR", f"TFL ops job: {reason}")
@@ -191,5 +214,5 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    """Lambda entry point (EventBridge Scheduler: start 08:30, arm 09:15, disarm 15:35 IST)."""
+    """Lambda entry point (EventBridge Scheduler: start 08:30, arm 09:15, disarm 12:35 and 15:35 IST)."""
     return entry("ops", log, run, event)  # a missed start means no trading today: never die silently

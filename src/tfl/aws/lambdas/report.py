@@ -31,7 +31,6 @@ from tfl.live.report import DayReport, day_report
 from tfl.trade_csv import trades_csv
 
 log = logging.getLogger("tfl.aws.lambdas.report")
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 
 
 def subject(report: DayReport) -> str:
@@ -100,14 +99,21 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
         alert(notifier, "ERROR", reason)
         return {"status": "error", "session": sid, "reason": reason}
     report = day_report(events, day)
-    level = logging.CRITICAL if report.open_positions else logging.INFO
     published = publish(notifier, subject(report), message(report))
     export, export_error = _export(cfg, sid, report)
     if export_error:
         alert(notifier, "ERROR", f"TFL report for {sid}: could not write the trades export ({export_error})")
+    if report.open_positions:
+        level, what, status = logging.CRITICAL, "report: open positions left after the close", "critical"
+    elif not published:  # the operator expects the report: not receiving it is a failure
+        level, what, status = logging.ERROR, "report not delivered: SNS publish failed", "error"
+    elif export_error:
+        level, what, status = logging.ERROR, "report published; export failed", "error"
+    else:
+        level, what, status = logging.INFO, "report published", "ok"
     decide(
         log,
-        "report: open positions left after the close" if report.open_positions else "report published",
+        what,
         level,
         session=sid,
         trades=len(report.trades),
@@ -119,7 +125,7 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
         export_error=export_error,
     )
     return {
-        "status": "critical" if report.open_positions else ("error" if export_error else "ok"),
+        "status": status,
         "session": sid,
         "trades": len(report.trades),
         "net_pnl": round(report.net_pnl, 2),
