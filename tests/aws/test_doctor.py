@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
+from tfl.aws.calendar_table import CalendarTableExpired, SessionTimes, load_table
 from tfl.aws.doctor import SCHEDULE_NAMES, Check, Clients, calendar_expiry, run_checks
 from tfl.cli.main import main
 from tfl.regime import BiasRecord
@@ -44,6 +47,7 @@ def deployed(mocked_aws: None) -> dict[str, str]:
     q = sqs.create_queue(QueueName="inbox")["QueueUrl"]
     qarn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn)
+    sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="ops@example.com")  # moto confirms it at once
     ec2 = _client("ec2")
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
@@ -79,11 +83,27 @@ def deployed(mocked_aws: None) -> dict[str, str]:
     return outputs
 
 
-def checks(at: dt.datetime = MORNING, session: bool | None = True) -> dict[str, Check]:
-    clients = Clients(
-        *(_client(s) for s in ("cloudformation", "secretsmanager", "ssm", "sns", "scheduler", "ec2", "cloudwatch"))
-    )
-    return {c.name: c for c in run_checks(clients, "TFL-Trading-System-Prod", at, lambda d: session)}
+def clients(**replace: Any) -> Clients:
+    names = {"cfn": "cloudformation", "secrets": "secretsmanager", "ssm": "ssm", "sns": "sns"}
+    names |= {"scheduler": "scheduler", "ec2": "ec2", "cloudwatch": "cloudwatch"}
+    return Clients(**{field: replace.get(field) or _client(service) for field, service in names.items()})
+
+
+def session_of(session: bool | SessionTimes | None) -> Callable[[dt.date], SessionTimes | None]:
+    """True: a regular session; False: none; None: the table has expired; or the session itself."""
+
+    def of(day: dt.date) -> SessionTimes | None:
+        if session is None:
+            raise CalendarTableExpired(f"{day}: expired")
+        if session is True:
+            return SessionTimes(day, 9 * 60 + 15, 15 * 60 + 30)
+        return session or None
+
+    return of
+
+
+def checks(at: dt.datetime = MORNING, session: bool | SessionTimes | None = True, **replace: Any) -> dict[str, Check]:
+    return {c.name: c for c in run_checks(clients(**replace), "TFL-Trading-System-Prod", at, session_of(session))}
 
 
 def failing(result: dict[str, Check]) -> set[str]:
@@ -140,7 +160,7 @@ def test_before_the_morning_steps_missing_token_and_bias_are_not_failures(deploy
     assert checks(MORNING, session=None)["calendar"].status == "FAIL"
 
 
-def test_a_pending_subscription_and_a_missing_stack(deployed: dict[str, str]) -> None:
+def test_no_subscription_and_a_missing_stack(deployed: dict[str, str]) -> None:
     sns = _client("sns")
     for sub in sns.list_subscriptions_by_topic(TopicArn=deployed["TopicArn"])["Subscriptions"]:
         sns.unsubscribe(SubscriptionArn=sub["SubscriptionArn"])
@@ -166,3 +186,109 @@ def test_the_calendar_table_expiry_is_announced() -> None:
     soon = calendar_expiry(2026, dt.date(2026, 11, 25))
     assert soon.status == "WARN" and "36 days" in soon.detail
     assert calendar_expiry(2026, dt.date(2027, 1, 2)).status == "FAIL"
+
+
+def test_only_a_confirmed_email_subscription_counts(deployed: dict[str, str]) -> None:
+    sns = _client("sns")
+    for sub in sns.list_subscriptions_by_topic(TopicArn=deployed["TopicArn"])["Subscriptions"]:
+        if sub["Protocol"] == "email":
+            sns.unsubscribe(SubscriptionArn=sub["SubscriptionArn"])
+    result = checks()["alerts"]  # the SQS subscription is still there, but it e-mails nobody
+    assert result.status == "FAIL" and "e-mail" in result.detail
+
+
+def test_a_pending_email_subscription_fails(deployed: dict[str, str]) -> None:
+    """moto confirms e-mail subscriptions at once; real SNS answers like this until the link is clicked."""
+    sns = _client("sns")
+    topic = deployed["TopicArn"]
+    pending = {
+        "SubscriptionArn": "PendingConfirmation",
+        "Owner": "123456789012",
+        "Protocol": "email",
+        "Endpoint": "ops@example.com",
+        "TopicArn": topic,
+    }
+    confirmed_sqs = {**pending, "SubscriptionArn": f"{topic}:1b2c", "Protocol": "sqs", "Endpoint": "arn:aws:sqs:q"}
+    with Stubber(sns) as stub:
+        stub.add_response(
+            "list_subscriptions_by_topic", {"Subscriptions": [confirmed_sqs, pending]}, {"TopicArn": topic}
+        )
+        result = checks(sns=sns)["alerts"]
+        stub.assert_no_pending_responses()
+    assert result.status == "FAIL" and "not confirmed" in result.detail
+
+
+def test_a_secret_of_the_wrong_shape_is_a_failure_not_a_crash(deployed: dict[str, str]) -> None:
+    sm = _client("secretsmanager")
+    for value in ("[]", "null", '"text"', "12", json.dumps({"client_id": 12345, "secret_key": "s"})):
+        sm.put_secret_value(SecretId="tfl/fyers_credentials", SecretString=value)
+        sm.put_secret_value(SecretId="tfl/fyers_access_token", SecretString=value)
+        _client("ssm").put_parameter(Name="/tfl/bias", Value=value, Overwrite=True)
+        result = checks()
+        assert {"credentials", "token", "bias"} <= failing(result), value
+        assert "instance" in result and "heartbeat" in result  # the other checks still ran
+        assert "12345" not in str(result)
+
+
+def test_an_unexpected_error_names_its_check(deployed: dict[str, str]) -> None:
+    class Broken:
+        def describe_instances(self, **_: Any) -> Any:
+            return {"Reservations": [{"Instances": [{"State": None}]}]}  # TypeError inside the check
+
+    result = checks(ec2=Broken())
+    assert result["instance"].status == "FAIL" and "TypeError" in result["instance"].detail
+    assert result["heartbeat"].status == "PASS"
+
+
+def test_the_heartbeat_age_counts_from_the_end_of_its_minute(deployed: dict[str, str]) -> None:
+    """GetMetricStatistics stamps a datapoint with the START of its period (moto stamps the beat itself)."""
+    cw = _client("cloudwatch")
+    now = dt.datetime(2024, 5, 16, 9, 30, 30, tzinfo=IST)
+    start_of_minute = dt.datetime(2024, 5, 16, 9, 20, tzinfo=IST)  # beats in 09:20:00-09:21:00, 9.5-10.5 min ago
+    expected = {
+        "Namespace": "TFL",
+        "MetricName": "Heartbeat",
+        "StartTime": now - dt.timedelta(hours=23),
+        "EndTime": now,
+        "Period": 60,
+        "Statistics": ["Sum"],
+    }
+    with Stubber(cw) as stub:
+        datapoint = {"Timestamp": start_of_minute, "Sum": 4.0, "Unit": "Count"}
+        stub.add_response("get_metric_statistics", {"Label": "Heartbeat", "Datapoints": [datapoint]}, expected)
+        result = checks(now, cloudwatch=cw)["heartbeat"]
+    assert result.status == "PASS" and "10 minutes ago" in result.detail  # 9.5 min, not 10.5 (a FAIL)
+
+
+def test_market_windows_follow_the_sessions_own_hours(deployed: dict[str, str]) -> None:
+    short = SessionTimes(DAY, 9 * 60 + 15, 12 * 60 + 30, "short session")
+    after_short = dt.datetime(2024, 5, 16, 13, 30, tzinfo=IST)  # the last heartbeat was at 09:28
+    assert checks(after_short, short)["heartbeat"].status == "PASS"
+    assert checks(after_short)["heartbeat"].status == "FAIL"  # a regular session is still on
+    late = SessionTimes(DAY, 9 * 60 + 15, 18 * 60, "extended")
+    evening = dt.datetime(2024, 5, 16, 17, 30, tzinfo=IST)
+    assert checks(evening, late)["heartbeat"].status == "FAIL"
+    _client("ec2").stop_instances(InstanceIds=[deployed["InstanceId"]])
+    assert checks(evening, late)["instance"].status == "FAIL"
+    assert checks(evening)["instance"].status == "PASS"  # after the 17:00 stop of a regular day
+    assert "08:35-18:00" in checks(evening, late)["instance"].detail
+
+
+def test_the_doctor_reads_the_table_the_next_deploy_ships(
+    deployed: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tfl.aws.calendar_table as ct
+
+    packaged = load_table()
+    newer = {**packaged.to_dict(), "last_year": packaged.last_year + 1}
+    monkeypatch.setattr(ct, "generate_table", lambda: newer)
+    main(["doctor", "--at", "2024-05-16T09:30+05:30"])
+    assert f"covers sessions up to {packaged.last_year + 1}-12-31" in capsys.readouterr().out
+
+    def broken() -> dict[str, Any]:
+        raise ImportError("no pandas_market_calendars")
+
+    monkeypatch.setattr(ct, "generate_table", broken)
+    main(["doctor", "--at", "2024-05-16T09:30+05:30"])
+    out, err = capsys.readouterr()
+    assert f"covers sessions up to {packaged.last_year}-12-31" in out and "using the packaged one" in err

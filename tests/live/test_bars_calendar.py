@@ -74,3 +74,28 @@ def test_calendar_fails_closed_past_its_table_and_on_bad_overrides(tmp_path: Pat
     bad.write_text('{"sessions": {"2024-13-01": {"open": "09:15", "close": "15:30"}}}')
     with pytest.raises(CalendarError, match="invalid"):
         NseCalendar(bad)
+
+
+def test_a_new_years_holidays_from_the_circular_extend_the_calendar(tmp_path: Path) -> None:
+    """NSE publishes next year's holidays in December, often before the calendar package:
+    listing them in an override file keeps the system trading on 1 January."""
+    import json
+
+    year = package_last_year() + 1
+    jan = [dt.date(year, 1, d) for d in range(1, 15)]
+    holiday = next(d for d in jan if d.weekday() == 2)  # some Wednesday
+    override = tmp_path / "next-year.json"
+    override.write_text(json.dumps({"years": {str(year): {"holidays": [holiday.isoformat()], "source": "test"}}}))
+    cal = NseCalendar(override)
+    assert cal.last_year == year and NseCalendar().last_year == year - 1
+    assert cal.session(holiday) is None
+    weekdays = [d for d in jan if d.weekday() < 5 and d != holiday]
+    got = [cal.session(d) for d in weekdays]
+    assert all(s is not None and (s.open_minute, s.close_minute) == (555, 930) for s in got)
+    assert all(cal.session(d) is None for d in jan if d.weekday() >= 5)
+    with pytest.raises(CalendarError, match="refusing to guess"):
+        cal.session(dt.date(year + 1, 3, 1))  # the year after is still unknown
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"years": {str(year): {"holidays": [f"{year + 1}-01-26"]}}}))
+    with pytest.raises(CalendarError, match="outside"):
+        NseCalendar(wrong)

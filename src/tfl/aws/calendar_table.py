@@ -67,7 +67,7 @@ class CalendarTable:
         special: Mapping[dt.date, SessionTimes],
         *,
         generated_from: Mapping[str, str] | None = None,
-        generated_at: str = "",
+        generated_at: str = "",  # only older tables have one; generate_table no longer sets it
     ) -> None:
         if first_year > last_year:
             raise CalendarTableError(f"calendar table: first year {first_year} is after last year {last_year}")
@@ -116,17 +116,21 @@ class CalendarTable:
         raise CalendarTableError(f"calendar table: no session in the {_MAX_GAP_DAYS} days before {day}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The JSON content; it depends only on the sessions and their sources (``generated_from``), never
+        on when it was made, so the Lambda bundle's hash changes only when the code or the calendar does."""
+        out: dict[str, Any] = {
             "first_year": self.first_year,
             "last_year": self.last_year,
             "generated_from": dict(sorted(self.generated_from.items())),
-            "generated_at": self.generated_at,
             "closed": sorted(d.isoformat() for d in self.closed),
             "sessions": {
                 d.isoformat(): {"open": _hhmm(s.open_minute), "close": _hhmm(s.close_minute), "note": s.note}
                 for d, s in sorted(self.special.items())
             },
         }
+        if self.generated_at:  # only a table read from an older file has one
+            out["generated_at"] = self.generated_at
+        return out
 
     @staticmethod
     def from_dict(data: Any, where: str = "calendar table") -> CalendarTable:
@@ -184,10 +188,10 @@ def generate_table(first_year: int = FIRST_YEAR, last_year: int | None = None) -
     this imports pandas_market_calendars)."""
     from importlib.metadata import version
 
-    from tfl.calendar.nse import NseCalendar, package_last_year
+    from tfl.calendar.nse import NseCalendar
 
-    last = package_last_year() if last_year is None else last_year
     cal = NseCalendar()
+    last = cal.last_year if last_year is None else last_year  # the package's, or overrides' next years
     closed: list[dt.date] = []
     special: dict[dt.date, SessionTimes] = {}
     day = dt.date(first_year, 1, 1)
@@ -209,7 +213,6 @@ def generate_table(first_year: int = FIRST_YEAR, last_year: int | None = None) -
             "pandas_market_calendars": version("pandas_market_calendars"),
             "tfl.calendar/overrides.json": "sha256:" + hashlib.sha256(overrides).hexdigest()[:16],
         },
-        generated_at=dt.datetime.now(dt.UTC).date().isoformat(),
     )
     return table.to_dict()
 

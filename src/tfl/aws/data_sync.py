@@ -4,6 +4,8 @@ Runs on the instance after each close (``tfl data eod``), so the 08:45 job reads
 yesterday's complete bars. Each symbol is one CSV object (:mod:`tfl.aws.daily_bars`);
 an object whose content has not changed is not uploaded again (its SHA-256 is kept in
 the object's metadata, because with KMS encryption the ETag is not a content hash).
+Objects of symbols that are neither in the universe nor the index or VIX are reported,
+never deleted: they may be an older universe's, and the operator decides.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tfl.aws.daily_bars import DailyBar, daily_key, format_daily_csv
+from tfl.aws.daily_bars import DailyBar, daily_key, format_daily_csv, list_daily
 from tfl.data.bars import BarSeries
 from tfl.data.market import Market
 from tfl.settings import Settings
@@ -31,6 +33,7 @@ class SyncResult:
     uploaded: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    stray: list[str] = field(default_factory=list)  # daily/ objects of symbols the sync does not know
 
 
 def daily_rows(series: BarSeries) -> list[DailyBar]:
@@ -73,7 +76,9 @@ def sync_daily(
 ) -> SyncResult:
     """Upload each symbol's daily bars whose content changed; symbols without data are reported."""
     result = SyncResult()
-    for name in sync_names(market, settings):
+    names = sync_names(market, settings)
+    result.stray = sorted(set(list_daily(s3, bucket)) - set(names))
+    for name in names:
         series = market.daily.get(name)
         if series is None or len(series) == 0:
             result.missing.append(name)
@@ -96,6 +101,7 @@ def sync_daily(
                 "uploaded": len(result.uploaded),
                 "unchanged": len(result.unchanged),
                 "missing": result.missing,
+                "stray": result.stray,
             }
         },
     )

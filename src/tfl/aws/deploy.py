@@ -3,18 +3,22 @@
 The template is uploaded next to the code (it is larger than CloudFormation's inline
 limit). Parameters not given on the command line keep their previous value on an
 update, so a redeploy never silently resets the operator's IP, key or trading mode.
-Progress is the stack's own event stream, printed as it arrives.
+An update pins the trading server's image (``PinnedAmiId``): CloudFormation re-resolves
+the SSM-typed ``LatestAmiId`` on every update, and a newer Amazon Linux image would
+otherwise replace the instance. Progress is the stack's own event stream, printed as it
+arrives.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tfl.aws.package import Bundle
 
@@ -28,9 +32,28 @@ TERMINAL_BAD = {
     "UPDATE_ROLLBACK_COMPLETE",
     "UPDATE_ROLLBACK_FAILED",
     "UPDATE_FAILED",
+    "IMPORT_ROLLBACK_COMPLETE",
+    "IMPORT_ROLLBACK_FAILED",
+}
+# Statuses CloudFormation refuses to update from, with what the operator must do first.
+_NOT_UPDATABLE = {
+    "ROLLBACK_COMPLETE": "it failed to create earlier: delete it, then deploy again",
+    "ROLLBACK_FAILED": "its creation failed and could not be rolled back: delete it, then deploy again",
+    "UPDATE_ROLLBACK_FAILED": "an update could not be rolled back: run "
+    "aws cloudformation continue-update-rollback --stack-name {name}, then try again",
+    "DELETE_FAILED": "a deletion failed: delete it again (fix what blocked it), then deploy",
+    "REVIEW_IN_PROGRESS": "a change set was created but never executed: execute or delete it first",
 }
 # Parameters the template requires on the first deploy (the rest have safe defaults).
 REQUIRED_ON_CREATE = ("MyIPAddress", "GitRepositoryUrl")
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
+# The template's AMI pin and the instance it protects: CloudFormation re-resolves the SSM-typed
+# LatestAmiId on every update, so without a pin a new Amazon Linux release replaces the server.
+PIN_PARAMETER = "PinnedAmiId"
+SERVER_RESOURCE = "TradingServer"
+NO_UPDATES = "No updates are to be performed"
+
+log = logging.getLogger("tfl.aws.deploy")
 
 
 class DeployError(RuntimeError):
@@ -44,6 +67,7 @@ class DeployPlan:
     artifacts_bucket: str
     parameters: dict[str, str] = field(default_factory=dict)
     universe: Path | None = None
+    refresh_ami: bool = False  # let an update move the server to the latest image (replaces it)
 
 
 def template_parameters(text: str) -> dict[str, dict[str, Any]]:
@@ -116,34 +140,106 @@ def upload_if_missing(s3: Any, bucket: str, key: str, body: bytes) -> bool:
         return True
 
 
-def stack_status(cfn: Any, name: str) -> str | None:
+def describe_stack(cfn: Any, name: str) -> dict[str, Any] | None:
+    """The stack's description, or None if it does not exist."""
     try:
         stacks = cfn.describe_stacks(StackName=name)["Stacks"]
     except ClientError as exc:
         if "does not exist" in str(exc):
             return None
         raise
-    return str(stacks[0]["StackStatus"]) if stacks else None
+    return dict(stacks[0]) if stacks else None
+
+
+def stack_status(cfn: Any, name: str) -> str | None:
+    stack = describe_stack(cfn, name)
+    return str(stack["StackStatus"]) if stack else None
+
+
+def check_updatable(name: str, status: str | None) -> None:
+    """Refuse, before anything is uploaded, a stack CloudFormation would not update; the message says what to do."""
+    if status is None:
+        return
+    fix = _NOT_UPDATABLE.get(status)
+    if fix is not None:
+        raise DeployError(f"stack {name} is {status}: {fix.format(name=name)}")
+    if status.endswith("_IN_PROGRESS"):
+        raise DeployError(f"stack {name} is {status}: another operation is running; wait for it to finish")
+
+
+def current_image(cfn: Any, ec2: Any, stack_name: str) -> str:
+    """The AMI the stack's trading server runs now: pinning it keeps the instance through an update."""
+    try:
+        resource = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId=SERVER_RESOURCE)
+        instance_id = resource["StackResourceDetail"]["PhysicalResourceId"]
+        reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        image = str(reservations[0]["Instances"][0]["ImageId"])
+    except (ClientError, BotoCoreError, IndexError, KeyError) as exc:
+        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else type(exc).__name__
+        raise DeployError(
+            f"cannot read the image of {SERVER_RESOURCE} in {stack_name} ({code}), so it cannot be pinned: "
+            "an update could replace the server. Pass --refresh-ami to accept a new instance"
+        ) from None
+    log.info(
+        "trading server image pinned",
+        extra={"fields": {"stack": stack_name, "instance": instance_id, "image": image}},
+    )
+    return image
 
 
 def stack_parameters(
-    template_params: Mapping[str, Any], given: Mapping[str, str], *, update: bool
+    template_params: Mapping[str, Any], given: Mapping[str, str], existing: Collection[str] | None
 ) -> list[dict[str, Any]]:
-    """CloudFormation parameters: given values, previous values on an update, defaults otherwise."""
+    """CloudFormation parameters: given values, else the stack's previous value, else the template default.
+
+    ``existing`` is the running stack's parameter keys (None on a create). Only those may be
+    sent as UsePreviousValue: CloudFormation rejects it for a parameter the stack never had.
+    """
     unknown = sorted(set(given) - set(template_params))
     if unknown:
         raise DeployError(f"the template has no parameter(s) {', '.join(unknown)}")
     out: list[dict[str, Any]] = []
+    missing: list[str] = []
     for name in sorted(template_params):
         if name in given:
             out.append({"ParameterKey": name, "ParameterValue": given[name]})
-        elif update:
+        elif existing is not None and name in existing:
             out.append({"ParameterKey": name, "UsePreviousValue": True})
-    if not update:
-        missing = [p for p in REQUIRED_ON_CREATE if p in template_params and p not in given]
-        if missing:
-            raise DeployError(f"the first deploy needs {', '.join(missing)} (see tfl deploy --help)")
+        elif "Default" not in template_params[name]:
+            missing.append(name)
+    if missing and existing is None:
+        raise DeployError(f"the first deploy needs {', '.join(missing)} (see tfl deploy --help)")
+    if missing:
+        raise DeployError(
+            f"the template adds parameter(s) without a default: {', '.join(missing)}; pass a value (tfl deploy --help)"
+        )
     return out
+
+
+def latest_event_id(cfn: Any, name: str) -> str | None:
+    """The newest event of the stack: read before an operation, so waiting prints exactly that operation's events."""
+    try:
+        events = cfn.describe_stack_events(StackName=name)["StackEvents"]
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+    return str(events[0]["EventId"]) if events else None
+
+
+def _events_after(cfn: Any, name: str, since: str | None, seen: set[str]) -> list[dict[str, Any]]:
+    """Events newer than ``since`` not printed yet, oldest first (the API pages newest first)."""
+    fresh: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"StackName": name}
+    while True:
+        page = cfn.describe_stack_events(**kwargs)
+        for e in page["StackEvents"]:
+            if e["EventId"] == since or e["EventId"] in seen:
+                return fresh[::-1]
+            fresh.append(e)
+        if not page.get("NextToken"):
+            return fresh[::-1]
+        kwargs["NextToken"] = page["NextToken"]
 
 
 def wait_for_stack(
@@ -151,25 +247,20 @@ def wait_for_stack(
     name: str,
     progress: Callable[[str], None],
     *,
+    since: str | None,
     poll_seconds: float = 5.0,
     timeout_seconds: float = 3600.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> str:
-    """Print each new stack event until the stack settles; its final status."""
+    """Print each event after ``since`` (see :func:`latest_event_id`) until the stack settles; its final status."""
     seen: set[str] = set()
-    first = True
     deadline = clock() + timeout_seconds
     while True:
-        events = cfn.describe_stack_events(StackName=name)["StackEvents"]
-        fresh = [e for e in reversed(events) if e["EventId"] not in seen]
-        for e in fresh:
+        for e in _events_after(cfn, name, since, seen):
             seen.add(e["EventId"])
-            if first:  # older events belong to earlier deployments
-                continue
             reason = f" ({e['ResourceStatusReason']})" if e.get("ResourceStatusReason") else ""
             progress(f"{e['LogicalResourceId']:<32} {e['ResourceStatus']}{reason}")
-        first = False
         status = stack_status(cfn, name) or "DELETE_COMPLETE"
         if status in TERMINAL_OK or status in TERMINAL_BAD:
             return status
@@ -189,12 +280,34 @@ def deploy(
     *,
     cfn: Any,
     s3: Any,
+    ec2: Any,
     region: str,
     progress: Callable[[str], None],
     template_params: Mapping[str, Any],
     poll_seconds: float = 5.0,
 ) -> dict[str, str]:
     """Upload the bundle and the template, create or update the stack, wait; the outputs."""
+    stack = describe_stack(cfn, plan.stack_name)
+    check_updatable(plan.stack_name, str(stack["StackStatus"]) if stack else None)
+    update = stack is not None
+    given = dict(plan.parameters)
+    given["LambdaCodeBucket"] = plan.artifacts_bucket
+    given["LambdaCodeKey"] = bundle.key
+    if update and PIN_PARAMETER in template_params:
+        if plan.refresh_ami:
+            given[PIN_PARAMETER] = ""
+            progress(
+                f"--refresh-ami: {SERVER_RESOURCE} moves to the latest image; if that is newer than its own, "
+                "the instance is REPLACED (a new instance with an empty disk)"
+            )
+        else:
+            given[PIN_PARAMETER] = current_image(cfn, ec2, plan.stack_name)
+            progress(f"{SERVER_RESOURCE} stays on its image {given[PIN_PARAMETER]} (--refresh-ami to update it)")
+    elif update and plan.refresh_ami:
+        progress(f"--refresh-ami: the template has no {PIN_PARAMETER}; every update resolves the latest image anyway")
+    existing = [str(p["ParameterKey"]) for p in stack.get("Parameters", [])] if stack is not None else None
+    params = stack_parameters(template_params, given, existing)
+
     ensure_bucket(s3, plan.artifacts_bucket, region)
     if upload_if_missing(s3, plan.artifacts_bucket, bundle.key, bundle.data):
         progress(f"uploaded the Lambda bundle s3://{plan.artifacts_bucket}/{bundle.key} ({len(bundle.data)} bytes)")
@@ -204,41 +317,35 @@ def deploy(
     template_key = f"templates/{plan.template.stem}-{bundle.sha256[:8]}-{int(time.time())}.yaml"
     s3.put_object(Bucket=plan.artifacts_bucket, Key=template_key, Body=body)
     url = f"https://{plan.artifacts_bucket}.s3.{region}.amazonaws.com/{template_key}"
-    given = dict(plan.parameters)
-    given["LambdaCodeBucket"] = plan.artifacts_bucket
-    given["LambdaCodeKey"] = bundle.key
-    status = stack_status(cfn, plan.stack_name)
-    if status == "ROLLBACK_COMPLETE":
-        raise DeployError(
-            f"stack {plan.stack_name} failed to create earlier (ROLLBACK_COMPLETE): delete it, then deploy again"
-        )
-    update = status is not None
-    params = stack_parameters(template_params, given, update=update)
-    caps = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
+
+    since = latest_event_id(cfn, plan.stack_name) if update else None
+    changed = True
     if update:
         try:
-            cfn.update_stack(StackName=plan.stack_name, TemplateURL=url, Parameters=params, Capabilities=caps)
+            cfn.update_stack(StackName=plan.stack_name, TemplateURL=url, Parameters=params, Capabilities=CAPABILITIES)
         except ClientError as exc:
-            if "No updates are to be performed" in str(exc):
-                progress("no changes: the stack is already up to date")
-                return stack_outputs(cfn, plan.stack_name)
-            raise DeployError(f"update of {plan.stack_name} refused: {exc}") from None
-        progress(f"updating stack {plan.stack_name} ...")
+            if NO_UPDATES not in str(exc):
+                raise DeployError(f"update of {plan.stack_name} refused: {exc}") from None
+            progress("no changes: the stack is already up to date")
+            changed = False
+        else:
+            progress(f"updating stack {plan.stack_name} ...")
     else:
         cfn.create_stack(
             StackName=plan.stack_name,
             TemplateURL=url,
             Parameters=params,
-            Capabilities=caps,
+            Capabilities=CAPABILITIES,
             OnFailure="ROLLBACK",
             Tags=[{"Key": "Project", "Value": "TFL"}],
         )
         progress(f"creating stack {plan.stack_name} ...")
-    final = wait_for_stack(cfn, plan.stack_name, progress, poll_seconds=poll_seconds)
-    if final not in TERMINAL_OK:
-        raise DeployError(f"stack {plan.stack_name} ended {final}: see the events above")
+    if changed:
+        final = wait_for_stack(cfn, plan.stack_name, progress, since=since, poll_seconds=poll_seconds)
+        if final not in TERMINAL_OK:
+            raise DeployError(f"stack {plan.stack_name} ended {final}: see the events above")
     outputs = stack_outputs(cfn, plan.stack_name)
-    if plan.universe is not None and outputs.get("DataBucket"):
+    if plan.universe is not None and outputs.get("DataBucket"):  # also when the stack itself had no changes
         s3.put_object(Bucket=outputs["DataBucket"], Key="config/universe.csv", Body=plan.universe.read_bytes())
         progress(f"uploaded the universe to s3://{outputs['DataBucket']}/config/universe.csv")
     return outputs

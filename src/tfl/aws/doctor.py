@@ -1,20 +1,24 @@
 """`tfl doctor`: is the deployed system ready to trade today?
 
 Each check reads the live AWS state (never a cached idea of it) and says PASS, WARN or
-FAIL with the fix. The times that matter are IST: a token or a bias record is only
-expected once its morning step has run.
+FAIL with the fix. The times that matter are IST and come from the day's own session
+(special and short sessions included): a token or a bias record is only expected once its
+morning step has run. A check that meets something unexpected (a secret that is valid JSON
+but not an object, say) reports FAIL under its own name; the other checks still run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tfl.aws.calendar_table import CalendarTableExpired, SessionTimes
 from tfl.aws.secrets_store import is_placeholder
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -30,6 +34,20 @@ SCHEDULE_NAMES = (
     "TFL-ArmHeartbeatAlarm",
     "TFL-DisarmHeartbeatAlarm",
 )
+CREDENTIAL_FIELDS = ("client_id", "secret_key", "redirect_uri")
+INSTANCE_UP = 8 * 60 + 35  # five minutes after the 08:30 start schedule
+INSTANCE_DOWN = 17 * 60  # the stop schedule (the end-of-day job runs before it)
+BIAS_DUE = 8 * 60 + 45
+TOKEN_LEAD = 5  # minutes before the open by which the day's token must exist
+HEARTBEAT_GRACE = 5  # minutes after the open before the first heartbeat is due
+HEARTBEAT_MAX_AGE = 10  # minutes
+HEARTBEAT_PERIOD = 60  # seconds; a datapoint's Timestamp is the START of its period
+HEARTBEAT_LOOKBACK = dt.timedelta(hours=23)  # 1,380 one-minute points: under the API's 1,440 per call
+
+log = logging.getLogger("tfl.aws.doctor")
+
+# The day's session (None: no session), raising CalendarTableExpired when the table cannot tell.
+SessionOf = Callable[[dt.date], SessionTimes | None]
 
 
 @dataclass(frozen=True)
@@ -56,41 +74,82 @@ def _aws_error(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def run_checks(
-    clients: Clients,
-    stack_name: str,
-    now: dt.datetime,
-    is_session: Callable[[dt.date], bool | None],
-) -> list[Check]:
-    """All checks; ``is_session`` returns None when the calendar cannot tell (table expired)."""
+class _UnusableError(ValueError):
+    """A secret or parameter that cannot be used; the message says why, never its content."""
+
+
+def _guarded(name: str, check: Callable[[], Check | list[Check]]) -> list[Check]:
+    """One check's result; an unexpected error becomes a FAIL line naming the check, never a traceback."""
+    try:
+        got = check()
+    except _UnusableError as exc:
+        return [Check(name, "FAIL", str(exc))]
+    except Exception as exc:  # a surprising answer must not hide the other checks
+        log.warning("doctor check failed unexpectedly", extra={"fields": {"check": name, "error": type(exc).__name__}})
+        return [Check(name, "FAIL", f"the check could not complete ({type(exc).__name__}): check it by hand")]
+    return got if isinstance(got, list) else [got]
+
+
+def run_checks(clients: Clients, stack_name: str, now: dt.datetime, session_of: SessionOf) -> list[Check]:
+    """All checks; ``session_of`` is the calendar table's ``session`` (see :data:`SessionOf`)."""
     out: list[Check] = []
-    today = now.astimezone(IST).date()
-    minute = now.astimezone(IST).hour * 60 + now.astimezone(IST).minute
+    ist = now.astimezone(IST)
+    today = ist.date()
+    minute = ist.hour * 60 + ist.minute
     try:
         stack = clients.cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, IndexError, KeyError) as exc:
         return [Check("stack", "FAIL", f"stack {stack_name} not readable ({_aws_error(exc)}): deploy it (tfl deploy)")]
     status = stack["StackStatus"]
     good = status.endswith("_COMPLETE") and "ROLLBACK" not in status and "DELETE" not in status
     out.append(Check("stack", "PASS" if good else "FAIL", f"{stack_name} is {status}"))
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
-    session = is_session(today)
-    if session is None:
+    try:
+        session = session_of(today)
+    except CalendarTableExpired:
+        session = None
         out.append(Check("calendar", "FAIL", "the NSE calendar table has no entry for today: regenerate (tfl deploy)"))
     else:
-        out.append(Check("calendar", "PASS", f"{today} is {'a session day' if session else 'not a session day'}"))
+        what = "not a session day" if session is None else _session_text(session)
+        out.append(Check("calendar", "PASS", f"{today} is {what}"))
 
-    out.append(_credentials(clients, outputs))
-    out.append(_token(clients, outputs, today, minute, bool(session)))
-    out.append(_bias(clients, outputs, today, minute, bool(session)))
-    out.append(_subscription(clients, outputs))
-    out.extend(_schedules(clients))
-    out.append(_instance(clients, outputs, minute, bool(session)))
-    out.append(_heartbeat(clients, now, minute, bool(session)))
+    out.extend(_guarded("credentials", lambda: _credentials(clients, outputs)))
+    out.extend(_guarded("token", lambda: _token(clients, outputs, today, minute, session)))
+    out.extend(_guarded("bias", lambda: _bias(clients, outputs, today, minute, session)))
+    out.extend(_guarded("alerts", lambda: _subscription(clients, outputs)))
+    out.extend(_guarded("schedules", lambda: _schedules(clients)))
+    out.extend(_guarded("instance", lambda: _instance(clients, outputs, minute, session)))
+    out.extend(_guarded("heartbeat", lambda: _heartbeat(clients, now, minute, session)))
     if outputs.get("ElasticIP"):
         out.append(Check("static IP", "PASS", f"{outputs['ElasticIP']}: it must be whitelisted in the FYERS app"))
     return out
+
+
+def _hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def _session_text(s: SessionTimes) -> str:
+    return f"a session day ({_hhmm(s.open_minute)}-{_hhmm(s.close_minute)}{', ' + s.note if s.note else ''})"
+
+
+def instance_window(session: SessionTimes | None) -> tuple[int, int] | None:
+    """IST minutes in which the server must run: from the morning start until the 17:00 stop or a later close."""
+    if session is None:
+        return None
+    return INSTANCE_UP, max(INSTANCE_DOWN, session.close_minute)
+
+
+def heartbeat_window(session: SessionTimes | None) -> tuple[int, int] | None:
+    """IST minutes in which the trader must beat: from just after the session's open to its close."""
+    if session is None:
+        return None
+    return session.open_minute + HEARTBEAT_GRACE, session.close_minute
+
+
+def _within(window: tuple[int, int] | None, minute: int) -> bool:
+    return window is not None and window[0] <= minute < window[1]
 
 
 def calendar_expiry(last_year: int, today: dt.date, warn_days: int = 45) -> Check:
@@ -109,13 +168,31 @@ def calendar_expiry(last_year: int, today: dt.date, warn_days: int = 45) -> Chec
     return Check("calendar table", "PASS", f"covers sessions up to {end}")
 
 
+def _json_object(text: str | None, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        raise _UnusableError(f"{what} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise _UnusableError(f"{what} is JSON but not an object: store a JSON object there")
+    return data
+
+
+def _secret(c: Clients, name: str) -> dict[str, Any]:
+    try:
+        text = c.secrets.get_secret_value(SecretId=name).get("SecretString")
+    except (ClientError, BotoCoreError) as exc:
+        raise _UnusableError(f"secret {name} unreadable ({_aws_error(exc)})") from None
+    return _json_object(text, f"secret {name}")
+
+
 def _credentials(c: Clients, outputs: dict[str, str]) -> Check:
     name = outputs.get("CredentialsSecret", "tfl/fyers_credentials")
-    try:
-        data = json.loads(c.secrets.get_secret_value(SecretId=name).get("SecretString") or "{}")
-    except (ClientError, BotoCoreError, json.JSONDecodeError) as exc:
-        return Check("credentials", "FAIL", f"secret {name} unreadable ({_aws_error(exc)})")
-    left = [k for k in ("client_id", "secret_key", "redirect_uri") if is_placeholder(data.get(k))]
+    data = _secret(c, name)
+    not_text = [k for k in CREDENTIAL_FIELDS if data.get(k) is not None and not isinstance(data[k], str)]
+    if not_text:
+        return Check("credentials", "FAIL", f"in {name}, {', '.join(not_text)} must be a JSON string")
+    left = [k for k in CREDENTIAL_FIELDS if is_placeholder(data.get(k))]
     if left:
         return Check("credentials", "FAIL", f"replace the placeholders in {name}: {', '.join(left)}")
     callback = outputs.get("LoginCallbackUrl")
@@ -124,51 +201,54 @@ def _credentials(c: Clients, outputs: dict[str, str]) -> Check:
     return Check("credentials", "PASS", f"{name} is filled in")
 
 
-def _token(c: Clients, outputs: dict[str, str], today: dt.date, minute: int, session: bool) -> Check:
+def _token(c: Clients, outputs: dict[str, str], today: dt.date, minute: int, session: SessionTimes | None) -> Check:
     name = outputs.get("TokenSecret", "tfl/fyers_access_token")
-    try:
-        data = json.loads(c.secrets.get_secret_value(SecretId=name).get("SecretString") or "{}")
-    except (ClientError, BotoCoreError, json.JSONDecodeError) as exc:
-        return Check("token", "FAIL", f"secret {name} unreadable ({_aws_error(exc)})")
+    data = _secret(c, name)
     issued = data.get("token_date")
-    if issued == today.isoformat() and not is_placeholder(data.get("access_token")):
+    token = data.get("access_token")
+    if issued == today.isoformat() and isinstance(token, str) and not is_placeholder(token):
         return Check("token", "PASS", f"a FYERS token issued today ({issued})")
-    if not session:
+    if session is None:
         return Check("token", "PASS", f"no token needed today (last issued {issued or 'never'})")
-    level = "FAIL" if minute >= 9 * 60 + 10 else "WARN"
+    level = "FAIL" if minute >= session.open_minute - TOKEN_LEAD else "WARN"
     return Check("token", level, f"no FYERS token for today (last {issued or 'never'}): tap today's login link")
 
 
-def _bias(c: Clients, outputs: dict[str, str], today: dt.date, minute: int, session: bool) -> Check:
+def _bias(c: Clients, outputs: dict[str, str], today: dt.date, minute: int, session: SessionTimes | None) -> Check:
     name = outputs.get("BiasParameter", "/tfl/bias")
     try:
         text = c.ssm.get_parameter(Name=name)["Parameter"]["Value"]
-        record = json.loads(text)
-    except (ClientError, BotoCoreError, json.JSONDecodeError, KeyError) as exc:
+    except (ClientError, BotoCoreError, KeyError) as exc:
         return Check("bias", "FAIL", f"parameter {name} unreadable ({_aws_error(exc)})")
+    record = _json_object(text, f"parameter {name}")
     dated = record.get("session")
     if dated == today.isoformat():
         return Check("bias", "PASS", f"{record.get('bias')} for today ({record.get('reason', '')})")
-    if not session or minute < 8 * 60 + 45:
+    if session is None or minute < BIAS_DUE:
         return Check("bias", "PASS", f"latest record is for {dated} (today's comes at 08:45 on session days)")
     return Check("bias", "FAIL", f"the bias record is dated {dated}, not today: the trader will not trade (NO_TRADES)")
 
 
 def _subscription(c: Clients, outputs: dict[str, str]) -> Check:
+    """Alerts reach the operator only through a confirmed e-mail subscription (other protocols do not count)."""
     topic = outputs.get("TopicArn")
     if not topic:
         return Check("alerts", "FAIL", "the stack has no TopicArn output")
     try:
-        subs = c.sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        subs = [
+            s
+            for page in c.sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic)
+            for s in page.get("Subscriptions", [])
+        ]
     except (ClientError, BotoCoreError) as exc:
         return Check("alerts", "FAIL", f"topic unreadable ({_aws_error(exc)})")
-    confirmed = [s for s in subs if s.get("SubscriptionArn", "").startswith("arn:")]
-    pending = [s for s in subs if s.get("SubscriptionArn") == "PendingConfirmation"]
+    email = [s for s in subs if s.get("Protocol") == "email"]
+    confirmed = [s for s in email if str(s.get("SubscriptionArn", "")).startswith("arn:")]
     if confirmed:
-        return Check("alerts", "PASS", f"{len(confirmed)} confirmed subscription(s)")
-    if pending:
-        return Check("alerts", "FAIL", "the e-mail subscription is not confirmed: click the link AWS sent")
-    return Check("alerts", "FAIL", "nobody is subscribed to the alerts topic (deploy with --alert-email)")
+        return Check("alerts", "PASS", f"{len(confirmed)} confirmed e-mail subscription(s)")
+    if email:
+        return Check("alerts", "FAIL", "the e-mail subscription is not confirmed: click the link in AWS's e-mail")
+    return Check("alerts", "FAIL", "no e-mail subscription to the alerts topic (deploy with --alert-email)")
 
 
 def _schedules(c: Clients) -> list[Check]:
@@ -189,7 +269,7 @@ def _schedules(c: Clients) -> list[Check]:
     return out
 
 
-def _instance(c: Clients, outputs: dict[str, str], minute: int, session: bool) -> Check:
+def _instance(c: Clients, outputs: dict[str, str], minute: int, session: SessionTimes | None) -> Check:
     iid = outputs.get("InstanceId")
     if not iid:
         return Check("instance", "FAIL", "the stack has no InstanceId output")
@@ -198,29 +278,31 @@ def _instance(c: Clients, outputs: dict[str, str], minute: int, session: bool) -
         state = res[0]["Instances"][0]["State"]["Name"]
     except (ClientError, BotoCoreError, IndexError, KeyError) as exc:
         return Check("instance", "FAIL", f"{iid} unreadable ({_aws_error(exc)})")
-    should_run = session and 8 * 60 + 35 <= minute < 17 * 60
-    if should_run and state != "running":
-        return Check("instance", "FAIL", f"{iid} is {state} during trading hours")
+    window = instance_window(session)
+    if window is not None and window[0] <= minute < window[1] and state != "running":
+        return Check("instance", "FAIL", f"{iid} is {state}; it must run {_hhmm(window[0])}-{_hhmm(window[1])} today")
     return Check("instance", "PASS", f"{iid} is {state}")
 
 
-def _heartbeat(c: Clients, now: dt.datetime, minute: int, session: bool) -> Check:
+def _heartbeat(c: Clients, now: dt.datetime, minute: int, session: SessionTimes | None) -> Check:
     try:
         stats = c.cloudwatch.get_metric_statistics(
             Namespace="TFL",
             MetricName="Heartbeat",
-            StartTime=now - dt.timedelta(hours=24),
+            StartTime=now - HEARTBEAT_LOOKBACK,
             EndTime=now,
-            Period=300,
+            Period=HEARTBEAT_PERIOD,
             Statistics=["Sum"],
         )["Datapoints"]
     except (ClientError, BotoCoreError) as exc:
         return Check("heartbeat", "WARN", f"metrics unreadable ({_aws_error(exc)})")
-    last = max((p["Timestamp"] for p in stats if p.get("Sum", 0) > 0), default=None)
-    in_market = session and 9 * 60 + 20 <= minute < 15 * 60 + 30
+    period = dt.timedelta(seconds=HEARTBEAT_PERIOD)  # the last beat came before its period's end
+    last = max((p["Timestamp"] + period for p in stats if p.get("Sum", 0) > 0), default=None)
+    in_market = _within(heartbeat_window(session), minute)
     if last is None:
-        return Check("heartbeat", "FAIL" if in_market else "PASS", "no heartbeat in the last 24 hours")
-    age = (now - last).total_seconds() / 60
-    if in_market and age > 10:
+        hours = HEARTBEAT_LOOKBACK.total_seconds() / 3600
+        return Check("heartbeat", "FAIL" if in_market else "PASS", f"no heartbeat in the last {hours:.0f} hours")
+    age = max(0.0, (now - last).total_seconds() / 60)
+    if in_market and age > HEARTBEAT_MAX_AGE:
         return Check("heartbeat", "FAIL", f"last heartbeat {age:.0f} minutes ago: is the trader running?")
     return Check("heartbeat", "PASS", f"last heartbeat {age:.0f} minutes ago")

@@ -5,7 +5,9 @@
 DR drills) or close days. Bars run from 09:15; the last bar of a session starts 15
 minutes before its close. Sessions outside the regular window (Muhurat evenings) are not
 traded. Past the end of the calendar package's holiday table, the calendar refuses to
-answer (fails closed) rather than guess.
+answer (fails closed) rather than guess, unless an override file lists that year's
+holidays under ``years`` (from NSE's circular, which comes out in December, often before
+the package has it): then every other weekday of that year is a regular session.
 """
 
 from __future__ import annotations
@@ -47,7 +49,32 @@ class Session:
         return self.close_minute < 15 * 60 + 30
 
 
-def _read_overrides(path: Path | None) -> tuple[dict[str, dict[str, str]], set[str]]:
+@dataclass(frozen=True)
+class Overrides:
+    sessions: dict[str, dict[str, str]]  # ISO day -> {"open", "close", "note"}
+    closed: set[str]  # ISO days
+    years: dict[int, frozenset[str]]  # a year past the package -> its weekday holidays (ISO)
+
+
+def _read_years(data: dict[str, object]) -> dict[int, frozenset[str]]:
+    out: dict[int, frozenset[str]] = {}
+    raw = data.get("years", {})
+    if not isinstance(raw, dict):
+        raise TypeError("'years' must be an object of year -> {holidays: [...]}")
+    for year, spec in raw.items():
+        y = int(year)
+        holidays = spec["holidays"] if isinstance(spec, dict) else None
+        if not isinstance(holidays, list):
+            raise TypeError(f"years.{year}: 'holidays' must be a list of dates")
+        days = {dt.date.fromisoformat(str(d)) for d in holidays}
+        wrong = sorted(d.isoformat() for d in days if d.year != y)
+        if wrong:
+            raise ValueError(f"years.{year}: holidays outside {year}: {', '.join(wrong)}")
+        out[y] = frozenset(d.isoformat() for d in days)
+    return out
+
+
+def _read_overrides(path: Path | None) -> Overrides:
     if path is None:
         text = resources.files("tfl.calendar").joinpath("overrides.json").read_text(encoding="utf-8")
         where = "packaged overrides.json"
@@ -67,9 +94,10 @@ def _read_overrides(path: Path | None) -> tuple[dict[str, dict[str, str]], set[s
             parse_hhmm(spec["close"])
         for day in closed:
             dt.date.fromisoformat(day)
+        years = _read_years(data)
     except (json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
         raise CalendarError(f"calendar override file {where}: invalid ({exc})") from None
-    return sessions, closed
+    return Overrides(sessions, closed, years)
 
 
 @lru_cache(maxsize=4)
@@ -97,11 +125,22 @@ def package_last_year() -> int:
 
 class NseCalendar:
     def __init__(self, override_file: Path | None = None) -> None:
-        self._sessions, self._closed = _read_overrides(None)
+        base = _read_overrides(None)
+        self._sessions, self._closed, self._years = dict(base.sessions), set(base.closed), dict(base.years)
         if override_file is not None:
-            extra, closed = _read_overrides(override_file)
-            self._sessions.update(extra)
-            self._closed |= closed
+            extra = _read_overrides(override_file)
+            self._sessions.update(extra.sessions)
+            self._closed |= extra.closed
+            self._years.update(extra.years)
+
+    @property
+    def last_year(self) -> int:
+        """The last year the calendar can answer for: the package's, or a later one whose
+        holidays an override file lists (every year in between must be listed too)."""
+        last = package_last_year()
+        while last + 1 in self._years:
+            last += 1
+        return last
 
     def session(self, day: dt.date) -> Session | None:
         """The tradeable session on ``day``, or None for a holiday / weekend / evening-only day."""
@@ -112,10 +151,14 @@ class NseCalendar:
             spec = self._sessions[iso]
             return Session(day, parse_hhmm(spec["open"]), parse_hhmm(spec["close"]), spec.get("note", ""))
         if day.year > package_last_year():
-            raise CalendarError(
-                f"{iso}: the NSE calendar package has no holiday table for {day.year}; "
-                "refusing to guess (add the year's sessions to an override file)"
-            )
+            if day.year > self.last_year:
+                raise CalendarError(
+                    f"{iso}: the NSE calendar package has no holiday table for {day.year}; refusing to guess "
+                    f'(list NSE\'s {day.year} holidays under "years" in src/tfl/calendar/overrides.json)'
+                )
+            if day.weekday() >= 5 or iso in self._years[day.year]:
+                return None
+            return Session(day, REGULAR_OPEN, 15 * 60 + 30)
         o_c = _package_sessions(day.year, day.year).get(day)
         if o_c is None:
             return None

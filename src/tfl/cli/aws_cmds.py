@@ -6,11 +6,19 @@ import argparse
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfl.settings import Settings
 
+if TYPE_CHECKING:
+    from tfl.aws.calendar_table import CalendarTable
+    from tfl.aws.data_sync import SyncResult
+
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+# A stack update may stop and start the server (user data, instance type): not while it boots,
+# trades or runs the end-of-day job, i.e. from the 08:30 start to the 17:00 stop (or a later close).
+GUARD_START = 8 * 60 + 30
+GUARD_END = 17 * 60
 DEFAULT_TEMPLATE = Path("infra/tfl-infrastructure.yaml")
 
 
@@ -25,11 +33,33 @@ def _client(settings: Settings, service: str) -> Any:
     return client(service, settings.aws.region)
 
 
-def calendar_bytes() -> bytes:
-    """The NSE session table, generated now from the calendar packages (build time)."""
-    from tfl.aws.calendar_table import generate_table, table_json
+def fresh_calendar() -> tuple[CalendarTable, dict[str, Any] | None]:
+    """The NSE session table as ``tfl deploy`` ships it: generated now from the calendar packages.
 
-    return table_json(generate_table()).encode("utf-8")
+    If that fails (a broken calendar package), the packaged table, and None for the content:
+    the doctor and the market-hours guard still work, a deploy does not.
+    """
+    from tfl.aws.calendar_table import CalendarTable, generate_table, load_table
+
+    try:
+        data = generate_table()
+        return CalendarTable.from_dict(data, "the generated calendar table"), data
+    except Exception as exc:  # any failure of the calendar packages: fall back, say so
+        sys.stderr.write(
+            f"tfl: warning: cannot generate the NSE calendar table ({type(exc).__name__}: {exc}); "
+            "using the packaged one\n"
+        )
+        return load_table(), None
+
+
+def sync_report(result: SyncResult, bucket: str) -> list[str]:
+    """What the operator reads after a sync: counts, symbols without data, objects nobody uses."""
+    lines = [f"s3://{bucket}/daily/: {len(result.uploaded)} uploaded, {len(result.unchanged)} unchanged"]
+    if result.stray:
+        lines.append(f"not in the universe, index or VIX (kept; delete them if unused): {', '.join(result.stray)}")
+    if result.missing:
+        lines.append(f"no daily data for {', '.join(result.missing)}: tomorrow's bias job cannot read them")
+    return lines
 
 
 def cmd_data_sync(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,10 +71,8 @@ def cmd_data_sync(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError("no bucket: pass --bucket or set aws.data_bucket (TFL_AWS__DATA_BUCKET)")
     market = load_market(args.data, settings)
     result = sync_daily(market, settings, _client(settings, "s3"), bucket)
-    _out(
-        f"s3://{bucket}/daily/: {len(result.uploaded)} uploaded, {len(result.unchanged)} unchanged"
-        + (f"; no daily data for {', '.join(result.missing)}" if result.missing else "")
-    )
+    for line in sync_report(result, bucket):
+        _out(line)
     return 0 if not result.missing else 1
 
 
@@ -59,7 +87,8 @@ def cmd_data_eod(args: argparse.Namespace, settings: Settings) -> int:
     except Exception as exc:
         alert(
             "ERROR",
-            f"TFL end-of-day data update failed ({type(exc).__name__}: {exc}); tomorrow's bias will be NO_TRADES",
+            f"TFL end-of-day data update failed ({type(exc).__name__}: {exc}); "
+            "tomorrow's bias may be NO_TRADES or leave these symbols out",
         )
         raise
 
@@ -77,13 +106,10 @@ def _eod(args: argparse.Namespace, settings: Settings) -> int:
     data.mkdir(parents=True, exist_ok=True)
     universe_file = data / "universe.csv"
     s3 = _client(settings, "s3") if settings.aws.data_bucket else None
-    if s3 is not None:
-        try:  # the deploy uploads the universe; a newer one replaces ours
-            obj = s3.get_object(Bucket=settings.aws.data_bucket, Key="config/universe.csv")
-            universe_file.write_bytes(obj["Body"].read())
-        except Exception as exc:  # missing object or no access: keep the local file
-            if not universe_file.exists():
-                raise ValueError(f"no universe: {universe_file} is missing and S3 has none ({exc})") from None
+    if s3 is not None:  # the deploy uploads the universe; the bucket's copy replaces ours
+        from tfl.aws.universe_file import download_universe
+
+        download_universe(s3, settings.aws.data_bucket, universe_file)
     if not universe_file.exists():
         raise ValueError(f"no universe file {universe_file}: deploy with --universe, or copy one there")
     names = read_universe(universe_file)
@@ -99,16 +125,23 @@ def _eod(args: argparse.Namespace, settings: Settings) -> int:
     _, pd_ = fetch(kit.rest, kit.symbols, list(dict.fromkeys([*names, *index])), "D", first, today, data, now=now)
     problems = p15 + pd_
     _out(f"data directory {data} topped up to {today}" + (f"; {len(problems)} downloads failed" if problems else ""))
+    missing: list[str] = []
     if s3 is not None:
         market = load_market(data, settings)
         result = sync_daily(market, settings, s3, settings.aws.data_bucket)
-        _out(f"daily bars synced: {len(result.uploaded)} uploaded, {len(result.unchanged)} unchanged")
-    if problems:
-        raise ValueError(f"{len(problems)} history downloads failed, e.g. {problems[0]}")
+        for line in sync_report(result, settings.aws.data_bucket):
+            _out(line)
+        missing = result.missing
+    failures = [f"{len(problems)} history downloads failed, e.g. {problems[0]}"] if problems else []
+    if missing:  # the others are synced; these would silently drop out of the bias
+        failures.append(f"no daily data for {len(missing)} symbol(s): {', '.join(missing)}")
+    if failures:
+        raise ValueError("; ".join(failures))
     return 0
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from tfl.aws.calendar_table import table_json
     from tfl.aws.deploy import DeployPlan, artifacts_bucket_name, deploy, template_parameters
     from tfl.aws.package import build_bundle
     from tfl.aws.ssh_access import normalise_cidr
@@ -131,21 +164,39 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
             params[name] = value
     if args.my_ip is not None:
         params["MyIPAddress"] = normalise_cidr(args.my_ip)
-    _guard_market_hours(dt.datetime.now(dt.UTC), args.force)
+    _out("generating the NSE calendar table ...")
+    table, calendar = fresh_calendar()
+    _guard_market_hours(dt.datetime.now(dt.UTC), args.force, table)
+    if calendar is None:
+        raise ValueError("cannot deploy without a freshly generated NSE calendar table (see the warning above)")
     cfn = _client(settings, "cloudformation")
     s3 = _client(settings, "s3")
     bucket = args.artifacts_bucket or artifacts_bucket_name(_client(settings, "sts"), settings.aws.region)
-    _out("building the Lambda bundle (with a fresh NSE calendar table) ...")
-    bundle = build_bundle(calendar_bytes())
+    _out("building the Lambda bundle ...")
+    bundle = build_bundle(table_json(calendar).encode("utf-8"))
     _out(f"  {len(bundle.files)} files, sha256 {bundle.sha256[:16]}")
     body = args.template.read_text(encoding="utf-8")
     template_params = template_parameters(body)
     if "LimitLambdaConcurrency" in template_params and not _lambda_concurrency_ok(settings):
         params.setdefault("LimitLambdaConcurrency", "false")
         _out("this account's Lambda concurrency quota is below 100: no reserved concurrency")
-    plan = DeployPlan(args.stack_name or settings.aws.stack_name, args.template, bucket, params, args.universe)
+    plan = DeployPlan(
+        args.stack_name or settings.aws.stack_name,
+        args.template,
+        bucket,
+        params,
+        args.universe,
+        refresh_ami=args.refresh_ami,
+    )
     outputs = deploy(
-        plan, bundle, cfn=cfn, s3=s3, region=settings.aws.region, progress=_out, template_params=template_params
+        plan,
+        bundle,
+        cfn=cfn,
+        s3=s3,
+        ec2=_client(settings, "ec2"),
+        region=settings.aws.region,
+        progress=_out,
+        template_params=template_params,
     )
     _out("")
     _out("stack outputs:")
@@ -159,17 +210,9 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
-    from tfl.aws.calendar_table import CalendarTableExpired, load_table
     from tfl.aws.doctor import Clients, calendar_expiry, run_checks
 
-    table = load_table()
-
-    def is_session(day: dt.date) -> bool | None:
-        try:
-            return table.session(day) is not None
-        except CalendarTableExpired:
-            return None
-
+    table, _ = fresh_calendar()  # what the next deploy ships, not the checked-in copy
     clients = Clients(
         *(
             _client(settings, s)
@@ -177,7 +220,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
         )
     )
     now = dt.datetime.now(dt.UTC) if args.at is None else args.at
-    checks = run_checks(clients, args.stack_name or settings.aws.stack_name, now, is_session)
+    checks = run_checks(clients, args.stack_name or settings.aws.stack_name, now, table.session)
     checks.append(calendar_expiry(table.last_year, now.astimezone(IST).date()))
     for c in checks:
         _out(f"{c.status:<5} {c.name:<36} {c.detail}")
@@ -187,43 +230,45 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ssh_allow(args: argparse.Namespace, settings: Settings) -> int:
-    from tfl.aws.deploy import TERMINAL_OK, wait_for_stack
-    from tfl.aws.ssh_access import allow_ssh_from, find_group, normalise_cidr, update_stack_ip
+    from tfl.aws.ssh_access import allow_ssh_from, change_stack_ip, find_group, normalise_cidr
 
     cidr = normalise_cidr(args.ip)
+    ec2 = _client(settings, "ec2")
     if args.direct:
-        ec2 = _client(settings, "ec2")
         group = find_group(ec2, args.group_id)
         removed = allow_ssh_from(ec2, group, cidr)
         _out(f"SSH to {group} now allowed from {cidr} only" + (f" (removed {', '.join(removed)})" if removed else ""))
         _out(f"pass --my-ip {cidr} on the next tfl deploy, or CloudFormation restores the old rule")
         return 0
-    cfn = _client(settings, "cloudformation")
     stack = args.stack_name or settings.aws.stack_name
-    update_stack_ip(cfn, stack, cidr)
-    _out(f"updating {stack}: MyIPAddress = {cidr} ...")
-    status = wait_for_stack(cfn, stack, _out, poll_seconds=args.poll_seconds)
-    if status not in TERMINAL_OK:
-        _out(f"the update ended {status}; try again with --direct")
-        return 1
+    # No market-hours guard: the change set is executed only if it edits the security group alone, in place.
+    if not change_stack_ip(_client(settings, "cloudformation"), ec2, stack, cidr, _out, poll_seconds=args.poll_seconds):
+        _out(f"SSH is already allowed from {cidr}: {stack} has that address (nothing changed)")
+        return 0
     _out(f"SSH now allowed from {cidr} only")
     return 0
 
 
-def _guard_market_hours(now: dt.datetime, force: bool) -> None:
-    """A stack update may restart the instance: never during a session unless forced."""
-    from tfl.aws.calendar_table import CalendarTableExpired, load_table
+def _guard_market_hours(now: dt.datetime, force: bool, table: CalendarTable) -> None:
+    """A stack update may stop and start the server: refuse from its 08:30 start to its 17:00 stop unless forced.
+
+    On a day the table cannot tell about (it has expired), every weekday counts: fail closed.
+    """
+    from tfl.aws.calendar_table import CalendarTableExpired
 
     ist = now.astimezone(IST)
     try:
-        session = load_table().session(ist.date())
+        session = table.session(ist.date())
     except CalendarTableExpired:
-        session = None
+        trading, end, why = ist.weekday() < 5, GUARD_END, "a weekday the NSE calendar table does not cover"
+    else:
+        trading, why = session is not None, "a trading day"
+        end = GUARD_END if session is None else max(GUARD_END, session.close_minute)
     minute = ist.hour * 60 + ist.minute
-    if session is not None and 8 * 60 + 30 <= minute < 15 * 60 + 45 and not force:
+    if trading and GUARD_START <= minute < end and not force:
         raise ValueError(
-            f"it is {ist:%H:%M} IST on a trading day: a stack update can restart the trading server. "
-            "Deploy after 15:45, or pass --force"
+            f"it is {ist:%H:%M} IST on {why}: a stack update can restart the trading server while it trades "
+            f"or runs the end-of-day job. Deploy after {end // 60:02d}:{end % 60:02d}, or pass --force"
         )
 
 
@@ -262,7 +307,12 @@ def add_parsers(sub: Any, add_config: Any) -> None:
     dp.add_argument("--alert-email", help="subscribe this address to TFL-Notifications")
     dp.add_argument("--mode", choices=("paper", "live"), help="trading mode of the instance (default paper)")
     dp.add_argument("--universe", type=Path, help="universe CSV (column Symbol) the instance trades")
-    dp.add_argument("--force", action="store_true", help="deploy even during a trading session")
+    dp.add_argument(
+        "--refresh-ami",
+        action="store_true",
+        help="move the server to the latest Amazon Linux image (replaces the instance; default: keep its image)",
+    )
+    dp.add_argument("--force", action="store_true", help="deploy even during a trading session (08:30-17:00 IST)")
     add_config(dp)
     dp.set_defaults(func=_run("cmd_deploy"))
 
@@ -275,7 +325,9 @@ def add_parsers(sub: Any, add_config: Any) -> None:
     sa = sub.add_parser("ssh-allow", help="replace TFL-SG's SSH rule with your current IP (runbook: SSH access lost)")
     sa.add_argument("--ip", required=True, help="your current public IP or CIDR (e.g. 103.55.21.11)")
     sa.add_argument("--stack-name")
-    sa.add_argument("--direct", action="store_true", help="edit the security group now instead of updating the stack")
+    sa.add_argument(
+        "--direct", action="store_true", help="edit the security group through EC2 instead of updating the stack"
+    )
     sa.add_argument("--group-id", help="with --direct: default the security group named TFL-SG")
     sa.add_argument("--poll-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
     add_config(sa)

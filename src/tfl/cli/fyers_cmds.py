@@ -207,9 +207,7 @@ def ist_time(session: dt.date, hhmm: str) -> dt.datetime:
     return dt.datetime.combine(session, dt.time(minute // 60, minute % 60), IST)
 
 
-def token_gate(
-    kit: FyersKit, session: dt.date, alert: Any, sleep: Callable[[float], None] = time.sleep
-) -> bool:
+def token_gate(kit: FyersKit, session: dt.date, alert: Any, sleep: Callable[[float], None] = time.sleep) -> bool:
     """Before the session: wait (until the deadline) for a token FYERS accepts."""
     from tfl.fyers.auth import wait_for_token
 
