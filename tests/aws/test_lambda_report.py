@@ -176,5 +176,30 @@ def test_the_report_queries_and_never_scans(aws: Aws, replayed: list[Event], mon
     out = report.handler({"date": REPLAY_DAYS[1].isoformat()}, None)
     assert out["status"] == "ok", out
     dynamodb = calls.of("dynamodb")
-    assert dynamodb.count("Query") == len(REPLAY_DAYS)  # one per session up to the day: the hook sees the calls
+    # One Query, of the day's session, however long the journal's history: the session records
+    # its opening cash. The hook sees the real calls.
+    assert dynamodb.count("Query") == 1
     assert "Scan" not in dynamodb and set(dynamodb) == {"GetItem", "Query"}
+    assert out["net_pnl"] == round(day_report(replayed, REPLAY_DAYS[1]).net_pnl, 2)
+
+
+def test_a_journal_without_the_opening_cash_reads_every_session(
+    aws: Aws, replayed: list[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Journals written before SESSION_OPEN carried the cash: the day's equity needs all earlier sessions."""
+    import dataclasses
+
+    older = [
+        dataclasses.replace(ev, data={k: v for k, v in ev.data.items() if k != "cash"})
+        if ev.kind == "SESSION_OPEN"
+        else ev
+        for ev in replayed
+    ]
+    write_journal(aws, older)
+    calls = record_api_calls(monkeypatch)
+    day = REPLAY_DAYS[1]
+    out = report.handler({"date": day.isoformat()}, None)
+    local = day_report(older, day)
+    assert out["status"] == "ok" and out["net_pnl"] == round(local.net_pnl, 2)
+    assert aws.messages()[-1]["Message"] == local.text()
+    assert calls.of("dynamodb").count("Query") >= 3  # the day, then every session up to it

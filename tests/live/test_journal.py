@@ -8,6 +8,7 @@ and a reopen. The memory journal has no store; it runs the single-object tests.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -403,3 +404,31 @@ def test_a_damaged_event_is_reported_and_left_untouched(store: Store) -> None:
         list(store.open().events())
     assert "b" in str(err.value)
     assert store.snapshot() == before
+
+
+def test_one_sessions_events_give_the_same_report_as_the_whole_journal(tmp_path: Path, nse_dir: Path) -> None:
+    """The post-market job reads one session; its report must equal the one built from all sessions."""
+    from tfl.data.market import load_market
+    from tfl.live.report import day_report, session_report
+    from tfl.settings import Settings
+
+    from live_helpers import replay
+
+    symbols = ["ADANIENT", "GAIL", "NMDC", "SAIL", "TATASTEEL"]
+    days = (dt.date(2020, 12, 7), dt.date(2020, 12, 8), dt.date(2020, 12, 9))
+    settings = Settings()
+    market = load_market(nse_dir, settings, symbols, load_universe_daily=False)
+    for day in days:
+        replay(tmp_path, market, symbols, day, settings, bias="LONGS")
+    journal = SqliteJournal(tmp_path / "journal.sqlite")
+    events = list(journal.events())
+    journal.close()
+    reports = [session_report(list(journal_of(events, d)), d) for d in days]
+    assert reports == [day_report(events, d) for d in days]
+    assert reports[-1] is not None and reports[-1].start_equity != settings.backtest.capital
+    stripped = [e for e in events if e.kind != "SESSION_OPEN"]
+    assert session_report(stripped, days[0]) is None
+
+
+def journal_of(events: list[Event], day: dt.date) -> list[Event]:
+    return [e for e in events if e.session == day.isoformat()]

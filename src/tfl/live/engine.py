@@ -144,6 +144,9 @@ class Engine:
                 "bias": self.bias.value,
                 "bias_reason": bias_reason,
                 "capital": self.s.backtest.capital,
+                # the book is flat at an open: its cash is the day's starting equity, exactly
+                # (a Decimal as text), so one session's events suffice for its report
+                "cash": str(self.state.book.cash),
                 "marks": marks,
                 "settings": self.s.to_dict(),
             },

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from tfl.live.journal import Event, Journal
@@ -121,8 +122,27 @@ class DayReport:
 
 def day_report(events: list[Event], session: dt.date) -> DayReport:
     """The report for ``session`` from all journal events up to and including it."""
+    return _report(events, session, TraderState.fresh(settings_from_events(events)))
+
+
+def session_report(events: list[Event], session: dt.date) -> DayReport | None:
+    """The report for ``session`` from that session's events alone, or None when its
+    SESSION_OPEN does not record the opening cash (journals written before it did).
+
+    The post-market job uses it so that its work does not grow with the journal's history.
+    """
     sid = session.isoformat()
-    state = TraderState.fresh(settings_from_events(events))
+    mine = [ev for ev in events if ev.session == sid]
+    opening = next((ev for ev in mine if ev.kind == "SESSION_OPEN"), None)
+    if opening is None or "cash" not in opening.data:
+        return None
+    state = TraderState.fresh(settings_from_events(mine))
+    state.book.cash = Decimal(str(opening.data["cash"]))
+    return _report(mine, session, state)
+
+
+def _report(events: list[Event], session: dt.date, state: TraderState) -> DayReport:
+    sid = session.isoformat()
     start_equity: float | None = None
     bias = "no session in the journal"
     for ev in events:

@@ -1,8 +1,9 @@
 """The post-market report job (16:00 IST): the day's P&L from the DynamoDB journal, by SNS.
 
-The report is :func:`tfl.live.report.day_report`, the one ``tfl report`` prints from a local
-journal, built from the same events: every session up to the day, each read with a Query
-(never a Scan), because the day's starting equity is the result of all earlier sessions.
+The report is the one ``tfl report`` prints from a local journal, built from the same events.
+One Query (never a Scan) reads the day's session: its SESSION_OPEN records the opening cash,
+so the work does not grow with the journal's history. A journal written before it did needs
+every session up to the day, each read with a Query.
 The day's trades also go to S3 as ``exports/<date>/trades.csv`` in the backtester's format.
 Positions left open after the close are reported at CRITICAL: there must be none.
 """
@@ -27,7 +28,7 @@ from tfl.aws.lambdas.common import (
     publish,
 )
 from tfl.live.journal import Event, JournalError
-from tfl.live.report import DayReport, day_report
+from tfl.live.report import DayReport, day_report, session_report
 from tfl.trade_csv import trades_csv
 
 log = logging.getLogger("tfl.aws.lambdas.report")
@@ -65,6 +66,19 @@ def read_events(journal: DynamoJournal, day: dt.date) -> tuple[list[Event], bool
     return events, any(ev.session == sid for ev in events)
 
 
+def build_report(journal: DynamoJournal, day: dt.date) -> DayReport | None:
+    """The day's report from one Query of its session (the session records its opening cash);
+    older journals need every session up to the day. None when the day has no events."""
+    todays = list(journal.events(day.isoformat()))
+    if not todays:
+        return None
+    report = session_report(todays, day)
+    if report is not None:
+        return report
+    events, _ = read_events(journal, day)
+    return day_report(events, day)
+
+
 def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None) -> dict[str, Any]:
     notifier = cfg.notifier()
     try:
@@ -83,12 +97,12 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
     try:
         table = cfg.require(cfg.settings.aws.journal_table, "TFL_AWS__JOURNAL_TABLE")
         journal = DynamoJournal(cfg.client("dynamodb"), table)
-        events, has_day = read_events(journal, day)
+        report = build_report(journal, day)
     except (ConfigError, JournalError) as exc:
         decide(log, "report failed: journal unreadable", logging.ERROR, session=sid, reason=str(exc))
         alert(notifier, "ERROR", f"TFL report for {sid}: cannot read the journal: {exc}")
         return {"status": "error", "session": sid, "reason": str(exc)}
-    if not has_day:
+    if report is None:
         if is_session is False:
             decide(log, "no NSE session and no journal events: report skipped", session=sid)
             return {"status": "skipped", "session": sid, "reason": "no NSE session"}
@@ -98,7 +112,6 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
         decide(log, "report: no journal events", logging.ERROR, session=sid, reason=reason)
         alert(notifier, "ERROR", reason)
         return {"status": "error", "session": sid, "reason": reason}
-    report = day_report(events, day)
     published = publish(notifier, subject(report), message(report))
     export, export_error = _export(cfg, sid, report)
     if export_error:
