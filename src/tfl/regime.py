@@ -188,4 +188,6 @@ def parse_bias_record(text: str, session: dt.date) -> tuple[Bias, str]:
     value = data.get("bias")
     if value not in (Bias.LONGS.value, Bias.SHORTS.value, Bias.NO_TRADES.value):
         return Bias.NO_TRADES, f"bias value {value!r} is not LONGS, SHORTS or NO_TRADES"
+    if data.get("provisional") is True:  # the job failed and is being retried
+        return Bias.NO_TRADES, f"provisional record ({data.get('reason', '')}): the pre-market job is retrying"
     return Bias(value), ""

@@ -126,7 +126,8 @@ class LiveSettings:
     max_tick_jump_pct: float = field(default=20.0, metadata=_num(0, 100, lo_open=True))
     token_recheck_seconds: float = field(default=30.0, metadata=_num(0.1, 3600))
     # Paper/live: how long to wait for the day's bias record (the pre-market job writes it at
-    # 08:45 IST, retried until 09:00); none by then means NO_TRADES for the day.
+    # 08:45 IST; after an AWS error its record is provisional and Lambda retries the job twice
+    # within minutes); no final record by then means NO_TRADES for the day.
     bias_deadline: str = "09:12"
     bias_poll_seconds: float = field(default=20.0, metadata=_num(0.01, 600))
     # Paper/live: history that must be on disk before the open (fetched from FYERS when missing).
@@ -148,6 +149,7 @@ class FyersSettings:
     # Before this the trader waits quietly for the day's login (the link went out at 08:30);
     # from it on a missing token is an ERROR and an alert.
     login_grace: str = "09:00"
+    token_retry_seconds: float = field(default=30.0, metadata=_num(0.01, 600))  # while waiting for a login
     http_timeout_seconds: float = field(default=10.0, metadata=_num(0.5, 120))
     max_per_second: int = field(default=8, metadata=_num(1, 10))  # FYERS allows 10/s
     max_per_minute: int = field(default=180, metadata=_num(1, 200))  # FYERS allows 200/min

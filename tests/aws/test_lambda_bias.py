@@ -24,6 +24,7 @@ from tfl.aws.data_sync import daily_rows
 from tfl.aws.lambdas import bias
 from tfl.aws.lambdas.common import IST, LambdaConfig, ist_today
 from tfl.data.market import Market, load_market
+from tfl.domain import Bias
 from tfl.regime import parse_bias_record
 from tfl.settings import Settings
 
@@ -515,3 +516,25 @@ def test_a_refused_listing_is_no_trades_with_the_code(aws: Aws, daily_lines: dic
     out = bias.run(write("2024-05-16"), Cfg(cfg.settings, cfg.instance_id, cfg.heartbeat_alarm, cfg.login_url))
     assert_no_trades(aws, dt.date(2024, 5, 16), out, "reading the daily bars failed (AccessDenied)")
     assert "arn:aws" not in aws.messages()[0]["Message"]
+
+
+def test_an_aws_failure_is_provisional_and_the_job_fails_for_a_retry(
+    aws: Aws, daily_lines: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 did not answer: NO_TRADES now, marked provisional so the trader keeps waiting, and the
+    handler fails so that Lambda runs it again (a retry that works replaces the record)."""
+    day = dt.date(2024, 5, 16)
+    upload_daily(aws, daily_lines, dt.date(2024, 5, 15), small_universe(daily_lines))
+    monkeypatch.setenv("TFL_AWS__DATA_BUCKET", "tfl-no-such-bucket")
+    with pytest.raises(bias.BiasRetryError, match="NoSuchBucket"):
+        bias.handler(write(day), None)
+    rec = aws.bias_record()
+    assert rec["provisional"] is True and rec["bias"] == "NO_TRADES" and rec["session"] == day.isoformat()
+    got, why = parse_bias_record(json.dumps(rec), day)
+    assert got is Bias.NO_TRADES and "provisional" in why  # not accepted: the trader waits for a final one
+    (msg,) = aws.messages()
+    assert "provisional" in msg["Message"]
+    monkeypatch.setenv("TFL_AWS__DATA_BUCKET", aws.bucket)  # the retry reaches S3
+    out = bias.handler(write(day), None)
+    assert out["status"] == "ok" and "provisional" not in aws.bias_record()
+    assert parse_bias_record(json.dumps(aws.bias_record()), day)[1] == ""

@@ -87,3 +87,25 @@ def test_data_eod_fails_after_syncing_the_others_when_a_symbol_has_no_data(
     assert "no daily data for 1 symbol(s): NEWCO" in captured.err
     assert "5 uploaded" in captured.out
     assert set(list_daily(s3, bucket)) == set(NAMES)  # the others were synced first
+
+
+def test_deploy_notices_calendar_overrides_the_server_would_not_get(tmp_path: Path) -> None:
+    """The Lambdas' table is built from this checkout; the server installs GitRef from git."""
+    import shutil
+    import subprocess
+
+    from tfl.cli.aws_cmds import uncommitted_calendar
+
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    overrides = repo / "overrides.json"
+    overrides.write_text('{"sessions": {}, "closed": []}\n')
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "overrides.json"], ["git", "commit", "-q", "-m", "c"]):
+        subprocess.run(cmd, cwd=repo, check=True, env={**env, "PATH": "/usr/bin:/bin"})
+    assert uncommitted_calendar(overrides) == ""
+    overrides.write_text('{"sessions": {}, "closed": [], "years": {"2027": {"holidays": []}}}\n')
+    assert uncommitted_calendar(overrides) == str(overrides)
+    assert uncommitted_calendar(tmp_path / "elsewhere" / "overrides.json") == ""  # not in a repository

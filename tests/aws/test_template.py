@@ -745,9 +745,9 @@ def test_user_data_trader_service(bootstrap: str) -> None:
     assert "User=tfl" in lines
     assert "EnvironmentFile=/etc/tfl/tfl.env" in lines
     assert "Restart=on-failure" in lines
-    assert "RestartSec=30" in lines
+    assert "RestartSec=60" in lines
     assert "RestartPreventExitStatus=2 3 4" in lines
-    assert {"StartLimitIntervalSec=3600", "StartLimitBurst=10"} <= lines, "a crash loop must end"
+    assert {"StartLimitIntervalSec=3600", "StartLimitBurst=30"} <= lines, "a crash loop must end"
     assert "StandardError=append:/var/log/tfl/trader-console.log" in lines
     assert "WantedBy=multi-user.target" in lines
     (exec_start,) = [line for line in lines if line.startswith("ExecStart=")]
@@ -756,7 +756,12 @@ def test_user_data_trader_service(bootstrap: str) -> None:
         " --journal dynamodb://${TFL_AWS__JOURNAL_TABLE} --state-dir /var/lib/tfl/state"
         " --log-file /var/log/tfl/trader.log"
     )
-    assert "systemctl enable tfl-trader.service tfl-eod.timer" in bootstrap
+    assert "systemctl enable tfl-trader.service tfl-trader.timer tfl-eod.timer" in bootstrap
+    timer = heredoc(bootstrap, "/etc/systemd/system/tfl-trader.timer").splitlines()
+    assert "OnCalendar=*-*-* 08:31:00 Asia/Kolkata" in timer and "Unit=tfl-trader.service" in timer
+    # the services' append: logs exist before systemd opens them as root (logrotate runs as tfl)
+    assert "for f in trader.log trader-console.log eod.log metrics.log; do" in bootstrap
+    assert 'install -m 0640 -o tfl -g tfl /dev/null "/var/log/tfl/$f"' in bootstrap
     assert "00 9 * * 1-5" in bootstrap, "the runbook's cron line is documented as the alternative"
 
 
@@ -936,3 +941,58 @@ def test_session_manager_grants_are_pinned_to_the_stacks_vpc(tpl: Template) -> N
 def test_every_schedule_has_a_dead_letter_queue(tpl: Template) -> None:
     for name, r in of_type(tpl, "AWS::Scheduler::Schedule").items():
         assert refs(r["Properties"]["Target"]["DeadLetterConfig"]["Arn"]) == {"DeadLetterQueue"}, name
+
+
+BUCKET_ARN = "arn:aws:s3:::tfl-data-bucket"
+
+
+def s3_grants(tpl: Template, role: str) -> list[tuple[str, str, bool]]:
+    """(action, resource ARN pattern, conditioned) for the role's S3 statements on the data bucket."""
+    out = []
+    for where, st in iam_statements(tpl):
+        if where.split("/")[0] != role:
+            continue
+        for res in as_list(st["Resource"]):
+            if isinstance(res, dict) and "Fn::Sub" in res:
+                arn = render_sub(res["Fn::Sub"], {"DataBucket.Arn": BUCKET_ARN})
+            elif res == {"Fn::GetAtt": ["DataBucket", "Arn"]}:
+                arn = BUCKET_ARN
+            else:
+                continue
+            for action in as_list(st["Action"]):
+                out.append((str(action), arn, bool(st.get("Condition"))))
+    return out
+
+
+def allowed(grants: list[tuple[str, str, bool]], action: str, arn: str) -> bool:
+    import fnmatch
+
+    return any(a == action and fnmatch.fnmatchcase(arn, pattern) for a, pattern, _ in grants)
+
+
+def test_each_role_may_touch_the_objects_its_code_uses(tpl: Template) -> None:
+    """moto enforces no IAM: the keys the code reads and writes are checked against the grants here."""
+    from tfl.aws.daily_bars import UNIVERSE_KEY, daily_key
+
+    needs = {
+        # the pre-market job: the daily bars and the deployed universe
+        "BiasFunctionRole": [("s3:GetObject", daily_key("SBIN")), ("s3:GetObject", UNIVERSE_KEY)],
+        # the post-market job: the day's trades export
+        "ReportFunctionRole": [("s3:PutObject", "exports/2024-05-16/trades.csv")],
+        # the server: the universe, and the end-of-day sync of the daily bars (HeadObject is GetObject)
+        "InstanceRole": [
+            ("s3:GetObject", UNIVERSE_KEY),
+            ("s3:GetObject", daily_key("SBIN")),
+            ("s3:PutObject", daily_key("SBIN")),
+        ],
+    }
+    for role, wanted in needs.items():
+        grants = s3_grants(tpl, role)
+        for action, key in wanted:
+            assert allowed(grants, action, f"{BUCKET_ARN}/{key}"), (role, action, key)
+    assert not allowed(s3_grants(tpl, "BiasFunctionRole"), "s3:PutObject", f"{BUCKET_ARN}/{UNIVERSE_KEY}")
+    assert not allowed(s3_grants(tpl, "InstanceRole"), "s3:PutObject", f"{BUCKET_ARN}/{UNIVERSE_KEY}")
+    # Reading a key that may be missing needs an unconditioned ListBucket, or S3 answers 403, not 404.
+    for role in ("BiasFunctionRole", "InstanceRole"):
+        lists = [c for a, arn, c in s3_grants(tpl, role) if a == "s3:ListBucket" and arn == BUCKET_ARN]
+        assert lists == [False], role

@@ -30,6 +30,8 @@ def data_view(nse_dir: Path, tmp: Path) -> Path:
     """A data directory of the trader's own that reads the shared bars in place (symlinks):
     the trader may write its symbol master beside them, never into the shared data."""
     data = tmp / "data"
+    if data.is_dir():
+        return data
     data.mkdir()
     for name in ("15min", "daily", "nifty200.csv"):
         (data / name).symlink_to(nse_dir / name)
@@ -45,6 +47,7 @@ def trade(
     scenario: Scenario | None = None,
     data: Path | None = None,
     bias: bool = True,
+    token_date: dt.date = DAY,
 ) -> tuple[int, FakeFyers, Path, str]:
     fake = FakeFyers(fyers_market, DAY, SYMBOLS, scenario=scenario, bar_pause=0.6, tick_pause=0.002).start()
     fake.start_market_on_subscribe = True
@@ -52,7 +55,7 @@ def trade(
     fd = os.open(secrets, os.O_WRONLY | os.O_CREAT, 0o600)
     token = fake.issue_token()
     with os.fdopen(fd, "w") as fh:
-        json.dump({"access_token": token, "token_date": DAY.isoformat(), "secret_key": fake.secret}, fh)
+        json.dump({"access_token": token, "token_date": token_date.isoformat(), "secret_key": fake.secret}, fh)
     for k, v in {
         "TFL_FYERS_API_URL": fake.api_url,
         "TFL_FYERS_DATA_URL": fake.data_url,
@@ -253,3 +256,61 @@ def test_a_bias_published_after_the_start_is_waited_for(
     assert opened["bias"] == "LONGS" and "read from" in str(opened["bias_reason"])
     events = [json.loads(line)["event"] for line in logs.splitlines()]
     assert "waiting for today's bias record" in events and "bias record arrived" in events
+
+
+def test_a_restart_keeps_the_sessions_bias_and_waits_for_a_login_until_the_close(
+    fyers_market,
+    nse_dir: Path,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trader restarted after the token deadline, in a session its journal has opened, must not
+    give up (exit 4 is final, and would leave its positions alone): it alerts CRITICAL, waits for
+    the login, and goes on with the bias the session opened with, not a record read again."""
+    import threading
+
+    full = tmp_path / "full"
+    full.mkdir()
+    rc, _, full_journal, _ = trade(fyers_market, nse_dir, full, monkeypatch, "paper")
+    assert rc == 0
+    # Started again after the close: the journal says the day is done; no token is even checked.
+    rc, fake, _, logs = trade(fyers_market, nse_dir, full, monkeypatch, "paper")
+    assert rc == 0 and "session already closed in the journal" in logs
+    assert not [r for r in fake.requests if r[1].endswith("/profile")]
+    # A journal that stopped right after the open (the process died there).
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    source = SqliteJournal(full_journal)
+    copy = SqliteJournal(resumed / "j.sqlite")
+    for ev in source.events():
+        copy.append(ev)
+        if ev.kind == "SESSION_OPEN":
+            break
+    source.close()
+    copy.close()
+    # (no paper broker store: nothing had reached the broker yet)
+    (resumed / "bias.json").write_text(json.dumps({"bias": "SHORTS", "session": DAY.isoformat()}))
+    monkeypatch.setenv("TFL_FYERS__TOKEN_RETRY_SECONDS", "0.05")
+    done = threading.Event()
+
+    def log_in_when_asked() -> None:  # the operator reacts to the alert
+        log_file, secrets = resumed / "j.sqlite.log", resumed / "secrets.json"
+        while not done.wait(0.05):
+            if log_file.exists() and "no valid FYERS token" in log_file.read_text():
+                data = json.loads(secrets.read_text())
+                secrets.write_text(json.dumps({**data, "token_date": DAY.isoformat()}))
+                return
+
+    operator = threading.Thread(target=log_in_when_asked, daemon=True)
+    operator.start()
+    try:
+        rc, _, journal_path, logs = trade(
+            fyers_market, nse_dir, resumed, monkeypatch, "paper", bias=False, token_date=dt.date(2020, 12, 4)
+        )
+    finally:
+        done.set()
+    assert rc == 0
+    records = [json.loads(line) for line in logs.splitlines()]
+    assert any(r["level"] == "FATAL" and "restarted mid-session" in r["event"] for r in records)
+    assert _session_open(journal_path)["bias"] == "LONGS"
+    assert [trade_key(t) for t in rebuild_trades(journal_path)] == [trade_key(t) for t in rebuild_trades(full_journal)]

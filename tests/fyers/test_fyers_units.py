@@ -336,3 +336,25 @@ def test_the_sdk_writes_no_files_into_the_working_directory(tmp_path: Path, monk
 
 def test_scenario_knobs_default_to_a_quiet_exchange() -> None:
     assert Scenario().place_outcomes == [] and not Scenario().partial_fills
+
+
+def test_fyers_unreachable_at_the_token_deadline_is_restartable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No verdict on the token is not "no token": the run ends with a restartable error (exit 5)."""
+    from tfl.cli import fyers_cmds
+    from tfl.fyers.rest import FyersError
+    from tfl.settings import load_settings
+
+    store = FileSecretStore(tmp_path / "secrets.json", environ={})
+    store.put("access_token", "tok")
+    store.put("token_date", DAY.isoformat())
+    dead = FyersRest(
+        "http://127.0.0.1:9/api/v3", "http://127.0.0.1:9/data", "APP-100", lambda: store.get("access_token"),
+        RateLimiter(500, 30_000), timeout=0.5,
+    )  # fmt: skip
+    settings = load_settings(environ={})
+    kit = fyers_cmds.FyersKit(settings, store, RateLimiter(500, 30_000), dead, SymbolMap(FyersSettings()))
+    monkeypatch.setattr(fyers_cmds, "market_now", lambda: float(epoch_of_ist(DAY, 9 * 60 + 11)))  # past 09:10
+    with pytest.raises(FyersError, match="unreachable at the token deadline"):
+        fyers_cmds.token_gate(kit, DAY, lambda lv, m: None, sleep=lambda s: None)

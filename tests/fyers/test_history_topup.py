@@ -93,3 +93,33 @@ def test_a_hole_left_by_a_failed_evening_is_filled(rest: FyersRest, tmp_path: Pa
     check = ensure_history(rest, symbols, ["SAIL"], data, PREVIOUS, days=30, now=epoch_of_ist(DAY, 8 * 60 + 50))
     assert check.stale == [] and set(check.fetched) == {"SAIL 15", "SAIL D"}
     assert last_day(data / "15min" / "SAIL.parquet") == PREVIOUS
+
+
+def test_near_the_open_the_rest_is_left_out_and_a_refusal_is_not_an_outage(rest: FyersRest, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    calls = [0]
+
+    def deadline() -> bool:  # the open comes near before BEL's daily bars (the fourth download)
+        calls[0] += 1
+        return calls[0] > 3
+
+    now = epoch_of_ist(DAY, 9 * 60 + 12)
+    check = ensure_history(
+        rest, SymbolMap(FyersSettings()), ["SAIL", "BEL"], data, PREVIOUS, days=30, now=now, deadline=deadline
+    )
+    assert check.skipped == ["BEL"] and check.stale == ["BEL"]
+    refused = ensure_history(rest, SymbolMap(FyersSettings()), ["NOSUCH"], data, PREVIOUS, days=30, now=now)
+    assert refused.stale == ["NOSUCH"] and refused.unreachable == 0  # FYERS answered: the symbol is unknown
+
+
+def test_an_unreachable_fyers_counts_as_an_outage(tmp_path: Path) -> None:
+    store = FileSecretStore(tmp_path / "secrets.json", environ={})
+    store.put("access_token", "x")
+    dead = FyersRest(
+        "http://127.0.0.1:9/api/v3", "http://127.0.0.1:9/data", "APP-100", lambda: store.get("access_token"),
+        RateLimiter(500, 30_000), timeout=0.5,
+    )  # fmt: skip
+    check = ensure_history(
+        dead, SymbolMap(FyersSettings()), ["SAIL"], tmp_path / "data", PREVIOUS, days=30, now=epoch_of_ist(DAY, 540)
+    )
+    assert check.stale == ["SAIL"] and check.unreachable == 2  # its 15-minute and its daily bars

@@ -432,3 +432,39 @@ def test_one_sessions_events_give_the_same_report_as_the_whole_journal(tmp_path:
 
 def journal_of(events: list[Event], day: dt.date) -> list[Event]:
     return [e for e in events if e.session == day.isoformat()]
+
+
+def test_a_session_opened_with_a_carried_position_reports_from_the_whole_journal(tmp_path: Path, nse_dir: Path) -> None:
+    """A day that ended unflat (a trader that died) leaves its position in the journal: the next
+    SESSION_OPEN does not record the opening cash, so no one-session report is attempted."""
+    from tfl.data.market import load_market
+    from tfl.live.report import day_report, session_report
+    from tfl.live.state import TraderState, apply
+    from tfl.settings import Settings
+
+    from live_helpers import replay
+
+    symbols = ["ADANIENT", "GAIL", "NMDC", "SAIL", "TATASTEEL"]
+    day1, day2 = dt.date(2020, 12, 7), dt.date(2020, 12, 8)
+    settings = Settings()
+    market = load_market(nse_dir, settings, symbols, load_universe_daily=False)
+    replay(tmp_path / "full", market, symbols, day1, settings, bias="LONGS")
+    full = SqliteJournal(tmp_path / "full" / "journal.sqlite")
+    state = TraderState.fresh(settings)
+    (tmp_path / "died").mkdir()
+    died = SqliteJournal(tmp_path / "died" / "journal.sqlite")
+    for ev in full.events():  # the trader died right after its first entry filled
+        died.append(ev)
+        apply(state, ev)
+        if state.book.positions:
+            break
+    full.close()
+    died.close()
+    replay(tmp_path / "died", market, symbols, day2, settings, bias="LONGS")
+    journal = SqliteJournal(tmp_path / "died" / "journal.sqlite")
+    events = list(journal.events())
+    journal.close()
+    opened = next(e for e in events if e.kind == "SESSION_OPEN" and e.session == day2.isoformat())
+    assert "cash" not in opened.data
+    assert session_report([e for e in events if e.session == day2.isoformat()], day2) is None
+    assert day_report(events, day2).session == day2.isoformat()

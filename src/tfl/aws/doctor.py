@@ -223,6 +223,10 @@ def _bias(c: Clients, outputs: dict[str, str], today: dt.date, minute: int, sess
     record = _json_object(text, f"parameter {name}")
     dated = record.get("session")
     if dated == today.isoformat():
+        if record.get("provisional") is True:
+            return Check(
+                "bias", "FAIL", f"today's record is provisional, the job is retrying: {record.get('reason', '')}"
+            )
         return Check("bias", "PASS", f"{record.get('bias')} for today ({record.get('reason', '')})")
     if session is None or minute < BIAS_DUE:
         return Check("bias", "PASS", f"latest record is for {dated} (today's comes at 08:45 on session days)")

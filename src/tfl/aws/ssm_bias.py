@@ -7,6 +7,7 @@ unreadable means NO_TRADES, with the reason: failing safe is not trading.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from typing import Any
 
@@ -18,9 +19,16 @@ from tfl.regime import BiasRecord, parse_bias_record
 log = logging.getLogger("tfl.aws.bias")
 
 
-def write_bias(ssm: Any, name: str, record: BiasRecord) -> None:
-    """Publish ``record``; errors propagate (the caller alerts)."""
-    ssm.put_parameter(Name=name, Value=record.to_json(), Type="String", Overwrite=True)
+def write_bias(ssm: Any, name: str, record: BiasRecord, *, provisional: bool = False) -> None:
+    """Publish ``record``; errors propagate (the caller alerts).
+
+    A provisional record (a NO_TRADES written because the job failed in a way a retry may
+    cure) is marked so: the trader keeps waiting for a final one until its deadline.
+    """
+    value = record.to_json()
+    if provisional:
+        value = json.dumps({**json.loads(value), "provisional": True}, sort_keys=True)
+    ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
 
 
 def read_bias_text(ssm: Any, name: str) -> str | None:

@@ -30,8 +30,12 @@ def download_universe(s3: Any, bucket: str, dest: Path) -> bool:
             extra={"fields": {"bucket": bucket, "key": UNIVERSE_KEY, "error": code, "local": str(dest)}},
         )
         return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    tmp.write_bytes(body)
-    os.replace(tmp, dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        tmp.write_bytes(body)
+        os.replace(tmp, dest)
+    except OSError as exc:  # a full or read-only disk: the local copy (if any) stays
+        log.warning("universe not saved", extra={"fields": {"file": str(dest), "error": exc.strerror}})
+        return False
     return True

@@ -150,6 +150,12 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError(f"template {args.template} not found (run tfl deploy from the repository, or pass --template)")
     if args.universe is not None and not args.universe.is_file():
         raise ValueError(f"universe file {args.universe} not found")
+    unpushed = uncommitted_calendar(Path(__file__).resolve().parents[1] / "calendar" / "overrides.json")
+    if unpushed and not args.force:
+        raise ValueError(
+            f"{unpushed} has uncommitted changes: the Lambdas would get a calendar the server (which installs "
+            "GitRef from git) does not have. Commit and push it first, or pass --force"
+        )
     params: dict[str, str] = {}
     for flag, name in (
         ("instance_type", "InstanceTypeParameter"),
@@ -247,6 +253,24 @@ def cmd_ssh_allow(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     _out(f"SSH now allowed from {cidr} only")
     return 0
+
+
+def uncommitted_calendar(overrides: Path) -> str:
+    """The override file's path when git says it differs from the checkout's commit, else ""."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", overrides.name],
+            cwd=overrides.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):  # no git: nothing to compare with
+        return ""
+    return str(overrides) if out.returncode == 0 and out.stdout.strip() else ""
 
 
 def _guard_market_hours(now: dt.datetime, force: bool, table: CalendarTable) -> None:

@@ -207,8 +207,21 @@ def ist_time(session: dt.date, hhmm: str) -> dt.datetime:
     return dt.datetime.combine(session, dt.time(minute // 60, minute % 60), IST)
 
 
-def token_gate(kit: FyersKit, session: dt.date, alert: Any, sleep: Callable[[float], None] = time.sleep) -> bool:
-    """Before the session: wait (until the deadline) for a token FYERS accepts."""
+def token_gate(
+    kit: FyersKit,
+    session: dt.date,
+    alert: Any,
+    sleep: Callable[[float], None] = time.sleep,
+    *,
+    until: dt.datetime | None = None,
+) -> bool:
+    """Before the session: wait (until the deadline) for a token FYERS accepts.
+
+    ``until`` replaces the deadline and the quiet grace time: a trader restarted in the middle
+    of its session waits for a login until the close, since its positions need it.
+    When FYERS could not even be asked, that is no verdict on the token: the run ends with a
+    restartable error (exit 5) instead of "no token" (exit 4, final).
+    """
     from tfl.fyers.auth import wait_for_token
 
     f = kit.settings.fyers
@@ -216,12 +229,15 @@ def token_gate(kit: FyersKit, session: dt.date, alert: Any, sleep: Callable[[flo
         kit.rest,
         kit.store,
         session,
-        ist_time(session, f.token_deadline),
+        until or ist_time(session, f.token_deadline),
         now=lambda: dt.datetime.fromtimestamp(market_now(), IST),
         alert=alert,
         sleep=sleep,
-        grace=ist_time(session, f.login_grace),
+        retry_seconds=f.token_retry_seconds,
+        grace=None if until else ist_time(session, f.login_grace),
     )
+    if not check.ok and check.transient:
+        raise FyersError("profile", f"FYERS unreachable at the token deadline: {check.reason}")
     return check.ok
 
 

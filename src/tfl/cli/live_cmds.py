@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tfl import logs
 from tfl.cli.wiring import alert_channel, metrics_sink, open_journal, side_base, ssm_bias
+from tfl.data.loader import DataError
+from tfl.domain import Bias
+from tfl.errors import Unavailable
 from tfl.settings import Settings, load_settings
 
 log = logging.getLogger("tfl.cli")
@@ -135,6 +140,11 @@ class WaitBeat:
         if self.controls.metrics is not None:
             self.controls.metrics.heartbeat(state=self.state())
 
+    def maybe_beat(self, *_: object) -> None:
+        """A heartbeat if one is due (called between the steps of a long task)."""
+        if self._clock() >= self._next:
+            self.beat()
+
     def __call__(self, seconds: float) -> None:
         end = self._clock() + seconds
         while True:
@@ -160,7 +170,9 @@ def _trade_fyers(
 
     Before the open: the day's token (waiting for the operator's login), history up to the
     previous session on disk, and the day's bias record (waiting for the pre-market job);
-    the heartbeat goes on through the waits.
+    the heartbeat goes on through the waits. A trader restarted during its session (a crash,
+    a reboot) keeps the bias the session opened with, and waits for a login until the close
+    rather than leaving its positions unmanaged at the token deadline.
     """
     from tfl.cli import fyers_cmds as fy
     from tfl.data.market import load_market
@@ -176,17 +188,30 @@ def _trade_fyers(
     if session is None:
         log.info("not a trading day: nothing to do", extra={"fields": {"date": today.isoformat()}})
         return 0
+    today_so_far = _session_so_far(journal, today.isoformat(), settings)
+    if today_so_far.closed:
+        log.info("session already closed in the journal", extra={"fields": {"session": today.isoformat()}})
+        return 0
     state = ["waiting for the FYERS login"]
     pause = WaitBeat(controls, settings.live.heartbeat_seconds, lambda: state[0])
     pause.beat()
     args.data.mkdir(parents=True, exist_ok=True)
     kit = fy.build_kit(settings, args.data)
-    if not fy.token_gate(kit, today, controls.alert, sleep=pause):
+    close_at = dt.datetime.fromtimestamp(epoch_of_ist(today, session.close_minute), fy.IST)
+    if today_so_far.opened and not check_token(kit.rest, kit.store, today).ok:
+        held = ", ".join(today_so_far.positions) or "none"
+        controls.alert(
+            "CRITICAL",
+            f"TFL restarted mid-session without a valid FYERS token: open positions ({held}) are not managed "
+            "until you log in (their stop-loss orders rest at FYERS). Log in now.",
+        )
+    until = close_at if today_so_far.opened else None
+    if not fy.token_gate(kit, today, controls.alert, sleep=pause, until=until):
         return EXIT_NO_TOKEN
     controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
     controls.token_recheck_seconds = settings.live.token_recheck_seconds
     state[0] = "checking history"
-    symbols = _fresh_symbols(args, settings, kit, calendar, today, controls)
+    symbols = _fresh_symbols(args, settings, kit, calendar, session, controls, pause, today_so_far.positions)
     market = load_market(args.data, settings, symbols)
     symbols = [s for s in symbols if s in market.intraday]
     if not symbols:
@@ -200,8 +225,11 @@ def _trade_fyers(
         controls.on_token_recovered = broker.refresh_auth
     else:
         broker, sim = paper, paper
-    state[0] = "waiting for the bias"
-    bias, why = _bias_today(args.bias, market, session, settings, bias_file, pause)
+    if today_so_far.bias is not None and args.bias is None:
+        bias, why = Bias(today_so_far.bias), f"resumed: the bias the session opened with ({today_so_far.bias_reason})"
+    else:
+        state[0] = "waiting for the bias"
+        bias, why = _bias_today(args.bias, market, session, settings, bias_file, pause)
     result = run_session(
         session, market, symbols, journal, broker, settings, bias, why, controls, feed_factory=factory, market_sim=sim
     )
@@ -209,27 +237,75 @@ def _trade_fyers(
     return 0 if result.flat else EXIT_NOT_FLAT
 
 
+@dataclass
+class SessionSoFar:
+    """What the journal says about today before the trader starts."""
+
+    opened: bool = False
+    closed: bool = False
+    bias: str | None = None
+    bias_reason: str = ""
+    positions: list[str] = field(default_factory=list)
+
+
+def _session_so_far(journal: Any, sid: str, settings: Settings) -> SessionSoFar:
+    """Today's events only (cheap): opened or closed, the bias it opened with, positions held."""
+    from tfl.live.state import TraderState, apply
+
+    out = SessionSoFar()
+    state = TraderState.fresh(settings)
+    for ev in journal.events(sid):
+        apply(state, ev)
+        if ev.kind == "SESSION_OPEN":
+            out.opened, out.bias, out.bias_reason = True, str(ev.data.get("bias")), str(ev.data.get("bias_reason", ""))
+        elif ev.kind == "SESSION_CLOSE":
+            out.closed = True
+    out.positions = sorted(state.book.positions)
+    return out
+
+
 def _fresh_symbols(
-    args: argparse.Namespace, settings: Settings, kit: Any, calendar: Any, today: Any, controls: Any
+    args: argparse.Namespace,
+    settings: Settings,
+    kit: Any,
+    calendar: Any,
+    session: Any,
+    controls: Any,
+    pause: WaitBeat,
+    held: list[str],
 ) -> list[str]:
     """The symbols to trade today: the universe (or --symbols) whose history reaches the
-    previous session, after fetching what is missing from FYERS."""
+    previous session, after fetching what is missing from FYERS (until shortly before the
+    open), plus any symbol the journal holds a position in (its exits must be managed)."""
     import argparse as ap
-    import datetime as dt
 
     from tfl.cli import fyers_cmds as fy
     from tfl.data.market import resolve_universe
     from tfl.fyers.topup import ensure_history
+    from tfl.timeutil import epoch_of_ist
 
     data: Path = args.data
+    today = session.date
+    downloaded = False
     if settings.aws.data_bucket:  # on AWS the bucket's universe (tfl deploy --universe) wins
         from tfl.aws.clients import client
         from tfl.aws.universe_file import download_universe
 
-        download_universe(client("s3", settings.aws.region), settings.aws.data_bucket, data / "universe.csv")
-    names = list(args.symbols or resolve_universe(data, settings))
+        downloaded = download_universe(
+            client("s3", settings.aws.region), settings.aws.data_bucket, data / "universe.csv"
+        )
+    unreadable = bool(settings.aws.data_bucket) and not downloaded
+    try:
+        names = list(args.symbols or resolve_universe(data, settings))
+    except DataError:
+        if unreadable:  # the bucket could not be read: a restart may get it
+            raise Unavailable(f"no universe in {data} and none from s3://{settings.aws.data_bucket}") from None
+        raise
     if not names:
+        if unreadable:
+            raise Unavailable(f"no universe in {data} and none from s3://{settings.aws.data_bucket}")
         raise ValueError(f"no universe: put universe.csv (column Symbol) into {data}, or pass --symbols")
+    names += [s for s in held if s not in names]
     if not (data / fy.INSTRUMENTS_FILE).exists():  # tick sizes for the orders
         try:
             fy.cmd_data_symbols(
@@ -246,16 +322,34 @@ def _fresh_symbols(
     earlier = calendar.sessions_between(today - dt.timedelta(days=31), today - dt.timedelta(days=1))
     if not earlier:
         raise ValueError(f"no NSE session in the month before {today}: the calendar is broken")
+    previous = earlier[-1].date
+    stop_at = epoch_of_ist(today, session.open_minute) - 120  # leave two minutes to start before the open
     check = ensure_history(
-        kit.rest, kit.symbols, names, data, earlier[-1].date, days=settings.live.history_days, now=int(fy.market_now())
+        kit.rest,
+        kit.symbols,
+        names,
+        data,
+        previous,
+        days=settings.live.history_days,
+        now=int(fy.market_now()),
+        deadline=lambda: fy.market_now() >= stop_at,
+        progress=pause.maybe_beat,
     )
-    if check.stale:
+    stale = set(check.stale) - set(held)
+    if stale and len(stale) == len(names) and check.unreachable and not check.skipped:
+        raise Unavailable(f"FYERS history failed for every symbol before the open, e.g. {check.problems[0]}")
+    if check.skipped:
+        log.warning(
+            "history not fetched for every symbol before the open",
+            extra={"fields": {"skipped": len(check.skipped), "previous": previous.isoformat()}},
+        )
+    if stale:
         controls.alert(
             "ERROR",
-            f"TFL: {len(check.stale)} of {len(names)} symbols lack history up to {earlier[-1].date} and do not "
-            f"trade today: {', '.join(check.stale[:10])}{' ...' if len(check.stale) > 10 else ''}",
+            f"TFL: {len(stale)} of {len(names)} symbols lack history up to {previous} and do not "
+            f"trade today: {', '.join(sorted(stale)[:10])}{' ...' if len(stale) > 10 else ''}",
         )
-    return [n for n in names if n not in set(check.stale)]
+    return [n for n in names if n not in stale]
 
 
 def _bias_today(mode: str | None, market: Any, session: Any, settings: Settings, bias_file: Path, pause: Any) -> Any:
@@ -305,7 +399,6 @@ def cmd_journal_show(args: argparse.Namespace) -> int:
         if not sess_events:
             _out(f"{sid}: no events")
             continue
-        import datetime as dt
 
         rep = day_report(events, dt.date.fromisoformat(sid))
         _out(f"== session {sid}  bias {rep.bias}")

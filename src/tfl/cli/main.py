@@ -17,6 +17,7 @@ from typing import Any
 from tfl import logs
 from tfl.calendar.nse import CalendarError
 from tfl.data.loader import DataError
+from tfl.errors import Unavailable
 from tfl.fyers.rest import FyersError
 from tfl.live.journal import JournalError
 from tfl.secrets import SecretError
@@ -396,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         CalendarError,
         FyersError,
         SecretError,
+        Unavailable,
     ) as exc:
         return _failed(args, str(exc), _is_transient(exc))
     except KeyboardInterrupt:
@@ -412,9 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _is_transient(exc: Exception) -> bool:
     """A failure that a restart may cure: a broker, AWS or journal service that did not answer."""
-    from tfl.live.journal import JournalUnavailable
+    from tfl.errors import Unavailable
 
-    if isinstance(exc, FyersError | SecretError | JournalUnavailable):
+    if isinstance(exc, FyersError | SecretError | Unavailable):
         return True
     try:
         from botocore.exceptions import BotoCoreError, ClientError

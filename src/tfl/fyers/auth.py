@@ -59,6 +59,7 @@ def exchange_code(rest: FyersRest, store: SecretStore, code: str, today: dt.date
 class TokenCheck:
     ok: bool
     reason: str
+    transient: bool = False  # FYERS could not be reached: the token itself may be fine
 
 
 def check_token(rest: FyersRest, store: SecretStore, today: dt.date) -> TokenCheck:
@@ -74,7 +75,7 @@ def check_token(rest: FyersRest, store: SecretStore, today: dt.date) -> TokenChe
     except FyersAuthError as exc:
         return TokenCheck(False, f"FYERS refused the token ({exc.code})")
     except FyersError as exc:
-        return TokenCheck(False, f"could not check the token ({type(exc).__name__})")
+        return TokenCheck(False, f"could not check the token ({type(exc).__name__})", transient=True)
     return TokenCheck(True, "token accepted")
 
 

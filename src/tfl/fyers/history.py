@@ -137,7 +137,7 @@ def fetch(
     for name in names:
         try:
             got[name] = fetch_symbol(rest, symbols, name, resolution, first, last, out_dir, now=now)
-        except (FyersError, DataError) as exc:
+        except (FyersError, DataError, OSError) as exc:  # OSError: the data directory is full or read-only
             problems.append(f"{name}: {exc}")
             log.error("history download failed", extra={"fields": {"symbol": name, "error": str(exc)}})
         if progress is not None:

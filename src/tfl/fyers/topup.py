@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfl.data.loader import DAILY_DIR, INTRADAY_DIR, DataError, read_raw
-from tfl.fyers.history import fetch
-from tfl.fyers.rest import FyersRest
+from tfl.fyers.history import fetch_symbol
+from tfl.fyers.rest import FyersError, FyersRejected, FyersRest
 from tfl.fyers.symbols import SymbolMap
 from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY
 
@@ -31,6 +32,8 @@ class HistoryCheck:
     fetched: dict[str, int] = field(default_factory=dict)  # "SYMBOL 15" / "SYMBOL D" -> new candles
     stale: list[str] = field(default_factory=list)  # still without the previous session: not traded
     problems: list[str] = field(default_factory=list)  # downloads that failed
+    skipped: list[str] = field(default_factory=list)  # not fetched: the open was near
+    unreachable: int = 0  # failures of FYERS itself (network, server, token), not refusals
 
 
 def last_day(path: Path) -> dt.date | None:
@@ -66,10 +69,14 @@ def ensure_history(
     *,
     days: int,
     now: int,
+    deadline: Callable[[], bool] = lambda: False,
+    progress: Callable[[str], None] | None = None,
 ) -> HistoryCheck:
     """Fetch the 15-minute and daily bars ``names`` lack up to ``previous`` (the last session
     before today); an empty file is seeded with ``days`` calendar days. Nothing is written for
-    a symbol that is already complete."""
+    a symbol that is already complete. A symbol whose download failed is tried once more.
+    When ``deadline()`` turns true (the open is near) the remaining symbols are not fetched:
+    they sit the day out rather than delay the start."""
     check = HistoryCheck()
     first = previous - dt.timedelta(days=days)
     for folder, resolution in ((INTRADAY_DIR, "15"), (DAILY_DIR, "D")):
@@ -80,9 +87,28 @@ def ensure_history(
             "history behind the previous session: fetching",
             extra={"fields": {"resolution": resolution, "symbols": len(behind), "previous": previous.isoformat()}},
         )
-        got, problems = fetch(rest, symbols, behind, resolution, first, previous, data_dir, now=now)
-        check.fetched.update({f"{k} {resolution}": v for k, v in got.items() if v})
-        check.problems += problems
+        for attempt in (1, 2):
+            failed: list[str] = []
+            for name in behind:
+                if deadline():
+                    check.skipped.append(name)
+                    continue
+                try:
+                    got = fetch_symbol(rest, symbols, name, resolution, first, previous, data_dir, now=now)
+                except (FyersError, DataError, OSError) as exc:  # OSError: a full or read-only disk
+                    failed.append(name)
+                    if attempt == 2:
+                        check.problems.append(f"{name}: {exc}")
+                        check.unreachable += isinstance(exc, FyersError) and not isinstance(exc, FyersRejected)
+                        log.error("history download failed", extra={"fields": {"symbol": name, "error": str(exc)}})
+                else:
+                    if got:
+                        check.fetched[f"{name} {resolution}"] = got
+                if progress is not None:
+                    progress(name)
+            behind = failed
+            if not behind:
+                break
     stale = set(_behind(data_dir, INTRADAY_DIR, names, previous)) | set(_behind(data_dir, DAILY_DIR, names, previous))
     check.stale = [n for n in names if n in stale]
     if check.stale:

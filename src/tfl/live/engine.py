@@ -137,21 +137,19 @@ class Engine:
         if self.sid in self.state.closed_sessions or self.state.session == self.sid:
             return
         marks = {sym: st.last_close for sym, st in sorted(self.states.items()) if st.last_close == st.last_close}
-        self.emit(
-            "SESSION_OPEN",
-            "open",
-            {
-                "bias": self.bias.value,
-                "bias_reason": bias_reason,
-                "capital": self.s.backtest.capital,
-                # the book is flat at an open: its cash is the day's starting equity, exactly
-                # (a Decimal as text), so one session's events suffice for its report
-                "cash": str(self.state.book.cash),
-                "marks": marks,
-                "settings": self.s.to_dict(),
-            },
-            ts,
-        )
+        data: dict[str, Any] = {
+            "bias": self.bias.value,
+            "bias_reason": bias_reason,
+            "capital": self.s.backtest.capital,
+            "marks": marks,
+            "settings": self.s.to_dict(),
+        }
+        if not self.state.book.positions and not any(r.open for r in self.state.orders.values()):
+            # A flat book's cash is the day's starting equity, exactly (a Decimal as text): one
+            # session's events then suffice for its report. Anything carried over (a day that
+            # ended unflat) leaves it out, and the report reads the whole journal.
+            data["cash"] = str(self.state.book.cash)
+        self.emit("SESSION_OPEN", "open", data, ts)
         self.journal.flush()
         log.info(
             "session open",

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from tfl.errors import Unavailable
+
 SCHEMA_VERSION = "1"
 APP_ID = "tfl-journal"
 
@@ -33,7 +35,7 @@ class JournalError(RuntimeError):
     """The journal cannot be used; trading must not go on without it."""
 
 
-class JournalUnavailable(JournalError):  # noqa: N818 - a state, named for what it is
+class JournalUnavailable(JournalError, Unavailable):  # noqa: N818 - a state, named for what it is
     """The journal's service did not answer (DynamoDB throttling, network): a restart may cure it."""
 
 

@@ -250,12 +250,12 @@ def wants_write(event: dict[str, Any], day: dt.date, now: dt.datetime | None = N
     return raw or day == ist_today(now)
 
 
-def _write(out: Target, record: BiasRecord) -> tuple[bool, str]:
+def _write(out: Target, record: BiasRecord, provisional: bool = False) -> tuple[bool, str]:
     """(written, the AWS error code when the write failed)."""
     if not out.write or not out.name or out.ssm is None:
         return False, ""
     try:
-        write_bias(out.ssm, out.name, record)
+        write_bias(out.ssm, out.name, record, provisional=provisional)
     except (ClientError, BotoCoreError) as exc:
         return False, aws_code(exc)
     return True, ""
@@ -269,10 +269,15 @@ def _no_trades(
     *,
     record: BiasRecord | None = None,
     details: str = "",
+    retry: bool = False,
 ) -> dict[str, Any]:
-    """Publish NO_TRADES for ``day`` (SSM if it works and may be written) and alert with the reason."""
+    """Publish NO_TRADES for ``day`` (SSM if it works and may be written) and alert with the reason.
+
+    ``retry``: the failure may pass (AWS did not answer). The record is provisional, so the
+    trader keeps waiting, and the handler fails so that Lambda runs the job again.
+    """
     record = record or BiasRecord.no_trades(day, reason, out.params)
-    written, write_error = _write(out, record)
+    written, write_error = _write(out, record, provisional=retry)
     decide(
         log,
         "bias failed: NO_TRADES",
@@ -291,6 +296,8 @@ def _no_trades(
         tail = f" (and the NO_TRADES record could not be written to SSM {out.name or '(unset)'}{why})"
     else:
         tail = ""
+    if retry:
+        tail += " (provisional: the job is retried; the trader waits until its deadline)"
     text = f"TFL bias for {day}: NO_TRADES: {reason}{tail}"
     alert(out.notifier, level, f"{text}\n\n{details}" if details else text)
     return {
@@ -300,6 +307,7 @@ def _no_trades(
         "reason": reason,
         "record": json.loads(record.to_json()),
         "written": written,
+        "retry": retry,
     }
 
 
@@ -333,7 +341,7 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
     except (DataProblemError, ConfigError, CalendarTableError) as exc:
         return _no_trades(out, day, str(exc))
     except (ClientError, BotoCoreError) as exc:
-        return _no_trades(out, day, f"reading the daily bars failed ({aws_code(exc)})")
+        return _no_trades(out, day, f"reading the daily bars failed ({aws_code(exc)})", retry=True)
     except Exception as exc:  # any other failure must still end in NO_TRADES and an alert
         log.exception("bias job failed unexpectedly", extra={"fields": {"session": day.isoformat()}})
         return _no_trades(out, day, f"unexpected error ({type(exc).__name__})")  # its text could carry data
@@ -403,4 +411,13 @@ def _after_config_error(ev: dict[str, Any], reason: str) -> dict[str, Any]:
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Lambda entry point (EventBridge Scheduler, 08:45 IST; ``{"date": "YYYY-MM-DD"}`` reruns a day
     without writing SSM, add ``"write": true`` to replace the parameter's record)."""
-    return entry("bias", log, run, event, on_config_error=_after_config_error, on_bug=_after_bug)
+    out = entry("bias", log, run, event, on_config_error=_after_config_error, on_bug=_after_bug)
+    if out.get("retry"):
+        # After the provisional NO_TRADES and the alert: a failed asynchronous run is retried by
+        # Lambda (twice, within minutes), then lands in the dead-letter queue.
+        raise BiasRetryError(str(out.get("reason", "")))
+    return out
+
+
+class BiasRetryError(RuntimeError):
+    """The job failed in a way a retry may cure; raised so that Lambda runs it again."""
