@@ -459,6 +459,11 @@ def test_a_session_opened_with_a_carried_position_reports_from_the_whole_journal
         if state.book.positions:
             break
     full.close()
+    from tfl.cli.live_cmds import _session_so_far
+
+    so_far = _session_so_far(died, day1.isoformat(), settings)  # what a trader restarted then would see
+    assert so_far.opened and not so_far.closed and so_far.bias == "LONGS"
+    assert so_far.positions == sorted(state.book.positions)
     died.close()
     replay(tmp_path / "died", market, symbols, day2, settings, bias="LONGS")
     journal = SqliteJournal(tmp_path / "died" / "journal.sqlite")
@@ -468,3 +473,7 @@ def test_a_session_opened_with_a_carried_position_reports_from_the_whole_journal
     assert "cash" not in opened.data
     assert session_report([e for e in events if e.session == day2.isoformat()], day2) is None
     assert day_report(events, day2).session == day2.isoformat()
+    journal = SqliteJournal(tmp_path / "died" / "journal.sqlite")
+    after = _session_so_far(journal, day2.isoformat(), settings)  # day 2 began with day 1's position
+    journal.close()
+    assert after.opened and after.closed

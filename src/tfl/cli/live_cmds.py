@@ -249,17 +249,30 @@ class SessionSoFar:
 
 
 def _session_so_far(journal: Any, sid: str, settings: Settings) -> SessionSoFar:
-    """Today's events only (cheap): opened or closed, the bias it opened with, positions held."""
+    """Today's events only (cheap): opened or closed, the bias it opened with, positions held.
+
+    Today's events alone do not replay when the day began with something carried over (a
+    day that ended unflat): then the positions come from the whole journal.
+    """
+    from tfl.live.report import rebuild
     from tfl.live.state import TraderState, apply
 
     out = SessionSoFar()
     state = TraderState.fresh(settings)
+    replayed = True
     for ev in journal.events(sid):
-        apply(state, ev)
+        if replayed:
+            try:
+                apply(state, ev)
+            except (KeyError, ValueError, TypeError):
+                replayed = False
         if ev.kind == "SESSION_OPEN":
             out.opened, out.bias, out.bias_reason = True, str(ev.data.get("bias")), str(ev.data.get("bias_reason", ""))
+            replayed = replayed and "cash" in ev.data  # no cash recorded: the book was not flat
         elif ev.kind == "SESSION_CLOSE":
             out.closed = True
+    if not replayed:
+        state = rebuild(journal)
     out.positions = sorted(state.book.positions)
     return out
 
