@@ -54,46 +54,52 @@ class BarBuilder:
         return self._open + ((ts - self._open) // BAR_SECONDS) * BAR_SECONDS
 
     def on_tick(self, t: Tick) -> bool:
-        """Add a tick; False if it was dropped."""
+        """Add a tick; False if it was dropped. (The hot path of the live runtime: locals and
+        plain comparisons instead of helper calls.)"""
         price = t.price
-        if not math.isfinite(price) or price <= 0 or not math.isfinite(t.volume):
+        volume = t.volume
+        ts = t.ts
+        symbol = t.symbol
+        if not math.isfinite(price) or price <= 0 or not math.isfinite(volume):
             self._drop("bad_price", t, "price is not a positive number")
             return False
-        last = self._last.get(t.symbol)
+        last = self._last.get(symbol)
         if last is not None:
-            if (t.ts, price, t.volume) == last:
+            if last[0] == ts and last[1] == price and last[2] == volume:
                 self._drop("duplicate", t, "")
                 return False
-            if t.ts < last[0]:
+            if ts < last[0]:
                 self._drop("out_of_order", t, "older than the last tick")
                 return False
             if abs(price / last[1] - 1.0) > self._jump:
                 self._drop("bad_price", t, f"jump of {100 * (price / last[1] - 1):.1f}% from {last[1]}")
                 return False
-        if t.ts < self._open:
+        if ts < self._open:
             self._drop("outside", t, "before the session")
             return False
-        start = self.slot_start(t.ts)
-        b = self._cur.get(t.symbol)
+        start = self._open + ((ts - self._open) // BAR_SECONDS) * BAR_SECONDS
+        b = self._cur.get(symbol)
         if b is not None and start < b.bar.start:
             self._drop("out_of_order", t, "belongs to a closed bar")
             return False
         if b is None or start > b.bar.start:
-            base = self._day_volume.get(t.symbol, 0.0) if b is None else b.last_volume
+            base = self._day_volume.get(symbol, 0.0) if b is None else b.last_volume
             if b is not None:  # the symbol's previous bar is complete even if no boundary closed it yet
-                self._day_volume[t.symbol] = b.last_volume
+                self._day_volume[symbol] = b.last_volume
                 self._completed.append(b.bar)
-            b = _Building(Bar(t.symbol, start, price, price, price, price, t.volume - base), t.ts, t.volume)
-            self._cur[t.symbol] = b
+            b = _Building(Bar(symbol, start, price, price, price, price, volume - base), ts, volume)
+            self._cur[symbol] = b
         else:
             bar = b.bar
-            bar.high = max(bar.high, price)
-            bar.low = min(bar.low, price)
+            if price > bar.high:
+                bar.high = price
+            elif price < bar.low:
+                bar.low = price
             bar.close = price
-            bar.volume += t.volume - b.last_volume
-            b.last_volume = t.volume
-            b.last_ts = t.ts
-        self._last[t.symbol] = (t.ts, price, t.volume)
+            bar.volume += volume - b.last_volume
+            b.last_volume = volume
+            b.last_ts = ts
+        self._last[symbol] = (ts, price, volume)
         return True
 
     def close_until(self, boundary: int) -> list[Bar]:
