@@ -15,11 +15,11 @@ import sys
 import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError
 
+from tfl.aws.clients import aws_code
 from tfl.aws.lambdas.common import (
     IST,
     ConfigError,
     LambdaConfig,
-    aws_code,
     decide,
     entry,
     event_date,

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 _CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
 
@@ -18,3 +19,11 @@ _CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 4,
 def client(service: str, region: str) -> Any:
     """A client for ``service`` in ``region`` with short timeouts."""
     return boto3.client(service, region_name=region, config=_CONFIG)
+
+
+def aws_code(exc: Exception) -> str:
+    """The AWS error code of a failed call (NotFound, AccessDenied, ...), never its message, which
+    can echo request data; the exception's class for a failure without one (a timeout)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+    return type(exc).__name__

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tfl.aws.clients import aws_code
 from tfl.regime import DailyCloses
 
 DAILY_PREFIX = "daily/"
@@ -213,13 +214,11 @@ def read_universe(s3: Any, bucket: str, key: str = UNIVERSE_KEY) -> list[str] | 
     name = f"s3://{bucket}/{key}"
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read(_MAX_OBJECT_BYTES + 1)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "error")
+    except (ClientError, BotoCoreError) as exc:
+        code = aws_code(exc)
         if code in ("NoSuchKey", "404"):
             return None
         raise DailyBarsError(f"{name}: cannot read ({code})") from None
-    except BotoCoreError as exc:
-        raise DailyBarsError(f"{name}: cannot read ({type(exc).__name__})") from None
     if len(body) > _MAX_OBJECT_BYTES:
         raise DailyBarsError(f"{name}: too large for a universe file")
     try:

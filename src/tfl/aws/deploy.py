@@ -20,6 +20,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tfl.aws.clients import aws_code
 from tfl.aws.package import Bundle
 
 TERMINAL_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
@@ -175,7 +176,7 @@ def current_image(cfn: Any, ec2: Any, stack_name: str) -> str:
         reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
         image = str(reservations[0]["Instances"][0]["ImageId"])
     except (ClientError, BotoCoreError, IndexError, KeyError) as exc:
-        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else type(exc).__name__
+        code = aws_code(exc)
         raise DeployError(
             f"cannot read the image of {SERVER_RESOURCE} in {stack_name} ({code}), so it cannot be pinned: "
             "an update could replace the server. Pass --refresh-ami to accept a new instance"

@@ -19,6 +19,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tfl.aws.calendar_table import CalendarTableExpired, SessionTimes
+from tfl.aws.clients import aws_code
 from tfl.aws.secrets_store import is_placeholder
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -68,12 +69,6 @@ class Clients:
     cloudwatch: Any
 
 
-def _aws_error(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__
-
-
 class _UnusableError(ValueError):
     """A secret or parameter that cannot be used; the message says why, never its content."""
 
@@ -99,7 +94,7 @@ def run_checks(clients: Clients, stack_name: str, now: dt.datetime, session_of: 
     try:
         stack = clients.cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     except (ClientError, BotoCoreError, IndexError, KeyError) as exc:
-        return [Check("stack", "FAIL", f"stack {stack_name} not readable ({_aws_error(exc)}): deploy it (tfl deploy)")]
+        return [Check("stack", "FAIL", f"stack {stack_name} not readable ({aws_code(exc)}): deploy it (tfl deploy)")]
     status = stack["StackStatus"]
     good = status.endswith("_COMPLETE") and "ROLLBACK" not in status and "DELETE" not in status
     out.append(Check("stack", "PASS" if good else "FAIL", f"{stack_name} is {status}"))
@@ -182,7 +177,7 @@ def _secret(c: Clients, name: str) -> dict[str, Any]:
     try:
         text = c.secrets.get_secret_value(SecretId=name).get("SecretString")
     except (ClientError, BotoCoreError) as exc:
-        raise _UnusableError(f"secret {name} unreadable ({_aws_error(exc)})") from None
+        raise _UnusableError(f"secret {name} unreadable ({aws_code(exc)})") from None
     return _json_object(text, f"secret {name}")
 
 
@@ -219,7 +214,7 @@ def _bias(c: Clients, outputs: dict[str, str], today: dt.date, minute: int, sess
     try:
         text = c.ssm.get_parameter(Name=name)["Parameter"]["Value"]
     except (ClientError, BotoCoreError, KeyError) as exc:
-        return Check("bias", "FAIL", f"parameter {name} unreadable ({_aws_error(exc)})")
+        return Check("bias", "FAIL", f"parameter {name} unreadable ({aws_code(exc)})")
     record = _json_object(text, f"parameter {name}")
     dated = record.get("session")
     if dated == today.isoformat():
@@ -245,7 +240,7 @@ def _subscription(c: Clients, outputs: dict[str, str]) -> Check:
             for s in page.get("Subscriptions", [])
         ]
     except (ClientError, BotoCoreError) as exc:
-        return Check("alerts", "FAIL", f"topic unreadable ({_aws_error(exc)})")
+        return Check("alerts", "FAIL", f"topic unreadable ({aws_code(exc)})")
     email = [s for s in subs if s.get("Protocol") == "email"]
     confirmed = [s for s in email if str(s.get("SubscriptionArn", "")).startswith("arn:")]
     if confirmed:
@@ -262,7 +257,7 @@ def _schedules(c: Clients) -> list[Check]:
             for item in page.get("Schedules", []):
                 found[item["Name"]] = str(item.get("State"))
     except (ClientError, BotoCoreError) as exc:
-        return [Check("schedules", "FAIL", f"cannot list the schedules ({_aws_error(exc)})")]
+        return [Check("schedules", "FAIL", f"cannot list the schedules ({aws_code(exc)})")]
     out = []
     for name in SCHEDULE_NAMES:
         state = found.get(name)
@@ -281,7 +276,7 @@ def _instance(c: Clients, outputs: dict[str, str], minute: int, session: Session
         res = c.ec2.describe_instances(InstanceIds=[iid])["Reservations"]
         state = res[0]["Instances"][0]["State"]["Name"]
     except (ClientError, BotoCoreError, IndexError, KeyError) as exc:
-        return Check("instance", "FAIL", f"{iid} unreadable ({_aws_error(exc)})")
+        return Check("instance", "FAIL", f"{iid} unreadable ({aws_code(exc)})")
     window = instance_window(session)
     if window is not None and window[0] <= minute < window[1] and state != "running":
         return Check("instance", "FAIL", f"{iid} is {state}; it must run {_hhmm(window[0])}-{_hhmm(window[1])} today")
@@ -299,7 +294,7 @@ def _heartbeat(c: Clients, now: dt.datetime, minute: int, session: SessionTimes 
             Statistics=["Sum"],
         )["Datapoints"]
     except (ClientError, BotoCoreError) as exc:
-        return Check("heartbeat", "WARN", f"metrics unreadable ({_aws_error(exc)})")
+        return Check("heartbeat", "WARN", f"metrics unreadable ({aws_code(exc)})")
     period = dt.timedelta(seconds=HEARTBEAT_PERIOD)  # the last beat came before its period's end
     last = max((p["Timestamp"] + period for p in stats if p.get("Sum", 0) > 0), default=None)
     in_market = _within(heartbeat_window(session), minute)

@@ -53,6 +53,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tfl.aws.clients import aws_code
 from tfl.live.journal import (
     Event,
     JournalConflictError,
@@ -109,7 +110,7 @@ _RETRY_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", 
 
 def _cancellation_codes(exc: Exception) -> list[str]:
     """The per-action reasons of a cancelled transaction ("None" for an action that was fine)."""
-    if not isinstance(exc, ClientError) or _aws_code(exc) != "TransactionCanceledException":
+    if not isinstance(exc, ClientError) or aws_code(exc) != "TransactionCanceledException":
         return []
     reasons = exc.response.get("CancellationReasons") or []
     return [str(r.get("Code") or "None") if isinstance(r, dict) else "None" for r in reasons]
@@ -118,7 +119,7 @@ def _cancellation_codes(exc: Exception) -> list[str]:
 def _throttled(exc: Exception, codes: list[str]) -> bool:
     if codes:
         return set(codes) <= _RETRY_REASONS | {"None"} and set(codes) != {"None"}
-    return _aws_code(exc) in _THROTTLE_CODES
+    return aws_code(exc) in _THROTTLE_CODES
 
 
 _PERMANENT_CODES = frozenset(
@@ -132,13 +133,6 @@ _PERMANENT_CODES = frozenset(
         "KMSNotFoundException",
     }
 )
-
-
-def _aws_code(exc: Exception) -> str:
-    """The AWS error code of a failed call (never its message, which could echo request data)."""
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
-    return type(exc).__name__
 
 
 def _item_size(item: dict[str, Any]) -> int:
@@ -203,7 +197,7 @@ class DynamoJournal:
         return where
 
     def _fail(self, op: str, exc: Exception) -> JournalError:
-        code = _aws_code(exc)
+        code = aws_code(exc)
         log.error("journal call failed", extra={"fields": {"table": self.table, "op": op, "error": code}})
         # Missing table, no permission, bad request: a restart changes nothing.
         permanent = isinstance(exc, ClientError) and code in _PERMANENT_CODES
@@ -399,7 +393,7 @@ class DynamoJournal:
                 elif _throttled(exc, codes) and (delay := next(delays, None)) is not None:
                     log.warning(
                         "journal write throttled: retrying",
-                        extra={"fields": {"table": self.table, "error": _aws_code(exc), "delay": delay}},
+                        extra={"fields": {"table": self.table, "error": aws_code(exc), "delay": delay}},
                     )
                     self._sleep(delay)
                     continue

@@ -12,6 +12,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tfl.aws.clients import aws_code
+
 log = logging.getLogger("tfl.aws.notify")
 _SUBJECT_MAX = 100  # SNS limit
 
@@ -20,13 +22,6 @@ def subject_line(text: str) -> str:
     """SNS subjects are one line of printable ASCII, at most 100 characters."""
     clean = "".join(ch if 32 <= ord(ch) < 127 else " " for ch in text).strip() or "TFL"
     return clean if len(clean) <= _SUBJECT_MAX else clean[: _SUBJECT_MAX - 3] + "..."
-
-
-def _error_code(exc: Exception) -> str:
-    """AWS's error code (NotFound, AuthorizationError, ...), never its message; the class otherwise."""
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
-    return type(exc).__name__
 
 
 class SnsNotifier:
@@ -41,7 +36,7 @@ class SnsNotifier:
         except (ClientError, BotoCoreError) as exc:
             log.error(
                 "SNS publish failed",
-                extra={"fields": {"topic": self.topic_arn, "error": _error_code(exc)}},
+                extra={"fields": {"topic": self.topic_arn, "error": aws_code(exc)}},
             )
             return False
         return True

@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tfl.aws.clients import aws_code
 from tfl.domain import Bias, BiasRead
 from tfl.regime import BiasRecord, parse_bias_record
 
@@ -53,7 +54,7 @@ def read_bias_checked(ssm: Any, name: str, session: dt.date) -> BiasRead:
     try:
         text = read_bias_text(ssm, name)
     except (ClientError, BotoCoreError) as exc:
-        why = f"bias parameter {name} unreadable ({_code(exc)}): NO_TRADES"
+        why = f"bias parameter {name} unreadable ({aws_code(exc)}): NO_TRADES"
         log.warning("bias rejected: NO_TRADES", extra={"fields": {"parameter": name, "reason": why}})
         return BiasRead(Bias.NO_TRADES, why, False)
     if text is None:
@@ -65,9 +66,3 @@ def read_bias_checked(ssm: Any, name: str, session: dt.date) -> BiasRead:
         log.warning("bias rejected: NO_TRADES", extra={"fields": {"parameter": name, "reason": why}})
         return BiasRead(Bias.NO_TRADES, why, False)
     return BiasRead(bias, f"read from SSM parameter {name}", True)
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
-    return type(exc).__name__

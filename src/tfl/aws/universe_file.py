@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tfl.aws.clients import aws_code
 from tfl.aws.daily_bars import UNIVERSE_KEY
 
 log = logging.getLogger("tfl.aws.universe")
@@ -24,7 +25,7 @@ def download_universe(s3: Any, bucket: str, dest: Path) -> bool:
     try:
         body = s3.get_object(Bucket=bucket, Key=UNIVERSE_KEY)["Body"].read()
     except (ClientError, BotoCoreError) as exc:
-        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else type(exc).__name__
+        code = aws_code(exc)
         log.warning(
             "no universe from the data bucket: keeping the local file",
             extra={"fields": {"bucket": bucket, "key": UNIVERSE_KEY, "error": code, "local": str(dest)}},

@@ -26,7 +26,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tfl.aws.calendar_table import CalendarTableError, CalendarTableExpired, load_table
-from tfl.aws.clients import client
+from tfl.aws.clients import aws_code, client
 from tfl.aws.daily_bars import (
     DAILY_PREFIX,
     UNIVERSE_KEY,
@@ -42,7 +42,6 @@ from tfl.aws.lambdas.common import (
     ConfigError,
     LambdaConfig,
     alert,
-    aws_code,
     decide,
     entry,
     event_date,

@@ -14,8 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from tfl.aws.clients import client
 from tfl.aws.notify import SnsNotifier
 from tfl.aws.secrets_store import SecretsManagerStore
@@ -106,13 +104,6 @@ def unexpected(logger: logging.Logger, job: str, cfg: LambdaConfig, exc: Excepti
         notifier = None
     alert(notifier, "ERROR", f"TFL {job} job failed: {reason}; see the function's log")
     return reason
-
-
-def aws_code(exc: Exception) -> str:
-    """The AWS error code of a failed call (never its message, which can echo request data)."""
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
-    return type(exc).__name__
 
 
 def publish(notifier: SnsNotifier | None, subject: str, message: str) -> bool:

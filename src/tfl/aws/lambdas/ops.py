@@ -24,12 +24,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tfl.aws.calendar_table import CalendarTableError, CalendarTableExpired, SessionTimes, load_table
+from tfl.aws.clients import aws_code
 from tfl.aws.lambdas.common import (
     IST,
     ConfigError,
     LambdaConfig,
     alert,
-    aws_code,
     decide,
     entry,
     event_date,
