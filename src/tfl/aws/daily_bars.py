@@ -8,9 +8,7 @@ Standard library and boto3 only (the pre-market Lambda imports this module).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import math
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +17,7 @@ from typing import Any, NamedTuple
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tfl.aws.clients import aws_code
+from tfl.data.universe import UniverseError, parse_universe
 from tfl.regime import DailyCloses
 
 DAILY_PREFIX = "daily/"
@@ -183,26 +182,16 @@ def read_daily(
 
 
 def parse_universe_csv(text: str, name: str) -> list[str]:
-    """Symbols of a universe CSV (column ``Symbol``), in file order, without duplicates.
-
-    The rules of :func:`tfl.data.loader.read_universe` (a leading BOM is allowed), which the
-    Lambda cannot import: the data loader needs pandas.
-    """
+    """The universe's symbols (:func:`tfl.data.universe.parse_universe`, the data loader's rules);
+    a list without a symbol is an error here: the bias would have nothing to count."""
     try:
-        reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-        if reader.fieldnames is None or "Symbol" not in reader.fieldnames:
-            raise DailyBarsError(f"{name}: no 'Symbol' column")
-        out: dict[str, None] = {}
-        for row in reader:
-            sym = (row.get("Symbol") or "").strip()
-            if not sym:
-                raise DailyBarsError(f"{name} line {reader.line_num}: empty symbol")
-            out[sym] = None
-    except csv.Error as exc:
-        raise DailyBarsError(f"{name}: not a readable CSV ({exc})") from None
+        out = parse_universe(text)
+    except UniverseError as exc:
+        where = f"{name} line {exc.row + 1}" if exc.row is not None else name  # the header is line 1
+        raise DailyBarsError(f"{where}: {exc}") from None
     if not out:
         raise DailyBarsError(f"{name}: lists no symbol")
-    return list(out)
+    return out
 
 
 def read_universe(s3: Any, bucket: str, key: str = UNIVERSE_KEY) -> list[str] | None:

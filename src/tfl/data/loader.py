@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tfl.data.bars import F64, I64, BarSeries
+from tfl.data.universe import UniverseError, parse_universe
 from tfl.timeutil import IST, IST_OFFSET_S, SECONDS_PER_DAY
 
 log = logging.getLogger(__name__)
@@ -79,22 +80,15 @@ def symbol_files(data_dir: Path, kind: str) -> dict[str, Path]:
 def read_universe(path: Path) -> list[str]:
     """Symbols of a universe CSV (column ``Symbol``), in file order, without duplicates."""
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or "Symbol" not in reader.fieldnames:
-                raise DataError(path, "no 'Symbol' column")
-            out: list[str] = []
-            for i, row in enumerate(reader, start=1):
-                sym = (row.get("Symbol") or "").strip()
-                if not sym:
-                    raise DataError(path, "empty symbol", row=i)
-                if sym not in out:
-                    out.append(sym)
-            return out
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DataError(path, f"cannot read ({exc.strerror})") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
         raise DataError(path, f"not a readable CSV ({exc})") from None
+    try:
+        return parse_universe(text)
+    except UniverseError as exc:
+        raise DataError(path, str(exc), row=exc.row) from None
 
 
 # --------------------------------------------------------------------------- reading
