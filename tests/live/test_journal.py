@@ -461,7 +461,7 @@ def test_a_session_opened_with_a_carried_position_reports_from_the_whole_journal
     full.close()
     from tfl.cli.live_cmds import _session_so_far
 
-    so_far = _session_so_far(died, day1.isoformat(), settings)  # what a trader restarted then would see
+    so_far = _session_so_far(died, day1)  # what a trader restarted then would see
     assert so_far.opened and not so_far.closed and so_far.bias == "LONGS"
     assert so_far.positions == sorted(state.book.positions)
     died.close()
@@ -474,6 +474,6 @@ def test_a_session_opened_with_a_carried_position_reports_from_the_whole_journal
     assert session_report([e for e in events if e.session == day2.isoformat()], day2) is None
     assert day_report(events, day2).session == day2.isoformat()
     journal = SqliteJournal(tmp_path / "died" / "journal.sqlite")
-    after = _session_so_far(journal, day2.isoformat(), settings)  # day 2 began with day 1's position
+    after = _session_so_far(journal, day2)  # day 2 began with day 1's position
     journal.close()
     assert after.opened and after.closed

@@ -188,7 +188,7 @@ def _trade_fyers(
     if session is None:
         log.info("not a trading day: nothing to do", extra={"fields": {"date": today.isoformat()}})
         return 0
-    today_so_far = _session_so_far(journal, today.isoformat(), settings)
+    today_so_far = _session_so_far(journal, today)
     if today_so_far.closed:
         log.info("session already closed in the journal", extra={"fields": {"session": today.isoformat()}})
         return 0
@@ -248,32 +248,20 @@ class SessionSoFar:
     positions: list[str] = field(default_factory=list)
 
 
-def _session_so_far(journal: Any, sid: str, settings: Settings) -> SessionSoFar:
-    """Today's events only (cheap): opened or closed, the bias it opened with, positions held.
-
-    Today's events alone do not replay when the day began with something carried over (a
-    day that ended unflat): then the positions come from the whole journal.
-    """
-    from tfl.live.report import rebuild
-    from tfl.live.state import TraderState, apply
+def _session_so_far(journal: Any, today: dt.date) -> SessionSoFar:
+    """What the journal holds of today: opened or closed, the bias it opened with, the positions
+    (from the day's report, which reads more than the day only when the day began unflat)."""
+    from tfl.live.report import journal_day_report
 
     out = SessionSoFar()
-    state = TraderState.fresh(settings)
-    replayed = True
-    for ev in journal.events(sid):
-        if replayed:
-            try:
-                apply(state, ev)
-            except (KeyError, ValueError, TypeError):
-                replayed = False
+    todays = list(journal.events(today.isoformat()))
+    for ev in todays:
         if ev.kind == "SESSION_OPEN":
             out.opened, out.bias, out.bias_reason = True, str(ev.data.get("bias")), str(ev.data.get("bias_reason", ""))
-            replayed = replayed and "cash" in ev.data  # no cash recorded: the book was not flat
         elif ev.kind == "SESSION_CLOSE":
             out.closed = True
-    if not replayed:
-        state = rebuild(journal)
-    out.positions = sorted(state.book.positions)
+    report = journal_day_report(journal, today, todays) if out.opened else None
+    out.positions = list(report.open_positions) if report is not None else []
     return out
 
 

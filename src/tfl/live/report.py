@@ -141,6 +141,24 @@ def session_report(events: list[Event], session: dt.date) -> DayReport | None:
     return _report(mine, session, state)
 
 
+def journal_day_report(journal: Journal, session: dt.date, todays: list[Event] | None = None) -> DayReport | None:
+    """The report for ``session`` read from a journal, or None when it has no events that day.
+
+    One read of the day's session when its SESSION_OPEN records the opening cash; otherwise
+    (a day that began unflat, an older journal) every session up to the day, in order.
+    ``todays``: the day's events, when the caller has read them already.
+    """
+    sid = session.isoformat()
+    mine = list(journal.events(sid)) if todays is None else todays
+    if not mine:
+        return None
+    report = session_report(mine, session)
+    if report is not None:
+        return report
+    events = [ev for s in journal.sessions() if s <= sid for ev in journal.events(s)]
+    return day_report(events, session)
+
+
 def _report(events: list[Event], session: dt.date, state: TraderState) -> DayReport:
     sid = session.isoformat()
     start_equity: float | None = None

@@ -27,8 +27,8 @@ from tfl.aws.lambdas.common import (
     event_date,
     publish,
 )
-from tfl.live.journal import Event, JournalError
-from tfl.live.report import DayReport, day_report, session_report
+from tfl.live.journal import JournalError
+from tfl.live.report import DayReport, journal_day_report
 from tfl.trade_csv import trades_csv
 
 log = logging.getLogger("tfl.aws.lambdas.report")
@@ -56,29 +56,6 @@ def message(report: DayReport) -> str:
     return f"{first}\n\n{text}"
 
 
-def read_events(journal: DynamoJournal, day: dt.date) -> tuple[list[Event], bool]:
-    """All events of the sessions up to ``day`` (one Query per session), and whether ``day`` has any."""
-    sid = day.isoformat()
-    sessions = [s for s in journal.sessions() if s <= sid]
-    events: list[Event] = []
-    for s in sessions:
-        events.extend(journal.events(s))
-    return events, any(ev.session == sid for ev in events)
-
-
-def build_report(journal: DynamoJournal, day: dt.date) -> DayReport | None:
-    """The day's report from one Query of its session (the session records its opening cash);
-    older journals need every session up to the day. None when the day has no events."""
-    todays = list(journal.events(day.isoformat()))
-    if not todays:
-        return None
-    report = session_report(todays, day)
-    if report is not None:
-        return report
-    events, _ = read_events(journal, day)
-    return day_report(events, day)
-
-
 def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None) -> dict[str, Any]:
     notifier = cfg.notifier()
     try:
@@ -97,7 +74,7 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
     try:
         table = cfg.require(cfg.settings.aws.journal_table, "TFL_AWS__JOURNAL_TABLE")
         journal = DynamoJournal(cfg.client("dynamodb"), table)
-        report = build_report(journal, day)
+        report = journal_day_report(journal, day)
     except (ConfigError, JournalError) as exc:
         decide(log, "report failed: journal unreadable", logging.ERROR, session=sid, reason=str(exc))
         alert(notifier, "ERROR", f"TFL report for {sid}: cannot read the journal: {exc}")
