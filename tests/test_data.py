@@ -136,3 +136,18 @@ def test_data_check_on_the_shared_data_finds_the_documented_defects(nse_dir: Pat
     assert sum(r.missing_days for r in reports.values()) == 48
     assert reports[("daily", "NIFTY200_INDEX")].missing_days == 1  # 2020-08-10
     assert reports[("15min", "NIFTY_200")].last == "2025-07-23"
+
+
+def test_last_bar_time_reads_only_the_time_column_and_agrees_with_the_loader(nse_dir: Path, tmp_path: Path) -> None:
+    """The trader's freshness check before the open reads one column; it must see what a full read sees."""
+    from tfl.data.loader import last_bar_time, read_raw
+
+    for sub in ("15min", "daily"):
+        for path in sorted((nse_dir / sub).glob("*.parquet"))[:5]:
+            assert last_bar_time(path) == int(read_raw(path).ts.max()), path
+    csv_file = tmp_path / "X.csv"
+    csv_file.write_text("datetime,open,high,low,close,volume\n2024-05-16 09:15:00,1,2,0.5,1.5,10\n")
+    assert last_bar_time(csv_file) == int(read_raw(csv_file).ts.max())
+    empty = tmp_path / "E.csv"
+    empty.write_text("datetime,open,high,low,close,volume\n")
+    assert last_bar_time(empty) is None

@@ -103,6 +103,24 @@ def read_raw(path: Path) -> RawBars:
     raise DataError(path, f"unsupported file type '{path.suffix}' (use .parquet or .csv)")
 
 
+def last_bar_time(path: Path) -> int | None:
+    """UTC epoch seconds of a bar file's latest stamp (None when it has no rows), reading only
+    its time column where the format allows: a freshness check before loading the file."""
+    if path.suffix != ".parquet":
+        raw = read_raw(path)
+        return int(raw.ts.max()) if raw.ts.shape[0] else None
+    try:
+        names = {n.lower(): n for n in pq.ParquetFile(path).schema_arrow.names}
+        tcol = next((names[c] for c in TIME_COLUMNS if c in names), None)
+        if tcol is None:
+            raise DataError(path, f"no time column (expected one of: {', '.join(TIME_COLUMNS)})")
+        col = pq.read_table(path, columns=[tcol], use_threads=False).column(tcol)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(path, f"not a readable Parquet file ({_short(exc)})") from None
+    ts = _arrow_times(path, col)
+    return int(ts.max()) if ts.shape[0] else None
+
+
 def _read_parquet(path: Path) -> RawBars:
     try:
         table = pq.read_table(path, use_threads=False)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfl.data.loader import DAILY_DIR, INTRADAY_DIR, DataError, read_raw
+from tfl.data.loader import DAILY_DIR, INTRADAY_DIR, DataError, last_bar_time
 from tfl.fyers.history import fetch_symbol
 from tfl.fyers.rest import FyersError, FyersRejected, FyersRest
 from tfl.fyers.symbols import SymbolMap
@@ -41,14 +41,13 @@ def last_day(path: Path) -> dt.date | None:
     if not path.is_file():
         return None
     try:
-        raw = read_raw(path)
+        last = last_bar_time(path)
     except DataError as exc:
         log.warning("bar file unreadable: fetched again", extra={"fields": {"file": str(path), "error": str(exc)}})
         return None
-    if raw.ts.shape[0] == 0:
+    if last is None:
         return None
-    day = (int(raw.ts.max()) + IST_OFFSET_S) // SECONDS_PER_DAY
-    return dt.date(1970, 1, 1) + dt.timedelta(days=day)
+    return dt.date(1970, 1, 1) + dt.timedelta(days=(last + IST_OFFSET_S) // SECONDS_PER_DAY)
 
 
 def _behind(data_dir: Path, folder: str, names: list[str], previous: dt.date) -> list[str]:
@@ -79,10 +78,12 @@ def ensure_history(
     they sit the day out rather than delay the start."""
     check = HistoryCheck()
     first = previous - dt.timedelta(days=days)
+    stale: set[str] = set()
     for folder, resolution in ((INTRADAY_DIR, "15"), (DAILY_DIR, "D")):
         behind = _behind(data_dir, folder, names, previous)
         if not behind:
             continue
+        was_behind = list(behind)
         log.info(
             "history behind the previous session: fetching",
             extra={"fields": {"resolution": resolution, "symbols": len(behind), "previous": previous.isoformat()}},
@@ -109,7 +110,7 @@ def ensure_history(
             behind = failed
             if not behind:
                 break
-    stale = set(_behind(data_dir, INTRADAY_DIR, names, previous)) | set(_behind(data_dir, DAILY_DIR, names, previous))
+        stale |= set(_behind(data_dir, folder, was_behind, previous))  # only these can still be behind
     check.stale = [n for n in names if n in stale]
     if check.stale:
         log.warning(
