@@ -99,3 +99,16 @@ def test_a_new_years_holidays_from_the_circular_extend_the_calendar(tmp_path: Pa
     wrong.write_text(json.dumps({"years": {str(year): {"holidays": [f"{year + 1}-01-26"]}}}))
     with pytest.raises(CalendarError, match="outside"):
         NseCalendar(wrong)
+
+
+def test_previous_session_skips_holidays_and_sees_special_saturdays() -> None:
+    from tfl.aws.calendar_table import load_table
+
+    cal = NseCalendar()
+    assert cal.previous_session(dt.date(2020, 12, 7)) == dt.date(2020, 12, 4)  # over a weekend
+    assert cal.previous_session(dt.date(2024, 1, 23)) == dt.date(2024, 1, 20)  # 22nd a holiday, 20th a Saturday session
+    table = load_table()  # the Lambdas' table agrees, day by day
+    day = dt.date(2024, 1, 1)
+    while day < dt.date(2024, 4, 1):
+        assert cal.previous_session(day) == table.previous_session(day), day
+        day += dt.timedelta(days=1)

@@ -167,6 +167,15 @@ class NseCalendar:
             return None
         return Session(day, open_m, close_m)
 
+    def previous_session(self, day: dt.date) -> dt.date:
+        """The last session strictly before ``day``; no NSE break lasts a month."""
+        d = day
+        for _ in range(31):
+            d -= dt.timedelta(days=1)
+            if self.session(d) is not None:
+                return d
+        raise CalendarError(f"no NSE session in the month before {day}: the calendar is broken")
+
     def sessions_between(self, first: dt.date, last: dt.date) -> list[Session]:
         out = []
         d = first

@@ -115,7 +115,7 @@ def _eod(args: argparse.Namespace, settings: Settings) -> int:
     names = read_universe(universe_file)
     symbols_csv = data / fy.INSTRUMENTS_FILE
     if not symbols_csv.exists() or time.time() - symbols_csv.stat().st_mtime > 7 * 86400:
-        fy.cmd_data_symbols(argparse.Namespace(url=None, universe=universe_file, out=symbols_csv), settings)
+        fy.download_symbol_master(settings, symbols_csv, universe_file)
     kit = fy.build_kit(settings, data)
     today = fy.today_ist()
     first = today - dt.timedelta(days=args.days)

@@ -115,25 +115,32 @@ def cmd_auth_status(args: argparse.Namespace, settings: Settings) -> int:
 # --------------------------------------------------------------------------- data
 
 
-def cmd_data_symbols(args: argparse.Namespace, settings: Settings) -> int:
+def download_symbol_master(
+    settings: Settings, out: Path, universe: Path | None = None, url: str | None = None
+) -> tuple[int, list[str]]:
+    """Download the FYERS symbol master into ``out`` (the instruments of ``universe``, or all):
+    (instruments written, universe symbols the master lacks). A failed download is a ValueError."""
     import requests
 
     from tfl.data.loader import read_universe
 
-    url = args.url or settings.fyers.symbol_master_url
+    url = url or settings.fyers.symbol_master_url
     try:
         resp = requests.get(url, timeout=settings.fyers.http_timeout_seconds)
         resp.raise_for_status()
     except requests.RequestException as exc:
         raise ValueError(f"symbol master {url}: download failed ({type(exc).__name__})") from None
-    universe = read_universe(args.universe) if args.universe else None
-    instruments = parse_symbol_master(resp.text, universe)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_instruments(args.out, instruments)
-    missing = sorted(set(universe or []) - {i.symbol for i in instruments})
+    names = read_universe(universe) if universe else None
+    instruments = parse_symbol_master(resp.text, names)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_instruments(out, instruments)
+    return len(instruments), sorted(set(names or []) - {i.symbol for i in instruments})
+
+
+def cmd_data_symbols(args: argparse.Namespace, settings: Settings) -> int:
+    written, missing = download_symbol_master(settings, args.out, args.universe, args.url)
     _out(
-        f"wrote {len(instruments)} instruments to {args.out}"
-        + (f"; not in the master: {', '.join(missing)}" if missing else "")
+        f"wrote {written} instruments to {args.out}" + (f"; not in the master: {', '.join(missing)}" if missing else "")
     )
     return 0 if not missing else 1
 

@@ -278,8 +278,6 @@ def _fresh_symbols(
     """The symbols to trade today: the universe (or --symbols) whose history reaches the
     previous session, after fetching what is missing from FYERS (until shortly before the
     open), plus any symbol the journal holds a position in (its exits must be managed)."""
-    import argparse as ap
-
     from tfl.cli import fyers_cmds as fy
     from tfl.data.market import resolve_universe
     from tfl.fyers.topup import ensure_history
@@ -309,21 +307,12 @@ def _fresh_symbols(
     names += [s for s in held if s not in names]
     if not (data / fy.INSTRUMENTS_FILE).exists():  # tick sizes for the orders
         try:
-            fy.cmd_data_symbols(
-                ap.Namespace(
-                    url=None,
-                    universe=data / "universe.csv" if (data / "universe.csv").exists() else None,
-                    out=data / fy.INSTRUMENTS_FILE,
-                ),
-                settings,
-            )
+            universe = data / "universe.csv"
+            fy.download_symbol_master(settings, data / fy.INSTRUMENTS_FILE, universe if universe.exists() else None)
             kit.symbols = fy.build_kit(settings, data).symbols
         except (ValueError, OSError) as exc:  # no master, or a read-only data directory
             log.warning("no symbol master: default tick sizes", extra={"fields": {"error": str(exc)}})
-    earlier = calendar.sessions_between(today - dt.timedelta(days=31), today - dt.timedelta(days=1))
-    if not earlier:
-        raise ValueError(f"no NSE session in the month before {today}: the calendar is broken")
-    previous = earlier[-1].date
+    previous = calendar.previous_session(today)
     stop_at = epoch_of_ist(today, session.open_minute) - 120  # leave two minutes to start before the open
     check = ensure_history(
         kit.rest,

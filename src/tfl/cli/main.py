@@ -414,8 +414,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _is_transient(exc: Exception) -> bool:
     """A failure that a restart may cure: a broker, AWS or journal service that did not answer."""
-    from tfl.errors import Unavailable
-
     if isinstance(exc, FyersError | SecretError | Unavailable):
         return True
     try:
