@@ -912,7 +912,7 @@ def test_the_service_runs_a_real_tfl_trade_command(bootstrap: str) -> None:
     eod = heredoc(bootstrap, "/etc/systemd/system/tfl-eod.service")
     (eod_start,) = [line for line in eod.splitlines() if line.startswith("ExecStart=")]
     eod_args = build_parser().parse_args(shlex.split(eod_start.removeprefix("ExecStart="))[1:])
-    assert eod_args.func.__name__ == "run" and str(eod_args.data) == "/var/lib/tfl/data"
+    assert (eod_args.command, eod_args.data_command) == ("data", "eod") and str(eod_args.data) == "/var/lib/tfl/data"
 
 
 def test_no_aws_managed_policies(tpl: Template) -> None:

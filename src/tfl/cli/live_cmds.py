@@ -297,11 +297,11 @@ def _fresh_symbols(
     try:
         names = list(args.symbols or resolve_universe(data, settings))
     except DataError:
-        if unreadable:  # the bucket could not be read: a restart may get it
-            raise Unavailable(f"no universe in {data} and none from s3://{settings.aws.data_bucket}") from None
-        raise
+        if not unreadable:
+            raise
+        names = []
     if not names:
-        if unreadable:
+        if unreadable:  # the bucket could not be read: a restart may get it
             raise Unavailable(f"no universe in {data} and none from s3://{settings.aws.data_bucket}")
         raise ValueError(f"no universe: put universe.csv (column Symbol) into {data}, or pass --symbols")
     names += [s for s in held if s not in names]
