@@ -66,7 +66,9 @@ def main() -> None:
         for sess in sessions:
             controls = Controls(latencies_ns=lat)
             t0 = time.perf_counter()
-            res = run_session(sess, market, symbols, journal, broker, settings, Bias.BOTH, "benchmark", controls)
+            res = run_session(
+                sess, market, symbols, journal, broker, settings, Bias.BOTH, "benchmark", controls, market_sim=broker
+            )
             wall += time.perf_counter() - t0
             ticks += res.ticks
             trades += res.trades

@@ -54,7 +54,19 @@ class CostModel:
         return Charges(brokerage, stt, txn, sebi, stamp, gst)
 
     def charge_total(self, turnover: float, is_buy: bool) -> float:
-        return self.charges(turnover, is_buy).total
+        """``charges(turnover, is_buy).total`` without building the itemised record (sizing
+        calls it in a search); the same expressions, summed in the same order."""
+        c = self._c
+        if c.model == "flat":
+            return turnover * c.flat_pct / 100.0
+        b = turnover * c.brokerage_pct / 100.0
+        brokerage = b if b < c.brokerage_cap else c.brokerage_cap
+        stt = 0.0 if is_buy else turnover * c.stt_sell_pct / 100.0
+        txn = turnover * c.exchange_txn_pct / 100.0
+        sebi = turnover * c.sebi_per_crore / _CRORE
+        stamp = turnover * c.stamp_buy_pct / 100.0 if is_buy else 0.0
+        gst = (brokerage + txn + sebi) * c.gst_pct / 100.0
+        return brokerage + stt + txn + sebi + stamp + gst
 
     def adverse(self, price: float, is_buy: bool) -> float:
         """``price`` moved against the trader by the slippage (buys pay more, sells get less)."""

@@ -61,3 +61,7 @@ class RejectReason(StrEnum):
     RISK_BUDGET = "RISK_BUDGET"
     QTY_ZERO = "QTY_ZERO"
     INSUFFICIENT_CASH = "INSUFFICIENT_CASH"
+    DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"  # the day's loss limit tripped: no more entries today
+    KILL_SWITCH = "KILL_SWITCH"  # an operator halted trading
+    REDUCE_ONLY = "REDUCE_ONLY"  # the trader could not tell what was true at the broker
+    ENTRIES_BLOCKED = "ENTRIES_BLOCKED"  # live only: not reconciled yet, stale feed or no valid token

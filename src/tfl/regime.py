@@ -91,27 +91,13 @@ def _close_and_sma(series: DailyCloses, day: int, n: int) -> tuple[float, float]
     return series.closes[i], math.fsum(window) / n
 
 
-def compute_bias(
-    session: dt.date,
-    prev_session: dt.date | None,
-    universe: Mapping[str, DailyCloses],
-    benchmark: DailyCloses | None,
-    vix: DailyCloses | None,
-    params: BiasSettings,
-) -> BiasRecord:
-    """Decide LONGS / SHORTS / NO_TRADES for ``session`` from data final at ``prev_session``.
-
-    Shorts are checked first. Any input that is missing on the previous session, or
-    invalid, gives NO_TRADES with the reason recorded.
-    """
-    if prev_session is None:
-        return BiasRecord.no_trades(session, "no previous session in the calendar", params)
-    if prev_session >= session:
-        return BiasRecord.no_trades(session, "previous session is not before the session", params)
-    day = day_number(prev_session)
+def breadth(universe: Mapping[str, DailyCloses], day: int, n: int) -> tuple[int, int, int]:
+    """(above, below, counted): stocks whose close on ``day`` is above / below their SMA(n),
+    of those with a bar that day and n closes of history (a close equal to its SMA counts
+    in the total only)."""
     above = below = counted = 0
     for sym in sorted(universe):
-        cs = _close_and_sma(universe[sym], day, params.breadth_sma)
+        cs = _close_and_sma(universe[sym], day, n)
         if cs is None:
             continue
         counted += 1
@@ -119,6 +105,33 @@ def compute_bias(
             above += 1
         elif cs[0] < cs[1]:
             below += 1
+    return above, below, counted
+
+
+def compute_bias(
+    session: dt.date,
+    prev_session: dt.date | None,
+    universe: Mapping[str, DailyCloses],
+    benchmark: DailyCloses | None,
+    vix: DailyCloses | None,
+    params: BiasSettings,
+    *,
+    counts: tuple[int, int, int] | None = None,
+) -> BiasRecord:
+    """Decide LONGS / SHORTS / NO_TRADES for ``session`` from data final at ``prev_session``.
+
+    Shorts are checked first. Any input that is missing on the previous session, or
+    invalid, gives NO_TRADES with the reason recorded. ``counts``: the breadth of
+    ``prev_session`` when the caller has counted it already (the backtester counts every
+    day at once with :func:`tfl.data.bias_inputs.breadth_table`, which a test holds equal
+    to :func:`breadth`).
+    """
+    if prev_session is None:
+        return BiasRecord.no_trades(session, "no previous session in the calendar", params)
+    if prev_session >= session:
+        return BiasRecord.no_trades(session, "previous session is not before the session", params)
+    day = day_number(prev_session)
+    above, below, counted = counts if counts is not None else breadth(universe, day, params.breadth_sma)
 
     def rec(bias: Bias, reason: str, **kw: float | None) -> BiasRecord:
         return BiasRecord(

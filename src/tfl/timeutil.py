@@ -2,19 +2,22 @@
 
 Bars are identified by their start time as integer epoch seconds (UTC), which is
 unambiguous and cheap to compare; everything shown to a person is ISO-8601 in IST.
+This module is the one place where the IST zone, the bar length and the session grid
+are defined. It is pure standard library (the Lambda jobs import it): India has no
+daylight saving time, so IST is a fixed offset and needs no time-zone database.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
-import numpy as np
-from numpy.typing import NDArray
-
-IST = ZoneInfo("Asia/Kolkata")
-IST_OFFSET_S = 19_800  # +05:30; India has no daylight saving time
+IST_OFFSET_S = 19_800  # +05:30
+IST = dt.timezone(dt.timedelta(seconds=IST_OFFSET_S), "IST")
 SECONDS_PER_DAY = 86_400
+BAR_MINUTES = 15
+BAR_SECONDS = BAR_MINUTES * 60
+REGULAR_OPEN = 9 * 60 + 15  # NSE's regular session, minutes after IST midnight
+REGULAR_CLOSE = 15 * 60 + 30
 _EPOCH_DATE = dt.date(1970, 1, 1)
 
 
@@ -26,6 +29,11 @@ def ist_day(epoch_s: int) -> int:
 def ist_minute(epoch_s: int) -> int:
     """Minutes after IST midnight of a UTC epoch second."""
     return ((epoch_s + IST_OFFSET_S) % SECONDS_PER_DAY) // 60
+
+
+def ist_date(epoch_s: int) -> dt.date:
+    """The IST calendar date of a UTC epoch second."""
+    return day_to_date(ist_day(epoch_s))
 
 
 def day_to_date(day: int) -> dt.date:
@@ -41,6 +49,11 @@ def epoch_of_ist(d: dt.date, minute: int) -> int:
     return date_to_day(d) * SECONDS_PER_DAY + minute * 60 - IST_OFFSET_S
 
 
+def slot_of(ts: int, session_open_ts: int) -> int:
+    """Start of the 15-minute slot (on the session's grid) that contains ``ts``."""
+    return session_open_ts + ((ts - session_open_ts) // BAR_SECONDS) * BAR_SECONDS
+
+
 def iso_ist(epoch_s: int) -> str:
     """ISO-8601 with the +05:30 offset, e.g. ``2024-05-02T10:15:00+05:30``."""
     return dt.datetime.fromtimestamp(int(epoch_s), IST).isoformat()
@@ -52,9 +65,3 @@ def parse_date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise ValueError(f"'{text}' is not a date in YYYY-MM-DD form") from None
-
-
-def iso_ist_many(epochs: NDArray[np.int64]) -> list[str]:
-    """Vectorised :func:`iso_ist` for long columns (equity curves)."""
-    local = (epochs + IST_OFFSET_S).astype("datetime64[s]")
-    return [f"{t}+05:30" for t in np.datetime_as_string(local, unit="s").tolist()]

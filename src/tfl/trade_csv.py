@@ -7,14 +7,12 @@ writes for the same trades.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tfl.strategy.book import Trade
-
-_IST = dt.timezone(dt.timedelta(hours=5, minutes=30))  # fixed offset: no tz database needed
+from tfl.timeutil import iso_ist
 
 TRADE_COLUMNS = (
     "symbol",
@@ -37,7 +35,7 @@ TRADE_COLUMNS = (
 
 
 def _iso(ts: int) -> str:
-    return dt.datetime.fromtimestamp(int(ts), _IST).isoformat()
+    return iso_ist(ts)
 
 
 def _f(x: float, nd: int) -> str:
@@ -71,9 +69,10 @@ def trade_rows(trades: Iterable[Trade]) -> list[dict[str, str]]:
 
 def csv_text(columns: Sequence[str], rows: Iterable[dict[str, str]]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
+    w = csv.writer(buf, lineterminator="\n")
+    cols = list(columns)
+    w.writerow(cols)
+    w.writerows([row[c] for c in cols] for row in rows)
     return buf.getvalue()
 
 

@@ -24,7 +24,7 @@ from tfl.aws.data_sync import sync_daily
 from tfl.cli.main import main
 from tfl.data.bias_inputs import bias_records
 from tfl.data.market import load_market
-from tfl.live.journal import SqliteJournal
+from tfl.live.journal import SqliteJournal, read_events
 from tfl.live.report import day_report
 from tfl.settings import Settings
 
@@ -115,7 +115,7 @@ def test_a_day_on_aws_equals_the_same_day_locally(
          "--journal", str(local), "--bias", "LONGS"]
     )  # fmt: skip
     assert rc == 0
-    local_report = day_report(list(SqliteJournal(local).events()), DAY)
+    local_report = day_report(list(read_events(SqliteJournal(local))), DAY)
     assert local_report.trades, "the session traded"
 
     # 16:00: the report job reads the DynamoDB journal and publishes the P&L.

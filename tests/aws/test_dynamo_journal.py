@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 
 from tfl.aws.dynamo_journal import TABLE_SCHEMA, DynamoJournal, create_table
 from tfl.live.journal import (
-    Event,
     JournalConflictError,
     JournalCorruptError,
     JournalError,
+    Record,
     SqliteJournal,
     event_checksum,
 )
@@ -38,8 +38,8 @@ REGION = "ap-south-1"
 S1, S2, S3 = "2024-01-02", "2024-01-03", "2024-01-04"
 
 
-def ev(key: str, data: dict[str, Any] | None = None, session: str = S1, kind: str = "NOTE") -> Event:
-    return Event(key, session, 1704166200, kind, data if data is not None else {"x": 1})
+def ev(key: str, data: dict[str, Any] | None = None, session: str = S1, kind: str = "NOTE") -> Record:
+    return Record(key, session, 1704166200, kind, data if data is not None else {"x": 1})
 
 
 class Recorder:
@@ -188,11 +188,11 @@ def test_throttling_beyond_retries_leaves_a_prefix_and_a_later_flush_completes(
     code = error.response["Error"]["Code"]
     assert f"({code})" in str(err.value)
     assert slept == [0.1, 0.4] and rec.calls.count("transact_write_items") == 4
-    on_disk = [e.key for e in DynamoJournal(client, table).events()]
+    on_disk = [e.key for e in DynamoJournal(client, table).records()]
     assert on_disk == keys[:99]  # the first transaction, nothing of the second
     del rec.fail["transact_write_items"]
     j.flush()  # the next flush writes the rest, once
-    assert [e.key for e in DynamoJournal(client, table).events()] == keys
+    assert [e.key for e in DynamoJournal(client, table).records()] == keys
     assert len(items(client, table)) == 251  # 250 events and the meta item
 
 
@@ -206,7 +206,7 @@ def test_a_brief_throttle_is_retried(ddb_table: tuple[Any, str], error: ClientEr
     rec.fail["transact_write_items"] = lambda n: error if n == 1 else None
     j.flush()
     assert slept == [0.1]
-    assert [e.key for e in DynamoJournal(client, table).events()] == [f"{S1}:a"]
+    assert [e.key for e in DynamoJournal(client, table).records()] == [f"{S1}:a"]
 
 
 def test_a_cancelled_transaction_for_another_reason_is_an_error(ddb_table: tuple[Any, str]) -> None:
@@ -238,7 +238,7 @@ def test_a_lost_answer_is_retried_idempotently(ddb_table: tuple[Any, str]) -> No
         j.flush()
     j.append(ev(f"{S1}:c"))
     j.flush()
-    assert [e.key for e in DynamoJournal(client, table).events()] == [f"{S1}:a", f"{S1}:b", f"{S1}:c"]
+    assert [e.key for e in DynamoJournal(client, table).records()] == [f"{S1}:a", f"{S1}:b", f"{S1}:c"]
     assert DynamoJournal(client, table).sessions() == [S1]
 
 
@@ -264,7 +264,7 @@ def test_another_writer_with_different_data_is_a_conflict_at_flush(ddb_table: tu
     assert a.append(ev(f"{S1}:x", {"by": "a"})) is True  # a loaded the session before b wrote
     with pytest.raises(JournalConflictError, match=rf"TFL-Journal session {S1} event {S1}:x.*another writer"):
         a.flush()
-    stored = [(e.key, e.data) for e in DynamoJournal(client, table).events()]
+    stored = [(e.key, e.data) for e in DynamoJournal(client, table).records()]
     assert stored == [(f"{S1}:open", {"x": 1}), (f"{S1}:x", {"by": "b"})]  # the whole chunk was refused
 
 
@@ -282,7 +282,7 @@ def test_another_writer_with_identical_data_is_fine(ddb_table: tuple[Any, str]) 
     a.append(ev(f"{S2}:open", session=S2))
     a.flush()
     fresh = DynamoJournal(client, table)
-    assert [e.key for e in fresh.events()] == [f"{S1}:open", f"{S1}:x", f"{S1}:z", f"{S2}:open"]
+    assert [e.key for e in fresh.records()] == [f"{S1}:open", f"{S1}:x", f"{S1}:z", f"{S2}:open"]
     assert fresh.sessions() == [S1, S2]
 
 
@@ -298,7 +298,7 @@ def test_sessions_and_events_never_scan(ddb_table: tuple[Any, str]) -> None:
     j.flush()
     j2 = DynamoJournal(rec, table)
     assert j2.sessions() == [S1, S2, S3]
-    assert len(list(j2.events())) == 3
+    assert len(list(j2.records())) == 3
     j2.append(ev(f"{S3}:close", session=S3))
     j2.close()
     assert "scan" not in rec.calls
@@ -314,7 +314,7 @@ def test_a_session_larger_than_one_query_page_is_read_whole_and_in_order(ddb_tab
         j.append(ev(key, {"i": i, "pad": "x" * 60_000}))
     j.close()
     rec = Recorder(client)
-    got = list(DynamoJournal(rec, table).events(S1))
+    got = list(DynamoJournal(rec, table).records(S1))
     assert rec.calls.count("query") >= 2  # really more than one page
     assert [e.key for e in got] == list(reversed(keys)) and [e.data["i"] for e in got] == list(range(24))
 
@@ -353,7 +353,7 @@ def test_a_damaged_item_is_reported_and_left_untouched(
     before = items(client, table)
     fresh = DynamoJournal(client, table)
     with pytest.raises(JournalCorruptError, match=rf"TFL-Journal session {S1} event {S1}:b.*{message}"):
-        list(fresh.events())
+        list(fresh.records())
     with pytest.raises(JournalCorruptError):
         DynamoJournal(client, table).append(ev(f"{S1}:c"))  # loading the session for an append checks it too
     assert items(client, table) == before
@@ -365,14 +365,14 @@ def test_closed_journal_refuses_use(ddb_table: tuple[Any, str]) -> None:
     j.append(ev(f"{S1}:a"))
     j.close()
     j.close()  # twice is fine
-    for use in (lambda: j.append(ev(f"{S1}:b")), j.flush, j.sessions, lambda: list(j.events())):
+    for use in (lambda: j.append(ev(f"{S1}:b")), j.flush, j.sessions, lambda: list(j.records())):
         with pytest.raises(JournalError, match="closed"):
             use()
-    assert [e.key for e in DynamoJournal(client, table).events()] == [f"{S1}:a"]
+    assert [e.key for e in DynamoJournal(client, table).records()] == [f"{S1}:a"]
 
 
 @pytest.mark.parametrize("bad", [ev(""), ev("k", session=""), ev("sessions", session="#meta")], ids=str)
-def test_events_the_table_cannot_hold_are_refused(ddb_table: tuple[Any, str], bad: Event) -> None:
+def test_events_the_table_cannot_hold_are_refused(ddb_table: tuple[Any, str], bad: Record) -> None:
     client, table = ddb_table
     with pytest.raises(JournalError, match="invalid key"):
         DynamoJournal(client, table).append(bad)
@@ -385,7 +385,7 @@ def test_an_event_too_large_for_an_item_is_refused_at_append(ddb_table: tuple[An
         j.append(ev(f"{S1}:big", {"pad": "x" * 400_000}))
     j.append(ev(f"{S1}:small"))
     j.flush()
-    assert [e.key for e in j.events()] == [f"{S1}:small"]
+    assert [e.key for e in j.records()] == [f"{S1}:small"]
 
 
 # ---------------------------------------------------------------------- a replayed session
@@ -396,7 +396,7 @@ REPLAY_SYMBOLS = ["AXISBANK", "BPCL", "HINDALCO", "ICICIBANK", "JSWSTEEL", "SBIN
 
 
 def state_view(state: Any) -> dict[str, Any]:
-    """Everything in a TraderState, the book's contents included (the cost model is configuration)."""
+    """Everything in a CoreState, the book's contents included (the cost model is configuration)."""
     view = {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "book"}
     view["book"] = {k: v for k, v in vars(state.book).items() if k != "cost"}
     return view
@@ -448,8 +448,8 @@ def test_a_replayed_session_is_the_same_in_dynamodb_and_sqlite(
     _replay(dynamo, tmp_path / "dynamo", market)
     dynamo.close()
 
-    local = list(sqlite.events())
-    remote = list(DynamoJournal(client, table).events())
+    local = list(sqlite.records())
+    remote = list(DynamoJournal(client, table).records())
     assert len(local) > 50 and any(e.kind == "FILL" for e in local)
     assert remote == local
     # Per-session key uniqueness (DynamoDB) is per-journal uniqueness (SQLite) because of this:
@@ -460,8 +460,10 @@ def test_a_replayed_session_is_the_same_in_dynamodb_and_sqlite(
     state_remote = rebuild(DynamoJournal(client, table))
     assert state_view(state_remote) == state_view(state_local)
     assert state_local.book.trades
-    rep_local = day_report(local, REPLAY_DAY)
-    rep_remote = day_report(remote, REPLAY_DAY)
+    from tfl.live.journal import to_event
+
+    rep_local = day_report([(r, to_event(r)) for r in local], REPLAY_DAY)
+    rep_remote = day_report([(r, to_event(r)) for r in remote], REPLAY_DAY)
     assert rep_remote.text() == rep_local.text()
     assert rep_remote.net_pnl == rep_local.net_pnl
     sqlite.close()
@@ -516,7 +518,7 @@ class _Pair:
         self.dynamo = DynamoJournal(self.client, self.table)  # the old one dies unflushed
 
 
-def _outcome(append: Callable[[Event], bool], event: Event) -> str:
+def _outcome(append: Callable[[Record], bool], event: Record) -> str:
     try:
         return "new" if append(event) else "duplicate"
     except JournalConflictError:
@@ -536,7 +538,7 @@ def test_dynamodb_behaves_like_sqlite(mocked_aws: None, ops: list[tuple[Any, ...
             if op[0] == "append":
                 _, session, k, variant, kind, tsv = op
                 # keys carry their session, as the engine's do (checked in the replay test)
-                e = Event(f"{session}:k{k}", session, 1704166200 + 900 * tsv, kind, {"v": variant, "s": "₹"})
+                e = Record(f"{session}:k{k}", session, 1704166200 + 900 * tsv, kind, {"v": variant, "s": "₹"})
                 assert _outcome(pair.dynamo.append, e) == _outcome(pair.sqlite.append, e)
             elif op[0] == "flush":
                 pair.sqlite.flush()
@@ -545,11 +547,11 @@ def test_dynamodb_behaves_like_sqlite(mocked_aws: None, ops: list[tuple[Any, ...
                 getattr(pair, op[0])()
             assert pair.dynamo.sessions() == pair.sqlite.sessions()
             for s in (S1, S2, S3):
-                assert list(pair.dynamo.events(s)) == list(pair.sqlite.events(s))
+                assert list(pair.dynamo.records(s)) == list(pair.sqlite.records(s))
         # all sessions: DynamoDB groups them chronologically, SQLite keeps the global append order
-        assert list(pair.dynamo.events()) == sorted(pair.sqlite.events(), key=lambda e: e.session)
+        assert list(pair.dynamo.records()) == sorted(pair.sqlite.records(), key=lambda e: e.session)
         pair.reopen()
-        assert list(pair.dynamo.events()) == sorted(pair.sqlite.events(), key=lambda e: e.session)
+        assert list(pair.dynamo.records()) == sorted(pair.sqlite.records(), key=lambda e: e.session)
         pair.sqlite.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -18,10 +18,10 @@ from lambda_helpers import REGION, Aws, Messages, lambda_env, record_api_calls
 
 from tfl.aws.dynamo_journal import DynamoJournal
 from tfl.aws.lambdas import report
+from tfl.core.state import CoreState, apply
 from tfl.data.market import load_market
-from tfl.live.journal import Event, SqliteJournal
+from tfl.live.journal import Record, SqliteJournal, to_event
 from tfl.live.report import day_report
-from tfl.live.state import TraderState, apply
 from tfl.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "live"))
@@ -44,7 +44,7 @@ def aws(
 
 
 @pytest.fixture(scope="module")
-def replayed(nse_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Event]:
+def replayed(nse_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
     """Two sessions of the trader, replayed on real bars, in a local SQLite journal."""
     settings = Settings()
     market = load_market(nse_dir, settings, REPLAY_SYMBOLS, load_universe_daily=False)
@@ -52,22 +52,24 @@ def replayed(nse_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Ev
     for day in REPLAY_DAYS:
         replay(tmp, market, REPLAY_SYMBOLS, day, settings, bias="LONGS")
     journal = SqliteJournal(tmp / "journal.sqlite")
-    events = list(journal.events())
+    events = list(journal.records())
     journal.close()
     return events
 
 
-def write_journal(aws: Aws, events: list[Event]) -> None:
+def write_journal(aws: Aws, events: list[Record]) -> None:
     journal = DynamoJournal(aws.ddb, aws.table)
     for ev in events:
         journal.append(ev)
     journal.close()
 
 
-def test_report_equals_the_local_report_and_exports_the_trades(aws: Aws, replayed: list[Event], tmp_path: Path) -> None:
+def test_report_equals_the_local_report_and_exports_the_trades(
+    aws: Aws, replayed: list[Record], tmp_path: Path
+) -> None:
     write_journal(aws, replayed)
     for day in REPLAY_DAYS:
-        local = day_report(replayed, day)
+        local = day_report([(r, to_event(r)) for r in replayed], day)
         assert local.trades, day
         out = report.handler({"date": day.isoformat()}, None)
         assert out["status"] == "ok", out
@@ -90,19 +92,19 @@ def test_report_equals_the_local_report_and_exports_the_trades(aws: Aws, replaye
     assert "equity: 1,000,000.00 -> " not in aws.messages()[-1]["Message"]  # day 2 starts from day 1's result
 
 
-def test_open_positions_are_critical(aws: Aws, replayed: list[Event], caplog: pytest.LogCaptureFixture) -> None:
+def test_open_positions_are_critical(aws: Aws, replayed: list[Record], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     day = REPLAY_DAYS[0]
-    state = TraderState.fresh(Settings())
-    prefix: list[Event] = []
+    state = CoreState.fresh(Settings())
+    prefix: list[Record] = []
     for ev in replayed:  # the journal of a trader that died with a position open
         prefix.append(ev)
-        apply(state, ev)
+        apply(state, to_event(ev))
         if state.book.positions and ev.session == day.isoformat():
             break
     write_journal(aws, prefix)
     out = report.handler({"date": day.isoformat()}, None)
-    local = day_report(prefix, day)
+    local = day_report([(r, to_event(r)) for r in prefix], day)
     assert local.open_positions and out["status"] == "critical"
     assert out["open_positions"] == local.open_positions
     (msg,) = aws.messages()
@@ -120,7 +122,7 @@ def test_no_events_on_a_session_day_alerts(aws: Aws) -> None:
     assert msg["Subject"].startswith("TFL ERROR: no journal events for 2024-05-16: did the trader run?")
 
 
-def test_no_events_on_a_holiday_is_skipped(aws: Aws, replayed: list[Event]) -> None:
+def test_no_events_on_a_holiday_is_skipped(aws: Aws, replayed: list[Record]) -> None:
     write_journal(aws, replayed[:5])  # the journal has sessions, just not this day
     out = report.handler({"date": "2024-01-22"}, None)
     assert out == {"status": "skipped", "session": "2024-01-22", "reason": "no NSE session"}
@@ -128,7 +130,7 @@ def test_no_events_on_a_holiday_is_skipped(aws: Aws, replayed: list[Event]) -> N
 
 
 def test_unreadable_journal_and_failed_export_alert(
-    aws: Aws, replayed: list[Event], monkeypatch: pytest.MonkeyPatch
+    aws: Aws, replayed: list[Record], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TFL_AWS__JOURNAL_TABLE", "No-Such-Table")
     out = report.handler({"date": "2020-12-07"}, None)
@@ -145,7 +147,7 @@ def test_unreadable_journal_and_failed_export_alert(
     assert subjects[-2].startswith("TFL P&L 2020-12-07") and subjects[-1].startswith("TFL ERROR: TFL report")
 
 
-def test_a_report_sns_refuses_is_an_error(aws: Aws, replayed: list[Event], caplog: pytest.LogCaptureFixture) -> None:
+def test_a_report_sns_refuses_is_an_error(aws: Aws, replayed: list[Record], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     write_journal(aws, replayed)
     boto3.client("sns", region_name=REGION).delete_topic(TopicArn=aws.topic_arn)
@@ -170,7 +172,7 @@ def test_unset_journal_table_is_an_error_and_an_alert(aws: Aws, monkeypatch: pyt
     assert "TFL_AWS__JOURNAL_TABLE is not set" in msg["Message"]
 
 
-def test_the_report_queries_and_never_scans(aws: Aws, replayed: list[Event], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_report_queries_and_never_scans(aws: Aws, replayed: list[Record], monkeypatch: pytest.MonkeyPatch) -> None:
     write_journal(aws, replayed)
     calls = record_api_calls(monkeypatch)
     out = report.handler({"date": REPLAY_DAYS[1].isoformat()}, None)
@@ -180,11 +182,11 @@ def test_the_report_queries_and_never_scans(aws: Aws, replayed: list[Event], mon
     # its opening cash. The hook sees the real calls.
     assert dynamodb.count("Query") == 1
     assert "Scan" not in dynamodb and set(dynamodb) == {"GetItem", "Query"}
-    assert out["net_pnl"] == round(day_report(replayed, REPLAY_DAYS[1]).net_pnl, 2)
+    assert out["net_pnl"] == round(day_report([(r, to_event(r)) for r in replayed], REPLAY_DAYS[1]).net_pnl, 2)
 
 
 def test_a_journal_without_the_opening_cash_reads_every_session(
-    aws: Aws, replayed: list[Event], monkeypatch: pytest.MonkeyPatch
+    aws: Aws, replayed: list[Record], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Journals written before SESSION_OPEN carried the cash: the day's equity needs all earlier sessions."""
     import dataclasses
@@ -199,7 +201,7 @@ def test_a_journal_without_the_opening_cash_reads_every_session(
     calls = record_api_calls(monkeypatch)
     day = REPLAY_DAYS[1]
     out = report.handler({"date": day.isoformat()}, None)
-    local = day_report(older, day)
+    local = day_report([(r, to_event(r)) for r in older], day)
     assert out["status"] == "ok" and out["net_pnl"] == round(local.net_pnl, 2)
     assert aws.messages()[-1]["Message"] == local.text()
     assert calls.of("dynamodb").count("Query") >= 3  # the day, then every session up to it

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tfl.core.orders import OrderRequest, OrderType
 from tfl.data.market import Market
 from tfl.live.broker import Fill, OrderUpdate
-from tfl.live.feed import SessionEnd, Tick, session_ticks
-from tfl.live.orders import OrderRequest, OrderType
+from tfl.live.feed import ReplayFeed, SessionEnd, Tick, session_ticks
 from tfl.live.paper import PaperBroker
 from tfl.timeutil import date_to_day, epoch_of_ist
 
@@ -162,9 +162,9 @@ class FakeFyers:
     def run_market(self) -> None:
         """Replay the session's bars as ticks on the simulated clock (call in a thread)."""
         day = date_to_day(self.session)
-        events = session_ticks({s: self.market.intraday[s] for s in self.symbols}, day, self.close_ts)
+        planned = session_ticks({s: self.market.intraday[s] for s in self.symbols}, day, self.close_ts)
         last_bar = None
-        for ev in events:
+        for ev in ReplayFeed(planned):
             if isinstance(ev, SessionEnd):
                 break
             assert isinstance(ev, Tick)

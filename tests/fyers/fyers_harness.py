@@ -12,6 +12,7 @@ from typing import Any
 from fake_fyers import FakeDataSocket, FakeFyers, FakeOrderSocket, Scenario
 
 from tfl.calendar.nse import NseCalendar
+from tfl.core.state import CoreState
 from tfl.data.market import Market
 from tfl.domain import Bias
 from tfl.fyers.auth import check_token
@@ -25,7 +26,6 @@ from tfl.live.journal import SqliteJournal
 from tfl.live.paper import PaperBroker
 from tfl.live.report import rebuild
 from tfl.live.runtime import Controls, SessionResult, run_session
-from tfl.live.state import TraderState
 from tfl.secrets import FileSecretStore
 from tfl.settings import Settings
 from tfl.timeutil import epoch_of_ist
@@ -53,7 +53,7 @@ class LogCatcher(logging.Handler):
 @dataclass
 class Run:
     fake: FakeFyers
-    state: TraderState
+    state: CoreState
     result: SessionResult
     alerts: list[tuple[str, str]]
     logs: LogCatcher
@@ -104,7 +104,7 @@ def run_live(
         broker, sim = paper, paper
     close_ts = epoch_of_ist(DAY, 930)
 
-    def factory(events: list[Any], start_ts: int) -> FyersFeed:
+    def factory(events: list[Any], start_ts: int, side_of: Any) -> FyersFeed:
         feed = FyersFeed(
             lambda **kw: FakeDataSocket(fake, **kw),
             token_fn,

@@ -20,7 +20,7 @@ from fyers_harness import DAY, SYMBOLS
 from tfl.cli import fyers_cmds
 from tfl.cli.main import main
 from tfl.fyers import sockets
-from tfl.live.journal import SqliteJournal
+from tfl.live.journal import SqliteJournal, to_event
 from tfl.live.report import day_report, rebuild
 from tfl.strategy.book import Trade
 from tfl.timeutil import epoch_of_ist
@@ -106,8 +106,8 @@ def test_a_full_session_through_tfl_trade(
     assert rc == 0
     journal = SqliteJournal(journal_path)
     state = rebuild(journal)
-    events = list(journal.events())
-    rep = day_report(events, DAY)
+    events = list(journal.records())
+    rep = day_report([(r, to_event(r)) for r in events], DAY)
     assert rep.trades and not rep.open_positions
     assert next(e for e in events if e.kind == "SESSION_CLOSE").data["flat"] is True
     assert {r["event"] for r in map(json.loads, logs.splitlines())} >= {"session open", "heartbeat", "session closed"}
@@ -171,7 +171,7 @@ def test_live_token_expires_mid_session_and_a_new_login_recovers(
 def _session_open(journal_path: Path) -> dict[str, object]:
     journal = SqliteJournal(journal_path)
     try:
-        return next(e for e in journal.events() if e.kind == "SESSION_OPEN").data
+        return next(e for e in journal.records() if e.kind == "SESSION_OPEN").data
     finally:
         journal.close()
 
@@ -282,7 +282,7 @@ def test_a_restart_keeps_the_sessions_bias_and_waits_for_a_login_until_the_close
     resumed.mkdir()
     source = SqliteJournal(full_journal)
     copy = SqliteJournal(resumed / "j.sqlite")
-    for ev in source.events():
+    for ev in source.records():
         copy.append(ev)
         if ev.kind == "SESSION_OPEN":
             break

@@ -64,14 +64,14 @@ def test_rejections(go) -> None:  # type: ignore[no-untyped-def]
     check_invariants(run)
     rejected = [o for o in run.fake.orders.values() if o.status == 5]
     assert rejected
-    assert all(run.state.orders[o.tag].state.value == "REJECTED" for o in rejected)
+    assert all(run.state.orders[o.tag].status.value == "REJECTED" for o in rejected)
 
 
 @pytest.mark.parametrize("outcome", ["201", "-99", "timeout", "drop"])
 def test_ambiguous_answers_are_resolved_by_tag(go, outcome: str) -> None:  # type: ignore[no-untyped-def]
     run = go(Scenario(place_outcomes=[outcome, "ok", outcome, "ok", outcome] * 3))
     check_invariants(run)
-    unknown = [r for r in run.state.orders.values() if r.state.value == "UNKNOWN"]
+    unknown = [r for r in run.state.orders.values() if r.status.value == "UNKNOWN"]
     assert not unknown, "every ambiguous order was resolved"
     assert any("never re-send blind" in r.getMessage() for r in run.logs.records)
 

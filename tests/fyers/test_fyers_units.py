@@ -12,13 +12,14 @@ import pytest
 from fake_fyers import FakeFyers, Scenario
 from fyers_harness import DAY, SYMBOLS
 
+from tfl.core.orders import OrderRequest, OrderType
 from tfl.fyers import auth
 from tfl.fyers.broker import FyersBroker, parse_time, strip_tag
+from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersRateLimited, FyersRejected
 from tfl.fyers.history import fetch
 from tfl.fyers.ratelimit import RateLimiter
-from tfl.fyers.rest import FyersAmbiguous, FyersAuthError, FyersRateLimited, FyersRejected, FyersRest
+from tfl.fyers.rest import FyersRest
 from tfl.fyers.symbols import SymbolMap, parse_symbol_master, round_to_tick
-from tfl.live.orders import OrderRequest, OrderType
 from tfl.secrets import FileSecretStore, SecretError
 from tfl.settings import FyersSettings
 from tfl.timeutil import epoch_of_ist
@@ -343,7 +344,7 @@ def test_fyers_unreachable_at_the_token_deadline_is_restartable(
 ) -> None:
     """No verdict on the token is not "no token": the run ends with a restartable error (exit 5)."""
     from tfl.cli import fyers_cmds
-    from tfl.fyers.rest import FyersError
+    from tfl.fyers.errors import FyersError
     from tfl.settings import load_settings
 
     store = FileSecretStore(tmp_path / "secrets.json", environ={})

@@ -7,14 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tfl.calendar.nse import NseCalendar
+from tfl.core.state import CoreState
 from tfl.data.market import Market
 from tfl.domain import Bias
-from tfl.live.feed import Feed, SessionEnd, Tick
+from tfl.live.feed import ReplayFeed
 from tfl.live.journal import SqliteJournal
 from tfl.live.paper import PaperBroker
 from tfl.live.report import rebuild
-from tfl.live.runtime import Controls, SessionResult, resolve_bias, run_session
-from tfl.live.state import TraderState
+from tfl.live.runtime import Controls, FeedFactory, SessionResult, resolve_bias, run_session
 from tfl.settings import Settings
 
 CAL = NseCalendar()
@@ -29,9 +29,9 @@ def replay(
     *,
     bias: str = "auto",
     controls: Controls | None = None,
-    feed_factory: Callable[[list[Tick | SessionEnd], int], Feed] | None = None,
+    feed_factory: FeedFactory | None = None,
     broker_hook: Callable[[PaperBroker], object] | None = None,
-) -> tuple[TraderState, SessionResult]:
+) -> tuple[CoreState, SessionResult]:
     session = CAL.session(day)
     assert session is not None, day
     tmp.mkdir(parents=True, exist_ok=True)
@@ -60,3 +60,11 @@ def replay(
 
 def bias_of(market: Market, day: dt.date, settings: Settings) -> Bias:
     return resolve_bias("auto", market, day, settings, None)[0]
+
+
+def materialize(events: list, start: int, side_of=None) -> list:  # type: ignore[no-untyped-def,type-arg]
+    """A replay's planned ticks as plain feed events (every bar on the long path unless
+    ``side_of`` says otherwise), for scripted feeds that rearrange them."""
+    kw = {"side_of": side_of} if side_of is not None else {}
+    feed = ReplayFeed(events, start_ts=start, **kw)
+    return list(feed)

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from tfl.core.orders import OrderRequest
 from tfl.data.market import load_market
 from tfl.live.broker import BrokerError, BrokerEvent, BrokerOrder, BrokerTimeoutError
-from tfl.live.feed import FeedEvent, ReplayFeed, Tick
+from tfl.live.feed import FeedEvent, ListFeed, Tick
 from tfl.live.journal import SqliteJournal
-from tfl.live.orders import OrderRequest
 from tfl.live.paper import PaperBroker
 from tfl.live.runtime import Controls
 from tfl.settings import Settings
 
-from live_helpers import replay
+from live_helpers import materialize, replay
 
 DAY = dt.date(2020, 12, 7)  # a busy LONGS day for these symbols
 SYMBOLS = [
@@ -99,7 +99,7 @@ class Scripted:
         stall_calls: int = 0,
         stall_seconds: float = 0.0,
     ) -> None:
-        self._inner = ReplayFeed(events)
+        self._inner = ListFeed(events)
         self._clock = clock
         self._n = 0
         self._stall_at, self._stall_calls, self._stall_seconds = stall_at, stall_calls, stall_seconds
@@ -107,6 +107,9 @@ class Scripted:
     @property
     def exhausted(self) -> bool:
         return self._inner.exhausted
+
+    def refresh(self) -> None:
+        return None
 
     def next(self, timeout: float) -> FeedEvent | None:
         if self._n == self._stall_at and self._stall_calls > 0:
@@ -125,8 +128,8 @@ def run_with(tmp: Path, market, transform=None, broker_hook=None, **scripted):  
     clock = [0.0]
     controls = Controls(clock=lambda: clock[0])
 
-    def factory(events: list[FeedEvent], start: int) -> Scripted:
-        evs = [e for e in events if e.ts >= start]
+    def factory(events: list, start: int, side_of) -> Scripted:  # type: ignore[no-untyped-def,type-arg]
+        evs = materialize(events, start, side_of)
         return Scripted(transform(evs) if transform else evs, clock, **scripted)
 
     return replay(tmp, market, SYMBOLS, DAY, S, controls=controls, feed_factory=factory, broker_hook=broker_hook)
@@ -200,7 +203,7 @@ def _count_before(market, ts: int) -> int:  # type: ignore[no-untyped-def]
     from tfl.live.feed import session_ticks
     from tfl.timeutil import date_to_day
 
-    events = session_ticks({s: market.intraday[s] for s in SYMBOLS}, date_to_day(DAY), 0)
+    events = materialize(session_ticks({s: market.intraday[s] for s in SYMBOLS}, date_to_day(DAY), 0), 0)
     return sum(1 for e in events if isinstance(e, Tick) and e.ts < ts)
 
 
@@ -297,7 +300,7 @@ def test_broker_timeouts_never_double_an_order(market, clean, tmp_path: Path, pl
     assert res.flat
     check_consistent(tmp_path, state)
     journal = SqliteJournal(tmp_path / "journal.sqlite")
-    unknown = [e for e in journal.events() if e.kind == "ORDER" and e.data["state"] == "UNKNOWN"]
+    unknown = [e for e in journal.records() if e.kind == "ORDER" and e.data["state"] == "UNKNOWN"]
     assert unknown, "the scenario produced ambiguous answers"
     journal.close()
     if placed:  # every ambiguous order had in fact reached the broker: adopting it changes nothing
@@ -317,7 +320,7 @@ def test_broker_rejects_every_entry(market, tmp_path: Path) -> None:  # type: ig
 
     state, res = run_with(tmp_path, market, broker_hook=hook)
     assert state.book.trades == [] and res.flat
-    assert all(o.state.value == "REJECTED" for o in state.orders.values())
+    assert all(o.status.value == "REJECTED" for o in state.orders.values())
 
 
 def test_clock_events_close_bars_on_time_and_count_as_no_ticks(
@@ -359,8 +362,8 @@ def test_clock_events_close_bars_on_time_and_count_as_no_ticks(
                     clock[0] += 2.0  # each quiet second of market time is two of wall time here
                 return ev
 
-        def factory(events: list[FeedEvent], start: int) -> Scripted:
-            return Slow(silence([e for e in events if e.ts >= start]), clock)
+        def factory(events: list, start: int, side_of) -> Scripted:  # type: ignore[no-untyped-def,type-arg]
+            return Slow(silence(materialize(events, start, side_of)), clock)
 
         return replay(tmp_path / "quiet", market, SYMBOLS, DAY, S, controls=controls, feed_factory=factory)
 

@@ -20,13 +20,16 @@ import pytest
 from moto import mock_aws
 
 from tfl.aws.dynamo_journal import DynamoJournal, create_table
+from tfl.core.events import Event
 from tfl.live.journal import (
-    Event,
     Journal,
     JournalConflictError,
     JournalCorruptError,
     MemoryJournal,
+    Record,
     SqliteJournal,
+    read_events,
+    to_event,
 )
 
 
@@ -156,30 +159,30 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield st
 
 
-def ev(key: str, data: dict | None = None, session: str = "2024-01-02", kind: str = "NOTE") -> Event:  # type: ignore[type-arg]
-    return Event(key, session, 1704166200, kind, data or {"x": 1})
+def ev(key: str, data: dict | None = None, session: str = "2024-01-02", kind: str = "NOTE") -> Record:  # type: ignore[type-arg]
+    return Record(key, session, 1704166200, kind, data or {"x": 1})
 
 
 def test_append_is_idempotent_and_ordered(journal: Journal) -> None:
     assert journal.append(ev("a")) is True
     assert journal.append(ev("b", {"y": [1, 2]})) is True
     assert journal.append(ev("a")) is False  # the same event again: a no-op
-    assert [e.key for e in journal.events()] == ["a", "b"]
-    assert next(iter(journal.events())).data == {"x": 1}
+    assert [e.key for e in journal.records()] == ["a", "b"]
+    assert next(iter(journal.records())).data == {"x": 1}
 
 
 def test_conflicting_rewrite_is_refused(journal: Journal) -> None:
     journal.append(ev("a"))
     with pytest.raises(JournalConflictError, match="different contents"):
         journal.append(ev("a", {"x": 2}))
-    assert [e.data for e in journal.events()] == [{"x": 1}]
+    assert [e.data for e in journal.records()] == [{"x": 1}]
 
 
 def test_sessions_filter(journal: Journal) -> None:
     journal.append(ev("a", session="2024-01-02"))
     journal.append(ev("b", session="2024-01-03"))
     assert journal.sessions() == ["2024-01-02", "2024-01-03"]
-    assert [e.key for e in journal.events("2024-01-03")] == ["b"]
+    assert [e.key for e in journal.records("2024-01-03")] == ["b"]
 
 
 def test_sqlite_survives_reopen_and_is_append_only(tmp_path: Path) -> None:
@@ -194,8 +197,8 @@ def test_sqlite_survives_reopen_and_is_append_only(tmp_path: Path) -> None:
         db.execute("DELETE FROM events")
     db.close()
     j2 = SqliteJournal(path)
-    assert [e.key for e in j2.events()] == ["a"]
-    assert [e.data for e in j2.events()] == [{"x": 1}]  # the refused UPDATE changed nothing
+    assert [e.key for e in j2.records()] == ["a"]
+    assert [e.data for e in j2.records()] == [{"x": 1}]  # the refused UPDATE changed nothing
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 
@@ -253,7 +256,7 @@ def test_truncated_file_is_corrupt(tmp_path: Path) -> None:
 
 
 def keys(j: Journal, session: str | None = None) -> list[str]:
-    return [e.key for e in j.events(session)]
+    return [e.key for e in j.records(session)]
 
 
 def test_unflushed_appends_are_visible_to_their_writer(journal: Journal) -> None:
@@ -269,9 +272,9 @@ def test_unflushed_events_read_back_as_stored(store: Store) -> None:
     """Before and after the flush, an event reads back as its JSON (a tuple is a list)."""
     j = store.open()
     j.append(ev("t", {"pair": (1, 2), "f": 1.5}))
-    before = list(j.events())
+    before = list(j.records())
     j.flush()
-    assert before == list(j.events()) == list(store.after_crash(j).events())
+    assert before == list(j.records()) == list(store.after_crash(j).records())
     assert before[0].data == {"pair": [1, 2], "f": 1.5}
 
 
@@ -279,9 +282,9 @@ def test_reappend_with_another_timestamp_is_idempotent(journal: Journal) -> None
     """As in SQLite, identity is the key, the kind and the payload: a later ts is the same event."""
     assert journal.append(ev("a")) is True
     journal.flush()
-    later = Event("a", "2024-01-02", 1704166200 + 900, "NOTE", {"x": 1})
+    later = Record("a", "2024-01-02", 1704166200 + 900, "NOTE", {"x": 1})
     assert journal.append(later) is False
-    assert [e.ts for e in journal.events()] == [1704166200]
+    assert [e.ts for e in journal.records()] == [1704166200]
     with pytest.raises(JournalConflictError):
         journal.append(ev("a", kind="OTHER"))
 
@@ -306,7 +309,7 @@ def test_unicode_payloads(journal: Journal) -> None:
     data = {"note": "₹ 1,00,000 — नमस्ते", "emoji": "📈", "nested": {"ü": ["ä", "€"]}}
     journal.append(ev("u", data))
     journal.flush()
-    assert [e.data for e in journal.events()] == [data]
+    assert [e.data for e in journal.records()] == [data]
     assert journal.append(ev("u", dict(data))) is False
 
 
@@ -316,7 +319,7 @@ def test_flushed_events_survive_reopen_in_order(store: Store) -> None:
         j.append(ev(k, {"k": k}))
     j.flush()
     j2 = store.after_crash(j)
-    assert [(e.key, e.data) for e in j2.events()] == [("c", {"k": "c"}), ("a", {"k": "a"}), ("b", {"k": "b"})]
+    assert [(e.key, e.data) for e in j2.records()] == [("c", {"k": "c"}), ("a", {"k": "a"}), ("b", {"k": "b"})]
     assert j2.sessions() == ["2024-01-02"]
 
 
@@ -352,7 +355,7 @@ def test_conflicting_rewrite_is_refused_across_reopen(store: Store) -> None:
     with pytest.raises(JournalConflictError, match="different contents"):
         j2.append(ev("a", {"x": 2}))
     j2.flush()
-    assert [e.data for e in store.after_crash(j2).events()] == [{"x": 1}]
+    assert [e.data for e in store.after_crash(j2).records()] == [{"x": 1}]
 
 
 def test_idempotent_reappend_after_reopen(store: Store) -> None:
@@ -390,7 +393,7 @@ def test_large_batch_in_one_flush(store: Store) -> None:
     j2 = store.after_crash(j)
     assert keys(j2) == expected
     assert j2.sessions() == ["2024-01-02", "2024-01-03"]
-    assert [e.data["i"] for e in j2.events("2024-01-03")] == list(range(130, 260))
+    assert [e.data["i"] for e in j2.records("2024-01-03")] == list(range(130, 260))
 
 
 def test_a_damaged_event_is_reported_and_left_untouched(store: Store) -> None:
@@ -401,7 +404,7 @@ def test_a_damaged_event_is_reported_and_left_untouched(store: Store) -> None:
     store.tamper("b")
     before = store.snapshot()
     with pytest.raises(JournalCorruptError, match="checksum") as err:
-        list(store.open().events())
+        list(store.open().records())
     assert "b" in str(err.value)
     assert store.snapshot() == before
 
@@ -421,25 +424,25 @@ def test_one_sessions_events_give_the_same_report_as_the_whole_journal(tmp_path:
     for day in days:
         replay(tmp_path, market, symbols, day, settings, bias="LONGS")
     journal = SqliteJournal(tmp_path / "journal.sqlite")
-    events = list(journal.events())
+    events = list(read_events(journal))
     journal.close()
-    reports = [session_report(list(journal_of(events, d)), d) for d in days]
+    reports = [session_report(journal_of(events, d), d) for d in days]
     assert reports == [day_report(events, d) for d in days]
     assert reports[-1] is not None and reports[-1].start_equity != settings.backtest.capital
-    stripped = [e for e in events if e.kind != "SESSION_OPEN"]
+    stripped = [(r, e) for r, e in events if r.kind != "SESSION_OPEN"]
     assert session_report(stripped, days[0]) is None
 
 
-def journal_of(events: list[Event], day: dt.date) -> list[Event]:
-    return [e for e in events if e.session == day.isoformat()]
+def journal_of(events: list[tuple[Record, Event]], day: dt.date) -> list[tuple[Record, Event]]:
+    return [(r, e) for r, e in events if r.session == day.isoformat()]
 
 
 def test_a_session_opened_with_a_carried_position_reports_from_the_whole_journal(tmp_path: Path, nse_dir: Path) -> None:
     """A day that ended unflat (a trader that died) leaves its position in the journal: the next
     SESSION_OPEN does not record the opening cash, so no one-session report is attempted."""
+    from tfl.core.state import CoreState, apply
     from tfl.data.market import load_market
     from tfl.live.report import day_report, session_report
-    from tfl.live.state import TraderState, apply
     from tfl.settings import Settings
 
     from live_helpers import replay
@@ -450,12 +453,12 @@ def test_a_session_opened_with_a_carried_position_reports_from_the_whole_journal
     market = load_market(nse_dir, settings, symbols, load_universe_daily=False)
     replay(tmp_path / "full", market, symbols, day1, settings, bias="LONGS")
     full = SqliteJournal(tmp_path / "full" / "journal.sqlite")
-    state = TraderState.fresh(settings)
+    state = CoreState.fresh(settings)
     (tmp_path / "died").mkdir()
     died = SqliteJournal(tmp_path / "died" / "journal.sqlite")
-    for ev in full.events():  # the trader died right after its first entry filled
+    for ev in full.records():  # the trader died right after its first entry filled
         died.append(ev)
-        apply(state, ev)
+        apply(state, to_event(ev))
         if state.book.positions:
             break
     full.close()
@@ -467,11 +470,11 @@ def test_a_session_opened_with_a_carried_position_reports_from_the_whole_journal
     died.close()
     replay(tmp_path / "died", market, symbols, day2, settings, bias="LONGS")
     journal = SqliteJournal(tmp_path / "died" / "journal.sqlite")
-    events = list(journal.events())
+    events = list(read_events(journal))
     journal.close()
-    opened = next(e for e in events if e.kind == "SESSION_OPEN" and e.session == day2.isoformat())
+    opened = next(r for r, _ in events if r.kind == "SESSION_OPEN" and r.session == day2.isoformat())
     assert "cash" not in opened.data
-    assert session_report([e for e in events if e.session == day2.isoformat()], day2) is None
+    assert session_report([(r, e) for r, e in events if r.session == day2.isoformat()], day2) is None
     assert day_report(events, day2).session == day2.isoformat()
     journal = SqliteJournal(tmp_path / "died" / "journal.sqlite")
     after = _session_so_far(journal, day2)  # day 2 began with day 1's position

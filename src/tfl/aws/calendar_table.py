@@ -22,10 +22,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tfl.timeutil import REGULAR_CLOSE, REGULAR_OPEN
+
 TABLE_FILE = "nse_calendar.json"
 FIRST_YEAR = 2020
-REGULAR_OPEN = 9 * 60 + 15
-REGULAR_CLOSE = 15 * 60 + 30
 _MAX_GAP_DAYS = 31  # no NSE break is this long: a longer walk means the table is broken
 
 

@@ -21,8 +21,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tfl.aws.calendar_table import CalendarTableExpired, SessionTimes
 from tfl.aws.clients import aws_code
 from tfl.aws.secrets_store import is_placeholder
+from tfl.timeutil import IST
 
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 SCHEDULE_NAMES = (
     "TFL-Start",
     "TFL-PreMarketBias",

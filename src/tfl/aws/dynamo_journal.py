@@ -55,11 +55,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tfl.aws.clients import aws_code
 from tfl.live.journal import (
-    Event,
     JournalConflictError,
     JournalCorruptError,
     JournalError,
     JournalUnavailable,
+    Record,
     event_checksum,
 )
 
@@ -144,16 +144,16 @@ def _item_size(item: dict[str, Any]) -> int:
 class _Pending:
     """An appended event that is not in the table yet."""
 
-    event: Event
+    event: Record
     seq: int
     payload: str
     item: dict[str, Any]
     size: int
 
-    def decoded(self) -> Event:
+    def decoded(self) -> Record:
         """The event as it will read back from the table (JSON types: a tuple comes back a list)."""
         e = self.event
-        return Event(e.key, e.session, int(e.ts), e.kind, json.loads(self.payload))
+        return Record(e.key, e.session, int(e.ts), e.kind, json.loads(self.payload))
 
 
 @dataclass
@@ -226,9 +226,9 @@ class DynamoJournal:
             raise JournalCorruptError(f"{where}: the session list is damaged; left untouched")
         return set(value["SS"])
 
-    def _query_session(self, session: str) -> list[tuple[int, Event, str]]:
+    def _query_session(self, session: str) -> list[tuple[int, Record, str]]:
         """Every stored event of ``session``, verified, in append order: (seq, event, payload)."""
-        rows: list[tuple[int, str, Event, str]] = []
+        rows: list[tuple[int, str, Record, str]] = []
         args: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "#s = :s",
@@ -251,7 +251,7 @@ class DynamoJournal:
         rows.sort(key=lambda r: (r[0], r[1]))  # two writers could share a seq: the key breaks the tie
         return [(seq, event, payload) for seq, _, event, payload in rows]
 
-    def _decode(self, session: str, item: dict[str, Any]) -> tuple[int, Event, str]:
+    def _decode(self, session: str, item: dict[str, Any]) -> tuple[int, Record, str]:
         key = str(item.get("key", {}).get("S", "?"))
         where = self._where(session, key)
         try:
@@ -272,9 +272,9 @@ class DynamoJournal:
             raise JournalCorruptError(f"{where}: data is not valid JSON; left untouched") from None
         if not isinstance(data, dict):
             raise JournalCorruptError(f"{where}: data is not a JSON object; left untouched")
-        return seq, Event(key, session, ts, kind, data), payload
+        return seq, Record(key, session, ts, kind, data), payload
 
-    def _load(self, session: str, stored: list[tuple[int, Event, str]] | None = None) -> _Loaded:
+    def _load(self, session: str, stored: list[tuple[int, Record, str]] | None = None) -> _Loaded:
         loaded = self._loaded.get(session)
         if loaded is None:
             if stored is None:
@@ -286,7 +286,7 @@ class DynamoJournal:
 
     # ------------------------------------------------------------------ the Journal protocol
 
-    def append(self, event: Event) -> bool:
+    def append(self, event: Record) -> bool:
         """Buffer ``event`` (True), or recognise it as already recorded (False); :meth:`flush` writes it."""
         with self._lock:
             self._check_open()
@@ -319,12 +319,12 @@ class DynamoJournal:
             loaded.next_seq += 1
             return True
 
-    def events(self, session: str | None = None) -> Iterator[Event]:
+    def records(self, session: str | None = None) -> Iterator[Record]:
         """Verified events in append order: one session, or every session in chronological order."""
         with self._lock:
             self._check_open()
             sessions = [session] if session is not None else self.sessions()
-            out: list[Event] = []
+            out: list[Record] = []
             for sid in sessions:
                 stored = self._query_session(sid)
                 self._load(sid, stored)

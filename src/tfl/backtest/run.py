@@ -18,13 +18,14 @@ from tqdm import tqdm
 from tfl.backtest.metrics import drawdown, per_symbol, summarise
 from tfl.backtest.signals import SymbolFrame, prepare_symbols
 from tfl.backtest.simulator import SimResult, simulate
+from tfl.data.bars import iso_ist_many
 from tfl.data.bias_inputs import bias_records
 from tfl.data.loader import DataError
 from tfl.data.market import Market, load_market
 from tfl.domain import Bias
 from tfl.regime import BiasRecord
 from tfl.settings import Settings
-from tfl.timeutil import date_to_day, day_to_date, iso_ist, iso_ist_many
+from tfl.timeutil import date_to_day, day_to_date, iso_ist
 from tfl.trade_csv import TRADE_COLUMNS, trade_rows, write_csv
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,7 @@ from tfl.data.bars import F64, I64, BarSeries
 from tfl.indicators import vectorised as vec
 from tfl.settings import Settings, parse_hhmm
 from tfl.strategy.pattern import find_patterns
-
-BAR_SECONDS = 900
+from tfl.timeutil import BAR_SECONDS
 
 
 @dataclass(frozen=True)

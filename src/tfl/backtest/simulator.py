@@ -1,11 +1,19 @@
-"""The portfolio simulation: one pass over the union of all symbols' bar times.
+"""The backtest world: the core's decisions over the whole universe, filled on bars.
 
-Signals come pre-computed (vectorised) from :mod:`tfl.backtest.signals`; the loop only
-does work where something can happen (a triggered setup or an open position), so the
-whole universe runs in seconds. Every decision inside a bar uses the shared rule
-functions of :mod:`tfl.strategy`, in the order the strategy page fixes: exits, then
-entries by priority (sizing on the equity at the start of the bar), then entry-bar
-stops, then the stop ratchet at the close.
+Signals come pre-computed (vectorised) from :mod:`tfl.backtest.signals`. The loop walks
+the union of all symbols' bar times and does work only where something can happen (an
+order rests, a position is open, a setup is about to be reserved or may trigger without
+a reservation), so the whole universe runs in seconds. At each such bar it does what the
+live trader does between two 15-minute boundaries and at the next one:
+
+1. the bar trades: the simulated exchange (:mod:`tfl.backtest.exchange`) fills resting
+   orders along the bar's path, and each fill goes to the core (:meth:`Core.on_fill`),
+   whose reactions (a protective stop) join the same bar;
+2. the bar closes: :meth:`Core.on_close` decides expiries, rejections, the ratchet,
+   targets, the square-off or the loss limit, and the next bar's reservations.
+
+Every decision is an event from :mod:`tfl.core.decide`, applied with the same reducer the
+live trader replays from its journal.
 """
 
 from __future__ import annotations
@@ -16,40 +24,36 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from tfl.backtest.exchange import SimExchange
 from tfl.backtest.signals import SymbolFrame
-from tfl.costs import CostModel
-from tfl.data.bars import F64, I64
-from tfl.domain import Bias, ExitReason, RejectReason, Side
-from tfl.settings import Settings, parse_hhmm
-from tfl.strategy.allocation import Allocation, allocate, loss_limit_hit
-from tfl.strategy.book import Book, Trade
-from tfl.strategy.rules import (
-    Setup,
-    bar_exit,
-    entry_bar_exit,
-    entry_fill,
-    market_exit,
-    open_position,
-    planned_entry,
-    ratchet,
+from tfl.core.decide import ClosedBar, Core, SessionPlan
+from tfl.core.events import (
+    CancelRequested,
+    Event,
+    Filled,
+    OrderPlaced,
+    OrderReported,
+    SessionOpened,
+    SignalRejected,
+    SlotClosed,
+    StopMoved,
 )
-from tfl.strategy.sizing import size_entry, sizing_equity
-from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY
-
-
-@dataclass(frozen=True)
-class Rejection:
-    ts: int
-    symbol: str
-    side: Side
-    reason: RejectReason
-    rsi: float
+from tfl.core.fills import match
+from tfl.core.orders import Leg, OrderType, Report
+from tfl.core.state import CoreState, apply, path_side
+from tfl.data.bars import F64, I64
+from tfl.domain import Bias, Side
+from tfl.settings import Settings, parse_hhmm
+from tfl.strategy.book import Trade
+from tfl.strategy.rules import Setup
+from tfl.strategy.sizing import sizing_equity
+from tfl.timeutil import BAR_SECONDS, IST_OFFSET_S, SECONDS_PER_DAY, day_to_date, epoch_of_ist
 
 
 @dataclass
 class SimResult:
     trades: list[Trade]
-    rejections: list[Rejection]
+    rejections: list[SignalRejected]
     equity_ts: I64
     equity: F64
     cash: F64
@@ -57,6 +61,40 @@ class SimResult:
     exposed: NDArray[np.bool_]
     max_open_risk_ratio: float = 0.0
     invariant_log: list[tuple[int, float, float]] = field(default_factory=list)
+
+
+class _Cursor:
+    """Where each symbol's bars stand as time moves forward (bar lookups by time)."""
+
+    __slots__ = ("_pos", "_seen", "_t")
+
+    def __init__(self) -> None:
+        self._pos: dict[str, int] = {}
+        self._t = -1
+        self._seen: dict[str, int] = {}  # lookups already made at time _t
+
+    def at(self, f: SymbolFrame, t: int) -> int:
+        """Index of ``f``'s bar starting at ``t``, or -1."""
+        if t != self._t:
+            self._t = t
+            self._seen = {}
+        else:
+            hit = self._seen.get(f.symbol)
+            if hit is not None:
+                return hit
+        ts = f.bars.ts
+        n = ts.shape[0]
+        p = self._pos.get(f.symbol, 0)
+        if p >= n or ts[p] < t:
+            p = p + 1 if p + 1 < n and ts[p + 1] >= t else int(np.searchsorted(ts, t, side="left"))
+            self._pos[f.symbol] = p
+        out = p if p < n and ts[p] == t else -1
+        self._seen[f.symbol] = out
+        return out
+
+    def last_before(self, f: SymbolFrame, t: int) -> int:
+        """Index of ``f``'s last bar starting at or before ``t``, or -1."""
+        return int(np.searchsorted(f.bars.ts, t, side="right")) - 1
 
 
 def simulate(
@@ -70,244 +108,278 @@ def simulate(
     check_invariants: bool = False,
 ) -> SimResult:
     """Run the portfolio over sessions ``start_day``..``end_day`` (IST day numbers)."""
-    cost = CostModel(settings.costs)
-    st = settings.strategy
-    risk = settings.risk
-    capital = settings.backtest.capital
-    book = Book(capital, cost, risk.margin_multiplier)
-    sq_minute = parse_hhmm(st.squareoff_time)
+    return _Backtest(frames, bias_by_day, start_day, end_day, settings, check_invariants).run(progress)
 
-    by_sym = {f.symbol: f for f in frames}
-    windows: dict[str, tuple[int, int]] = {}
-    ts_parts = []
-    for f in frames:
-        lo = int(np.searchsorted(f.day, start_day, side="left"))
-        hi = int(np.searchsorted(f.day, end_day, side="right"))
-        windows[f.symbol] = (lo, hi)
-        ts_parts.append(f.bars.ts[lo:hi])
-    grid = np.unique(np.concatenate(ts_parts)) if ts_parts else np.zeros(0, dtype=np.int64)
-    grid_day = (grid + IST_OFFSET_S) // SECONDS_PER_DAY
-    grid_min = ((grid + IST_OFFSET_S) % SECONDS_PER_DAY) // 60
-    last_of_day = np.ones(grid.shape[0], dtype=bool)
-    if grid.shape[0] > 1:
-        last_of_day[:-1] = grid_day[1:] != grid_day[:-1]
 
-    # Candidate setups the day's bias allows, grouped by the global step of their entry bar.
-    allowed_long = {d for d, b in bias_by_day.items() if b.allows(Side.LONG)}
-    allowed_short = {d for d, b in bias_by_day.items() if b.allows(Side.SHORT)}
-    cands: dict[int, list[tuple[Setup, SymbolFrame, int]]] = {}
-    entry_bar: dict[tuple[str, int], tuple[SymbolFrame, int]] = {}
-    for f in frames:
-        lo, hi = windows[f.symbol]
-        entry = f.setup_idx + 1
-        eday = f.day[np.minimum(entry, f.day.shape[0] - 1)]
-        ok = (entry >= lo) & (entry < hi)
-        ok &= np.where(
-            f.side == 1,
-            np.isin(eday, np.fromiter(allowed_long, dtype=np.int64)),
-            np.isin(eday, np.fromiter(allowed_short, dtype=np.int64)),
-        )
-        sel = np.flatnonzero(ok)
-        if sel.shape[0] == 0:
-            continue
-        gsteps = np.searchsorted(grid, f.bars.ts[entry[sel]]).tolist()
-        ts = f.bars.ts
-        for j, g in zip(sel.tolist(), gsteps, strict=True):
-            if last_of_day[g]:  # the session's last bar is its square-off bar: no entries on it
+class _Backtest:
+    def __init__(
+        self,
+        frames: list[SymbolFrame],
+        bias_by_day: Mapping[int, Bias],
+        start_day: int,
+        end_day: int,
+        settings: Settings,
+        check_invariants: bool,
+    ) -> None:
+        self.s = settings
+        self.bias_by_day = bias_by_day
+        self.state = CoreState.fresh(settings)
+        self.exchange = SimExchange(settings.costs.slippage_pct)
+        self.by_sym = {f.symbol: f for f in frames}
+        self.cursor = _Cursor()
+        self.reserve = settings.risk.allocation == "reserve"
+        self.check = check_invariants
+        self.max_ratio = 0.0
+        self.inv_log: list[tuple[int, float, float]] = []
+        self.entries = 0  # entry fills in the current bar
+        self.core: Core | None = None
+        self.t = 0
+
+        parts = []
+        for f in frames:
+            lo = int(np.searchsorted(f.day, start_day, side="left"))
+            hi = int(np.searchsorted(f.day, end_day, side="right"))
+            parts.append(f.bars.ts[lo:hi])
+        self.grid = _union(parts)
+        self.grid_day = (self.grid + IST_OFFSET_S) // SECONDS_PER_DAY
+        # Candidate setups the day's bias allows, by the grid step of their entry bar.
+        allowed_long = np.fromiter((d for d, b in bias_by_day.items() if b.allows(Side.LONG)), dtype=np.int64)
+        allowed_short = np.fromiter((d for d, b in bias_by_day.items() if b.allows(Side.SHORT)), dtype=np.int64)
+        self.cands: dict[int, list[Setup]] = {}
+        n = self.grid.shape[0]
+        for f in frames:
+            if f.setup_idx.shape[0] == 0:
                 continue
-            e = int(entry[j])
-            setup = Setup(
-                f.symbol,
-                Side.LONG if f.side[j] == 1 else Side.SHORT,
-                int(ts[e - 1]),
-                int(ts[e]),
-                float(f.pattern_high[j]),
-                float(f.pattern_low[j]),
-                float(f.rsi[j]),
-            )
-            cands.setdefault(g, []).append((setup, f, e))
-            entry_bar[f.symbol, setup.entry_ts] = (f, e)
+            entry = f.setup_idx + 1
+            ets = f.bars.ts[entry]
+            eday = f.day[entry]
+            ok = (ets >= (self.grid[0] if n else 0)) & (eday >= start_day) & (eday <= end_day)
+            ok &= np.where(f.side == 1, np.isin(eday, allowed_long), np.isin(eday, allowed_short))
+            sel = np.flatnonzero(ok)
+            if sel.shape[0] == 0:
+                continue
+            gsteps = np.searchsorted(self.grid, ets[sel]).tolist()
+            ts = f.bars.ts
+            for j, g in zip(sel.tolist(), gsteps, strict=True):
+                e = int(entry[j])
+                setup = Setup(
+                    f.symbol,
+                    Side.LONG if f.side[j] == 1 else Side.SHORT,
+                    int(ts[e - 1]),
+                    int(ts[e]),
+                    float(f.pattern_high[j]),
+                    float(f.pattern_low[j]),
+                    float(f.rsi[j]),
+                )
+                self.cands.setdefault(g, []).append(setup)
 
-    n = grid.shape[0]
-    eq_out = np.empty(n)
-    cash_out = np.empty(n)
-    nopen_out = np.zeros(n, dtype=np.int64)
-    exposed = np.zeros(n, dtype=bool)
-    ptr: dict[str, int] = {}
-    marks: dict[str, float] = {}
-    rejections: list[Rejection] = []
-    equity_prev = capital
-    day_start_equity = capital
-    halted = False  # the daily loss limit was hit: flatten, no new entries until tomorrow
-    reserved: list[Allocation] = []  # reserve mode: allocations made at the previous close
-    max_ratio = 0.0
-    inv_log: list[tuple[int, float, float]] = []
-    reserve_mode = risk.allocation == "reserve"
+    # ------------------------------------------------------------------ the loop
 
-    def open_entry(setup: Setup, f: SymbolFrame, e: int, qty: int, planned_risk: float, fill: float) -> None:
-        nonlocal max_ratio
-        book.open(open_position(setup, qty, fill, t, planned_risk, 0.0, st))
-        budget = sizing_equity(equity_start, capital, risk) * risk.open_risk_budget_pct / 100.0
-        max_ratio = max(max_ratio, book.open_risk / budget)
-        if check_invariants:
-            inv_log.append((t, book.open_risk, budget))
-        ptr[setup.symbol] = e + 1
-        marks[setup.symbol] = float(f.bars.close[e])
-        new_entries.append(setup.symbol)
-
-    for g in range(n):
-        t = int(grid[g])
-        todays = cands.get(g)
-        if g > 0 and grid_day[g] != grid_day[g - 1]:
-            day_start_equity = equity_prev
-            halted = False
-        idle = not book.positions and todays is None and not reserved
-        if idle and not (reserve_mode and (g + 1) in cands):
-            eq_out[g] = equity_prev
-            cash_out[g] = float(book.cash)
+    def run(self, progress: Callable[[int], None] | None) -> SimResult:
+        st = self.state
+        grid, grid_day = self.grid, self.grid_day
+        n = grid.shape[0]
+        eq_out = np.empty(n)
+        cash_out = np.empty(n)
+        nopen_out = np.zeros(n, dtype=np.int64)
+        exposed = np.zeros(n, dtype=bool)
+        last_of_day = np.ones(n, dtype=bool)
+        if n > 1:
+            last_of_day[:-1] = grid_day[1:] != grid_day[:-1]
+        first_of_day = np.ones(n, dtype=bool)
+        if n > 1:
+            first_of_day[1:] = grid_day[1:] != grid_day[:-1]
+        day_first = 0
+        cands = self.cands
+        for g in range(n):
+            t = int(grid[g])
+            if first_of_day[g]:
+                day_first = g
+                self.core = None
+            busy = bool(self.exchange) or bool(st.book.positions) or (g + 1) in cands or t in st.unreserved
+            if not busy and not (g in cands and not self.reserve):
+                eq_out[g] = st.last_equity
+                cash_out[g] = float(st.book.cash)
+                if progress is not None and g % 2048 == 0:
+                    progress(g)
+                continue
+            core = self.core or self._open_session(day_first, g)
+            self.t = t
+            exposed[g] = bool(st.book.positions)
+            held = set(st.book.positions)
+            self._trade_bar(t)
+            if not self.reserve and not last_of_day[g]:
+                self._bar_entries(core, g, t, held)
+            exposed[g] = exposed[g] or self.entries > 0
+            boundary = t + BAR_SECONDS
+            setups = cands.get(g + 1, ()) if self.reserve and not last_of_day[g] else ()
+            self._do(core.on_close(st, boundary, self._closed_bars(t), setups))
+            if last_of_day[g]:
+                self._end_session(core, t)
+            eq_out[g] = st.equity()
+            apply(st, SlotClosed(boundary, eq_out[g]))
+            cash_out[g] = float(st.book.cash)
+            nopen_out[g] = len(st.book.positions)
             if progress is not None and g % 2048 == 0:
                 progress(g)
-            continue
-        exposed[g] = bool(book.positions)
-        held_at_start = set(book.positions)
-        equity_start = equity_prev
-        squareoff = int(grid_min[g]) >= sq_minute
-        flatten_reason = ExitReason.EOD if squareoff else (ExitReason.KILL_SWITCH if halted else None)
+        if progress is not None:
+            progress(n)
+        return SimResult(
+            st.book.trades,
+            st.rejections,
+            grid,
+            eq_out,
+            cash_out,
+            nopen_out,
+            exposed,
+            max_open_risk_ratio=self.max_ratio,
+            invariant_log=self.inv_log,
+        )
 
-        # 1. exits (or the square-off / loss-limit flatten) with the levels set at the previous close
-        for sym in list(book.positions):
-            pos = book.positions[sym]
-            f = by_sym[sym]
-            p = ptr[sym]
-            has_bar = p < f.bars.ts.shape[0] and int(f.bars.ts[p]) == t
-            if flatten_reason is not None:
-                price = float(f.bars.open[p]) if has_bar else marks[sym]
-                book.close(sym, market_exit(pos.side, price, cost), t, flatten_reason)
-                if has_bar:
-                    ptr[sym] = p + 1
-                continue
-            if not has_bar:
+    def _open_session(self, first: int, g: int) -> Core:
+        """The session of grid step ``first``: its plan comes from the data's grid."""
+        day = int(self.grid_day[first])
+        last = first
+        while last + 1 < self.grid.shape[0] and self.grid_day[last + 1] == day:
+            last += 1
+        date = day_to_date(day)
+        last_bar = int(self.grid[last])
+        squareoff = min(epoch_of_ist(date, parse_hhmm(self.s.strategy.squareoff_time)), last_bar + BAR_SECONDS)
+        self.core = Core(self.s, SessionPlan(date, int(self.grid[first]), last_bar, squareoff))
+        bias = self.bias_by_day.get(day, Bias.NO_TRADES)
+        apply(self.state, SessionOpened(date.isoformat(), bias, "", self.s.backtest.capital, (), None))
+        return self.core
+
+    # ------------------------------------------------------------------ the bar trades
+
+    def _trade_bar(self, t: int) -> None:
+        self.entries = 0
+        ex = self.exchange
+        if not ex:
+            return
+        for sym in sorted(ex.book):
+            f = self.by_sym[sym]
+            p = self.cursor.at(f, t)
+            if p < 0:
+                continue  # no bar: its orders keep resting (a market order fills at its next bar)
+            b = f.bars
+            side = path_side(self.state, sym)
+            ex.run_bar(sym, float(b.open[p]), float(b.high[p]), float(b.low[p]), float(b.close[p]), side, self._on_fill)
+
+    def _bar_entries(self, core: Core, g: int, t: int, held: set[str]) -> None:
+        """The research-only "bar" rule: setups triggered in this bar compete after its exits."""
+        todays = self.cands.get(g)
+        if not todays:
+            return
+        slip = self.s.costs.slippage_pct / 100.0
+        triggered: list[tuple[Setup, float]] = []
+        for setup in todays:
+            f = self.by_sym[setup.symbol]
+            p = self.cursor.at(f, t)
+            b = f.bars
+            fill = _first_fill(setup, float(b.open[p]), float(b.high[p]), float(b.low[p]), slip)
+            if fill is not None:
+                triggered.append((setup, fill))
+        evs = core.enter_in_bar(self.state, t, triggered, held)
+        self._do(evs)
+        symbols = sorted({e.symbol for e in evs if isinstance(e, OrderPlaced)})
+        for sym in symbols:
+            f = self.by_sym[sym]
+            p = self.cursor.at(f, t)
+            b = f.bars
+            side = path_side(self.state, sym)
+            self.exchange.run_bar(
+                sym, float(b.open[p]), float(b.high[p]), float(b.low[p]), float(b.close[p]), side, self._on_fill
+            )
+
+    def _on_fill(self, cid: str, qty: int, price: float) -> None:
+        st = self.state
+        fill = Filled(f"{cid}-{st.orders[cid].filled + qty}", cid, qty, price, self.t, self.t)
+        apply(st, fill)
+        rec = st.orders[cid]
+        if rec.leg is Leg.ENTRY:
+            self.entries += 1
+            risk = self.s.risk
+            budget = sizing_equity(st.last_equity, self.s.backtest.capital, risk) * risk.open_risk_budget_pct / 100.0
+            self.max_ratio = max(self.max_ratio, st.book.open_risk / budget)
+            if self.check:
+                self.inv_log.append((self.t, st.book.open_risk, budget))
+        assert self.core is not None
+        self._do(self.core.on_fill(st, fill, self.t))
+
+    # ------------------------------------------------------------------ the bar closes
+
+    def _closed_bars(self, t: int) -> list[ClosedBar]:
+        """The bars of this step that the core needs: open positions and unreserved setups."""
+        st = self.state
+        want = set(st.book.positions)
+        pending = st.unreserved.get(t)
+        if pending:
+            want.update(pending)
+        out = []
+        for sym in sorted(want):
+            f = self.by_sym[sym]
+            p = self.cursor.at(f, t)
+            if p < 0:
                 continue
             b = f.bars
-            ex = bar_exit(pos, float(b.open[p]), float(b.high[p]), float(b.low[p]), cost)
-            if ex is not None:
-                book.close(sym, ex[0], t, ex[1])
-                ptr[sym] = p + 1
-
-        # 2. entries
-        new_entries: list[str] = []
-        if reserve_mode:
-            # Orders rest from the previous close with their reserved quantities; a setup that
-            # got no reservation but triggers anyway is a recorded rejection.
-            for alloc in reserved:
-                setup = alloc.setup
-                f, e = entry_bar[setup.symbol, setup.entry_ts]
-                b = f.bars
-                fill = entry_fill(setup.side, setup.trigger, float(b.open[e]), float(b.high[e]), float(b.low[e]), cost)
-                if fill is None:
-                    continue
-                if alloc.reject is not None:
-                    rejections.append(Rejection(t, setup.symbol, setup.side, alloc.reject, setup.rsi))
-                    continue
-                open_entry(setup, f, e, alloc.qty, alloc.planned_risk, fill)
-            reserved = []
-        elif todays is not None and not halted:
-            size_eq = sizing_equity(equity_start, capital, risk)
-            triggered: list[tuple[Setup, SymbolFrame, int, float]] = []
-            for setup, f, e in todays:
-                b = f.bars
-                fill = entry_fill(setup.side, setup.trigger, float(b.open[e]), float(b.high[e]), float(b.low[e]), cost)
-                if fill is not None:
-                    triggered.append((setup, f, e, fill))
-            triggered.sort(key=lambda x: (-x[0].priority, x[0].symbol))
-            for setup, f, e, fill in triggered:
-                if setup.symbol in held_at_start:
-                    rejections.append(Rejection(t, setup.symbol, setup.side, RejectReason.POSITION_OPEN, setup.rsi))
-                    continue
-                planned = planned_entry(setup.side, setup.trigger, cost)
-                sz = size_entry(
-                    setup.side,
-                    planned,
-                    setup.initial_stop,
-                    size_eq,
-                    book.open_risk,
-                    len(book.positions),
-                    float(book.cash),
-                    cost,
-                    risk,
+            out.append(
+                ClosedBar(
+                    sym, t, float(b.open[p]), float(b.high[p]), float(b.low[p]), float(b.close[p]), float(f.atr[p])
                 )
-                if sz.reject is not None:
-                    rejections.append(Rejection(t, setup.symbol, setup.side, sz.reject, setup.rsi))
-                    continue
-                open_entry(setup, f, e, sz.qty, sz.planned_risk, fill)
-        exposed[g] = exposed[g] or bool(new_entries)
+            )
+        return out
 
-        # 3. entry-bar stops, after all entries of the bar
-        for sym in new_entries:
-            pos = book.positions[sym]
-            f = by_sym[sym]
-            e = ptr[sym] - 1
-            ex = entry_bar_exit(pos, float(f.bars.low[e]), float(f.bars.high[e]), cost)
-            if ex is not None:
-                book.close(sym, ex[0], t, ex[1])
+    def _end_session(self, core: Core, t: int) -> None:
+        """The market closed: market orders fill at each symbol's last price; the rest expire."""
+        if not self.exchange:
+            return
+        self.t = core.plan.close_ts
 
-        # 4. the close: ratchet stops, mark to market
-        for sym, pos in book.positions.items():
-            f = by_sym[sym]
-            p = ptr[sym]
-            if sym in new_entries:
-                p -= 1
-            elif p < f.bars.ts.shape[0] and int(f.bars.ts[p]) == t:
-                ptr[sym] = p + 1
-            else:
-                continue
-            b = f.bars
-            ratchet(pos, float(b.high[p]), float(b.low[p]), float(f.atr[p]), st)
-            marks[sym] = float(b.close[p])
+        def last_price(sym: str) -> float | None:
+            f = self.by_sym[sym]
+            p = self.cursor.last_before(f, t)
+            return float(f.bars.close[p]) if p >= 0 else None
 
-        # 5. a session that ends before the square-off time: flatten at the last prices
-        if last_of_day[g] and book.positions:
-            for sym in list(book.positions):
-                pos = book.positions[sym]
-                book.close(sym, market_exit(pos.side, marks[sym], cost), t, ExitReason.EOD)
+        for cid in self.exchange.end_session(last_price, self._on_fill):
+            apply(self.state, OrderReported(cid, Report.EXPIRED, reason="the session ended"))
+        self.t = t
 
-        equity_prev = book.equity(marks)
-        eq_out[g] = equity_prev
-        cash_out[g] = float(book.cash)
-        nopen_out[g] = len(book.positions)
+    # ------------------------------------------------------------------ carrying out decisions
 
-        # 6. the daily loss limit, checked at every bar close: flatten at the next bar
-        if not halted and loss_limit_hit(equity_prev, day_start_equity, risk):
-            halted = True
+    def _do(self, events: list[Event]) -> None:
+        st, ex = self.state, self.exchange
+        for ev in events:
+            apply(st, ev)
+            match ev:
+                case OrderPlaced():
+                    ex.place(ev)
+                case CancelRequested():
+                    if ex.cancel(ev.cid):
+                        apply(st, OrderReported(ev.cid, Report.CANCELLED))
+                case StopMoved():
+                    ex.modify(ev.cid, ev.trigger)
 
-        # 7. reserve mode: size the setups of the next bar now, at this close
-        if reserve_mode and not halted and g + 1 < n and not last_of_day[g]:
-            nxt = cands.get(g + 1)
-            if nxt is not None:
-                reserved = allocate(
-                    (c[0] for c in nxt),
-                    equity=equity_prev,
-                    initial_capital=capital,
-                    cash=float(book.cash),
-                    open_risk=book.open_risk,
-                    open_positions=len(book.positions),
-                    held=set(book.positions),
-                    cost=cost,
-                    risk=risk,
-                )
-        if progress is not None and g % 2048 == 0:
-            progress(g)
 
-    if progress is not None:
-        progress(n)
-    return SimResult(
-        book.trades,
-        rejections,
-        grid,
-        eq_out,
-        cash_out,
-        nopen_out,
-        exposed,
-        max_open_risk_ratio=max_ratio,
-        invariant_log=inv_log,
-    )
+def _union(parts: list[I64]) -> I64:
+    """The sorted union of bar times; on the 15-minute grid a presence mark is cheaper than a sort."""
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    allts = np.concatenate(parts)
+    if allts.shape[0] == 0 or (allts % BAR_SECONDS).any():
+        return np.unique(allts)
+    base = int(allts.min())
+    slot = (allts - base) // BAR_SECONDS
+    present = np.zeros(int(slot.max()) + 1, dtype=bool)
+    present[slot] = True
+    return base + np.flatnonzero(present).astype(np.int64) * BAR_SECONDS
+
+
+def _first_fill(setup: Setup, o: float, h: float, lo: float, slip: float) -> float | None:
+    """Where a stop entry resting from the bar's open fills, if the bar reaches it (the fill model)."""
+    buy = setup.side is Side.LONG
+    for i, price in enumerate((o, lo, h) if buy else (o, h, lo)):
+        px = match(OrderType.STOP, buy, setup.trigger, None, price, i == 0, slip)
+        if px is not None:
+            return px
+    return None

@@ -20,9 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from tfl.settings import parse_hhmm
-
-BAR_MINUTES = 15
-REGULAR_OPEN = 9 * 60 + 15
+from tfl.timeutil import BAR_MINUTES, REGULAR_CLOSE, REGULAR_OPEN
 
 
 class CalendarError(ValueError):
@@ -46,7 +44,7 @@ class Session:
 
     @property
     def is_short(self) -> bool:
-        return self.close_minute < 15 * 60 + 30
+        return self.close_minute < REGULAR_CLOSE
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,7 @@ class NseCalendar:
                 )
             if day.weekday() >= 5 or iso in self._years[day.year]:
                 return None
-            return Session(day, REGULAR_OPEN, 15 * 60 + 30)
+            return Session(day, REGULAR_OPEN, REGULAR_CLOSE)
         o_c = _package_sessions(day.year, day.year).get(day)
         if o_c is None:
             return None

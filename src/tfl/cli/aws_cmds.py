@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfl.settings import Settings
+from tfl.timeutil import IST
 
 if TYPE_CHECKING:
     from tfl.aws.calendar_table import CalendarTable
     from tfl.aws.data_sync import SyncResult
 
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 # A stack update may stop and start the server (user data, instance type): not while it boots,
 # trades or runs the end-of-day job, i.e. from the 08:30 start to the 17:00 stop (or a later close).
 GUARD_START = 8 * 60 + 30

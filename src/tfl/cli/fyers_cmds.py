@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from tfl.fyers import sockets
+from tfl.fyers.errors import FyersError
 from tfl.fyers.ratelimit import RateLimiter
-from tfl.fyers.rest import FyersError, FyersRest
+from tfl.fyers.rest import FyersRest
 from tfl.fyers.symbols import SymbolMap, parse_symbol_master, read_instruments, write_instruments
 from tfl.secrets import SecretStore
 from tfl.settings import Settings
+from tfl.timeutil import IST
 
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 INSTRUMENTS_FILE = "symbols.csv"
 
 
@@ -179,7 +180,7 @@ def cmd_data_fetch(args: argparse.Namespace, settings: Settings) -> int:
 def fyers_feed_factory(kit: FyersKit, names: list[str], close_ts: int, log_dir: Path) -> Any:
     from tfl.fyers.feed import FyersFeed
 
-    def factory(events: list[Any], start_ts: int) -> FyersFeed:
+    def factory(events: list[Any], start_ts: int, side_of: Any) -> FyersFeed:
         feed = FyersFeed(
             sockets.sdk_data_socket,
             kit.session_token,

@@ -19,6 +19,7 @@ from tfl.cli.wiring import alert_channel, metrics_sink, open_journal, side_base,
 from tfl.data.loader import DataError
 from tfl.domain import Bias
 from tfl.errors import Unavailable
+from tfl.live.journal import read_events
 from tfl.settings import Settings, load_settings
 
 log = logging.getLogger("tfl.cli")
@@ -89,10 +90,12 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         for sess in sessions:
             bias, why = _bias(args.bias, market, sess.date, settings, bias_file)
-            result = run_session(sess, market, symbols, journal, paper, settings, bias, why, controls, speed=speed)
+            result = run_session(
+                sess, market, symbols, journal, paper, settings, bias, why, controls, speed=speed, market_sim=paper
+            )
             if not result.flat:
                 exit_code = EXIT_NOT_FLAT
-            _log_day_report(day_report(list(journal.events()), sess.date))
+            _log_day_report(day_report(list(read_events(journal)), sess.date))
     finally:
         files["pid"].unlink(missing_ok=True)
         journal.close()
@@ -179,7 +182,7 @@ def _trade_fyers(
     from tfl.fyers.auth import check_token
     from tfl.live.report import day_report
     from tfl.live.runtime import run_session
-    from tfl.timeutil import epoch_of_ist
+    from tfl.timeutil import IST, REGULAR_CLOSE, epoch_of_ist
 
     today = fy.today_ist()
     if args.date is not None and args.date != today:
@@ -197,7 +200,7 @@ def _trade_fyers(
     pause.beat()
     args.data.mkdir(parents=True, exist_ok=True)
     kit = fy.build_kit(settings, args.data)
-    close_at = dt.datetime.fromtimestamp(epoch_of_ist(today, session.close_minute), fy.IST)
+    close_at = dt.datetime.fromtimestamp(epoch_of_ist(today, session.close_minute), IST)
     if today_so_far.opened and not check_token(kit.rest, kit.store, today).ok:
         held = ", ".join(today_so_far.positions) or "none"
         controls.alert(
@@ -218,7 +221,7 @@ def _trade_fyers(
         raise ValueError("no symbol with usable 15-minute data")
     fy.refresh_today(kit, market, symbols, today, epoch_of_ist(today, session.open_minute))
     log_dir = files["sdk_logs"]
-    close_ts = epoch_of_ist(today, min(session.close_minute, 15 * 60 + 30))
+    close_ts = epoch_of_ist(today, min(session.close_minute, REGULAR_CLOSE))
     factory = fy.fyers_feed_factory(kit, symbols, close_ts, log_dir)
     if args.world == "live":
         broker, sim = fy.fyers_broker(kit, log_dir), None
@@ -233,7 +236,7 @@ def _trade_fyers(
     result = run_session(
         session, market, symbols, journal, broker, settings, bias, why, controls, feed_factory=factory, market_sim=sim
     )
-    _log_day_report(day_report(list(journal.events()), today))
+    _log_day_report(day_report(list(read_events(journal)), today))
     return 0 if result.flat else EXIT_NOT_FLAT
 
 
@@ -251,14 +254,16 @@ class SessionSoFar:
 def _session_so_far(journal: Any, today: dt.date) -> SessionSoFar:
     """What the journal holds of today: opened or closed, the bias it opened with, the positions
     (from the day's report, which reads more than the day only when the day began unflat)."""
+    from tfl.core.events import SessionClosed, SessionOpened
+    from tfl.live.journal import read_events
     from tfl.live.report import journal_day_report
 
     out = SessionSoFar()
-    todays = list(journal.events(today.isoformat()))
-    for ev in todays:
-        if ev.kind == "SESSION_OPEN":
-            out.opened, out.bias, out.bias_reason = True, str(ev.data.get("bias")), str(ev.data.get("bias_reason", ""))
-        elif ev.kind == "SESSION_CLOSE":
+    todays = list(read_events(journal, today.isoformat()))
+    for _, ev in todays:
+        if isinstance(ev, SessionOpened):
+            out.opened, out.bias, out.bias_reason = True, ev.bias.value, ev.bias_reason
+        elif isinstance(ev, SessionClosed):
             out.closed = True
     report = journal_day_report(journal, today, todays) if out.opened else None
     out.positions = list(report.open_positions) if report is not None else []
@@ -378,30 +383,31 @@ def _bias(mode: str | None, market: Any, session: Any, settings: Settings, bias_
 
 
 def cmd_journal_show(args: argparse.Namespace) -> int:
+    from tfl.core.events import OrderPlaced
     from tfl.live.report import day_report, rebuild
 
     journal = open_journal(args.file, load_settings())
-    events = list(journal.events())
+    events = list(read_events(journal))
     state = rebuild(journal)
     sessions = [args.date.isoformat()] if args.date else journal.sessions()
     for sid in sessions:
-        sess_events = [e for e in events if e.session == sid]
-        if not sess_events:
+        mine = [ev for rec, ev in events if rec.session == sid]
+        if not mine:
             _out(f"{sid}: no events")
             continue
 
         rep = day_report(events, dt.date.fromisoformat(sid))
         _out(f"== session {sid}  bias {rep.bias}")
-        orders = [e for e in sess_events if e.kind == "INTENT"]
+        orders = [ev for ev in mine if isinstance(ev, OrderPlaced)]
         _out(f"orders ({len(orders)}):")
-        for e in orders:
-            rec = state.orders.get(e.data["cid"])
-            status = rec.state.value if rec else "?"
-            trig = e.data.get("trigger") or e.data.get("limit") or ""
-            side = "BUY" if e.data["side"] > 0 else "SELL"
+        for o in orders:
+            rec = state.orders.get(o.cid)
+            status = rec.status.value if rec else "?"
+            level = o.trigger if o.trigger is not None else (o.limit if o.limit is not None else "")
+            side = "BUY" if o.side > 0 else "SELL"
             _out(
-                f"  {e.data['cid']:<28} {e.data['leg']} {e.data['symbol']:<12} {side:<4}"
-                f" {e.data['type']:<6} qty {e.data['qty']:>6} {trig!s:>12} {status}"
+                f"  {o.cid:<28} {o.leg.value} {o.symbol:<12} {side:<4}"
+                f" {o.type.value:<6} qty {o.qty:>6} {level!s:>12} {status}"
             )
         _out(f"trades ({len(rep.trades)}):")
         for t in rep.trades:
@@ -424,7 +430,7 @@ def cmd_journal_export(args: argparse.Namespace) -> int:
     write_csv(args.out, TRADE_COLUMNS, trade_rows(state.book.trades))
     msg = f"wrote {len(state.book.trades)} trades to {args.out}"
     if args.orders:
-        rows = order_rows(state, journal.events())
+        rows = order_rows(state, read_events(journal))
         cols = (
             "client_id",
             "broker_id",
@@ -451,7 +457,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tfl.live.report import day_report
 
     journal = open_journal(args.journal, load_settings())
-    _out(day_report(list(journal.events()), args.date).text())
+    _out(day_report(list(read_events(journal)), args.date).text())
     journal.close()
     return 0
 

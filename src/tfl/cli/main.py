@@ -18,7 +18,7 @@ from tfl import logs
 from tfl.calendar.nse import CalendarError
 from tfl.data.loader import DataError
 from tfl.errors import Unavailable
-from tfl.fyers.rest import FyersError
+from tfl.fyers.errors import FyersError
 from tfl.live.journal import JournalError
 from tfl.secrets import SecretError
 from tfl.settings import Settings, SettingsError, load_settings

@@ -56,3 +56,9 @@ class BarSeries:
     def empty(symbol: str) -> BarSeries:
         z = np.zeros(0)
         return BarSeries(symbol, np.zeros(0, dtype=np.int64), z, z, z, z, z)
+
+
+def iso_ist_many(epochs: I64) -> list[str]:
+    """Vectorised :func:`tfl.timeutil.iso_ist` for long columns (equity curves)."""
+    local = (epochs + IST_OFFSET_S).astype("datetime64[s]")
+    return [f"{t}+05:30" for t in np.datetime_as_string(local, unit="s").tolist()]

@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tfl.data.loader import DAILY_DIR, INTRADAY_DIR, DataError, RawBars, dedupe_sorted, read_raw, symbol_files
-from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY
-
-BAR_MINUTES = 15
+from tfl.timeutil import BAR_MINUTES, IST_OFFSET_S, SECONDS_PER_DAY
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tfl.fyers.errors import FyersAuthError, FyersError
 from tfl.fyers.login import LoginError, app_id_hash, jwt_expiry, login_url, new_state, parse_redirect
-from tfl.fyers.rest import FyersAuthError, FyersError, FyersRest
+from tfl.fyers.rest import FyersRest
 from tfl.secrets import SecretStore
+from tfl.timeutil import IST
 
 log = logging.getLogger("tfl.fyers.auth")
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 
 # The pure pieces live in tfl.fyers.login (no ``requests``, so the AWS login callback can
 # import them); they are re-exported here for the CLI and the existing callers.

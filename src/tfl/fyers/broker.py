@@ -17,18 +17,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tfl.fyers.rest import FyersAmbiguous, FyersAuthError, FyersError, FyersRateLimited, FyersRejected, FyersRest
+from tfl.core.orders import OrderRequest, OrderType
+from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersError, FyersRateLimited, FyersRejected
+from tfl.fyers.rest import FyersRest
 from tfl.fyers.sockets import OrderStream
 from tfl.fyers.symbols import SymbolMap, round_to_tick
 from tfl.live.broker import BrokerError, BrokerEvent, BrokerOrder, BrokerTimeoutError, Fill, OrderUpdate
-from tfl.live.orders import OrderRequest, OrderType
+from tfl.timeutil import IST
 
 log = logging.getLogger("tfl.fyers.broker")
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 
 TYPE_CODE = {OrderType.LIMIT: 1, OrderType.MARKET: 2, OrderType.STOP: 3}
-STATUS = {1: "CANCELLED", 2: "FILLED", 4: "PENDING", 5: "REJECTED", 6: "PENDING", 7: "CANCELLED"}
-TERMINAL = {"CANCELLED", "FILLED", "REJECTED"}
+STATUS = {1: "CANCELLED", 2: "FILLED", 4: "PENDING", 5: "REJECTED", 6: "PENDING", 7: "EXPIRED"}
+TERMINAL = {"CANCELLED", "EXPIRED", "FILLED", "REJECTED"}
 
 
 def strip_tag(raw: Any) -> str:
@@ -182,6 +183,9 @@ class FyersBroker:
         known = self._placed.get(tag, (oid, "", 0, "MARKET", 0))
         return BrokerOrder(oid, tag, known[1], known[2], known[3], known[4], None, None, "CANCELLED", 0, 0.0)
 
+    def on_token_rejected(self, callback: Callable[[str], None]) -> None:
+        self.on_auth_error = callback
+
     def refresh_auth(self) -> None:
         """A new access token: re-open the order socket with it and re-read the books."""
         if self.stream is not None:
@@ -306,5 +310,5 @@ class FyersBroker:
         self._seen_status.add(key)
         if o.status in TERMINAL:
             self._working.discard(o.tag)
-        if o.status in ("CANCELLED", "REJECTED", "FILLED"):
+        if o.status in TERMINAL:
             events.append(OrderUpdate(o.tag, o.broker_id, o.status, o.filled, o.reason))

@@ -169,6 +169,10 @@ class FyersFeed:
         self.reconnects = 0
         return tick
 
+    @property
+    def exhausted(self) -> bool:
+        return False  # a live feed ends with the session's SessionEnd, never by running dry
+
     def close(self) -> None:
         self._ended = True
         if self._sock is not None:

@@ -22,12 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tfl.data.loader import DAILY_DIR, INTRADAY_DIR, DataError, read_raw
-from tfl.fyers.rest import FyersError, FyersRest
+from tfl.fyers.errors import FyersError
+from tfl.fyers.rest import FyersRest
 from tfl.fyers.symbols import SymbolMap
-from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, date_to_day
+from tfl.timeutil import BAR_SECONDS, IST_OFFSET_S, SECONDS_PER_DAY, date_to_day
 
 CHUNK_DAYS = {"15": 100, "D": 366}
-BAR_SECONDS = 900
 DAILY_FINAL_SECONDS = 16 * 3600  # after IST midnight: a daily candle is final from 16:00 IST
 
 

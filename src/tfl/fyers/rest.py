@@ -21,34 +21,13 @@ from typing import Any
 
 import requests
 
+from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersRateLimited, FyersRejected
 from tfl.fyers.ratelimit import RateLimiter
 
 log = logging.getLogger("tfl.fyers")
 
 AUTH_CODES = {-8, -15, -16, -17}
 AMBIGUOUS_CODES = {201, -99}
-
-
-class FyersError(RuntimeError):
-    def __init__(self, endpoint: str, message: str, code: int | None = None, status: int | None = None) -> None:
-        super().__init__(f"FYERS {endpoint}: {message}" + (f" (code {code})" if code is not None else ""))
-        self.endpoint, self.code, self.status = endpoint, code, status
-
-
-class FyersAuthError(FyersError):
-    pass
-
-
-class FyersRejected(FyersError):  # noqa: N818 - a refusal, named for what it is
-    pass
-
-
-class FyersAmbiguous(FyersError):  # noqa: N818
-    pass
-
-
-class FyersRateLimited(FyersError):  # noqa: N818
-    pass
 
 
 class FyersRest:

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfl.data.loader import DAILY_DIR, INTRADAY_DIR, DataError, last_bar_time
+from tfl.fyers.errors import FyersError, FyersRejected
 from tfl.fyers.history import fetch_symbol
-from tfl.fyers.rest import FyersError, FyersRejected, FyersRest
+from tfl.fyers.rest import FyersRest
 from tfl.fyers.symbols import SymbolMap
 from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY
 

@@ -25,9 +25,10 @@ def _seeded_recursive_many(xs: Sequence[F64], n: int, b: float, c: float) -> lis
         return []
     length = max(x.shape[0] for x in xs)
     k = len(xs)
-    out = np.full((length, k), np.nan)
+    out = np.empty((length, k))
+    out[: min(n, length)] = np.nan  # rows from n on are all written below
     if length >= n:
-        bx = np.full((length, k), np.nan)
+        bx = np.zeros((length, k))  # past a shorter column's end: zeros, whose results are cut off
         for j, x in enumerate(xs):
             bx[: x.shape[0], j] = x * b
             if x.shape[0] >= n:

@@ -1,11 +1,13 @@
-"""The broker boundary: what the engine may ask of any broker (paper now, FYERS later)."""
+"""The broker boundary: what the trader may ask of any broker (the paper broker, FYERS)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tfl.live.orders import OrderRequest
+from tfl.core.orders import OrderRequest
+from tfl.live.faults import CrashPoints
 
 
 class BrokerError(RuntimeError):
@@ -26,7 +28,7 @@ class BrokerOrder:
     qty: int
     trigger: float | None
     limit: float | None
-    status: str  # PENDING, PARTIAL, FILLED, CANCELLED, REJECTED
+    status: str  # PENDING, PARTIAL, FILLED, CANCELLED, EXPIRED, REJECTED
     filled: int
     avg_price: float
     reason: str = ""
@@ -76,3 +78,20 @@ class Broker(Protocol):
     def poll(self) -> list[BrokerEvent]:
         """Fills and status changes since the last poll (the order socket, for FYERS)."""
         ...
+
+    def on_token_rejected(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback`` whenever the broker refuses the access token (FYERS); a broker
+        without tokens never calls it."""
+        ...
+
+
+class MarketSim(Protocol):
+    """A broker that matches orders on the trader's own ticks (the paper broker)."""
+
+    crash: CrashPoints | None  # the crash-anywhere tests' hook: after each committed fill
+
+    def on_tick(self, symbol: str, ts: int, price: float, seq: int) -> None: ...
+
+    def checkpoint(self, seq: int) -> None: ...
+
+    def close_session(self, ts: int, seq: int) -> None: ...

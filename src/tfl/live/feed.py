@@ -1,25 +1,27 @@
 """Market data feeds: the tick type, the feed protocol, and the replay feed.
 
-The replay feed turns historical 15-minute bars into ticks along a documented path:
-open, then the adverse extreme for the day's side, the favourable one, the adverse one
-again, then the close (longs: O, L, H, L, C; shorts: O, H, L, H, C). That is the order
-the backtester assumes when a bar is ambiguous (stop before target; a stop touched on the
-entry bar counts), so a replayed day must reproduce the backtest's trades exactly. The
-bar's volume is spread over its five ticks as a cumulative day volume. Symbols' ticks are
+The replay feed turns historical 15-minute bars into ticks along the fill model's bar
+path (:func:`tfl.core.fills.bar_path`): open, the adverse extreme, the favourable one, the
+adverse one again, close. Which extreme is adverse is asked of the trader when a symbol's
+bar has shown its open (``side_of``: the side of its position or working entry order,
+:func:`tfl.core.state.path_side`), exactly the rule the backtester uses for that bar; so a
+replayed day reproduces the backtest's trades, with both sides (bias BOTH) too. The bar's
+volume is spread over its five ticks as a cumulative day volume. Symbols' ticks are
 staggered inside each bar so the feed as a whole ticks steadily.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from tfl.core.fills import bar_path
 from tfl.data.bars import BarSeries
+from tfl.domain import Side
 from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY
 
-BAR_SECONDS = 900
 _STEP = 180  # seconds between the five ticks of a bar
 
 
@@ -53,18 +55,34 @@ class Feed(Protocol):
         """The next event, or None if nothing arrived within ``timeout`` seconds."""
         ...
 
+    @property
+    def exhausted(self) -> bool:
+        """True when a finite feed (a replay) has nothing more to give; live feeds never are."""
+        ...
+
+    def refresh(self) -> None:
+        """Reconnect with fresh credentials (a new access token); a replay has none."""
+        ...
+
     def close(self) -> None: ...
 
 
-def bar_path(o: float, h: float, lo: float, c: float, short_side: bool) -> tuple[float, float, float, float, float]:
-    if short_side:
-        return (o, h, lo, h, c)
-    return (o, lo, h, lo, c)
+@dataclass(frozen=True, slots=True)
+class PlannedTick:
+    """One tick of a replayed bar: its price is fixed only when the feed gives it out."""
+
+    ts: int
+    order: int
+    symbol: str
+    start: int  # the bar's start
+    bar: tuple[float, float, float, float]  # o, h, l, c
+    j: int  # which of the bar's five ticks
+    cum_volume: float
 
 
-def session_ticks(bars: dict[str, BarSeries], day: int, close_ts: int, *, short_side: bool = False) -> list[FeedEvent]:
-    """All ticks of one session (IST day number ``day``) from each symbol's bars, in feed order."""
-    rows: list[tuple[int, int, str, float, float]] = []  # (ts, symbol order, symbol, price, cum volume)
+def session_ticks(bars: dict[str, BarSeries], day: int, close_ts: int) -> list[PlannedTick | SessionEnd]:
+    """The planned ticks of one session (IST day number ``day``) from each symbol's bars, in feed order."""
+    rows: list[PlannedTick] = []
     names = sorted(bars)
     n = max(len(names), 1)
     for k, sym in enumerate(names):
@@ -75,32 +93,72 @@ def session_ticks(bars: dict[str, BarSeries], day: int, close_ts: int, *, short_
         offset = (k * _STEP) // n
         for i in range(lo_i, hi_i):
             t0 = int(s.ts[i])
-            path = bar_path(float(s.open[i]), float(s.high[i]), float(s.low[i]), float(s.close[i]), short_side)
+            ohlc = (float(s.open[i]), float(s.high[i]), float(s.low[i]), float(s.close[i]))
             vol = float(s.volume[i])
             part = float(int(vol) // 5) if vol == int(vol) else vol / 5.0
-            for j, price in enumerate(path):
+            for j in range(5):
                 cum += part if j < 4 else vol - 4 * part
-                rows.append((t0 + j * _STEP + offset, k, sym, price, cum))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    out: list[FeedEvent] = []
-    last_ts, within = -1, 0
-    for ts, _, sym, price, cum in rows:
-        within = within + 1 if ts == last_ts else 0
-        last_ts = ts
-        out.append(Tick(sym, ts, price, cum, ts * 1000 + within))
+                rows.append(PlannedTick(t0 + j * _STEP + offset, k, sym, t0, ohlc, j, cum))
+    rows.sort(key=lambda r: (r.ts, r.order))
+    out: list[PlannedTick | SessionEnd] = []
+    out.extend(rows)
     out.append(SessionEnd(close_ts))
     return out
 
 
-class ReplayFeed:
-    """Ticks of a session from history, as fast as possible or at N times real time."""
+def long_side(symbol: str) -> Side:
+    """A replay with no trader to ask (a fake exchange): every bar on the long path."""
+    return Side.LONG
 
-    def __init__(self, events: Sequence[FeedEvent], *, speed: float | None = None, start_ts: int = 0) -> None:
+
+class ListFeed:
+    """Feed events given in advance, one at a time (a scripted market, a fake exchange)."""
+
+    def __init__(self, events: Sequence[FeedEvent]) -> None:
+        self._events = list(events)
+        self._i = 0
+
+    def next(self, timeout: float) -> FeedEvent | None:
+        if self._i >= len(self._events):
+            return None
+        self._i += 1
+        return self._events[self._i - 1]
+
+    @property
+    def exhausted(self) -> bool:
+        return self._i >= len(self._events)
+
+    def refresh(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._i = len(self._events)
+
+
+class ReplayFeed:
+    """Ticks of a session from history, as fast as possible or at N times real time.
+
+    ``side_of(symbol)`` is asked at a bar's second tick, after the open tick reached the
+    trader and its boundary was processed: by then the orders for that bar are resting.
+    """
+
+    def __init__(
+        self,
+        events: Sequence[PlannedTick | SessionEnd],
+        *,
+        speed: float | None = None,
+        start_ts: int = 0,
+        side_of: Callable[[str], Side] = long_side,
+    ) -> None:
         self._events = [e for e in events if e.ts >= start_ts]
         self._i = 0
+        self._seq_base: dict[int, int] = {}
         self._speed = speed
         self._t0_wall: float | None = None
         self._t0_mkt = self._events[0].ts if self._events else 0
+        self._side_of = side_of
+        self._paths: dict[tuple[str, int], tuple[float, ...]] = {}
+        self._last_ts, self._within = -1, 0
 
     def next(self, timeout: float) -> FeedEvent | None:
         if self._i >= len(self._events):
@@ -117,11 +175,30 @@ class ReplayFeed:
                 if due > now + wait:
                     return None
         self._i += 1
-        return ev
+        if isinstance(ev, SessionEnd):
+            return ev
+        self._within = self._within + 1 if ev.ts == self._last_ts else 0
+        self._last_ts = ev.ts
+        return Tick(ev.symbol, ev.ts, self._price(ev), ev.cum_volume, ev.ts * 1000 + self._within)
+
+    def _price(self, p: PlannedTick) -> float:
+        o, h, lo, c = p.bar
+        if p.j == 0:
+            return o
+        key = (p.symbol, p.start)
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths[key] = bar_path(o, h, lo, c, self._side_of(p.symbol))
+        if p.j == 4:
+            del self._paths[key]
+        return path[p.j]
 
     @property
     def exhausted(self) -> bool:
         return self._i >= len(self._events)
+
+    def refresh(self) -> None:
+        return None
 
     def __iter__(self) -> Iterator[FeedEvent]:
         while self._i < len(self._events):

@@ -2,11 +2,15 @@
 
 Every decision with an outside effect is appended *before* the effect (an order intent
 before the broker call) and every outcome after it. Appends are grouped into one
-transaction and committed (fsync) by :meth:`Journal.flush`, which the engine calls before
+transaction and committed (fsync) by :meth:`Journal.flush`, which the trader calls before
 every broker call and at the end of every step: what was not flushed had no effect yet
-and is derived again after a restart. Each event has a deterministic key;
+and is derived again after a restart. Each record has a deterministic key;
 appending a key that exists is a no-op when the payload is identical and an error when it
 differs (the process is not deterministic any more, which must stop trading).
+
+A journal stores :class:`Record` s (a key, the session, the market time, the kind and a
+JSON payload); :func:`to_record` and :func:`read_events` are the boundary where the typed
+events of :mod:`tfl.core.events` become records and back (the codec).
 
 :class:`SqliteJournal` keeps the events in a real SQLite file in WAL mode with full
 fsync, guarded by triggers that forbid UPDATE and DELETE, and a checksum per row. A file
@@ -25,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from tfl.core.codec import CodecError, decode, encode
+from tfl.core.events import Event
 from tfl.errors import Unavailable
 
 SCHEMA_VERSION = "1"
@@ -48,7 +54,9 @@ class JournalConflictError(JournalError):
 
 
 @dataclass(frozen=True)
-class Event:
+class Record:
+    """One stored event: what the journal keeps, before decoding."""
+
     key: str
     session: str
     ts: int  # market time, UTC epoch seconds
@@ -59,6 +67,26 @@ class Event:
         return json.dumps(self.data, sort_keys=True, separators=(",", ":"))
 
 
+def to_record(session: str, ts: int, ev: Event) -> Record:
+    """The journal record of a typed event (its key scoped by the session)."""
+    kind, data = encode(ev)
+    return Record(f"{session}:{ev.key()}", session, ts, kind, data)
+
+
+def to_event(rec: Record) -> Event:
+    """The typed event of a stored record; a payload that does not decode is a damaged journal."""
+    try:
+        return decode(rec.kind, rec.session, rec.data)
+    except CodecError as exc:
+        raise JournalCorruptError(f"journal record {rec.key}: {exc}") from None
+
+
+def read_events(journal: Journal, session: str | None = None) -> Iterator[tuple[Record, Event]]:
+    """Every record of the journal (or of one session) with its typed event, in order."""
+    for rec in journal.records(session):
+        yield rec, to_event(rec)
+
+
 def event_checksum(key: str, session: str, ts: int, kind: str, payload: str) -> str:
     """The 16-hex checksum stored beside every event (SQLite and DynamoDB use the same one)."""
     h = hashlib.sha256(f"{key}\x1f{session}\x1f{ts}\x1f{kind}\x1f{payload}".encode())
@@ -66,12 +94,12 @@ def event_checksum(key: str, session: str, ts: int, kind: str, payload: str) -> 
 
 
 class Journal(Protocol):
-    def append(self, event: Event) -> bool:
-        """Store ``event``; True if new, False if an identical event was already there."""
+    def append(self, record: Record) -> bool:
+        """Store ``record``; True if new, False if an identical record was already there."""
         ...
 
-    def events(self, session: str | None = None) -> Iterator[Event]:
-        """Events in append order (optionally of one session)."""
+    def records(self, session: str | None = None) -> Iterator[Record]:
+        """Records in append order (optionally of one session)."""
         ...
 
     def sessions(self) -> list[str]: ...
@@ -152,7 +180,7 @@ class SqliteJournal:
             n += 1
         return n
 
-    def append(self, event: Event) -> bool:
+    def append(self, event: Record) -> bool:
         """Append inside the open group-commit transaction; :meth:`flush` makes it durable."""
         payload = event.payload()
         crc = event_checksum(event.key, event.session, event.ts, event.kind, payload)
@@ -176,14 +204,14 @@ class SqliteJournal:
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"journal {self.path}: append failed ({exc})") from None
 
-    def events(self, session: str | None = None) -> Iterator[Event]:
+    def records(self, session: str | None = None) -> Iterator[Record]:
         sql = "SELECT key, session, ts, kind, data FROM events"
         args: tuple[Any, ...] = ()
         if session is not None:
             sql += " WHERE session = ?"
             args = (session,)
         for key, sess, ts, kind, data in self._db.execute(sql + " ORDER BY seq", args).fetchall():
-            yield Event(key, sess, int(ts), kind, json.loads(data))
+            yield Record(key, sess, int(ts), kind, json.loads(data))
 
     def sessions(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT session FROM events ORDER BY session")]
@@ -204,10 +232,10 @@ class MemoryJournal:
     """An in-memory journal with the same semantics (tests, the backtest world)."""
 
     def __init__(self) -> None:
-        self._events: list[Event] = []
-        self._by_key: dict[str, Event] = {}
+        self._events: list[Record] = []
+        self._by_key: dict[str, Record] = {}
 
-    def append(self, event: Event) -> bool:
+    def append(self, event: Record) -> bool:
         old = self._by_key.get(event.key)
         if old is not None:
             if old.kind != event.kind or old.payload() != event.payload():
@@ -217,7 +245,7 @@ class MemoryJournal:
         self._events.append(event)
         return True
 
-    def events(self, session: str | None = None) -> Iterator[Event]:
+    def records(self, session: str | None = None) -> Iterator[Record]:
         return iter([e for e in self._events if session is None or e.session == session])
 
     def sessions(self) -> list[str]:

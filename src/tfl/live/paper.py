@@ -4,27 +4,27 @@ It behaves like a broker the trader does not control: orders are matched against
 market feed, fills and the last tick processed are committed together, and a restarted
 trader has to ask it what happened (by tag) rather than share its state.
 
-Fill model (the backtester's, on ticks):
-- market orders fill at the next tick, or at the last price when the session closes;
-- a stop or limit order triggered by the first tick of a 15-minute bar fills at that tick
-  (a gap); triggered later in the bar it fills at its own level (prices are taken as
-  continuous inside a bar);
-- stops and market orders slip by ``slippage_pct`` against the trader; limits do not;
-- orders of one OCO group cancel each other when one fills.
+Fills follow the one fill model (:mod:`tfl.core.fills`), on ticks: market orders fill at
+the next tick (or at the last price when the session closes); a stop or limit triggered by
+the first tick of a 15-minute bar fills at that tick (a gap), later in the bar at its own
+level; stops and market orders slip by ``slippage_pct``, limits do not. Orders of one OCO
+group cancel each other when one fills; orders still resting at the close expire.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tfl.core.fills import adverse, match
+from tfl.core.orders import OrderRequest, OrderType
 from tfl.live.broker import BrokerError, BrokerEvent, BrokerOrder, Fill, OrderUpdate
 from tfl.live.faults import CrashPoints
-from tfl.live.orders import OrderRequest, OrderType
+from tfl.timeutil import BAR_SECONDS, IST_OFFSET_S
 
-BAR_SECONDS = 900
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS fills (
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
+
+
+_TYPES = {t.value: t for t in OrderType}
 
 
 @dataclass
@@ -207,6 +210,9 @@ class PaperBroker:
         ev, self._events = self._events, []
         return ev
 
+    def on_token_rejected(self, callback: Callable[[str], None]) -> None:
+        return None  # no access token to lose
+
     # ------------------------------------------------------------------ the market
 
     def on_tick(self, symbol: str, ts: int, price: float, seq: int) -> None:
@@ -215,7 +221,7 @@ class PaperBroker:
         ``seq`` is the feed's monotonic tick sequence; ticks at or below the committed
         watermark were already processed before a restart and are ignored.
         """
-        slot = (ts + 19_800 - self._open_minute * 60) // BAR_SECONDS
+        slot = (ts + IST_OFFSET_S - self._open_minute * 60) // BAR_SECONDS
         bar_open = self._last_slot.get(symbol) != slot
         self._last_slot[symbol] = slot
         if seq <= self.watermark:
@@ -246,21 +252,7 @@ class PaperBroker:
             self.crash.hit("fill")
 
     def _match(self, o: _Open, price: float, bar_open: bool) -> float | None:
-        buy = o.side > 0
-        if o.type == OrderType.MARKET.value:
-            return self._adverse(price, buy)
-        if o.type == OrderType.STOP.value:
-            assert o.trigger is not None
-            hit = price >= o.trigger if buy else price <= o.trigger
-            return self._adverse(price if bar_open else o.trigger, buy) if hit else None
-        assert o.limit is not None
-        hit = price <= o.limit if buy else price >= o.limit
-        if not hit:
-            return None
-        return price if bar_open else o.limit
-
-    def _adverse(self, price: float, buy: bool) -> float:
-        return price * (1.0 + self._slip) if buy else price * (1.0 - self._slip)
+        return match(_TYPES[o.type], o.side > 0, o.trigger, o.limit, price, bar_open, self._slip)
 
     def close_session(self, ts: int, seq: int) -> None:
         """The market closed: pending market orders fill at the last price, the rest expire."""
@@ -269,10 +261,12 @@ class PaperBroker:
             for symbol, orders in list(self._open.items()):
                 for o in list(orders):
                     if o.type == OrderType.MARKET.value and symbol in self._last_price:
-                        self._fill(o, o.qty - o.filled, self._adverse(self._last_price[symbol], o.side > 0), ts)
+                        self._fill(o, o.qty - o.filled, adverse(self._last_price[symbol], o.side > 0, self._slip), ts)
                     elif o in self._open.get(symbol, []):
-                        self._close_open(o, "CANCELLED", reason="expired at the close")
-                        self._events.append(OrderUpdate(o.tag, o.broker_id, "CANCELLED", o.filled, "expired"))
+                        self._close_open(o, "EXPIRED", reason="expired at the close")
+                        self._events.append(
+                            OrderUpdate(o.tag, o.broker_id, "EXPIRED", o.filled, "expired at the close")
+                        )
             self._set_watermark(seq)
             self._db.execute("COMMIT")
         except BaseException:

@@ -8,31 +8,31 @@ any reader rebuilds it exactly as the trader saw it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from tfl.live.journal import Event, Journal
-from tfl.live.state import TraderState, apply
+from tfl.core.events import Event, SessionOpened
+from tfl.core.state import CoreState, apply
+from tfl.live.journal import Journal, Record, read_events
 from tfl.settings import Settings, SettingsError
 from tfl.strategy.book import Trade
+from tfl.timeutil import IST
 
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+Stored = tuple[Record, Event]
 
 
-def settings_from_events(events: Iterable[Event]) -> Settings:
-    for ev in events:
-        if ev.kind == "SESSION_OPEN" and "settings" in ev.data:
-            flat = {f"{sec}.{k}": v for sec, vals in ev.data["settings"].items() for k, v in vals.items()}
-            return Settings().replace(flat)
+def settings_from_events(events: Iterable[Stored]) -> Settings:
+    for _, ev in events:
+        if isinstance(ev, SessionOpened) and ev.settings is not None:
+            return ev.settings
     return Settings()
 
 
-def rebuild(journal: Journal) -> TraderState:
-    events = list(journal.events())
-    state = TraderState.fresh(settings_from_events(events))
-    for ev in events:
+def rebuild(journal: Journal) -> CoreState:
+    events = list(read_events(journal))
+    state = CoreState.fresh(settings_from_events(events))
+    for _, ev in events:
         apply(state, ev)
     return state
 
@@ -43,9 +43,9 @@ ACCOUNTING_KEYS = ("costs", "risk", "strategy", "indicators")
 def settings_mismatch(journal: Journal, settings: Settings) -> list[str]:
     """Keys whose values differ from the settings the journal was started with."""
     recorded = None
-    for ev in journal.events():
-        if ev.kind == "SESSION_OPEN" and "settings" in ev.data:
-            recorded = ev.data["settings"]
+    for _, ev in read_events(journal):
+        if isinstance(ev, SessionOpened) and ev.settings is not None:
+            recorded = ev.settings.to_dict()
             break
     if recorded is None:
         return []
@@ -120,28 +120,28 @@ class DayReport:
         return "\n".join(lines)
 
 
-def day_report(events: list[Event], session: dt.date) -> DayReport:
+def day_report(events: Sequence[Stored], session: dt.date) -> DayReport:
     """The report for ``session`` from all journal events up to and including it."""
-    return _report(events, session, TraderState.fresh(settings_from_events(events)))
+    return _report(events, session, CoreState.fresh(settings_from_events(events)))
 
 
-def session_report(events: list[Event], session: dt.date) -> DayReport | None:
+def session_report(events: Sequence[Stored], session: dt.date) -> DayReport | None:
     """The report for ``session`` from that session's events alone, or None when its
-    SESSION_OPEN does not record the opening cash (journals written before it did).
+    SESSION_OPEN does not record the opening cash (a day that began unflat, an old journal).
 
     The post-market job uses it so that its work does not grow with the journal's history.
     """
     sid = session.isoformat()
-    mine = [ev for ev in events if ev.session == sid]
-    opening = next((ev for ev in mine if ev.kind == "SESSION_OPEN"), None)
-    if opening is None or "cash" not in opening.data:
+    mine = [(r, ev) for r, ev in events if r.session == sid]
+    opening = next((ev for _, ev in mine if isinstance(ev, SessionOpened)), None)
+    if opening is None or opening.cash is None:
         return None
-    state = TraderState.fresh(settings_from_events(mine))
-    state.book.cash = Decimal(str(opening.data["cash"]))
+    state = CoreState.fresh(settings_from_events(mine))
+    state.book.cash = opening.cash
     return _report(mine, session, state)
 
 
-def journal_day_report(journal: Journal, session: dt.date, todays: list[Event] | None = None) -> DayReport | None:
+def journal_day_report(journal: Journal, session: dt.date, todays: list[Stored] | None = None) -> DayReport | None:
     """The report for ``session`` read from a journal, or None when it has no events that day.
 
     One read of the day's session when its SESSION_OPEN records the opening cash; otherwise
@@ -149,26 +149,26 @@ def journal_day_report(journal: Journal, session: dt.date, todays: list[Event] |
     ``todays``: the day's events, when the caller has read them already.
     """
     sid = session.isoformat()
-    mine = list(journal.events(sid)) if todays is None else todays
+    mine = list(read_events(journal, sid)) if todays is None else todays
     if not mine:
         return None
     report = session_report(mine, session)
     if report is not None:
         return report
-    events = [ev for s in journal.sessions() if s <= sid for ev in journal.events(s)]
+    events = [pair for s in journal.sessions() if s <= sid for pair in read_events(journal, s)]
     return day_report(events, session)
 
 
-def _report(events: list[Event], session: dt.date, state: TraderState) -> DayReport:
+def _report(events: Sequence[Stored], session: dt.date, state: CoreState) -> DayReport:
     sid = session.isoformat()
     start_equity: float | None = None
     bias = "no session in the journal"
-    for ev in events:
-        if ev.session > sid:
+    for rec, ev in events:
+        if rec.session > sid:
             break
-        if ev.session == sid and ev.kind == "SESSION_OPEN":
+        if rec.session == sid and isinstance(ev, SessionOpened):
             start_equity = float(state.book.cash)
-            bias = f"{ev.data.get('bias')} ({ev.data.get('bias_reason', '')})"
+            bias = f"{ev.bias.value} ({ev.bias_reason})"
         apply(state, ev)
     day = sorted(
         (t for t in state.book.trades if _ist(t.entry_ts).date() == session), key=lambda t: (t.entry_ts, t.symbol)
@@ -177,30 +177,30 @@ def _report(events: list[Event], session: dt.date, state: TraderState) -> DayRep
     return DayReport(sid, bias, day, sorted(state.book.positions), eq, start_equity if start_equity is not None else eq)
 
 
-def order_rows(state: TraderState, events: Iterable[Event]) -> list[dict[str, Any]]:
+def order_rows(state: CoreState, events: Iterable[Stored]) -> list[dict[str, Any]]:
     first: dict[str, int] = {}
     last: dict[str, int] = {}
-    for ev in events:
-        cid = ev.data.get("cid")
-        if ev.kind in ("INTENT", "ORDER", "FILL", "MODIFY") and cid:
-            first.setdefault(cid, ev.ts)
-            last[cid] = ev.ts
+    for rec, ev in events:
+        cid = getattr(ev, "cid", None)
+        if cid:
+            first.setdefault(cid, rec.ts)
+            last[cid] = rec.ts
     rows = []
-    for cid, rec in state.orders.items():
-        r = rec.request
+    for cid, o in state.orders.items():
+        r = o.request
         rows.append(
             {
                 "client_id": cid,
-                "broker_id": rec.broker_id or "",
+                "broker_id": o.broker_id or "",
                 "symbol": r.symbol,
-                "leg": rec.leg.name,
+                "leg": o.leg.name,
                 "side": "BUY" if r.side > 0 else "SELL",
                 "type": r.type.value,
                 "qty": str(r.qty),
                 "trigger": "" if r.trigger is None else f"{r.trigger:.6f}",
                 "limit": "" if r.limit is None else f"{r.limit:.6f}",
-                "status": rec.state.value,
-                "filled": str(rec.filled),
+                "status": o.status.value,
+                "filled": str(o.filled),
                 "created": _ist(first[cid]).isoformat() if cid in first else "",
                 "updated": _ist(last[cid]).isoformat() if cid in last else "",
             }

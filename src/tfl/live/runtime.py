@@ -11,6 +11,7 @@ close, the broker's last fills are booked and the book must be flat.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import signal
@@ -21,25 +22,29 @@ from pathlib import Path
 from typing import Protocol
 
 from tfl.calendar.nse import NseCalendar, Session
+from tfl.core.decide import ClosedBar, SessionPlan
+from tfl.core.orders import Leg
+from tfl.core.state import path_side
 from tfl.data.bars import BarSeries
 from tfl.data.bias_inputs import bias_records
 from tfl.data.market import Market
-from tfl.domain import Bias, BiasRead, ExitReason
-from tfl.live.bars import BarBuilder
-from tfl.live.broker import Broker
-from tfl.live.engine import Engine
+from tfl.domain import Bias, BiasRead, Side
+from tfl.live.bars import Bar, BarBuilder
+from tfl.live.broker import Broker, MarketSim
+from tfl.live.execution import Execution
 from tfl.live.faults import CrashPoints
-from tfl.live.feed import Clock, Feed, FeedEvent, ReplayFeed, SessionEnd, Tick, session_ticks
+from tfl.live.feed import Clock, Feed, PlannedTick, ReplayFeed, SessionEnd, Tick, session_ticks
 from tfl.live.journal import Journal
-from tfl.live.orders import Leg
-from tfl.live.paper import PaperBroker
+from tfl.live.reconcile import reconcile
+from tfl.live.trader import Trader
 from tfl.live.warmup import warm_states
 from tfl.regime import parse_bias_record
-from tfl.settings import Settings
-from tfl.timeutil import date_to_day, epoch_of_ist, iso_ist
+from tfl.settings import Settings, parse_hhmm
+from tfl.strategy.rules import Setup
+from tfl.strategy.symbol_state import SymbolState
+from tfl.timeutil import BAR_SECONDS, REGULAR_CLOSE, date_to_day, epoch_of_ist, iso_ist
 
 log = logging.getLogger("tfl.runtime")
-BAR_SECONDS = 900
 
 
 def log_alert(level: str, message: str) -> None:
@@ -179,6 +184,19 @@ def _history(
     return intraday, daily
 
 
+def session_plan(session: Session, settings: Settings) -> SessionPlan:
+    """The core's view of a calendar session: its first and last bar and its square-off."""
+    d = session.date
+    close_min = min(session.close_minute, REGULAR_CLOSE)
+    squareoff = session.squareoff_minute(parse_hhmm(settings.strategy.squareoff_time))
+    return SessionPlan(
+        d, epoch_of_ist(d, session.open_minute), epoch_of_ist(d, close_min) - BAR_SECONDS, epoch_of_ist(d, squareoff)
+    )
+
+
+FeedFactory = Callable[[list[PlannedTick | SessionEnd], int, Callable[[str], Side]], Feed]
+
+
 def run_session(
     session: Session,
     market: Market,
@@ -190,32 +208,24 @@ def run_session(
     bias_reason: str,
     controls: Controls,
     *,
-    feed_factory: Callable[[list[FeedEvent], int], Feed] | None = None,
+    feed_factory: FeedFactory | None = None,
     speed: float | None = None,
-    market_sim: PaperBroker | None = None,
+    market_sim: MarketSim | None = None,
 ) -> SessionResult:
     """Trade one session. The broker either matches orders on our ticks (``market_sim``, the
-    paper broker) or at the exchange (FYERS), in which case only its events reach us."""
-    if market_sim is None and isinstance(broker, PaperBroker):
-        market_sim = broker
-    open_ts = epoch_of_ist(session.date, session.open_minute)
-    engine = Engine(
-        settings,
-        journal,
-        broker,
-        session,
-        {},
-        bias=bias,
-        alert=controls.alert,
-        on_order_latency=controls.metrics.order_latency if controls.metrics is not None else None,
-    )
-    engine.crash = controls.crash
+    paper broker, which is then also ``broker``) or at the exchange (FYERS), in which case
+    only its reports reach us."""
+    plan = session_plan(session, settings)
+    open_ts = plan.open_ts
+    latency = controls.metrics.order_latency if controls.metrics is not None else None
+    execution = Execution(broker, open_ts, crash=controls.crash, on_latency=latency)
+    trader = Trader(settings, journal, execution, plan, alert=controls.alert, crash=controls.crash)
     if market_sim is not None:
         market_sim.crash = controls.crash
 
     def token_lost(why: str) -> None:
-        if engine.gate.token_ok:
-            engine.gate.token_ok = False
+        if trader.gate.token_ok:
+            trader.gate.token_ok = False
             log.error(
                 "broker token rejected: no new entries; exits keep being managed",
                 extra={"fields": {"detail": why[:120]}},
@@ -223,7 +233,7 @@ def run_session(
             message = "TFL: the FYERS token was rejected mid-session; log in again (tfl auth login)"
             # Orders already resting at the broker cannot be cancelled without a token: an entry
             # that fills now gets no protective stop until the next login.
-            resting = sorted({r.request.symbol for r in engine.state.orders.values() if r.open and r.leg is Leg.ENTRY})
+            resting = sorted({r.request.symbol for r in trader.state.working.values() if r.leg is Leg.ENTRY})
             if resting:
                 controls.alert(
                     "CRITICAL",
@@ -233,34 +243,48 @@ def run_session(
             else:
                 controls.alert("ERROR", message)
 
-    if hasattr(broker, "on_auth_error"):
-        broker.on_auth_error = token_lost
-    engine.load()
-    if engine.done:
-        log.info("session already closed in the journal", extra={"fields": {"session": engine.sid}})
+    broker.on_token_rejected(token_lost)
+    trader.load()
+    if trader.done:
+        log.info("session already closed in the journal", extra={"fields": {"session": trader.sid}})
         return SessionResult(session.date, True, 0, 0, {}, skipped=True)
-    resume = engine.state.last_slot if engine.state.session == engine.sid else 0
+    resume = trader.state.last_slot if trader.state.session == trader.sid else 0
     start_ts = resume or open_ts
     intraday, daily = _history(market, symbols, start_ts, session.date)
-    engine.states = warm_states(intraday, daily, settings)
-    if engine.state.session != engine.sid:
-        engine.open_session(open_ts, bias_reason)
+    states = warm_states(intraday, daily, settings)
+    if trader.state.session != trader.sid:
+        marks = {sym: st.last_close for sym, st in sorted(states.items()) if st.last_close == st.last_close}
+        trader.open_session(open_ts, bias, bias_reason, marks)
     else:
         log.warning(
-            "resuming a session after a restart", extra={"fields": {"session": engine.sid, "from": iso_ist(start_ts)}}
+            "resuming a session after a restart", extra={"fields": {"session": trader.sid, "from": iso_ist(start_ts)}}
         )
-    engine.reconcile(start_ts)
+    reconcile(trader, start_ts)
 
     day = date_to_day(session.date)
     todays = {sym: market.intraday[sym] for sym in symbols}
-    events = session_ticks(todays, day, engine.close_ts, short_side=bias is Bias.SHORTS)
-    feed = feed_factory(events, start_ts) if feed_factory else ReplayFeed(events, speed=speed, start_ts=start_ts)
+    events = session_ticks(todays, day, plan.close_ts)
+
+    def side_of(symbol: str) -> Side:
+        return path_side(trader.state, symbol)
+
+    if feed_factory is not None:
+        feed = feed_factory(events, start_ts, side_of)
+    else:
+        feed = ReplayFeed(events, speed=speed, start_ts=start_ts, side_of=side_of)
     done_today = {sym: float(s.volume[(s.ts >= open_ts) & (s.ts < start_ts)].sum()) for sym, s in intraday.items()}
     builder = BarBuilder(open_ts, max_jump_pct=settings.live.max_tick_jump_pct, day_volume=done_today)
-    boundaries = [b for b in range(open_ts + BAR_SECONDS, engine.close_ts, BAR_SECONDS) if b > resume]
+    boundaries = [b for b in range(open_ts + BAR_SECONDS, plan.close_ts + 1, BAR_SECONDS) if b > resume]
+
+    def on_boundary(b: int) -> None:
+        closed, setups = _close_bars(builder.close_until(b), states, b)
+        trader.on_slot(b, closed, setups)
+        trader.facts(execution.facts(execution.poll()), b)
+
     bi = 0
     last_seq = 0
     ticks = 0
+    now_ts = start_ts
     stale_since: float | None = None
     last_tick_wall = controls.clock()
     next_heartbeat = controls.clock() + settings.live.heartbeat_seconds
@@ -269,43 +293,23 @@ def run_session(
     next_token_check = 0.0
     ended = False
     # The tick loop: bound methods and objects in locals (a few microseconds a tick).
-    clock, lat, gate, poll = controls.clock, controls.latencies_ns, engine.gate, broker.poll
+    clock, lat, gate, poll = controls.clock, controls.latencies_ns, trader.gate, execution.poll
     build, sim_tick = builder.on_tick, (market_sim.on_tick if market_sim is not None else None)
     wait = min(0.5, stale_after / 2)
+    last_boundary = plan.close_ts
     while not ended:
         ev = feed.next(timeout=wait)
         t_arrival = time.perf_counter_ns() if lat is not None else 0
         now = clock()
         if now >= next_kill_check:
             next_kill_check = now + 0.2
-            if controls.kill_switch() and not engine.state.halted:
-                slot = boundaries[bi - 1] if bi else open_ts
-                engine.halt(slot, "kill switch")
-                engine.square_off(slot, ExitReason.KILL_SWITCH)
+            if controls.kill_switch() and not trader.state.halted:
+                trader.halt(boundaries[bi - 1] if bi else start_ts, "kill switch")
         if now >= next_heartbeat:
             next_heartbeat = now + settings.live.heartbeat_seconds
-            log.info(
-                "heartbeat",
-                extra={
-                    "fields": {
-                        "session": engine.sid,
-                        "slot": iso_ist(engine.state.last_slot) if engine.state.last_slot else "",
-                        "positions": len(engine.state.book.positions),
-                        "equity": round(engine.state.equity(), 2),
-                        "ticks": ticks,
-                        "feed_fresh": engine.gate.feed_fresh,
-                    }
-                },
-            )
-            if controls.metrics is not None:
-                controls.metrics.heartbeat(session=engine.sid)
-                controls.metrics.pnl(
-                    engine.sid,
-                    engine.state.equity() - engine.state.day_start_equity,
-                    len(engine.state.book.positions),
-                )
-        if now - last_tick_wall > stale_after and engine.gate.feed_fresh and not isinstance(ev, Tick):
-            engine.gate.feed_fresh = False
+            _heartbeat(trader, ticks, controls)
+        if now - last_tick_wall > stale_after and gate.feed_fresh and not isinstance(ev, Tick):
+            gate.feed_fresh = False
             stale_since = now
             log.error(
                 "feed stale: no tick received; no new entries until it recovers",
@@ -313,41 +317,38 @@ def run_session(
             )
             controls.alert("ERROR", "TFL market feed is stale")
         if ev is None:
-            if isinstance(feed, ReplayFeed) and feed.exhausted:
+            if feed.exhausted:
                 break
             continue
-        if not engine.gate.token_ok and controls.token_check is not None and now >= next_token_check:
+        if not gate.token_ok and controls.token_check is not None and now >= next_token_check:
             next_token_check = now + controls.token_recheck_seconds
             if controls.token_check():
-                engine.gate.token_ok = True
+                gate.token_ok = True
                 log.info("broker token accepted again: entries resume")
                 if controls.on_token_recovered is not None:
                     controls.on_token_recovered()
-                if hasattr(feed, "refresh"):
-                    feed.refresh()
-        while bi < len(boundaries) and ev.ts >= boundaries[bi]:
-            b = boundaries[bi]
+                feed.refresh()
+        while bi < len(boundaries) and ev.ts >= boundaries[bi] and boundaries[bi] < last_boundary:
             if market_sim is not None:
                 market_sim.checkpoint(last_seq)
-            engine.on_slot(b, builder.close_until(b))
-            engine.on_broker_events(broker.poll())
+            on_boundary(boundaries[bi])
             bi += 1
         if isinstance(ev, Clock):
             if market_sim is None:
-                engine.on_broker_events(broker.poll())
+                trader.facts(execution.facts(poll()), ev.ts)
             continue
         if isinstance(ev, SessionEnd):
-            builder.close_until(ev.ts + 1)
-            if engine.state.book.positions:
-                engine.square_off(ev.ts, ExitReason.EOD)
+            on_boundary(last_boundary)  # the last bar's close: a short session squares off here
+            bi = len(boundaries)
             if market_sim is not None:
                 market_sim.close_session(ev.ts, last_seq + 1)
-                engine.on_broker_events(broker.poll())
+                trader.facts(execution.facts(poll()), ev.ts)
             else:
-                _await_flat(engine, broker, controls)
+                _await_flat(trader, controls, ev.ts)
             ended = True
             continue
         last_tick_wall = now
+        now_ts = ev.ts
         if not gate.feed_fresh:
             gate.feed_fresh = True
             if stale_since is not None:
@@ -361,27 +362,64 @@ def run_session(
             sim_tick(ev.symbol, ev.ts, ev.price, ev.seq)
         pending = poll()
         if pending:
-            engine.on_broker_events(pending)
+            trader.facts(execution.facts(pending), now_ts)
         if lat is not None:
             lat.append(time.perf_counter_ns() - t_arrival)
-    flat = engine.close_session(engine.close_ts)
+    flat = trader.close_session(plan.close_ts)
     if controls.metrics is not None:
         controls.metrics.pnl(
-            engine.sid, engine.state.equity() - engine.state.day_start_equity, len(engine.state.book.positions)
+            trader.sid, trader.state.equity() - trader.state.day_start_equity, len(trader.state.book.positions)
         )
-    day_trades = sum(1 for t in engine.state.book.trades if t.entry_ts >= open_ts)
+    day_trades = sum(1 for t in trader.state.book.trades if t.entry_ts >= open_ts)
     return SessionResult(session.date, flat, day_trades, ticks, dict(builder.dropped))
 
 
-def _await_flat(engine: Engine, broker: Broker, controls: Controls) -> None:
+def _close_bars(bars: list[Bar], states: dict[str, SymbolState], boundary: int) -> tuple[list[ClosedBar], list[Setup]]:
+    """Feed the closed bars to each symbol's streaming state: the bars with their ATR, and the
+    setups valid for the bar that starts at ``boundary``."""
+    closed: list[ClosedBar] = []
+    setups: list[Setup] = []
+    for bar in bars:
+        st = states.get(bar.symbol)
+        if st is None:
+            continue
+        setup = st.on_bar(bar.start, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        if setup is not None and bar.start + BAR_SECONDS == boundary:
+            setups.append(dataclasses.replace(setup, entry_ts=boundary))
+        closed.append(ClosedBar(bar.symbol, bar.start, bar.open, bar.high, bar.low, bar.close, st.atr))
+    return closed, setups
+
+
+def _heartbeat(trader: Trader, ticks: int, controls: Controls) -> None:
+    state = trader.state
+    log.info(
+        "heartbeat",
+        extra={
+            "fields": {
+                "session": trader.sid,
+                "slot": iso_ist(state.last_slot) if state.last_slot else "",
+                "positions": len(state.book.positions),
+                "equity": round(state.equity(), 2),
+                "ticks": ticks,
+                "feed_fresh": trader.gate.feed_fresh,
+            }
+        },
+    )
+    if controls.metrics is not None:
+        controls.metrics.heartbeat(session=trader.sid)
+        controls.metrics.pnl(trader.sid, state.equity() - state.day_start_equity, len(state.book.positions))
+
+
+def _await_flat(trader: Trader, controls: Controls, ts: int) -> None:
     """Live: the square-off orders are at the exchange; wait (bounded) for their fills."""
+    ex = trader.execution
     deadline = controls.clock() + controls.exit_wait_seconds
-    while engine.state.book.positions and controls.clock() < deadline:
-        engine.on_broker_events(broker.poll())
-        if engine.state.book.positions:
+    while trader.state.book.positions and controls.clock() < deadline:
+        trader.facts(ex.facts(ex.poll()), ts)
+        if trader.state.book.positions:
             time.sleep(0.2)
-    engine.resolve_unknown(engine.close_ts)
-    engine.on_broker_events(broker.poll())
+    trader.resolve_unknown(ts)
+    trader.facts(ex.facts(ex.poll()), ts)
 
 
 def sessions_with_data(calendar: NseCalendar, market: Market, first: dt.date, last: dt.date) -> list[Session]:

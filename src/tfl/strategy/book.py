@@ -7,6 +7,7 @@ floats because they are recomputed, never summed into the ledger.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -64,6 +65,9 @@ class Book:
         self.trades: list[Trade] = []
         self.open_risk = 0.0
         self._partials: dict[str, list[tuple[int, float, Charges]]] = {}
+        # Shares the broker holds that no position accounts for (an over-fill, a stop that
+        # filled after its position had closed), signed, with their average price.
+        self.stray: dict[str, tuple[int, float]] = {}
 
     def open(self, pos: Position) -> Charges:
         if pos.symbol in self.positions:
@@ -168,14 +172,52 @@ class Book:
         self.trades.append(trade)
         return trade
 
+    def stray_fill(self, symbol: str, qty: int, price: float) -> None:
+        """Book a fill of ``qty`` signed shares that belongs to no position: cash moves as for a
+        position (charges included) and P&L is realised against the stray's average price."""
+        n, avg = self.stray.get(symbol, (0, 0.0))
+        if n and (qty > 0) != (n > 0):
+            closing = min(abs(qty), abs(n))
+            sign = 1 if n > 0 else -1
+            ch = self.cost.charges(closing * price, qty > 0)
+            self.cash += (
+                Decimal(closing * avg / self.margin) + Decimal(sign * closing * (price - avg)) - Decimal(ch.total)
+            )
+            n -= sign * closing
+            qty += sign * closing
+        if qty:
+            ch = self.cost.charges(abs(qty) * price, qty > 0)
+            self.cash -= Decimal(abs(qty) * price / self.margin) + Decimal(ch.total)
+            avg = (abs(n) * avg + abs(qty) * price) / (abs(n) + abs(qty))
+            n += qty
+        if n:
+            self.stray[symbol] = (n, avg)
+        else:
+            self.stray.pop(symbol, None)
+
+    def correct_stray(self, symbol: str, qty: int) -> None:
+        """Shrink a stray to ``qty`` shares (same sign, or none) at its own average price:
+        shares the journal believed in but the broker does not hold never had a price."""
+        n, avg = self.stray.get(symbol, (0, 0.0))
+        keep = qty if (qty > 0) == (n > 0) and abs(qty) <= abs(n) else 0
+        self.cash += Decimal((abs(n) - abs(keep)) * avg / self.margin)
+        if keep:
+            self.stray[symbol] = (keep, avg)
+        else:
+            self.stray.pop(symbol, None)
+
     def position_value(self, pos: Position, mark: float) -> float:
         """What a position adds to equity at ``mark``: its reserved cash plus open P&L."""
         return pos.qty * pos.entry_price / self.margin + pos.side * pos.qty * (mark - pos.entry_price)
 
-    def equity(self, marks: dict[str, float]) -> float:
+    def equity(self, marks: Mapping[str, float], newer: Mapping[str, float] | None = None) -> float:
+        """Cash plus every position at its mark (``newer`` marks first, if given)."""
         total = float(self.cash)
         for sym, pos in self.positions.items():
-            total += self.position_value(pos, marks.get(sym, pos.entry_price))
+            mark = newer.get(sym) if newer else None
+            total += self.position_value(pos, marks.get(sym, pos.entry_price) if mark is None else mark)
+        for sym, (n, avg) in self.stray.items():
+            total += abs(n) * avg / self.margin + n * (marks.get(sym, avg) - avg)
         return total
 
 

@@ -1,7 +1,7 @@
-"""Setup filters, the entry trigger and fill, the exit ladder and the stop ratchet.
+"""Setups, their filters, positions and the stop ratchet (strategy page, sections 3, 4, 6).
 
-These are the rules of sections 3, 4 and 6 of the strategy page as small pure functions
-on floats, used unchanged by the backtester, the paper broker and the live engine.
+Small pure functions on floats. How orders fill is the fill model's job
+(:mod:`tfl.core.fills`); when to act is the core's (:mod:`tfl.core.decide`).
 """
 
 from __future__ import annotations
@@ -58,16 +58,6 @@ def planned_entry(side: Side, trigger: float, cost: CostModel) -> float:
     return cost.adverse(trigger, side is Side.LONG)
 
 
-def entry_fill(side: Side, trigger: float, o: float, h: float, lo: float, cost: CostModel) -> float | None:
-    """Fill of a stop entry during one bar, or None if the bar does not reach the trigger.
-
-    A gap through the trigger fills at the open; slippage is always against the trader.
-    """
-    if side is Side.LONG:
-        return cost.adverse(max(trigger, o), True) if h >= trigger else None
-    return cost.adverse(min(trigger, o), False) if lo <= trigger else None
-
-
 @dataclass
 class Position:
     """An open position and the exit levels in force for its next bar."""
@@ -93,17 +83,11 @@ class Position:
 
 
 def open_position(
-    setup: Setup,
-    qty: int,
-    fill: float,
-    entry_ts: int,
-    planned_risk: float,
-    entry_charges: float,
-    p: StrategySettings,
+    setup: Setup, qty: int, fill: float, entry_ts: int, planned_risk: float, p: StrategySettings
 ) -> Position:
+    """A position from its setup and its actual fill: R and the target are measured from the fill."""
     stop = setup.initial_stop
     r = abs(fill - stop)
-    target = fill + setup.side * p.target_r * r
     return Position(
         setup.symbol,
         setup.side,
@@ -113,68 +97,31 @@ def open_position(
         fill,
         stop,
         stop,
-        target,
+        fill + setup.side * p.target_r * r,
         r,
         planned_risk,
         setup.rsi,
-        entry_charges,
+        0.0,
         best=-math.inf if setup.side is Side.LONG else math.inf,
     )
 
 
-def entry_bar_exit(pos: Position, lo: float, h: float, cost: CostModel) -> tuple[float, ExitReason] | None:
-    """On the entry bar only the initial stop is checked, and it is assumed hit if touched."""
+def ratchet(pos: Position, h: float, lo: float, atr: float, p: StrategySettings) -> tuple[float, float]:
+    """The stop and best price after a bar closes: breakeven at 1R, then the ATR trail; the
+    stop never loosens. Pure: the caller records the result (an event)."""
+    e, r, stop = pos.entry_price, pos.r, pos.stop
     if pos.side is Side.LONG:
-        if lo <= pos.initial_stop:
-            return cost.adverse(pos.initial_stop, False), ExitReason.STOP
-    elif h >= pos.initial_stop:
-        return cost.adverse(pos.initial_stop, True), ExitReason.STOP
-    return None
-
-
-def bar_exit(pos: Position, o: float, h: float, lo: float, cost: CostModel) -> tuple[float, ExitReason] | None:
-    """Exit during a bar with the levels set at the previous close: gap, stop, then target.
-
-    The stop is assumed to come first when both lie inside the bar (pessimistic). Stops
-    slip; the target is a limit order and fills at max(target, open) without slippage.
-    """
-    stop = pos.stop
-    if pos.side is Side.LONG:
-        if o <= stop:
-            return cost.adverse(o, False), pos.stop_reason
-        if lo <= stop:
-            return cost.adverse(stop, False), pos.stop_reason
-        if h >= pos.target:
-            return max(pos.target, o), ExitReason.TARGET
-        return None
-    if o >= stop:
-        return cost.adverse(o, True), pos.stop_reason
-    if h >= stop:
-        return cost.adverse(stop, True), pos.stop_reason
-    if lo <= pos.target:
-        return min(pos.target, o), ExitReason.TARGET
-    return None
-
-
-def ratchet(pos: Position, h: float, lo: float, atr: float, p: StrategySettings) -> None:
-    """Tighten the stop after a bar closes: breakeven at 1R, then the ATR trail; never loosen."""
-    e, r = pos.entry_price, pos.r
-    if pos.side is Side.LONG:
-        pos.best = max(pos.best, h)
-        if pos.best >= e + p.breakeven_trigger_r * r:
-            pos.stop = max(pos.stop, e + p.breakeven_lock_r * r)
-        k = p.aggressive_trail_atr if pos.best >= e + p.long_aggressive_r * r else p.long_trail_atr
+        best = max(pos.best, h)
+        if best >= e + p.breakeven_trigger_r * r:
+            stop = max(stop, e + p.breakeven_lock_r * r)
+        k = p.aggressive_trail_atr if best >= e + p.long_aggressive_r * r else p.long_trail_atr
         if not math.isnan(atr):
-            pos.stop = max(pos.stop, h - k * atr)
-    else:
-        pos.best = min(pos.best, lo)
-        if pos.best <= e - p.breakeven_trigger_r * r:
-            pos.stop = min(pos.stop, e - p.breakeven_lock_r * r)
-        k = p.aggressive_trail_atr if pos.best <= e - p.short_aggressive_r * r else p.short_trail_atr
-        if not math.isnan(atr):
-            pos.stop = min(pos.stop, lo + k * atr)
-
-
-def market_exit(side: Side, price: float, cost: CostModel) -> float:
-    """A market order closing a position (EOD, kill switch): slips against the trader."""
-    return cost.adverse(price, side is Side.SHORT)
+            stop = max(stop, h - k * atr)
+        return stop, best
+    best = min(pos.best, lo)
+    if best <= e - p.breakeven_trigger_r * r:
+        stop = min(stop, e - p.breakeven_lock_r * r)
+    k = p.aggressive_trail_atr if best <= e - p.short_aggressive_r * r else p.short_trail_atr
+    if not math.isnan(atr):
+        stop = min(stop, lo + k * atr)
+    return stop, best

@@ -19,8 +19,7 @@ from tfl.aws.notify import SnsNotifier
 from tfl.aws.secrets_store import SecretsManagerStore
 from tfl.logs import JsonFormatter
 from tfl.settings import Settings, SettingsError, load_settings
-
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30))  # India has no daylight saving time
+from tfl.timeutil import IST
 
 
 class ConfigError(RuntimeError):

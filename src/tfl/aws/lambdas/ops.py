@@ -26,7 +26,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tfl.aws.calendar_table import CalendarTableError, CalendarTableExpired, SessionTimes, load_table
 from tfl.aws.clients import aws_code
 from tfl.aws.lambdas.common import (
-    IST,
     ConfigError,
     LambdaConfig,
     alert,
@@ -39,6 +38,7 @@ from tfl.aws.lambdas.common import (
 from tfl.aws.notify import SnsNotifier
 from tfl.fyers.login import login_url, new_state
 from tfl.secrets import SecretError
+from tfl.timeutil import IST
 
 log = logging.getLogger("tfl.aws.lambdas.ops")
 ACTIONS = ("start", "link", "arm", "disarm")

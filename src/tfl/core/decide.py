@@ -1,0 +1,442 @@
+"""The strategy's decisions, written once: what to do when a bar closes and when an order fills.
+
+Pure functions of the state and their inputs that return events; nothing here changes
+state, reads a clock or talks to a broker. Every world calls them the same way: apply
+each returned event with :func:`tfl.core.state.apply` (the live trader journals it
+first), then carry out its effect (a simulated exchange in the backtester, a broker
+live). The order of the strategy page holds because the worlds feed the same facts:
+
+- during a bar the exchange acts: resting stops and targets, entry stops and market exits
+  fill (:mod:`tfl.core.fills`); a filled entry gets its protective stop at once
+  (:func:`on_fill`), so a stop touched later in its entry bar is taken;
+- when the bar closes (:func:`on_close`): entry orders of the bar expire; setups that
+  triggered without a reservation are rejected with the reason they got; each position's
+  stop is ratcheted and its target placed once its entry bar is over; then the square-off,
+  or the daily loss limit, or the reservations for the next bar's setups.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from tfl.core.events import (
+    Allocated,
+    CancelRequested,
+    Event,
+    Filled,
+    Halted,
+    LevelsSet,
+    Marked,
+    OrderPlaced,
+    SignalRejected,
+    StopMoved,
+)
+from tfl.core.fills import touches
+from tfl.core.orders import MAX_ATTEMPTS, Leg, OrderRecord, OrderType, attempt_of, client_id, oco_group
+from tfl.core.risk import LOSS_LIMIT, Gate, entry_block
+from tfl.core.state import CoreState
+from tfl.costs import CostModel
+from tfl.domain import ExitReason, RejectReason, Side
+from tfl.settings import Settings
+from tfl.strategy.allocation import allocate, loss_limit_hit
+from tfl.strategy.rules import Position, Setup, planned_entry, ratchet
+from tfl.strategy.sizing import cash_needed, size_entry, sizing_equity
+from tfl.timeutil import BAR_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPlan:
+    """One session as the core sees it: a calendar session live, the data's grid in a backtest."""
+
+    date: dt.date
+    open_ts: int  # start of the first bar
+    last_bar_ts: int  # start of the last bar
+    squareoff_ts: int  # the bar at whose start every position is closed (at or before the close)
+
+    @property
+    def close_ts(self) -> int:
+        return self.last_bar_ts + BAR_SECONDS
+
+
+class ClosedBar(NamedTuple):
+    """A 15-minute bar that has just closed, with the ATR that includes it."""
+
+    symbol: str
+    start: int
+    open: float
+    high: float
+    low: float
+    close: float
+    atr: float
+
+
+class Core:
+    """The decisions of one session. Holds only what does not change within it."""
+
+    __slots__ = ("cost", "plan", "settings")
+
+    def __init__(self, settings: Settings, plan: SessionPlan) -> None:
+        self.settings = settings
+        self.plan = plan
+        self.cost = CostModel(settings.costs)
+
+    # ------------------------------------------------------------------ the close of a bar
+
+    def on_close(
+        self,
+        state: CoreState,
+        boundary: int,
+        bars: Sequence[ClosedBar],
+        setups: Sequence[Setup],
+        gate: Gate | None = None,
+    ) -> list[Event]:
+        """Decisions when the bars before ``boundary`` have closed; ``setups`` are the valid
+        setups whose entry bar starts at ``boundary``; ``gate``: the live trader's own
+        preconditions for entries (none in a backtest)."""
+        out: list[Event] = []
+        cancel: dict[str, str] = {}
+        for rec in state.working.values():
+            if rec.leg is Leg.ENTRY:
+                a = state.allocations.get(rec.request.client_id)
+                if a is None or a.entry_ts < boundary:
+                    cancel[rec.request.client_id] = "its bar is over"
+        positions = state.book.positions
+        marks = {b.symbol: b.close for b in bars if b.symbol in positions}
+        equity = _equity(state, marks)
+        halted = state.halted
+        flatten: ExitReason | None = None
+        if boundary >= self.plan.squareoff_ts:
+            flatten = ExitReason.EOD
+        elif not halted and loss_limit_hit(equity, state.day_start_equity, self.settings.risk):
+            halted = LOSS_LIMIT
+            flatten = ExitReason.KILL_SWITCH
+        pending = state.unreserved.get(boundary - BAR_SECONDS)
+        for bar in bars:
+            if pending is not None:
+                a = pending.get(bar.symbol)
+                if a is not None and bar.start == a.entry_ts and touches(a.side, a.trigger, bar.high, bar.low):
+                    assert a.reject is not None
+                    out.append(SignalRejected(bar.start, a.symbol, a.side, a.reject, a.rsi, a.cid))
+            pos = positions.get(bar.symbol)
+            if pos is None:
+                continue
+            if flatten is not None or bar.symbol in state.exit_pending:
+                out.append(Marked(((bar.symbol, bar.close),), bar.start))
+            else:
+                self._manage(state, pos, bar, out)
+        if flatten is ExitReason.KILL_SWITCH:
+            out.append(Halted(LOSS_LIMIT))
+        exits: list[Event] = []
+        if flatten is not None:
+            self._flatten(state, flatten, cancel, exits)
+        out.extend(CancelRequested(cid, state.orders[cid].cancel_requests + 1, why) for cid, why in cancel.items())
+        out.extend(exits)
+        if flatten is not ExitReason.EOD and boundary < self.plan.last_bar_ts:  # no entries on the last bar
+            block = entry_block(halted, state.reduce_only, gate)
+            self._allocate(state, boundary, setups, equity, block, out)
+        return out
+
+    def _manage(self, state: CoreState, pos: Position, bar: ClosedBar, out: list[Event]) -> None:
+        stop, best = ratchet(pos, bar.high, bar.low, bar.atr, self.settings.strategy)
+        out.append(LevelsSet(bar.symbol, stop, best, bar.close, bar.start))
+        legs = state.legs.get(bar.symbol, {})
+        stop_cid = legs.get(Leg.STOP)
+        if stop_cid is not None and stop != pos.stop:
+            rec = state.orders[stop_cid]
+            if rec.open:
+                out.append(StopMoved(stop_cid, rec.modifications + 1, stop))
+        if Leg.TARGET not in legs and bar.start >= pos.entry_ts:
+            out.append(self._target(pos))
+
+    def _target(self, pos: Position) -> OrderPlaced:
+        cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.TARGET)
+        return OrderPlaced(
+            cid,
+            Leg.TARGET,
+            pos.symbol,
+            -int(pos.side),
+            OrderType.LIMIT,
+            pos.qty,
+            None,
+            pos.target,
+            oco_group(self.plan.date, pos.symbol, pos.setup_ts),
+            pos.setup_ts,
+        )
+
+    def _allocate(
+        self,
+        state: CoreState,
+        boundary: int,
+        setups: Sequence[Setup],
+        equity: float,
+        block: RejectReason | None,
+        out: list[Event],
+    ) -> None:
+        bias = state.session_bias
+        date = self.plan.date
+        # A setup is decided once: after a restart mid-step its journalled allocation stands,
+        # even if the inputs changed since (an operator's halt while the trader was down).
+        todo: list[Setup] = []
+        cids: dict[int, str] = {}  # id(setup) -> its entry order's client id
+        for s in setups:
+            if bias.allows(s.side):
+                cid = client_id(date, s.symbol, s.setup_ts, Leg.ENTRY)
+                if cid not in state.allocations:
+                    todo.append(s)
+                    cids[id(s)] = cid
+        if not todo:
+            return
+        if block is not None:
+            for s in todo:
+                planned = self.cost.adverse(s.trigger, s.side is Side.LONG)
+                out.append(_allocated(cids[id(s)], s, 0, planned, 0.0, boundary, block))
+            return
+        book = state.book
+        for a in allocate(
+            todo,
+            equity=equity,
+            initial_capital=self.settings.backtest.capital,
+            cash=float(book.cash),
+            open_risk=book.open_risk,
+            open_positions=len(book.positions),
+            held=book.positions,
+            cost=self.cost,
+            risk=self.settings.risk,
+        ):
+            s = a.setup
+            cid = cids[id(s)]
+            out.append(_allocated(cid, s, a.qty, a.planned, a.planned_risk, boundary, a.reject))
+            if a.reject is None:
+                out.append(_entry_order(cid, s, a.qty))
+
+    def enter_in_bar(
+        self, state: CoreState, slot: int, triggered: Sequence[tuple[Setup, float]], held_at_start: Collection[str]
+    ) -> list[Event]:
+        """The research-only "bar" allocation: the setups that triggered in bar ``slot``
+        (with their fill prices) compete by priority after that bar's exits, sized on the
+        equity of the previous close. It needs the rest of the bar in advance, so only the
+        backtester may call it; the live trader refuses the setting."""
+        out: list[Event] = []
+        if not triggered:
+            return out
+        block = entry_block(state.halted, "", None)
+        risk = self.settings.risk
+        size_eq = sizing_equity(state.last_equity, self.settings.backtest.capital, risk)
+        book = state.book
+        open_risk, n_open, cash = book.open_risk, len(book.positions), float(book.cash)
+        for s, fill in sorted(triggered, key=lambda x: (-x[0].priority, x[0].symbol)):
+            cid = client_id(self.plan.date, s.symbol, s.setup_ts, Leg.ENTRY)
+            reason = RejectReason.POSITION_OPEN if s.symbol in held_at_start else block
+            if reason is None:
+                planned = planned_entry(s.side, s.trigger, self.cost)
+                sz = size_entry(s.side, planned, s.initial_stop, size_eq, open_risk, n_open, cash, self.cost, risk)
+                reason = sz.reject
+            if reason is not None:
+                out.append(SignalRejected(slot, s.symbol, s.side, reason, s.rsi, cid))
+                continue
+            open_risk += sz.planned_risk
+            n_open += 1
+            cash -= cash_needed(s.side, sz.qty, fill, self.cost, risk.margin_multiplier)
+            out.append(_allocated(cid, s, sz.qty, planned, sz.planned_risk, slot, None))
+            out.append(_entry_order(cid, s, sz.qty))
+        return out
+
+    # ------------------------------------------------------------------ flattening
+
+    def halt(self, state: CoreState, reason: str) -> list[Event]:
+        """Stop entries for the day and close every position at market (the kill switch)."""
+        out: list[Event] = []
+        if not state.halted:
+            out.append(Halted(reason))
+        cancel: dict[str, str] = {}
+        exits: list[Event] = []
+        self._flatten(state, ExitReason.KILL_SWITCH, cancel, exits)
+        out.extend(CancelRequested(cid, state.orders[cid].cancel_requests + 1, why) for cid, why in cancel.items())
+        out.extend(exits)
+        return out
+
+    def _flatten(self, state: CoreState, reason: ExitReason, cancel: dict[str, str], out: list[Event]) -> None:
+        why = "square-off" if reason is ExitReason.EOD else "flatten"
+        for rec in state.working.values():
+            if rec.leg is not Leg.EXIT and rec.leg is not Leg.FLATTEN:
+                cancel.setdefault(rec.request.client_id, why)
+        for sym, pos in sorted(state.book.positions.items()):
+            if sym not in state.exit_pending:
+                out.append(self._exit(pos, reason))
+
+    def _exit(self, pos: Position, reason: ExitReason, attempt: int = 0) -> OrderPlaced:
+        cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.EXIT, attempt)
+        return OrderPlaced(
+            cid,
+            Leg.EXIT,
+            pos.symbol,
+            -int(pos.side),
+            OrderType.MARKET,
+            pos.qty,
+            None,
+            None,
+            None,
+            pos.setup_ts,
+            reason,
+            self.plan.last_bar_ts,
+        )
+
+    # ------------------------------------------------------------------ fills
+
+    def on_fill(self, state: CoreState, fill: Filled, now_slot: int) -> list[Event]:
+        """What a fill (already applied) calls for: a new position's protective stop, a stop
+        resized to the position, the other legs of a closed position cancelled, and an
+        immediate exit for a position that opened after the day's square-off or halt."""
+        rec = state.orders.get(fill.cid)
+        if rec is None:
+            return []
+        sym = rec.request.symbol
+        pos = state.book.positions.get(sym)
+        out: list[Event] = []
+        if rec.leg is Leg.ENTRY:
+            if pos is None or pos.setup_ts != rec.setup_ts:
+                return out
+            if (state.halted or now_slot >= self.plan.squareoff_ts) and sym not in state.exit_pending:
+                if rec.open:
+                    out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "trading has stopped"))
+                reason = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
+                out.append(self._exit(pos, reason, _next_attempt(state, sym, pos.setup_ts, Leg.EXIT)))
+                return out
+            self._protect(state, pos, out)
+            return out
+        if rec.leg is Leg.FLATTEN:
+            return out
+        if pos is None or pos.setup_ts != rec.setup_ts:
+            # The position is closed: its other legs must go (no broker-side one-cancels-other).
+            for other in state.working.values():
+                if (
+                    other.request.symbol == sym
+                    and other.setup_ts == rec.setup_ts
+                    and other.leg in (Leg.STOP, Leg.TARGET)
+                ):
+                    out.append(CancelRequested(other.request.client_id, other.cancel_requests + 1, "position closed"))
+            return out
+        # A partial exit: the stop must match what is left; a partly filled stop retires the target.
+        if rec.leg is Leg.STOP:
+            tgt = state.legs.get(sym, {}).get(Leg.TARGET)
+            if tgt is not None and state.orders[tgt].open:
+                out.append(CancelRequested(tgt, state.orders[tgt].cancel_requests + 1, "stop partly filled"))
+        else:
+            self._protect(state, pos, out)
+        return out
+
+    def _protect(self, state: CoreState, pos: Position, out: list[Event]) -> None:
+        """The position's protective stop rests at the broker for its whole quantity."""
+        old = state.legs.get(pos.symbol, {}).get(Leg.STOP)
+        if old is not None:
+            rec = state.orders[old]
+            if rec.working and rec.remaining == pos.qty:
+                return
+            if rec.open:
+                out.append(CancelRequested(old, rec.cancel_requests + 1, "resized"))
+        attempt = 0 if old is None else attempt_of(old) + 1
+        if attempt >= MAX_ATTEMPTS:
+            out.append(self._exit(pos, ExitReason.MANUAL, _next_attempt(state, pos.symbol, pos.setup_ts, Leg.EXIT)))
+            return
+        cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.STOP, attempt)
+        out.append(
+            OrderPlaced(
+                cid,
+                Leg.STOP,
+                pos.symbol,
+                -int(pos.side),
+                OrderType.STOP,
+                pos.qty,
+                pos.stop,
+                None,
+                oco_group(self.plan.date, pos.symbol, pos.setup_ts),
+                pos.setup_ts,
+            )
+        )
+
+    def ensure_protection(self, state: CoreState) -> list[Event]:
+        """Every open position has a working stop (after a restart, a rejection, a late fill)."""
+        out: list[Event] = []
+        for sym, pos in sorted(state.book.positions.items()):
+            if sym in state.exit_pending:
+                continue
+            cid = state.legs.get(sym, {}).get(Leg.STOP)
+            if cid is None or not state.orders[cid].working:
+                self._protect(state, pos, out)
+        return out
+
+    def flatten_stray(self, state: CoreState) -> list[Event]:
+        """Market orders for shares no position accounts for, unless one is already working.
+        The world sends one only after the broker confirms it holds those shares."""
+        out: list[Event] = []
+        for sym, (n, _) in sorted(state.book.stray.items()):
+            if any(r.leg is Leg.FLATTEN and r.request.symbol == sym for r in state.working.values()):
+                continue
+            attempt = _next_attempt(state, sym, self.plan.open_ts, Leg.FLATTEN)
+            if attempt >= MAX_ATTEMPTS:
+                continue
+            cid = client_id(self.plan.date, sym, self.plan.open_ts, Leg.FLATTEN, attempt)
+            out.append(
+                OrderPlaced(
+                    cid,
+                    Leg.FLATTEN,
+                    sym,
+                    -1 if n > 0 else 1,
+                    OrderType.MARKET,
+                    abs(n),
+                    None,
+                    None,
+                    None,
+                    self.plan.open_ts,
+                )
+            )
+        return out
+
+
+def _allocated(
+    cid: str, s: Setup, qty: int, planned: float, planned_risk: float, entry_ts: int, reject: RejectReason | None
+) -> Allocated:
+    return Allocated(
+        cid,
+        s.symbol,
+        s.side,
+        s.trigger,
+        s.initial_stop,
+        qty,
+        planned,
+        planned_risk,
+        s.rsi,
+        s.setup_ts,
+        entry_ts,
+        reject,
+    )
+
+
+def _entry_order(cid: str, s: Setup, qty: int) -> OrderPlaced:
+    """A stop entry resting for one bar at the setup's trigger."""
+    return OrderPlaced(cid, Leg.ENTRY, s.symbol, int(s.side), OrderType.STOP, qty, s.trigger, None, None, s.setup_ts)
+
+
+def _next_attempt(state: CoreState, symbol: str, setup_ts: int, leg: Leg) -> int:
+    n = 0
+    for rec in state.orders.values():
+        if rec.leg is leg and rec.request.symbol == symbol and rec.setup_ts == setup_ts:
+            n = max(n, attempt_of(rec.request.client_id) + 1)
+    return n
+
+
+def _equity(state: CoreState, new_marks: dict[str, float]) -> float:
+    """Equity at the new marks (the state's own marks are only changed by events)."""
+    return state.book.equity(state.marks, new_marks)
+
+
+def working_stop(state: CoreState, symbol: str) -> OrderRecord | None:
+    """The position's protective stop if it is working at the broker."""
+    cid = state.legs.get(symbol, {}).get(Leg.STOP)
+    if cid is None:
+        return None
+    rec = state.orders[cid]
+    return rec if rec.working else None

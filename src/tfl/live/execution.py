@@ -1,0 +1,167 @@
+"""Execution: the only code that talks to a broker.
+
+It carries out the core's order decisions (send, cancel, modify) and turns every answer
+into a fact, an event for the trader to journal: an order accepted, rejected, of unknown
+outcome, cancelled, expired, or filled. An ambiguous answer (a timeout) makes an order
+UNKNOWN; it is then looked up by its tag and never re-sent blind. A broker error never
+escapes from here: a failed request is logged and answered with what is known.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from tfl.core.events import Event, Filled, OrderReported
+from tfl.core.orders import OrderRecord, Report
+from tfl.live.broker import Broker, BrokerError, BrokerEvent, BrokerOrder, BrokerTimeoutError, Fill, OrderUpdate
+from tfl.live.faults import CrashPoints
+from tfl.timeutil import slot_of
+
+log = logging.getLogger("tfl.execution")
+
+# A broker's order status as a fact about the order (fills are facts of their own).
+STATUS_REPORT: dict[str, Report | None] = {
+    "PENDING": Report.ACCEPTED,
+    "PARTIAL": Report.ACCEPTED,
+    "FILLED": None,  # the fills say how much, and they are booked as they come
+    "CANCELLED": Report.CANCELLED,
+    "EXPIRED": Report.EXPIRED,
+    "REJECTED": Report.REJECTED,
+}
+
+
+class Execution:
+    def __init__(
+        self,
+        broker: Broker,
+        open_ts: int,
+        *,
+        crash: CrashPoints | None = None,
+        on_latency: Callable[[float, str], None] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.open_ts = open_ts
+        self.crash = crash
+        self._on_latency = on_latency  # wall-clock only: never journalled, never decides anything
+
+    # ------------------------------------------------------------------ requests
+
+    def place(self, rec: OrderRecord, ts: int) -> list[Event]:
+        req = rec.request
+        started = time.perf_counter()
+        try:
+            try:
+                order = self.broker.place(req, ts)
+            finally:
+                if self._on_latency is not None:
+                    self._on_latency((time.perf_counter() - started) * 1000.0, rec.leg.value)
+            self._hit("broker")
+        except BrokerError as exc:
+            return [OrderReported(req.client_id, Report.REJECTED, reason=str(exc)[:200])]
+        except BrokerTimeoutError as exc:
+            log.error(
+                "order outcome unknown: will look it up by tag, never re-send blind",
+                extra={"fields": {"cid": req.client_id, "symbol": req.symbol}},
+            )
+            return [OrderReported(req.client_id, Report.UNKNOWN, reason=str(exc)[:200])]
+        return self.adopt(rec, order)
+
+    def cancel(self, rec: OrderRecord, ts: int) -> list[Event]:
+        cid = rec.request.client_id
+        try:
+            order = self.broker.cancel(cid, ts)
+            self._hit("broker")
+        except (BrokerError, BrokerTimeoutError) as exc:
+            log.error("cancel failed", extra={"fields": {"cid": cid, "error": str(exc)}})
+            return []  # still PENDING_CANCEL: the next step asks again
+        return self.adopt(rec, order)
+
+    def modify(self, rec: OrderRecord, ts: int, trigger: float) -> bool:
+        """Move a resting stop; False when the broker did not confirm it."""
+        cid = rec.request.client_id
+        try:
+            self.broker.modify(cid, ts, trigger=trigger)
+            self._hit("broker")
+        except (BrokerError, BrokerTimeoutError) as exc:
+            log.error("stop modification failed", extra={"fields": {"cid": cid, "error": str(exc)}})
+            return False
+        return True
+
+    # ------------------------------------------------------------------ what the broker knows
+
+    def lookup(self, rec: OrderRecord) -> list[Event] | None:
+        """The broker's facts about ``rec`` (found by its tag), or None if it has no such order.
+        A lookup that fails says nothing: an empty list, and the order stays as it is."""
+        try:
+            order = self.broker.order_by_tag(rec.request.client_id)
+        except (BrokerError, BrokerTimeoutError) as exc:
+            log.error("order lookup failed", extra={"fields": {"cid": rec.request.client_id, "error": str(exc)}})
+            return []
+        if order is None:
+            return None
+        return self.adopt(rec, order)
+
+    def adopt(self, rec: OrderRecord, order: BrokerOrder) -> list[Event]:
+        """The broker's word for an order: its status and any fills we have not booked."""
+        out: list[Event] = []
+        report = STATUS_REPORT.get(order.status, Report.ACCEPTED)
+        if report is not None:
+            out.append(OrderReported(rec.request.client_id, report, order.broker_id, order.reason[:200]))
+        elif order.broker_id and not rec.broker_id:
+            out.append(OrderReported(rec.request.client_id, Report.ACCEPTED, order.broker_id))
+        if order.filled > rec.filled:
+            try:
+                fills = self.broker.fills()
+            except (BrokerError, BrokerTimeoutError) as exc:
+                log.error("could not read the broker's fills", extra={"fields": {"error": str(exc)}})
+                fills = []
+            out.extend(self.fill_fact(f) for f in fills if f.tag == order.tag and f.fill_id not in rec.fill_ids)
+        return out
+
+    def fill_fact(self, f: Fill) -> Filled:
+        return Filled(f.fill_id, f.tag, f.qty, f.price, f.ts, slot_of(f.ts, self.open_ts), f.symbol, f.side)
+
+    def facts(self, events: list[BrokerEvent]) -> list[Event]:
+        """Broker reports (the order socket, the paper broker) as facts."""
+        out: list[Event] = []
+        for ev in events:
+            match ev:
+                case Fill():
+                    out.append(self.fill_fact(ev))
+                case OrderUpdate():
+                    report = STATUS_REPORT.get(ev.status)
+                    if report is not None:
+                        out.append(OrderReported(ev.tag, report, ev.broker_id, ev.reason[:200]))
+        return out
+
+    def poll(self) -> list[BrokerEvent]:
+        try:
+            return self.broker.poll()
+        except (BrokerError, BrokerTimeoutError) as exc:
+            log.error("polling the broker failed", extra={"fields": {"error": str(exc)}})
+            return []
+
+    def holds(self, symbol: str) -> int | None:
+        """The broker's net position in ``symbol`` (signed), or None if it cannot be asked."""
+        try:
+            return self.broker.positions().get(symbol, 0)
+        except (BrokerError, BrokerTimeoutError) as exc:
+            log.error("could not read the broker's positions", extra={"fields": {"error": str(exc)}})
+            return None
+
+    # The books, for reconciliation (a failure raises: reconciliation waits for the broker).
+
+    def broker_orders(self) -> list[BrokerOrder]:
+        return self.broker.orders()
+
+    def broker_fills(self) -> list[Fill]:
+        return self.broker.fills()
+
+    def broker_positions(self) -> dict[str, int]:
+        return self.broker.positions()
+
+    def _hit(self, where: str) -> None:
+        if self.crash is not None:
+            self.crash.hit(where)

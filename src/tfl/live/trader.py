@@ -1,0 +1,455 @@
+"""The live world's trader: the core's decisions, journalled, then carried out at a broker.
+
+Every step follows one pattern. The core decides from the state (:mod:`tfl.core.decide`);
+each decision is appended to the journal and applied with the reducer (only if the
+journal did not have it already: a step re-run after a restart writes nothing twice);
+the journal is flushed; then execution (:mod:`tfl.live.execution`) carries the decisions
+out, and every answer from the broker is journalled and applied the same way, as a fact.
+A fill calls for the core again (a protective stop, a cancelled leg). A fact that does not
+fit what was expected (a fill after a cancel, an over-fill, a fill of an order that is not
+ours) is never an exception: the reducer records it, and the trader alerts once, goes
+reduce-only when it cannot tell what is true, and makes sure the position is protected or
+flattened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+from tfl.core.decide import ClosedBar, Core, SessionPlan
+from tfl.core.events import (
+    AlertRaised,
+    CancelRequested,
+    Event,
+    Filled,
+    Halted,
+    OrderPlaced,
+    OrderReported,
+    ReduceOnly,
+    SessionClosed,
+    SessionOpened,
+    SlotClosed,
+    StopConfirmed,
+    StopMoved,
+    StrayCorrected,
+)
+from tfl.core.orders import Leg, Oddity, OrderRecord, OrderStatus, Report, transition
+from tfl.core.risk import Gate
+from tfl.core.state import UNSURE, AnomalyKind, CoreState, apply
+from tfl.domain import Bias
+from tfl.live.execution import Execution
+from tfl.live.faults import CrashPoints
+from tfl.live.journal import Journal, read_events, to_record
+from tfl.settings import Settings
+from tfl.strategy.rules import Setup
+from tfl.timeutil import ist_date, slot_of
+
+log = logging.getLogger("tfl.trader")
+
+Alert = Callable[[str, str], None]
+
+
+def _no_alert(level: str, message: str) -> None:
+    return None
+
+
+class Trader:
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        execution: Execution,
+        plan: SessionPlan,
+        *,
+        alert: Alert = _no_alert,
+        crash: CrashPoints | None = None,
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.execution = execution
+        self.plan = plan
+        self.core = Core(settings, plan)
+        self.state = CoreState.fresh(settings)
+        self.gate = Gate(reconciled=False, feed_fresh=False)
+        self.sid = plan.date.isoformat()
+        self.alert = alert
+        self.crash = crash
+        self.recovered = False
+        self.loaded: set[str] = set()  # orders known from the journal at start: look them up before sending
+        self._seen_anomalies = 0
+        self.reconcile_failed = False
+
+    # ------------------------------------------------------------------ the journal
+
+    def load(self) -> None:
+        """Rebuild the state from every event in the journal (all sessions: cash carries over)."""
+        n = 0
+        for _, ev in read_events(self.journal):
+            apply(self.state, ev)
+            n += 1
+        self.recovered = n > 0
+        self.loaded = set(self.state.orders)
+        self._seen_anomalies = len(self.state.anomalies)  # alerted (journalled) before the restart
+        log.info(
+            "journal loaded",
+            extra={
+                "fields": {
+                    "events": n,
+                    "cash": str(self.state.book.cash),
+                    "positions": sorted(self.state.book.positions),
+                }
+            },
+        )
+
+    def record(self, ev: Event, ts: int) -> bool:
+        """Journal one event and apply it; False (and nothing applied) if it was already there."""
+        new = self.journal.append(to_record(self.sid, ts, ev))
+        if self.crash is not None:
+            self.crash.hit(f"journal:{ev.KIND}")
+        if new:
+            apply(self.state, ev)
+        return new
+
+    def decide(self, events: Sequence[Event], ts: int) -> None:
+        """Journal a batch of decisions, make it durable, then carry each out."""
+        fresh = [self.record(ev, ts) for ev in events]
+        self.journal.flush()  # write-ahead: decisions are durable before the broker hears of them
+        for ev, new in zip(events, fresh, strict=True):
+            self._carry_out(ev, new, ts)
+        self._after_facts(ts)
+
+    def _carry_out(self, ev: Event, new: bool, ts: int) -> None:
+        match ev:
+            case OrderPlaced():
+                self.submit(ev.cid, ts)
+            case CancelRequested():
+                self._cancel(ev.cid, ts)
+            case StopMoved():
+                self.move_stop(ev.cid, ts)
+            case Halted() if new:
+                log.critical(
+                    "trading halted: flattening, no new entries today", extra={"fields": {"reason": ev.reason}}
+                )
+                self.alert("CRITICAL", f"TFL halted ({ev.reason}): positions are being flattened")
+
+    def facts(self, events: Iterable[Event], ts: int) -> None:
+        """Journal and apply what the broker says, and react to fills."""
+        for fact in events:
+            ev = self._numbered(fact)
+            if ev is None:
+                continue
+            new = self.record(ev, ts)
+            if new and isinstance(ev, Filled):
+                self._log_fill(ev)
+                self.decide(self.core.on_fill(self.state, ev, slot_of(ev.ts, self.plan.open_ts)), ts)
+        self.journal.flush()
+        self._after_facts(ts)
+
+    def _numbered(self, ev: Event) -> Event | None:
+        """The fact as it is journalled, or None when it tells nothing new: a fill reported
+        again, or a status the order already has (the broker repeats itself)."""
+        if isinstance(ev, Filled):
+            if ev.fill_id in self.state.fills_seen:
+                log.info("a fill reported again: ignored", extra={"fields": {"fill_id": ev.fill_id, "cid": ev.cid}})
+                return None
+            return ev
+        if isinstance(ev, OrderReported):
+            rec = self.state.orders.get(ev.cid)
+            if rec is None:
+                log.warning("a report about an order that is not ours", extra={"fields": {"cid": ev.cid}})
+                return None
+            new, odd = transition(rec.status, ev.report)
+            unchanged = new is rec.status and odd is not Oddity.CONTRADICTION
+            if ev.report in (Report.PARTIAL_FILL, Report.FULL_FILL) or (
+                unchanged and (not ev.broker_id or rec.broker_id)
+            ):
+                return None
+            return dataclasses.replace(ev, n=rec.reports + 1)
+        return ev
+
+    # ------------------------------------------------------------------ carrying out orders
+
+    def submit(self, cid: str, ts: int) -> None:
+        rec = self.state.orders[cid]
+        if rec.status not in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
+            return  # sent before a restart: its fate is known
+        if cid in self.loaded or rec.status is OrderStatus.UNKNOWN:
+            found = self.execution.lookup(rec)
+            if found is None and rec.status is OrderStatus.UNKNOWN:
+                self.facts([OrderReported(cid, Report.CANCELLED, reason="never reached the broker")], ts)
+                return
+            if found:
+                self.facts(found, ts)
+                return
+            if found is not None:
+                return  # the lookup failed: still unknown, try again later; never send blind
+        if rec.leg is Leg.FLATTEN and not self._broker_holds(rec, ts):
+            return
+        if rec.leg in (Leg.STOP, Leg.TARGET, Leg.EXIT) and not self._still_open(rec):
+            # An earlier answer in the same step closed or changed the position (a stop that had
+            # filled unseen): sending this now would open a position the broker does not hold.
+            why = "its position changed before it was sent"
+            self.facts([OrderReported(cid, Report.CANCELLED, reason=why)], ts)
+            return
+        self.journal.flush()
+        facts = self.execution.place(rec, ts)
+        self._warn_rejected(rec, facts)
+        self.facts(facts, ts)
+
+    def _cancel(self, cid: str, ts: int) -> None:
+        rec = self.state.orders.get(cid)
+        if rec is None or not rec.open:
+            return
+        if rec.status in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
+            found = self.execution.lookup(rec)
+            if found is None:  # it never reached the broker: nothing to cancel
+                self.facts([OrderReported(cid, Report.CANCELLED, reason="not sent")], ts)
+                return
+            self.facts(found, ts)
+            if not rec.open:
+                return
+        self.journal.flush()
+        self.facts(self.execution.cancel(rec, ts), ts)
+
+    def move_stop(self, cid: str, ts: int) -> None:
+        """Send the journal's latest level of a resting stop; record the broker's confirmation,
+        so that a restart knows which moves never reached it."""
+        rec = self.state.orders.get(cid)
+        if rec is None or not rec.working or rec.request.trigger is None or rec.confirmed >= rec.modifications:
+            return
+        self.journal.flush()
+        if self.execution.modify(rec, ts, rec.request.trigger):
+            self.record(StopConfirmed(cid, rec.modifications), ts)
+
+    def _still_open(self, rec: OrderRecord) -> bool:
+        pos = self.state.book.positions.get(rec.request.symbol)
+        if pos is None or pos.setup_ts != rec.setup_ts:
+            return False
+        return rec.leg is not Leg.EXIT or rec.request.qty == pos.qty
+
+    def _broker_holds(self, rec: OrderRecord, ts: int) -> bool:
+        """A flatten order only for shares the broker really holds (never open a position)."""
+        sym = rec.request.symbol
+        held = self.execution.holds(sym)
+        if held is None:
+            return False  # cannot ask: keep the intent and try at the next step
+        mine = sum(int(p.side) * p.qty for s, p in self.state.book.positions.items() if s == sym)
+        extra = held - mine - self.state.foreign.get(sym, 0)
+        want = -rec.request.side * rec.request.qty
+        if (extra > 0) == (want > 0) and abs(extra) >= abs(want):
+            return True
+        keep = extra if (extra > 0) == (want > 0) else 0
+        self.facts([OrderReported(rec.request.client_id, Report.CANCELLED, reason="the broker does not hold it")], ts)
+        self.record(StrayCorrected(sym, keep, f"broker holds {held}, journal positions {mine}"), ts)
+        self.raise_alert(
+            "ERROR",
+            "STRAY_CORRECTED",
+            f"TFL: the journal believed in {want:+d} {sym} shares that the broker does not hold "
+            f"(broker {held:+d}); the journal was corrected, nothing was sent",
+            f"{rec.request.client_id}",
+            ts,
+        )
+        return False
+
+    def _warn_rejected(self, rec: OrderRecord, facts: list[Event]) -> None:
+        for f in facts:
+            if isinstance(f, OrderReported) and f.report is Report.REJECTED:
+                protective = rec.leg in (Leg.STOP, Leg.EXIT, Leg.FLATTEN)
+                log.log(
+                    logging.ERROR if protective else logging.WARNING,
+                    "order rejected",
+                    extra={"fields": {"cid": rec.request.client_id, "symbol": rec.request.symbol, "reason": f.reason}},
+                )
+                if protective:
+                    self.alert("ERROR", f"{rec.leg.name} order for {rec.request.symbol} rejected: {f.reason}")
+
+    def _log_fill(self, f: Filled) -> None:
+        rec = self.state.orders.get(f.cid)
+        if rec is None or rec.leg is Leg.ENTRY:
+            return
+        if rec.request.symbol not in self.state.book.positions and self.state.book.trades:
+            t = self.state.book.trades[-1]
+            if t.symbol == rec.request.symbol:
+                log.info(
+                    "trade closed",
+                    extra={
+                        "fields": {
+                            "symbol": t.symbol,
+                            "side": t.side.label,
+                            "qty": t.qty,
+                            "entry": round(t.entry_price, 4),
+                            "exit": round(t.exit_price, 4),
+                            "reason": t.exit_reason.value,
+                            "pnl": round(t.pnl, 2),
+                        }
+                    },
+                )
+
+    # ------------------------------------------------------------------ anomalies
+
+    def _after_facts(self, ts: int) -> None:
+        """Alert on facts that did not fit, once each; act safely on them."""
+        new = self.state.anomalies[self._seen_anomalies :]
+        if not new:
+            return
+        self._seen_anomalies = len(self.state.anomalies)
+        unsure = []
+        for a in new:
+            level = "CRITICAL" if a.kind in UNSURE else "ERROR"
+            message = _ANOMALY_TEXT[a.kind].format(symbol=a.symbol or "?", detail=a.detail)
+            self.raise_alert(level, a.kind.value, message, a.ref, ts)
+            if a.kind in UNSURE:
+                unsure.append(f"{a.kind.value.lower()} {a.symbol}")
+        if unsure:
+            self.set_reduce_only(ts, "; ".join(unsure)[:200])
+        # A late or extra fill opened or grew a position: it is protected now; stray shares go.
+        self.protect(ts)
+        self.decide(self.core.flatten_stray(self.state), ts)
+
+    def raise_alert(self, level: str, cause: str, message: str, ref: str, ts: int) -> None:
+        """Journal an alert and send it, unless the journal shows it was sent already."""
+        if self.record(AlertRaised(level, cause, message, ref), ts):
+            self.journal.flush()
+            log.log(logging.CRITICAL if level == "CRITICAL" else logging.ERROR, message, extra={"fields": {"ref": ref}})
+            self.alert(level, message)
+
+    def set_reduce_only(self, ts: int, reason: str) -> None:
+        if not self.state.reduce_only:
+            self.record(ReduceOnly(reason), ts)
+            self.journal.flush()
+            log.error(
+                "reduce-only: no new entries until the next session's reconciliation",
+                extra={"fields": {"reason": reason}},
+            )
+            self.alert("ERROR", f"TFL is reduce-only: {reason}")
+
+    # ------------------------------------------------------------------ the session
+
+    @property
+    def done(self) -> bool:
+        return self.sid in self.state.closed_sessions
+
+    def open_session(self, ts: int, bias: Bias, bias_reason: str, marks: dict[str, float]) -> None:
+        if self.done or self.state.session == self.sid:
+            return
+        book = self.state.book
+        flat = not book.positions and not book.stray and not self.state.working
+        ev = SessionOpened(
+            self.sid,
+            bias,
+            bias_reason,
+            self.settings.backtest.capital,
+            tuple(sorted(marks.items())),
+            self.settings,
+            # A flat book's cash is the day's starting equity, exactly: one session's events then
+            # suffice for its report. Anything carried over leaves it out (the report reads more).
+            book.cash if flat else None,
+        )
+        self.record(ev, ts)
+        self.journal.flush()
+        log.info(
+            "session open",
+            extra={
+                "fields": {
+                    "session": self.sid,
+                    "bias": bias.value,
+                    "reason": bias_reason,
+                    "equity": round(self.state.equity(), 2),
+                }
+            },
+        )
+
+    def on_slot(self, boundary: int, bars: Sequence[ClosedBar], setups: Sequence[Setup]) -> None:
+        """The bars before ``boundary`` closed: the core decides, the trader carries it out."""
+        if boundary <= self.state.last_slot or self.done:
+            return
+        if not self.gate.reconciled:
+            from tfl.live.reconcile import reconcile
+
+            reconcile(self, boundary)
+        self.resolve_unknown(boundary)
+        self.protect(boundary)
+        block = self.gate if not self.gate.open() else None
+        if block is not None and setups:
+            log.warning(
+                "entries blocked",
+                extra={
+                    "fields": {
+                        "setups": len(setups),
+                        "reconciled": self.gate.reconciled,
+                        "feed_fresh": self.gate.feed_fresh,
+                        "token_ok": self.gate.token_ok,
+                    }
+                },
+            )
+        self.decide(self.core.on_close(self.state, boundary, bars, setups, self.gate), boundary)
+        # Only now is the slot done: a restart before this line carries out its decisions again
+        # (a cancel journalled but not yet at the broker must reach it before the next bar trades).
+        self.record(SlotClosed(boundary, round(self.state.equity(), 4)), boundary)
+        self.journal.flush()
+
+    def protect(self, ts: int) -> None:
+        """Every open position gets a working stop (after a restart, a rejection, a late fill)."""
+        evs = self.core.ensure_protection(self.state)
+        if evs:
+            held = sorted({e.symbol for e in evs if isinstance(e, OrderPlaced)})
+            log.warning("position without a working stop: placing one", extra={"fields": {"symbols": held}})
+        self.decide(evs, ts)
+
+    def halt(self, ts: int, reason: str) -> None:
+        """The kill switch: no new entries today, every position closed at market."""
+        self.decide(self.core.halt(self.state, reason), ts)
+
+    def resolve_unknown(self, ts: int) -> None:
+        for rec in list(self.state.working.values()):
+            if rec.status is OrderStatus.UNKNOWN:
+                found = self.execution.lookup(rec)
+                if found is None:
+                    self.facts(
+                        [OrderReported(rec.request.client_id, Report.CANCELLED, reason="never reached the broker")], ts
+                    )
+                elif found:
+                    self.facts(found, ts)
+            elif rec.status is OrderStatus.PENDING_CANCEL:
+                self._cancel(rec.request.client_id, ts)  # a cancel that did not get through: ask again
+            elif rec.leg is Leg.STOP and rec.modifications > rec.confirmed:
+                self.move_stop(rec.request.client_id, ts)  # a stop move the broker has not confirmed
+
+    def close_session(self, ts: int) -> bool:
+        """After the broker's close: the book must be flat. Returns True when it is."""
+        book = self.state.book
+        flat = not book.positions and not book.stray
+        if not flat:
+            held = sorted(set(book.positions) | set(book.stray))
+            log.critical("the book is NOT flat after the square-off", extra={"fields": {"positions": held}})
+            self.alert("CRITICAL", f"TFL book not flat at the close: {held}")
+        day_trades = [t for t in book.trades if ist_date(t.entry_ts) == self.plan.date]
+        self.record(SessionClosed(self.sid, flat, round(self.state.equity(), 4), len(day_trades)), ts)
+        self.journal.flush()
+        log.info(
+            "session closed",
+            extra={
+                "fields": {
+                    "session": self.sid,
+                    "flat": flat,
+                    "trades": len(day_trades),
+                    "equity": round(self.state.equity(), 2),
+                }
+            },
+        )
+        return flat
+
+
+_ANOMALY_TEXT = {
+    AnomalyKind.LATE_FILL: "TFL: a late fill in {symbol} after its order was closed ({detail}); booked and protected",
+    AnomalyKind.OVERFILL: "TFL: over-fill in {symbol} ({detail}); the excess is flattened if the broker holds it. "
+    "Check the broker's position",
+    AnomalyKind.ORPHAN_FILL: "TFL: a fill in {symbol} for a position that is not open ({detail}); "
+    "the shares are flattened if the broker holds them. Check the broker's position",
+    AnomalyKind.UNKNOWN_ORDER: "TFL: a fill in {symbol} for an order that is not TFL's ({detail}); "
+    "no new entries. Check the broker's positions",
+    AnomalyKind.CONTRADICTION: "TFL: the broker contradicts the journal in {symbol} ({detail}); "
+    "no new entries. Check the broker's order book",
+}
