@@ -8,8 +8,10 @@ by hand as (HH:MM, open, high, low, close).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,6 +59,13 @@ def intraday(
     return series(symbol, rows)
 
 
+@dataclass(frozen=True)
+class BuiltFrame(SymbolFrame):
+    """A prepared symbol that remembers its daily bars, so the same scenario can be replayed."""
+
+    daily: BarSeries | None = None
+
+
 def frame(
     symbol: str,
     bars: Sequence[Bar],
@@ -66,7 +75,9 @@ def frame(
     daily: BarSeries | None = None,
 ) -> SymbolFrame:
     s = settings or Settings()
-    return prepare_symbol(intraday(symbol, bars), daily or daily_series(symbol, rising), s)
+    d = daily or daily_series(symbol, rising)
+    f = prepare_symbol(intraday(symbol, bars), d, s)
+    return BuiltFrame(**{k.name: getattr(f, k.name) for k in dataclasses.fields(SymbolFrame)}, daily=d)
 
 
 def run(

@@ -482,3 +482,28 @@ def test_daily_loss_limit_flattens_at_the_next_bar_and_stops_entries() -> None:
     t = res.trades[0]
     assert t.exit_reason is ExitReason.KILL_SWITCH and hhmm_of(t.exit_ts) == "10:30"
     assert t.exit_price == pytest.approx(104.7 * (1 - SLIP))
+    # The later setup did trigger (11:15 reaches its 105.0 high): recorded, with the reason.
+    assert [(r.reason, hhmm_of(r.ts)) for r in res.rejections] == [(RejectReason.DAILY_LOSS_LIMIT, "11:15")]
+
+
+def test_a_bar_that_opens_beyond_the_target_fills_the_target_at_the_open() -> None:
+    """The limit order rests at the target; a bar that opens above it fills it at the open, even
+    if the same bar later falls to the stop: the fill model's path starts at the open."""
+    target = FILL + 10 * R
+    bars = [*BASE, ("10:15", target + 1.0, target + 1.5, 104.0, 104.2), *quiet(104.2, "10:30")]
+    t = one_trade(bars)
+    assert t.exit_reason is ExitReason.TARGET
+    assert t.exit_price == pytest.approx(target + 1.0)  # the open, no slippage (a limit order)
+
+
+def test_a_flatten_waits_for_the_symbols_next_bar() -> None:
+    """A market exit decided at a close fills at the symbol's next bar: if the symbol has no bar
+    in the next slot, it fills at the open of the one after (what a live market order does)."""
+    s = Settings().replace({"risk.daily_loss_limit_pct": 0.1})
+    bars = [*BASE, ("10:15", 105.6, 105.7, 104.5, 104.6), ("10:45", 104.0, 104.8, 103.9, 104.7), *quiet(104.7, "11:00")]
+    # Another symbol ticks at 10:30, so the market has a 10:30 bar; X does not.
+    other = frame("Y", quiet(50.0, "09:15"), settings=s)
+    res = run([frame("X", bars, settings=s), other], settings=s)
+    (t,) = res.trades
+    assert t.exit_reason is ExitReason.KILL_SWITCH and hhmm_of(t.exit_ts) == "10:45"
+    assert t.exit_price == pytest.approx(104.0 * (1 - SLIP))

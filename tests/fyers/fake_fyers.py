@@ -28,7 +28,7 @@ from tfl.core.orders import OrderRequest, OrderType
 from tfl.data.market import Market
 from tfl.live.broker import Fill, OrderUpdate
 from tfl.live.feed import ReplayFeed, SessionEnd, Tick, session_ticks
-from tfl.live.paper import PaperBroker
+from tfl.live.paper import LateFill, PaperBroker
 from tfl.timeutil import date_to_day, epoch_of_ist
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -57,6 +57,10 @@ class Scenario:
     silent_for: float = 0.0  # how long (simulated) the silence lasts
     external_orders: list[dict[str, Any]] = field(default_factory=list)
     at: list[tuple[float, Callable[[], None]]] = field(default_factory=list)  # (simulated time, action)
+    # Odd reports: the first of our entry orders cancelled unfilled fills as the cancel arrives
+    # (reported after the cancel's answer); the first entry that fills gets extra shares.
+    late_fill_on_cancel: LateFill | None = None
+    overfill_first_entry: int = 0
 
 
 @dataclass
@@ -117,6 +121,8 @@ class FakeFyers:
         self.order_sockets: list[FakeOrderSocket] = []
         self.ltp: dict[str, float] = {}
         self.market_done = threading.Event()
+        self.late_filled = ""  # the tag of the order the late-fill scenario hit
+        self.overfilled = ""  # and the over-fill scenario
         self.start_market_on_subscribe = False
         self.market_started = False
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -221,7 +227,12 @@ class FakeFyers:
             if o is None:
                 continue
             if isinstance(ev, Fill):
-                if self.s.partial_fills and ev.qty > 1 and o.type in (2, 3) and o.filled == 0:
+                extra = self.s.overfill_first_entry if len(o.tag) > 10 and o.tag[10] == "E" else 0
+                if extra:  # FYERS reports more shares than the order asked for
+                    self.s.overfill_first_entry = 0
+                    self.overfilled = o.tag
+                    self._record_trade(o, ev.qty + extra, ev.price, ev.ts)
+                elif self.s.partial_fills and ev.qty > 1 and o.type in (2, 3) and o.filled == 0:
                     first = ev.qty // 2
                     self._record_trade(o, first, ev.price, ev.ts)
                     self._record_trade(o, ev.qty - first, ev.price, ev.ts)
@@ -236,7 +247,8 @@ class FakeFyers:
         if o.filled_at is None:
             o.filled_at = ts
         o.filled += qty
-        o.status = 2 if o.filled >= o.qty else 6
+        if o.status not in (1, 7):  # a fill after the cancel (or expiry) does not re-open the order
+            o.status = 2 if o.filled >= o.qty else 6
         trade = {
             "tradeNumber": f"{o.id}-{next(self._seq)}",
             "orderNumber": o.id,
@@ -366,6 +378,11 @@ class FakeFyers:
             return 400, {"s": "error", "code": -51, "message": "Invalid order id"}
         if o.status != 6:
             return 400, {"s": "error", "code": -52, "message": "Order is not pending"}
+        late = self.s.late_fill_on_cancel
+        if late is not None and len(o.tag) > 10 and o.tag[10] == "E" and o.filled == 0:
+            self.engine.quirks.late_fill[o.id] = late
+            self.s.late_fill_on_cancel = None
+            self.late_filled = o.tag
         self.engine.cancel(o.id, int(self.clock))
         self._publish(self.engine.poll())
         return 200, {"s": "ok", "code": 1103, "message": "Successfully cancelled order", "id": o.id}
@@ -718,6 +735,7 @@ class FakeOrderSocket:
         self.cb = {"orders": on_orders, "trades": on_trades, "positions": on_positions}
         self.on_connect, self.on_close, self.on_error = on_connect, on_close, on_error
         self.topics: set[str] = set()
+        self.sent_twice = 0  # reports sent twice (the duplicate-events scenario)
 
     def connect(self) -> None:
         if self.fake.token_ok(self.token):
@@ -738,6 +756,7 @@ class FakeOrderSocket:
             self.on_close({"code": 1008, "message": "token expired"})
             return
         times = 2 if self.fake.s.duplicate_socket_events else 1
+        self.sent_twice += times - 1
         for _ in range(times):
             self.cb[kind]({"s": "ok", kind: dict(body)})
 

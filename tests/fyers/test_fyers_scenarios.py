@@ -13,6 +13,7 @@ import pytest
 from fake_fyers import Scenario
 from fyers_harness import DAY, SYMBOLS, Run, check_invariants, run_live, start_fake
 
+from tfl.live.paper import LateFill
 from tfl.timeutil import epoch_of_ist
 
 
@@ -84,8 +85,53 @@ def test_rate_limited_with_retry_after(go) -> None:  # type: ignore[no-untyped-d
 
 
 def test_duplicate_order_socket_events(go) -> None:  # type: ignore[no-untyped-def]
+    """The same fill (and status) twice on the order socket: booked once, nothing alerted."""
     run = go(Scenario(duplicate_socket_events=True))
     check_invariants(run)
+    assert run.fake.order_sockets and run.fake.order_sockets[0].sent_twice, "FYERS sent reports twice"
+    assert not run.state.anomalies and not [a for a in run.alerts if a[0] in ("ERROR", "CRITICAL")]
+
+
+@pytest.mark.parametrize(
+    ("late", "status"),
+    [
+        (LateFill(0.5, "CANCELLED"), "CANCELLED"),
+        (LateFill(1.0, "CANCELLED"), "FILLED"),
+        (LateFill(1.0, "EXPIRED"), "FILLED"),
+    ],
+    ids=["cancel then partial fill", "cancel then full fill", "fill after expiry"],
+)
+def test_a_fill_after_the_cancel_is_booked_protected_and_alerted(go, late: LateFill, status: str) -> None:  # type: ignore[no-untyped-def]
+    """FYERS answers the cancel of an entry order, then its trade report arrives: the shares are
+    booked (the order is not re-opened), a protective SL-M goes out at once, one ERROR alert."""
+    run = go(Scenario(late_fill_on_cancel=late))
+    check_invariants(run)
+    tag = run.fake.late_filled
+    assert tag, "the scenario hit an entry order"
+    rec = run.state.orders[tag]
+    assert rec.filled > 0 and rec.status.value == status
+    assert [a.kind.value for a in run.state.anomalies] == ["LATE_FILL"]
+    assert [m for lv, m in run.alerts if lv == "ERROR" and "late fill" in m]
+    stops = [
+        o
+        for o in run.fake.orders.values()
+        if o.symbol == rec.request.symbol and o.tag[10] == "S" and o.tag[:10] == tag[:10]
+    ]
+    assert stops and stops[0].qty == rec.filled  # protected, for exactly the late shares
+    assert not run.state.reduce_only  # the trader knows what is true: it keeps trading
+
+
+def test_an_over_fill_is_flattened_and_stops_entries(go) -> None:  # type: ignore[no-untyped-def]
+    """FYERS reports more shares filled than the entry order asked for: the order keeps its
+    quantity, the excess is flattened (the broker does hold it), the trader goes reduce-only."""
+    run = go(Scenario(overfill_first_entry=5))
+    check_invariants(run)
+    assert run.fake.overfilled, "FYERS reported an over-fill"
+    assert [a.kind.value for a in run.state.anomalies] == ["OVERFILL"]
+    assert run.state.reduce_only
+    assert [m for lv, m in run.alerts if lv == "CRITICAL" and "over-fill" in m]
+    flatten = [o for o in run.fake.orders.values() if len(o.tag) > 10 and o.tag[10] == "F"]
+    assert len(flatten) == 1 and flatten[0].qty == 5 and flatten[0].filled == 5
 
 
 def test_data_socket_drop_reconnects_and_resubscribes(go) -> None:  # type: ignore[no-untyped-def]

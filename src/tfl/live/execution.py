@@ -106,18 +106,18 @@ class Execution:
     def adopt(self, rec: OrderRecord, order: BrokerOrder) -> list[Event]:
         """The broker's word for an order: its status and any fills we have not booked."""
         out: list[Event] = []
-        report = STATUS_REPORT.get(order.status, Report.ACCEPTED)
-        if report is not None:
-            out.append(OrderReported(rec.request.client_id, report, order.broker_id, order.reason[:200]))
-        elif order.broker_id and not rec.broker_id:
-            out.append(OrderReported(rec.request.client_id, Report.ACCEPTED, order.broker_id))
-        if order.filled > rec.filled:
+        if order.filled > rec.filled:  # fills first: they happened before the status the order ended in
             try:
                 fills = self.broker.fills()
             except (BrokerError, BrokerTimeoutError) as exc:
                 log.error("could not read the broker's fills", extra={"fields": {"error": str(exc)}})
                 fills = []
             out.extend(self.fill_fact(f) for f in fills if f.tag == order.tag and f.fill_id not in rec.fill_ids)
+        report = STATUS_REPORT.get(order.status, Report.ACCEPTED)
+        if report is not None:
+            out.append(OrderReported(rec.request.client_id, report, order.broker_id, order.reason[:200]))
+        elif order.broker_id and not rec.broker_id:
+            out.append(OrderReported(rec.request.client_id, Report.ACCEPTED, order.broker_id))
         return out
 
     def fill_fact(self, f: Fill) -> Filled:

@@ -13,10 +13,11 @@ group cancel each other when one fills; orders still resting at the close expire
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfl.core.fills import adverse, match
@@ -44,6 +45,27 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 
 
 _TYPES = {t.value: t for t in OrderType}
+
+
+@dataclass(frozen=True)
+class LateFill:
+    """A cancel that crosses a fill on the wire: ``fraction`` of what is left fills as the cancel
+    arrives, and the order ends ``status``; ``after_ack``: the fill is reported after the
+    broker acknowledged the cancel (else before it, while the cancel is still pending)."""
+
+    fraction: float = 0.5
+    status: str = "CANCELLED"  # or EXPIRED
+    after_ack: bool = True
+
+
+@dataclass
+class Quirks:
+    """Real broker behaviour the paper broker shows on request (fault scenarios), by order tag.
+    Each is used once and then forgotten."""
+
+    late_fill: dict[str, LateFill] = field(default_factory=dict)  # when the order is cancelled
+    duplicate_fills: set[str] = field(default_factory=set)  # its fill reports arrive twice
+    overfill: dict[str, int] = field(default_factory=dict)  # extra shares on its next fill
 
 
 @dataclass
@@ -91,6 +113,7 @@ class PaperBroker:
             o = _Open(*row)
             self._open.setdefault(o.symbol, []).append(o)
         self.rejections: set[str] = set()  # symbols whose orders are refused (fault scenarios)
+        self.quirks = Quirks()
         self.crash: CrashPoints | None = None
 
     # ------------------------------------------------------------------ requests
@@ -170,9 +193,31 @@ class PaperBroker:
             if order is None:
                 raise BrokerError(f"order {tag}: unknown, cannot cancel")
             return order  # already terminal: cancelling is a no-op
+        late = self.quirks.late_fill.pop(o.tag, None)
+        if late is not None:
+            return self._cancel_crossing_a_fill(o, late, ts)
         self._close_open(o, "CANCELLED")
         self._events.append(OrderUpdate(tag, o.broker_id, "CANCELLED", o.filled))
         order = self.order_by_tag(tag)
+        assert order is not None
+        return order
+
+    def _cancel_crossing_a_fill(self, o: _Open, late: LateFill, ts: int) -> BrokerOrder:
+        ack = self.order_by_tag(o.tag)
+        assert ack is not None
+        left = o.qty - o.filled
+        qty = left if late.fraction >= 1.0 else max(1, int(left * late.fraction))
+        level = o.trigger if o.trigger is not None else (o.limit if o.limit is not None else self._last_price[o.symbol])
+        price = adverse(level, o.side > 0, self._slip) if o.type != OrderType.LIMIT.value else level
+        before = len(self._events)
+        self._fill(o, qty, price, ts)
+        if o.filled < o.qty:
+            self._close_open(o, late.status, reason="cancelled")
+        update = OrderUpdate(o.tag, o.broker_id, late.status, o.filled if not late.after_ack else ack.filled)
+        self._events.insert(before if late.after_ack else len(self._events), update)
+        if late.after_ack:  # the answer to the cancel says what the broker knew then: cancelled, unfilled
+            return dataclasses.replace(ack, status=late.status)
+        order = self.order_by_tag(o.tag)
         assert order is not None
         return order
 
@@ -281,6 +326,7 @@ class PaperBroker:
     # ------------------------------------------------------------------ internals
 
     def _fill(self, o: _Open, qty: int, price: float, ts: int) -> None:
+        qty += self.quirks.overfill.pop(o.tag, 0)
         fill_id = f"{o.broker_id}-{o.filled + qty}"
         self._db.execute(
             "INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -291,7 +337,10 @@ class PaperBroker:
             "UPDATE orders SET filled = ?, avg_price = ?, status = ? WHERE broker_id = ?",
             (o.filled, price, "FILLED" if o.filled >= o.qty else "PARTIAL", o.broker_id),
         )
-        self._events.append(Fill(fill_id, o.broker_id, o.tag, o.symbol, o.side, qty, price, ts))
+        fill = Fill(fill_id, o.broker_id, o.tag, o.symbol, o.side, qty, price, ts)
+        self._events.append(fill)
+        if o.tag in self.quirks.duplicate_fills:
+            self._events.append(fill)  # the same report again
         if o.filled >= o.qty:
             self._open[o.symbol].remove(o)
             self._events.append(OrderUpdate(o.tag, o.broker_id, "FILLED", o.filled))
