@@ -13,6 +13,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from tfl.backtest.run import BacktestRequest, run_backtest
 from tfl.data.bias_inputs import bias_records
@@ -111,3 +113,75 @@ def test_replay_equals_backtest(market, nse_dir: Path, tmp_path: Path) -> None: 
     assert total_trades >= 40  # the comparison had real trades in it
     assert len(sides) == 2  # longs and shorts
     assert total_rejections > 0
+
+
+DRAWN_SESSIONS = [
+    dt.date(2020, 12, 7),
+    dt.date(2021, 8, 10),
+    dt.date(2022, 5, 12),
+    dt.date(2023, 5, 16),
+    dt.date(2024, 6, 4),
+]
+
+
+@settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    day=st.sampled_from(DRAWN_SESSIONS),
+    bias=st.sampled_from(["LONGS", "SHORTS", "BOTH"]),
+    max_positions=st.integers(1, 15),
+    risk_pct=st.floats(0.25, 3.0),
+    target_r=st.floats(1.5, 12.0),
+    long_trail=st.floats(1.0, 6.0),
+    short_trail=st.floats(1.0, 6.0),
+    aggressive=st.floats(0.5, 2.0),
+    max_run=st.integers(3, 9),
+    long_rsi=st.floats(58.0, 75.0),
+    short_rsi=st.floats(25.0, 42.0),
+    loss_limit=st.floats(0.3, 5.0),
+    costs=st.sampled_from(["nse_intraday", "flat"]),
+)
+def test_replay_equals_backtest_with_drawn_settings(  # type: ignore[no-untyped-def]
+    market,
+    nse_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    day: dt.date,
+    bias: str,
+    max_positions: int,
+    risk_pct: float,
+    target_r: float,
+    long_trail: float,
+    short_trail: float,
+    aggressive: float,
+    max_run: int,
+    long_rsi: float,
+    short_rsi: float,
+    loss_limit: float,
+    costs: str,
+) -> None:
+    """Any settings, either side or both at once: the replayed runtime trades exactly as the
+    backtester, trade for trade and rejection for rejection."""
+    s = SETTINGS.replace(
+        {
+            "risk.max_positions": max_positions,
+            "risk.risk_per_trade_pct": risk_pct,
+            "risk.open_risk_budget_pct": min(100.0, 5 * risk_pct),
+            "risk.daily_loss_limit_pct": loss_limit,
+            "strategy.target_r": target_r,
+            "strategy.long_trail_atr": long_trail,
+            "strategy.short_trail_atr": short_trail,
+            "strategy.aggressive_trail_atr": aggressive,
+            "strategy.max_run": max_run,
+            "strategy.long_rsi_min": long_rsi,
+            "strategy.short_rsi_max": short_rsi,
+            "costs.model": costs,
+            "backtest.bias": bias,
+        }
+    )
+    symbols = sorted(market.intraday)
+    bt = run_backtest(BacktestRequest(nse_dir, day, day, s, symbols), show_progress=False, market=market)
+    assume(bt.result.trades)  # only examples that trade say anything about parity
+    state, res = replay(tmp_path_factory.mktemp("drawn"), market, symbols, day, s, bias=bias)
+    assert res.flat
+    assert trade_rows(state.book.trades) == trade_rows(bt.result.trades)
+    want = sorted((r.ts, r.symbol, r.side, r.reason) for r in bt.result.rejections)
+    assert sorted((r.ts, r.symbol, r.side, r.reason) for r in state.rejections) == want

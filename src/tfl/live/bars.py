@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass
 
 from tfl.live.feed import Tick
+from tfl.timeutil import BAR_SECONDS
 
 log = logging.getLogger(__name__)
-BAR_SECONDS = 900
 
 
 @dataclass
