@@ -73,7 +73,7 @@ def main() -> None:
             ticks += res.ticks
             trades += res.trades
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        events = sum(1 for _ in journal.events())
+        events = sum(1 for _ in journal.records())
     print(
         f"{len(symbols)} symbols, {len(sessions)} replayed sessions, {ticks:,} ticks, {trades} trades, "
         f"{events:,} journal events"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from tfl.core.fills import bar_path
 from tfl.data.bars import BarSeries
@@ -67,9 +67,9 @@ class Feed(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedTick:
-    """One tick of a replayed bar: its price is fixed only when the feed gives it out."""
+class PlannedTick(NamedTuple):
+    """One tick of a replayed bar: its price is fixed only when the feed gives it out.
+    (A named tuple: a replayed session has hundreds of thousands of them.)"""
 
     ts: int
     order: int
@@ -177,21 +177,22 @@ class ReplayFeed:
         self._i += 1
         if isinstance(ev, SessionEnd):
             return ev
-        self._within = self._within + 1 if ev.ts == self._last_ts else 0
-        self._last_ts = ev.ts
-        return Tick(ev.symbol, ev.ts, self._price(ev), ev.cum_volume, ev.ts * 1000 + self._within)
-
-    def _price(self, p: PlannedTick) -> float:
-        o, h, lo, c = p.bar
-        if p.j == 0:
-            return o
-        key = (p.symbol, p.start)
-        path = self._paths.get(key)
-        if path is None:
-            path = self._paths[key] = bar_path(o, h, lo, c, self._side_of(p.symbol))
-        if p.j == 4:
-            del self._paths[key]
-        return path[p.j]
+        ts = ev.ts
+        self._within = self._within + 1 if ts == self._last_ts else 0
+        self._last_ts = ts
+        j = ev.j
+        if j == 0:
+            price = ev.bar[0]
+        else:
+            key = (ev.symbol, ev.start)
+            path = self._paths.get(key)
+            if path is None:  # the bar's second tick: its orders are resting now
+                o, h, lo, c = ev.bar
+                path = self._paths[key] = bar_path(o, h, lo, c, self._side_of(ev.symbol))
+            if j == 4:
+                del self._paths[key]
+            price = path[j]
+        return Tick(ev.symbol, ts, price, ev.cum_volume, ts * 1000 + self._within)
 
     @property
     def exhausted(self) -> bool:
