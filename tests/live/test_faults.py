@@ -227,12 +227,14 @@ class FlakyBroker:
         inner: PaperBroker,
         *,
         reject_stops_once: bool = False,
+        reject_exits_once: bool = False,
         timeout_every: int = 0,
         place_on_timeout: bool = True,
         delay_ticks: int = 0,
     ) -> None:
         self.inner = inner
         self.reject_stops_once = reject_stops_once
+        self.reject_exits_once = reject_exits_once
         self.timeout_every = timeout_every
         self.place_on_timeout = place_on_timeout
         self.delay_ticks = delay_ticks
@@ -247,6 +249,9 @@ class FlakyBroker:
         if self.reject_stops_once and req.client_id[10] == "S" and req.client_id[-1] == "0":
             self._rejected.add(req.client_id)
             raise BrokerError("RMS: margin shortfall (scripted)")
+        if self.reject_exits_once and req.client_id[10] == "X" and req.client_id[-1] == "0":
+            self._rejected.add(req.client_id)
+            raise BrokerError("RMS: order value exceeds the price band (scripted)")
         if self.timeout_every and self._calls % self.timeout_every == 0:
             if self.place_on_timeout:
                 self.inner.place(req, ts)
@@ -290,6 +295,25 @@ def test_broker_rejects_protective_stops_then_accepts(
     assert any("without a working stop" in r.message for r in caplog.records)  # re-protected at the next bar
     assert res.flat
     check_consistent(tmp_path, state)
+
+
+def test_a_rejected_square_off_is_protected_and_sent_again(market, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The broker refuses the 15:15 exits: each position gets its stop back at once, the exit goes
+    out again (a new attempt) when the session ends, and the book is flat."""
+    holder: list[FlakyBroker] = []
+
+    def hook(b: PaperBroker) -> FlakyBroker:
+        holder.append(FlakyBroker(b, reject_exits_once=True))
+        return holder[0]
+
+    state, res = run_with(tmp_path, market, broker_hook=hook)
+    assert holder[0]._rejected, "the scenario rejected square-off orders"
+    assert res.flat
+    check_consistent(tmp_path, state)
+    for cid in holder[0]._rejected:
+        sym = state.orders[cid].request.symbol
+        again = [r for r in state.orders.values() if r.leg.value == "X" and r.request.symbol == sym and r.filled]
+        assert again and again[0].request.client_id[-1] == "1"  # the second attempt closed it
 
 
 @pytest.mark.parametrize("placed", [True, False])

@@ -110,7 +110,9 @@ class Core:
         flatten: ExitReason | None = None
         if boundary >= self.plan.squareoff_ts:
             flatten = ExitReason.EOD
-        elif not halted and loss_limit_hit(equity, state.day_start_equity, self.settings.risk):
+        elif halted:
+            flatten = ExitReason.KILL_SWITCH  # a halted day: anything not being exited is flattened again
+        elif loss_limit_hit(equity, state.day_start_equity, self.settings.risk):
             halted = LOSS_LIMIT
             flatten = ExitReason.KILL_SWITCH
         pending = state.unreserved.get(boundary - BAR_SECONDS)
@@ -127,7 +129,7 @@ class Core:
                 out.append(Marked(((bar.symbol, bar.close),), bar.start))
             else:
                 self._manage(state, pos, bar, out)
-        if flatten is ExitReason.KILL_SWITCH:
+        if flatten is ExitReason.KILL_SWITCH and not state.halted:
             out.append(Halted(LOSS_LIMIT))
         exits: list[Event] = []
         if flatten is not None:
@@ -265,10 +267,14 @@ class Core:
                 cancel.setdefault(rec.request.client_id, why)
         for sym, pos in sorted(state.book.positions.items()):
             if sym not in state.exit_pending:
-                out.append(self._exit(pos, reason))
+                out.append(self._exit(pos, reason, state))
 
-    def _exit(self, pos: Position, reason: ExitReason, attempt: int = 0) -> OrderPlaced:
-        cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.EXIT, attempt)
+    def _exit(self, pos: Position, reason: ExitReason, state: CoreState) -> OrderPlaced:
+        """A market exit for the whole position; a new attempt when an earlier one ended unfilled."""
+        cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.EXIT)
+        if cid in state.orders:
+            attempt = _next_attempt(state, pos.symbol, pos.setup_ts, Leg.EXIT)
+            cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.EXIT, min(attempt, MAX_ATTEMPTS - 1))
         return OrderPlaced(
             cid,
             Leg.EXIT,
@@ -303,7 +309,7 @@ class Core:
                 if rec.open:
                     out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "trading has stopped"))
                 reason = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
-                out.append(self._exit(pos, reason, _next_attempt(state, sym, pos.setup_ts, Leg.EXIT)))
+                out.append(self._exit(pos, reason, state))
                 return out
             self._protect(state, pos, out)
             return out
@@ -339,7 +345,7 @@ class Core:
                 out.append(CancelRequested(old, rec.cancel_requests + 1, "resized"))
         attempt = 0 if old is None else attempt_of(old) + 1
         if attempt >= MAX_ATTEMPTS:
-            out.append(self._exit(pos, ExitReason.MANUAL, _next_attempt(state, pos.symbol, pos.setup_ts, Leg.EXIT)))
+            out.append(self._exit(pos, ExitReason.MANUAL, state))
             return
         cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.STOP, attempt)
         out.append(

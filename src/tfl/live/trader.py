@@ -197,6 +197,10 @@ class Trader:
         facts = self.execution.place(rec, ts)
         self._warn_rejected(rec, facts)
         self.facts(facts, ts)
+        if rec.leg is Leg.EXIT and rec.status is OrderStatus.REJECTED:
+            # The position is not being exited after all: it gets its stop back now, and the
+            # next boundary flattens it again.
+            self.protect(ts)
 
     def _cancel(self, cid: str, ts: int) -> None:
         rec = self.state.orders.get(cid)
