@@ -197,7 +197,7 @@ class Trader:
         facts = self.execution.place(rec, ts)
         self._warn_rejected(rec, facts)
         self.facts(facts, ts)
-        if rec.leg is Leg.EXIT and rec.status is OrderStatus.REJECTED:
+        if rec.leg is Leg.EXIT and self.state.orders[cid].status is OrderStatus.REJECTED:
             # The position is not being exited after all: it gets its stop back now, and the
             # next boundary flattens it again.
             self.protect(ts)
