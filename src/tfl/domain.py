@@ -53,6 +53,13 @@ class ExitReason(StrEnum):
     MANUAL = "MANUAL"
 
 
+class HaltReason(StrEnum):
+    """Why a day stopped taking entries (its positions are flattened)."""
+
+    DAILY_LOSS_LIMIT = "daily loss limit"
+    KILL_SWITCH = "kill switch"
+
+
 class RejectReason(StrEnum):
     """Why a triggered signal was not taken (recorded in rejected.csv and the journal)."""
 

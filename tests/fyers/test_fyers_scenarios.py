@@ -13,7 +13,10 @@ import pytest
 from fake_fyers import Scenario
 from fyers_harness import DAY, SYMBOLS, Run, check_invariants, run_live, start_fake
 
+from tfl.core.state import CoreState
+from tfl.live.journal import SqliteJournal
 from tfl.live.paper import LateFill
+from tfl.live.report import rebuild
 from tfl.timeutil import epoch_of_ist
 
 
@@ -98,12 +101,20 @@ def test_duplicate_order_socket_events(go) -> None:  # type: ignore[no-untyped-d
         (LateFill(0.5, "CANCELLED"), "CANCELLED"),
         (LateFill(1.0, "CANCELLED"), "FILLED"),
         (LateFill(1.0, "EXPIRED"), "FILLED"),
+        (LateFill(0.5, "CANCELLED", after_ack=False), "CANCELLED"),
     ],
-    ids=["cancel then partial fill", "cancel then full fill", "fill after expiry"],
+    ids=["cancel then partial fill", "cancel then full fill", "fill after expiry", "partial fill during the cancel"],
 )
-def test_a_fill_after_the_cancel_is_booked_protected_and_alerted(go, late: LateFill, status: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_fill_after_the_cancel_is_booked_protected_and_alerted(
+    go,
+    tmp_path: Path,
+    late: LateFill,
+    status: str,  # type: ignore[no-untyped-def]
+) -> None:
     """FYERS answers the cancel of an entry order, then its trade report arrives: the shares are
-    booked (the order is not re-opened), a protective SL-M goes out at once, one ERROR alert."""
+    booked (the order is not re-opened), a protective SL-M goes out at once, one ERROR alert.
+    (FYERS' answer to a cancel carries no fills, so a fill that crossed the cancel always
+    reaches the trader after it: a late fill, even when the exchange filled it first.)"""
     run = go(Scenario(late_fill_on_cancel=late))
     check_invariants(run)
     tag = run.fake.late_filled
@@ -119,9 +130,26 @@ def test_a_fill_after_the_cancel_is_booked_protected_and_alerted(go, late: LateF
     ]
     assert stops and stops[0].qty == rec.filled  # protected, for exactly the late shares
     assert not run.state.reduce_only  # the trader knows what is true: it keeps trading
+    # A trader that died right after the late fill restarts from a journal that loads.
+    cut = _journal_until_fill(tmp_path / "run" / "journal.sqlite", tmp_path / "cut.sqlite", tag)
+    assert cut.book.positions[rec.request.symbol].qty >= min(rec.filled, rec.request.qty)
+    assert [a.kind.value for a in cut.anomalies] == ["LATE_FILL"]
 
 
-def test_an_over_fill_is_flattened_and_stops_entries(go) -> None:  # type: ignore[no-untyped-def]
+def _journal_until_fill(source: Path, dest: Path, tag: str) -> CoreState:
+    """The journal as it stood right after ``tag``'s first fill, rebuilt."""
+    src, out = SqliteJournal(source), SqliteJournal(dest)
+    for rec in src.records():
+        out.append(rec)
+        if rec.kind == "FILL" and rec.data["cid"] == tag:
+            break
+    src.close()
+    state = rebuild(out)
+    out.close()
+    return state
+
+
+def test_an_over_fill_is_flattened_and_stops_entries(go, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """FYERS reports more shares filled than the entry order asked for: the order keeps its
     quantity, the excess is flattened (the broker does hold it), the trader goes reduce-only."""
     run = go(Scenario(overfill_first_entry=5))
@@ -132,6 +160,8 @@ def test_an_over_fill_is_flattened_and_stops_entries(go) -> None:  # type: ignor
     assert [m for lv, m in run.alerts if lv == "CRITICAL" and "over-fill" in m]
     flatten = [o for o in run.fake.orders.values() if len(o.tag) > 10 and o.tag[10] == "F"]
     assert len(flatten) == 1 and flatten[0].qty == 5 and flatten[0].filled == 5
+    cut = _journal_until_fill(tmp_path / "run" / "journal.sqlite", tmp_path / "cut.sqlite", run.fake.overfilled)
+    assert [a.kind.value for a in cut.anomalies] == ["OVERFILL"] and cut.book.stray
 
 
 def test_data_socket_drop_reconnects_and_resubscribes(go) -> None:  # type: ignore[no-untyped-def]

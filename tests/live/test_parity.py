@@ -116,11 +116,14 @@ def test_replay_equals_backtest(market, nse_dir: Path, tmp_path: Path) -> None: 
 
 
 DRAWN_SESSIONS = [
-    dt.date(2020, 12, 7),
-    dt.date(2021, 8, 10),
-    dt.date(2022, 5, 12),
-    dt.date(2023, 5, 16),
-    dt.date(2024, 6, 4),
+    dt.date(2022, 5, 24),
+    dt.date(2021, 1, 8),
+    dt.date(2022, 8, 11),
+    dt.date(2020, 10, 22),
+    dt.date(2024, 2, 2),
+    dt.date(2021, 4, 6),
+    dt.date(2022, 8, 8),
+    dt.date(2024, 9, 24),
 ]
 
 
@@ -130,15 +133,18 @@ DRAWN_SESSIONS = [
     bias=st.sampled_from(["LONGS", "SHORTS", "BOTH"]),
     max_positions=st.integers(1, 15),
     risk_pct=st.floats(0.25, 3.0),
+    budget=st.floats(1.0, 6.0),
     target_r=st.floats(1.5, 12.0),
     long_trail=st.floats(1.0, 6.0),
     short_trail=st.floats(1.0, 6.0),
     aggressive=st.floats(0.5, 2.0),
+    min_run=st.integers(1, 3),
     max_run=st.integers(3, 9),
     long_rsi=st.floats(58.0, 75.0),
     short_rsi=st.floats(25.0, 42.0),
     loss_limit=st.floats(0.3, 5.0),
     costs=st.sampled_from(["nse_intraday", "flat"]),
+    slippage=st.floats(0.0, 0.2),
 )
 def test_replay_equals_backtest_with_drawn_settings(  # type: ignore[no-untyped-def]
     market,
@@ -148,15 +154,18 @@ def test_replay_equals_backtest_with_drawn_settings(  # type: ignore[no-untyped-
     bias: str,
     max_positions: int,
     risk_pct: float,
+    budget: float,
     target_r: float,
     long_trail: float,
     short_trail: float,
     aggressive: float,
+    min_run: int,
     max_run: int,
     long_rsi: float,
     short_rsi: float,
     loss_limit: float,
     costs: str,
+    slippage: float,
 ) -> None:
     """Any settings, either side or both at once: the replayed runtime trades exactly as the
     backtester, trade for trade and rejection for rejection."""
@@ -164,16 +173,18 @@ def test_replay_equals_backtest_with_drawn_settings(  # type: ignore[no-untyped-
         {
             "risk.max_positions": max_positions,
             "risk.risk_per_trade_pct": risk_pct,
-            "risk.open_risk_budget_pct": min(100.0, 5 * risk_pct),
+            "risk.open_risk_budget_pct": min(100.0, budget * risk_pct),
             "risk.daily_loss_limit_pct": loss_limit,
             "strategy.target_r": target_r,
             "strategy.long_trail_atr": long_trail,
             "strategy.short_trail_atr": short_trail,
             "strategy.aggressive_trail_atr": aggressive,
+            "strategy.min_run": min_run,
             "strategy.max_run": max_run,
             "strategy.long_rsi_min": long_rsi,
             "strategy.short_rsi_max": short_rsi,
             "costs.model": costs,
+            "costs.slippage_pct": slippage,
             "backtest.bias": bias,
         }
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tfl.core.events import OrderPlaced
-from tfl.core.fills import adverse, bar_path, match
+from tfl.core.fills import at_the_close, bar_path, match
 from tfl.core.orders import OrderType
 from tfl.domain import Side
 
@@ -104,10 +104,10 @@ class SimExchange:
         expired: list[str] = []
         for symbol in sorted(self.book):
             for r in list(self.book.get(symbol, [])):
-                price = last_price(symbol)
                 self._remove(symbol, r)
-                if r.type is OrderType.MARKET and price is not None:
-                    on_fill(r.cid, r.qty, adverse(price, r.buy, self.slip))
+                px = at_the_close(r.type, r.buy, last_price(symbol), self.slip)
+                if px is not None:
+                    on_fill(r.cid, r.qty, px)
                 else:
                     expired.append(r.cid)
         return expired

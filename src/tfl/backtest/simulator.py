@@ -38,7 +38,7 @@ from tfl.core.events import (
     SlotClosed,
     StopMoved,
 )
-from tfl.core.fills import match
+from tfl.core.fills import bar_path, match
 from tfl.core.orders import Leg, OrderType, Report
 from tfl.core.state import CoreState, apply, path_side
 from tfl.data.bars import F64, I64
@@ -277,7 +277,7 @@ class _Backtest:
             f = self.by_sym[setup.symbol]
             p = self.cursor.at(f, t)
             b = f.bars
-            fill = _first_fill(setup, float(b.open[p]), float(b.high[p]), float(b.low[p]), slip)
+            fill = _first_fill(setup, float(b.open[p]), float(b.high[p]), float(b.low[p]), float(b.close[p]), slip)
             if fill is not None:
                 triggered.append((setup, fill))
         evs = core.enter_in_bar(self.state, t, triggered, held)
@@ -375,10 +375,10 @@ def _union(parts: list[I64]) -> I64:
     return base + np.flatnonzero(present).astype(np.int64) * BAR_SECONDS
 
 
-def _first_fill(setup: Setup, o: float, h: float, lo: float, slip: float) -> float | None:
-    """Where a stop entry resting from the bar's open fills, if the bar reaches it (the fill model)."""
+def _first_fill(setup: Setup, o: float, h: float, lo: float, c: float, slip: float) -> float | None:
+    """Where a stop entry resting from the bar's open fills, if the bar's path reaches it."""
     buy = setup.side is Side.LONG
-    for i, price in enumerate((o, lo, h) if buy else (o, h, lo)):
+    for i, price in enumerate(bar_path(o, h, lo, c, setup.side)):
         px = match(OrderType.STOP, buy, setup.trigger, None, price, i == 0, slip)
         if px is not None:
             return px

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from tfl.settings import parse_hhmm
-from tfl.timeutil import BAR_MINUTES, REGULAR_CLOSE, REGULAR_OPEN
+from tfl.timeutil import BAR_MINUTES, IST, REGULAR_CLOSE, REGULAR_OPEN
 
 
 class CalendarError(ValueError):
@@ -106,8 +106,8 @@ def _package_sessions(first_year: int, last_year: int) -> dict[dt.date, tuple[in
     sched = cal.schedule(f"{first_year}-01-01", f"{last_year}-12-31")
     out: dict[dt.date, tuple[int, int]] = {}
     for day, row in sched.iterrows():
-        o = row.market_open.tz_convert("Asia/Kolkata")
-        c = row.market_close.tz_convert("Asia/Kolkata")
+        o = row.market_open.tz_convert(IST)
+        c = row.market_close.tz_convert(IST)
         out[day.date()] = (o.hour * 60 + o.minute, c.hour * 60 + c.minute)
     return out
 

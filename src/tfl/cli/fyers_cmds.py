@@ -19,7 +19,7 @@ from tfl.fyers.rest import FyersRest
 from tfl.fyers.symbols import SymbolMap, parse_symbol_master, read_instruments, write_instruments
 from tfl.secrets import SecretStore
 from tfl.settings import Settings
-from tfl.timeutil import IST
+from tfl.timeutil import BAR_SECONDS, IST
 
 INSTRUMENTS_FILE = "symbols.csv"
 
@@ -256,14 +256,14 @@ def refresh_today(kit: FyersKit, market: Any, names: list[str], session: dt.date
     from tfl.data.bars import BarSeries
 
     now = int(market_now())
-    if now <= open_ts + 900:
+    if now <= open_ts + BAR_SECONDS:
         return
     for name in names:
         try:
             rows = kit.rest.history(kit.symbols.ticker(name), "15", open_ts, now)
         except FyersError:
             continue
-        rows = [r for r in rows if int(r[0]) + 900 <= now]
+        rows = [r for r in rows if int(r[0]) + BAR_SECONDS <= now]
         if not rows:
             continue
         arr = np.asarray(rows, dtype=np.float64)

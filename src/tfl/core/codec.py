@@ -36,7 +36,7 @@ from tfl.core.events import (
     Unrecognised,
 )
 from tfl.core.orders import Leg, OrderType, Report
-from tfl.domain import Bias, ExitReason, RejectReason, Side
+from tfl.domain import Bias, ExitReason, HaltReason, RejectReason, Side
 from tfl.settings import Settings, SettingsError
 
 Payload = dict[str, Any]
@@ -146,7 +146,7 @@ _ENCODERS: dict[type, Callable[[Any], Payload]] = {
     LevelsSet: lambda e: {"symbol": e.symbol, "stop": e.stop, "best": e.best, "mark": e.mark, "bar": e.bar},
     Marked: lambda e: {"marks": dict(e.marks), "bar": e.bar},
     SlotClosed: lambda e: {"slot": e.slot, "equity": e.equity},
-    Halted: lambda e: {"reason": e.reason},
+    Halted: lambda e: {"reason": e.reason.value},
     ReduceOnly: lambda e: {"reason": e.reason},
     SessionClosed: lambda e: {"flat": e.flat, "equity": e.equity, "trades": e.trades},
     ReconcileDifference: lambda e: {"difference": e.difference, "at": e.at},
@@ -358,7 +358,7 @@ _DECODERS: dict[str, Callable[[_P, str], Event]] = {
     "LEVELS": lambda p, s: LevelsSet(p.text("symbol"), p.num("stop"), p.num("best"), p.num("mark"), p.whole("bar", 0)),
     "MARKS": lambda p, s: Marked(p.prices("marks"), p.whole("bar", 0)),
     "SLOT": lambda p, s: SlotClosed(p.whole("slot"), p.num("equity")),
-    "HALT": lambda p, s: Halted(p.text("reason")),
+    "HALT": lambda p, s: Halted(p.enum("reason", HaltReason)),
     "REDUCE_ONLY": lambda p, s: ReduceOnly(p.text("reason")),
     "SESSION_CLOSE": lambda p, s: SessionClosed(s, p.flag("flat"), p.num("equity"), p.whole("trades")),
     "RECONCILE": lambda p, s: ReconcileDifference(p.text("difference"), p.whole("at", 0)),

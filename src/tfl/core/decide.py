@@ -36,10 +36,10 @@ from tfl.core.events import (
 )
 from tfl.core.fills import touches
 from tfl.core.orders import MAX_ATTEMPTS, Leg, OrderRecord, OrderType, attempt_of, client_id, oco_group
-from tfl.core.risk import LOSS_LIMIT, Gate, entry_block
+from tfl.core.risk import Gate, entry_block
 from tfl.core.state import CoreState
 from tfl.costs import CostModel
-from tfl.domain import ExitReason, RejectReason, Side
+from tfl.domain import ExitReason, HaltReason, RejectReason, Side
 from tfl.settings import Settings
 from tfl.strategy.allocation import allocate, loss_limit_hit
 from tfl.strategy.rules import Position, Setup, planned_entry, ratchet
@@ -110,10 +110,10 @@ class Core:
         flatten: ExitReason | None = None
         if boundary >= self.plan.squareoff_ts:
             flatten = ExitReason.EOD
-        elif halted:
+        elif halted is not None:
             flatten = ExitReason.KILL_SWITCH  # a halted day: anything not being exited is flattened again
         elif loss_limit_hit(equity, state.day_start_equity, self.settings.risk):
-            halted = LOSS_LIMIT
+            halted = HaltReason.DAILY_LOSS_LIMIT
             flatten = ExitReason.KILL_SWITCH
         pending = state.unreserved.get(boundary - BAR_SECONDS)
         for bar in bars:
@@ -129,8 +129,8 @@ class Core:
                 out.append(Marked(((bar.symbol, bar.close),), bar.start))
             else:
                 self._manage(state, pos, bar, out)
-        if flatten is ExitReason.KILL_SWITCH and not state.halted:
-            out.append(Halted(LOSS_LIMIT))
+        if flatten is ExitReason.KILL_SWITCH and state.halted is None:
+            out.append(Halted(HaltReason.DAILY_LOSS_LIMIT))
         exits: list[Event] = []
         if flatten is not None:
             self._flatten(state, flatten, cancel, exits)
@@ -248,10 +248,10 @@ class Core:
 
     # ------------------------------------------------------------------ flattening
 
-    def halt(self, state: CoreState, reason: str) -> list[Event]:
+    def halt(self, state: CoreState, reason: HaltReason) -> list[Event]:
         """Stop entries for the day and close every position at market (the kill switch)."""
         out: list[Event] = []
-        if not state.halted:
+        if state.halted is None:
             out.append(Halted(reason))
         cancel: dict[str, str] = {}
         exits: list[Event] = []
@@ -266,17 +266,20 @@ class Core:
             if rec.leg is not Leg.EXIT and rec.leg is not Leg.FLATTEN:
                 cancel.setdefault(rec.request.client_id, why)
         for sym, pos in sorted(state.book.positions.items()):
-            if sym not in state.exit_pending:
-                out.append(self._exit(pos, reason, state))
+            exit_order = self._exit(pos, reason, state) if sym not in state.exit_pending else None
+            if exit_order is not None:
+                out.append(exit_order)
 
-    def _exit(self, pos: Position, reason: ExitReason, state: CoreState) -> OrderPlaced:
-        """A market exit for the whole position; a new attempt when an earlier one ended unfilled."""
-        cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.EXIT)
-        if cid in state.orders:
+    def _exit(self, pos: Position, reason: ExitReason, state: CoreState) -> OrderPlaced | None:
+        """A market exit for the whole position; a new attempt when an earlier one ended unfilled
+        (None once every attempt has been used: the position keeps its stop)."""
+        attempt = 0
+        if client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.EXIT) in state.orders:
             attempt = _next_attempt(state, pos.symbol, pos.setup_ts, Leg.EXIT)
-            cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.EXIT, min(attempt, MAX_ATTEMPTS - 1))
+            if attempt >= MAX_ATTEMPTS:
+                return None
         return OrderPlaced(
-            cid,
+            client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.EXIT, attempt),
             Leg.EXIT,
             pos.symbol,
             -int(pos.side),
@@ -305,11 +308,14 @@ class Core:
         if rec.leg is Leg.ENTRY:
             if pos is None or pos.setup_ts != rec.setup_ts:
                 return out
-            if (state.halted or now_slot >= self.plan.squareoff_ts) and sym not in state.exit_pending:
+            stopped = state.halted is not None or now_slot >= self.plan.squareoff_ts
+            if stopped and sym not in state.exit_pending:
                 if rec.open:
                     out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "trading has stopped"))
                 reason = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
-                out.append(self._exit(pos, reason, state))
+                exit_order = self._exit(pos, reason, state)
+                if exit_order is not None:
+                    out.append(exit_order)
                 return out
             self._protect(state, pos, out)
             return out
@@ -344,8 +350,10 @@ class Core:
             if rec.open:
                 out.append(CancelRequested(old, rec.cancel_requests + 1, "resized"))
         attempt = 0 if old is None else attempt_of(old) + 1
-        if attempt >= MAX_ATTEMPTS:
-            out.append(self._exit(pos, ExitReason.MANUAL, state))
+        if attempt >= MAX_ATTEMPTS:  # every stop was refused: close the position instead
+            exit_order = self._exit(pos, ExitReason.MANUAL, state) if pos.symbol not in state.exit_pending else None
+            if exit_order is not None:
+                out.append(exit_order)
             return
         cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.STOP, attempt)
         out.append(

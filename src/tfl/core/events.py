@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import ClassVar
 
 from tfl.core.orders import Leg, OrderType, Report
-from tfl.domain import Bias, ExitReason, RejectReason, Side
+from tfl.domain import Bias, ExitReason, HaltReason, RejectReason, Side
 from tfl.settings import Settings
 
 
@@ -205,10 +205,10 @@ class SlotClosed:
 @dataclass(frozen=True, slots=True)
 class Halted:
     KIND: ClassVar[str] = "HALT"
-    reason: str
+    reason: HaltReason
 
     def key(self) -> str:
-        return f"halt:{self.reason}"
+        return f"halt:{self.reason.value}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,14 @@ def match(
     return None
 
 
+def at_the_close(typ: OrderType, buy: bool, last: float | None, slip: float) -> float | None:
+    """When the market closes: a market order fills at the symbol's last price (slipped);
+    anything else (and a market order with no price at all) expires."""
+    if typ is OrderType.MARKET and last is not None:
+        return adverse(last, buy, slip)
+    return None
+
+
 def bar_path(o: float, h: float, lo: float, c: float, side: Side) -> tuple[float, float, float, float, float]:
     """The trades a bar is taken to be, adverse extreme first for ``side``."""
     if side is Side.SHORT:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tfl.domain import RejectReason
-
-LOSS_LIMIT = "daily loss limit"
+from tfl.domain import HaltReason, RejectReason
 
 
 @dataclass
@@ -28,10 +26,10 @@ class Gate:
         return self.reconciled and self.feed_fresh and self.token_ok
 
 
-def entry_block(halted: str, reduce_only: str, gate: Gate | None) -> RejectReason | None:
+def entry_block(halted: HaltReason | None, reduce_only: str, gate: Gate | None) -> RejectReason | None:
     """Why setups get no order now, or None when entries are allowed."""
-    if halted:
-        return RejectReason.DAILY_LOSS_LIMIT if halted == LOSS_LIMIT else RejectReason.KILL_SWITCH
+    if halted is not None:
+        return RejectReason.DAILY_LOSS_LIMIT if halted is HaltReason.DAILY_LOSS_LIMIT else RejectReason.KILL_SWITCH
     if reduce_only:
         return RejectReason.REDUCE_ONLY
     if gate is not None and not gate.open():

@@ -14,7 +14,6 @@ true and recorded as an :class:`Anomaly`; the trader alerts on it and acts safel
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -42,10 +41,10 @@ from tfl.core.events import (
 )
 from tfl.core.orders import TERMINAL, Leg, Oddity, OrderRecord, OrderRequest, OrderStatus, Report, transition
 from tfl.costs import CostModel
-from tfl.domain import Bias, ExitReason, Side
+from tfl.domain import Bias, ExitReason, HaltReason, Side
 from tfl.settings import Settings
 from tfl.strategy.book import Book
-from tfl.strategy.rules import Position
+from tfl.strategy.rules import open_position
 from tfl.timeutil import BAR_SECONDS
 
 log = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ class CoreState:
     marks: dict[str, float] = field(default_factory=dict)
     last_slot: int = 0
     last_equity: float = 0.0
-    halted: str = ""  # why entries stopped for the day (loss limit, kill switch); empty when trading
+    halted: HaltReason | None = None  # why entries stopped for the day; None while trading
     reduce_only: str = ""  # why the trader takes no entries until the next session's reconciliation
     closed_sessions: set[str] = field(default_factory=set)
     legs: dict[str, dict[Leg, str]] = field(default_factory=dict)  # symbol -> its open position's stop/target
@@ -175,7 +174,7 @@ def apply(state: CoreState, ev: Event) -> None:
             state.marks.update(ev.marks)
             state.day_start_equity = state.equity()
             state.last_equity = state.day_start_equity
-            state.halted = ""
+            state.halted = None
             state.reduce_only = ""  # a new day starts with a reconciliation, which sets it again if needed
             state.last_slot = 0
         case Halted():
@@ -315,25 +314,7 @@ def _book_entry(state: CoreState, rec: OrderRecord, qty: int, price: float, fill
     share = a.planned_risk * qty / a.qty if a.qty else 0.0
     if pos is None:
         p = state.settings.strategy
-        r = abs(price - a.stop)
-        book.open(
-            Position(
-                sym,
-                a.side,
-                qty,
-                a.setup_ts,
-                a.entry_ts,
-                price,
-                a.stop,
-                a.stop,
-                price + a.side * p.target_r * r,
-                r,
-                share,
-                a.rsi,
-                0.0,
-                best=-math.inf if a.side is Side.LONG else math.inf,
-            )
-        )
+        book.open(open_position(sym, a.side, a.setup_ts, a.entry_ts, a.stop, a.rsi, qty, price, share, p))
     else:
         book.add(sym, qty, price, share)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tfl.data.loader import DAILY_DIR, INTRADAY_DIR, DataError, RawBars, dedupe_sorted, read_raw, symbol_files
-from tfl.timeutil import BAR_MINUTES, IST_OFFSET_S, SECONDS_PER_DAY
+from tfl.timeutil import BAR_MINUTES, IST_OFFSET_S, REGULAR_CLOSE, REGULAR_OPEN, SECONDS_PER_DAY
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,9 @@ def _days(raw: RawBars) -> np.ndarray:
     return (raw.ts + IST_OFFSET_S) // SECONDS_PER_DAY
 
 
-def check_dir(data_dir: Path, open_minute: int = 555, last_bar_minute: int = 915) -> list[FileReport]:
+def check_dir(
+    data_dir: Path, open_minute: int = REGULAR_OPEN, last_bar_minute: int = REGULAR_CLOSE - BAR_MINUTES
+) -> list[FileReport]:
     if not data_dir.is_dir():
         raise DataError(data_dir, "data directory does not exist")
     raws: dict[tuple[str, str], RawBars | DataError] = {}

@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tfl.data.loader import DAILY_DIR, INTRADAY_DIR
+from tfl.timeutil import BAR_MINUTES, REGULAR_OPEN
 
 BARS_PER_DAY = 25
 TICK = 0.05
-FIRST_BAR_MIN = 9 * 60 + 15
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ def synthesize(out_dir: Path, spec: SynthSpec) -> dict[str, int]:
     vix_close = np.clip(9.0 + 1.1 * rv + 1.5 * rng.standard_normal(nd), 9.5, 60.0)
     vix_close = np.round(vix_close, 2)
 
-    bar_minutes = FIRST_BAR_MIN + 15 * np.arange(nb)
+    bar_minutes = REGULAR_OPEN + BAR_MINUTES * np.arange(nb)
     day64 = np.array([np.datetime64(d.isoformat(), "m") for d in days])
     stamps = (day64[:, None] + bar_minutes[None, :].astype("timedelta64[m]")).reshape(-1)
     (out_dir / INTRADAY_DIR).mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,14 @@ STATUS_REPORT: dict[str, Report | None] = {
 }
 
 
+def _report_of(status: str) -> Report | None:
+    """The fact a broker status stands for; one we do not know is read as still working, and said."""
+    if status in STATUS_REPORT:
+        return STATUS_REPORT[status]
+    log.warning("unknown broker order status: taken as still working", extra={"fields": {"status": status}})
+    return Report.ACCEPTED
+
+
 class Execution:
     def __init__(
         self,
@@ -113,7 +121,7 @@ class Execution:
                 log.error("could not read the broker's fills", extra={"fields": {"error": str(exc)}})
                 fills = []
             out.extend(self.fill_fact(f) for f in fills if f.tag == order.tag and f.fill_id not in rec.fill_ids)
-        report = STATUS_REPORT.get(order.status, Report.ACCEPTED)
+        report = _report_of(order.status)
         if report is not None:
             out.append(OrderReported(rec.request.client_id, report, order.broker_id, order.reason[:200]))
         elif order.broker_id and not rec.broker_id:
@@ -131,7 +139,7 @@ class Execution:
                 case Fill():
                     out.append(self.fill_fact(ev))
                 case OrderUpdate():
-                    report = STATUS_REPORT.get(ev.status)
+                    report = _report_of(ev.status)
                     if report is not None:
                         out.append(OrderReported(ev.tag, report, ev.broker_id, ev.reason[:200]))
         return out

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfl.core.fills import adverse, match
+from tfl.core.fills import adverse, at_the_close, match
 from tfl.core.orders import OrderRequest, OrderType
 from tfl.live.broker import BrokerError, BrokerEvent, BrokerOrder, Fill, OrderUpdate
 from tfl.live.faults import CrashPoints
-from tfl.timeutil import BAR_SECONDS, IST_OFFSET_S
+from tfl.timeutil import BAR_SECONDS, IST_OFFSET_S, REGULAR_OPEN
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -84,7 +84,9 @@ class _Open:
 
 
 class PaperBroker:
-    def __init__(self, path: str | Path, *, slippage_pct: float = 0.05, session_open_minute: int = 555) -> None:
+    def __init__(
+        self, path: str | Path, *, slippage_pct: float = 0.05, session_open_minute: int = REGULAR_OPEN
+    ) -> None:
         self.path = Path(path)
         self._slip = slippage_pct / 100.0
         self._open_minute = session_open_minute
@@ -305,8 +307,9 @@ class PaperBroker:
         try:
             for symbol, orders in list(self._open.items()):
                 for o in list(orders):
-                    if o.type == OrderType.MARKET.value and symbol in self._last_price:
-                        self._fill(o, o.qty - o.filled, adverse(self._last_price[symbol], o.side > 0, self._slip), ts)
+                    px = at_the_close(_TYPES[o.type], o.side > 0, self._last_price.get(symbol), self._slip)
+                    if px is not None:
+                        self._fill(o, o.qty - o.filled, px, ts)
                     elif o in self._open.get(symbol, []):
                         self._close_open(o, "EXPIRED", reason="expired at the close")
                         self._events.append(

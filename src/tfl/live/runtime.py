@@ -28,7 +28,7 @@ from tfl.core.state import path_side
 from tfl.data.bars import BarSeries
 from tfl.data.bias_inputs import bias_records
 from tfl.data.market import Market
-from tfl.domain import Bias, BiasRead, Side
+from tfl.domain import Bias, BiasRead, HaltReason, Side
 from tfl.live.bars import Bar, BarBuilder
 from tfl.live.broker import Broker, MarketSim
 from tfl.live.execution import Execution
@@ -303,8 +303,8 @@ def run_session(
         now = clock()
         if now >= next_kill_check:
             next_kill_check = now + 0.2
-            if controls.kill_switch() and not trader.state.halted:
-                trader.halt(boundaries[bi - 1] if bi else start_ts, "kill switch")
+            if controls.kill_switch() and trader.state.halted is None:
+                trader.halt(boundaries[bi - 1] if bi else start_ts, HaltReason.KILL_SWITCH)
         if now >= next_heartbeat:
             next_heartbeat = now + settings.live.heartbeat_seconds
             _heartbeat(trader, ticks, controls)

@@ -38,7 +38,7 @@ from tfl.core.events import (
 from tfl.core.orders import Leg, Oddity, OrderRecord, OrderStatus, Report, transition
 from tfl.core.risk import Gate
 from tfl.core.state import UNSURE, AnomalyKind, CoreState, apply
-from tfl.domain import Bias
+from tfl.domain import Bias, HaltReason
 from tfl.live.execution import Execution
 from tfl.live.faults import CrashPoints
 from tfl.live.journal import Journal, read_events, to_record
@@ -130,9 +130,9 @@ class Trader:
                 self.move_stop(ev.cid, ts)
             case Halted() if new:
                 log.critical(
-                    "trading halted: flattening, no new entries today", extra={"fields": {"reason": ev.reason}}
+                    "trading halted: flattening, no new entries today", extra={"fields": {"reason": ev.reason.value}}
                 )
-                self.alert("CRITICAL", f"TFL halted ({ev.reason}): positions are being flattened")
+                self.alert("CRITICAL", f"TFL halted ({ev.reason.value}): positions are being flattened")
 
     def facts(self, events: Iterable[Event], ts: int) -> None:
         """Journal and apply what the broker says, and react to fills."""
@@ -402,7 +402,7 @@ class Trader:
             log.warning("position without a working stop: placing one", extra={"fields": {"symbols": held}})
         self.decide(evs, ts)
 
-    def halt(self, ts: int, reason: str) -> None:
+    def halt(self, ts: int, reason: HaltReason) -> None:
         """The kill switch: no new entries today, every position closed at market."""
         self.decide(self.core.halt(self.state, reason), ts)
 

@@ -83,26 +83,34 @@ class Position:
 
 
 def open_position(
-    setup: Setup, qty: int, fill: float, entry_ts: int, planned_risk: float, p: StrategySettings
+    symbol: str,
+    side: Side,
+    setup_ts: int,
+    entry_ts: int,
+    initial_stop: float,
+    rsi: float,
+    qty: int,
+    fill: float,
+    planned_risk: float,
+    p: StrategySettings,
 ) -> Position:
     """A position from its setup and its actual fill: R and the target are measured from the fill."""
-    stop = setup.initial_stop
-    r = abs(fill - stop)
+    r = abs(fill - initial_stop)
     return Position(
-        setup.symbol,
-        setup.side,
+        symbol,
+        side,
         qty,
-        setup.setup_ts,
+        setup_ts,
         entry_ts,
         fill,
-        stop,
-        stop,
-        fill + setup.side * p.target_r * r,
+        initial_stop,
+        initial_stop,
+        fill + side * p.target_r * r,
         r,
         planned_risk,
-        setup.rsi,
+        rsi,
         0.0,
-        best=-math.inf if setup.side is Side.LONG else math.inf,
+        best=-math.inf if side is Side.LONG else math.inf,
     )
 
 
