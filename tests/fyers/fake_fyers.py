@@ -369,6 +369,11 @@ class FakeFyers:
         if "limitPrice" in body:
             o.limit = float(body["limitPrice"])
             self.engine.modify(o.id, int(self.clock), limit=o.limit)
+        if "qty" in body:
+            if int(body["qty"]) <= o.filled:
+                return 400, {"s": "error", "code": -53, "message": "Quantity below the traded quantity"}
+            o.qty = int(body["qty"])
+            self.engine.modify(o.id, int(self.clock), qty=o.qty)
         self._socket_order(o)
         return 200, {"s": "ok", "code": 1102, "message": "Successfully modified order", "id": o.id}
 

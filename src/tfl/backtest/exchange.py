@@ -67,12 +67,13 @@ class SimExchange:
             del self.book[sym]
         return True
 
-    def modify(self, cid: str, trigger: float) -> None:
+    def modify(self, cid: str, trigger: float, qty: int | None = None) -> None:
         sym = self._where.get(cid)
         if sym is not None:
             for o in self.book[sym]:
                 if o.cid == cid:
                     o.trigger = trigger
+                    o.qty = o.qty if qty is None else qty
 
     def run_bar(self, symbol: str, o: float, h: float, lo: float, c: float, side: Side, on_fill: OnFill) -> None:
         """Walk one bar of ``symbol`` and fill what its prices reach."""

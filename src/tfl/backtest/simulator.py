@@ -358,7 +358,7 @@ class _Backtest:
                     if ex.cancel(ev.cid):
                         apply(st, OrderReported(ev.cid, Report.CANCELLED))
                 case StopMoved():
-                    ex.modify(ev.cid, ev.trigger)
+                    ex.modify(ev.cid, ev.trigger, ev.qty)
 
 
 def _union(parts: list[I64]) -> I64:

@@ -212,6 +212,7 @@ def _trade_fyers(
     if not fy.token_gate(kit, today, controls.alert, sleep=pause, until=until):
         return EXIT_NO_TOKEN
     controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
+    controls.market_now = fy.market_now
     controls.token_recheck_seconds = settings.live.token_recheck_seconds
     state[0] = "checking history"
     symbols = _fresh_symbols(args, settings, kit, calendar, session, controls, pause, today_so_far.positions)

@@ -125,6 +125,13 @@ def _enc_order(e: OrderReported) -> Payload:
     return d
 
 
+def _enc_modify(e: StopMoved) -> Payload:
+    d: Payload = {"cid": e.cid, "n": e.n, "trigger": e.trigger}
+    if e.qty is not None:
+        d["qty"] = e.qty
+    return d
+
+
 def _enc_fill(e: Filled) -> Payload:
     d: Payload = {"fill_id": e.fill_id, "cid": e.cid, "qty": e.qty, "price": e.price, "ts": e.ts, "slot": e.slot}
     if e.symbol:
@@ -139,7 +146,7 @@ _ENCODERS: dict[type, Callable[[Any], Payload]] = {
     SignalRejected: _enc_reject,
     OrderPlaced: _enc_intent,
     CancelRequested: lambda e: {"cid": e.cid, "n": e.n, "reason": e.reason},
-    StopMoved: lambda e: {"cid": e.cid, "n": e.n, "trigger": e.trigger},
+    StopMoved: _enc_modify,
     StopConfirmed: lambda e: {"cid": e.cid, "n": e.n},
     OrderReported: _enc_order,
     Filled: _enc_fill,
@@ -150,7 +157,7 @@ _ENCODERS: dict[type, Callable[[Any], Payload]] = {
     ReduceOnly: lambda e: {"reason": e.reason},
     SessionClosed: lambda e: {"flat": e.flat, "equity": e.equity, "trades": e.trades},
     ReconcileDifference: lambda e: {"difference": e.difference, "at": e.at},
-    StrayCorrected: lambda e: {"symbol": e.symbol, "qty": e.qty, "reason": e.reason},
+    StrayCorrected: lambda e: {"symbol": e.symbol, "qty": e.qty, "reason": e.reason, "n": e.n},
     AlertRaised: lambda e: {"level": e.level, "cause": e.cause, "message": e.message, "ref": e.ref},
     Unrecognised: lambda e: {"kind": e.kind, "text": e.text},
 }
@@ -351,7 +358,9 @@ _DECODERS: dict[str, Callable[[_P, str], Event]] = {
     "REJECT": _dec_reject,
     "INTENT": _dec_intent,
     "CANCEL": lambda p, s: CancelRequested(p.text("cid"), p.whole("n"), p.text("reason", "")),
-    "MODIFY": lambda p, s: StopMoved(p.text("cid"), p.whole("n"), p.num("trigger")),
+    "MODIFY": lambda p, s: StopMoved(
+        p.text("cid"), p.whole("n"), p.num("trigger"), p.whole("qty") if "qty" in p.d else None
+    ),
     "MODIFIED": lambda p, s: StopConfirmed(p.text("cid"), p.whole("n")),
     "ORDER": _dec_order,
     "FILL": _dec_fill,
@@ -362,7 +371,7 @@ _DECODERS: dict[str, Callable[[_P, str], Event]] = {
     "REDUCE_ONLY": lambda p, s: ReduceOnly(p.text("reason")),
     "SESSION_CLOSE": lambda p, s: SessionClosed(s, p.flag("flat"), p.num("equity"), p.whole("trades")),
     "RECONCILE": lambda p, s: ReconcileDifference(p.text("difference"), p.whole("at", 0)),
-    "CORRECT": lambda p, s: StrayCorrected(p.text("symbol"), p.whole("qty"), p.text("reason", "")),
+    "CORRECT": lambda p, s: StrayCorrected(p.text("symbol"), p.whole("qty"), p.text("reason", ""), p.whole("n", 0)),
     "ALERT": lambda p, s: AlertRaised(p.text("level"), p.text("cause"), p.text("message"), p.text("ref", "")),
     "NOTE": lambda p, s: Unrecognised(p.text("kind", "NOTE"), p.text("text", "")),
 }

@@ -35,7 +35,7 @@ from tfl.core.events import (
     StopMoved,
 )
 from tfl.core.fills import touches
-from tfl.core.orders import MAX_ATTEMPTS, Leg, OrderRecord, OrderType, attempt_of, client_id, oco_group
+from tfl.core.orders import MAX_ATTEMPTS, Leg, OrderRecord, OrderStatus, OrderType, attempt_of, client_id, oco_group
 from tfl.core.risk import Gate, entry_block
 from tfl.core.state import CoreState
 from tfl.costs import CostModel
@@ -142,6 +142,8 @@ class Core:
         return out
 
     def _manage(self, state: CoreState, pos: Position, bar: ClosedBar, out: list[Event]) -> None:
+        if state.leveled.get(bar.symbol) == bar.start:
+            return  # decided before a restart (a fill since may have moved R: the decision stands)
         stop, best = ratchet(pos, bar.high, bar.low, bar.atr, self.settings.strategy)
         out.append(LevelsSet(bar.symbol, stop, best, bar.close, bar.start))
         legs = state.legs.get(bar.symbol, {})
@@ -270,9 +272,9 @@ class Core:
             if exit_order is not None:
                 out.append(exit_order)
 
-    def _exit(self, pos: Position, reason: ExitReason, state: CoreState) -> OrderPlaced | None:
-        """A market exit for the whole position; a new attempt when an earlier one ended unfilled
-        (None once every attempt has been used: the position keeps its stop)."""
+    def _exit(self, pos: Position, reason: ExitReason, state: CoreState, qty: int | None = None) -> OrderPlaced | None:
+        """A market exit for the position (or ``qty`` of it); a new attempt when an earlier exit
+        exists (None once every attempt has been used: the position keeps its stop)."""
         attempt = 0
         if client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.EXIT) in state.orders:
             attempt = _next_attempt(state, pos.symbol, pos.setup_ts, Leg.EXIT)
@@ -284,7 +286,7 @@ class Core:
             pos.symbol,
             -int(pos.side),
             OrderType.MARKET,
-            pos.qty,
+            pos.qty if qty is None else qty,
             None,
             None,
             None,
@@ -298,7 +300,8 @@ class Core:
     def on_fill(self, state: CoreState, fill: Filled, now_slot: int) -> list[Event]:
         """What a fill (already applied) calls for: a new position's protective stop, a stop
         resized to the position, the other legs of a closed position cancelled, and an
-        immediate exit for a position that opened after the day's square-off or halt."""
+        immediate exit for shares that arrived after the day's square-off or halt, or while
+        the position was being exited."""
         rec = state.orders.get(fill.cid)
         if rec is None:
             return []
@@ -309,13 +312,17 @@ class Core:
             if pos is None or pos.setup_ts != rec.setup_ts:
                 return out
             stopped = state.halted is not None or now_slot >= self.plan.squareoff_ts
-            if stopped and sym not in state.exit_pending:
+            if stopped or sym in state.exit_pending:
                 if rec.open:
                     out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "trading has stopped"))
-                reason = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
-                exit_order = self._exit(pos, reason, state)
-                if exit_order is not None:
-                    out.append(exit_order)
+                uncovered = pos.qty - exiting(state, pos)
+                if uncovered > 0:
+                    why = state.exit_pending.get(sym, (None, None))[0]
+                    if why is None:
+                        why = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
+                    exit_order = self._exit(pos, why, state, uncovered)
+                    if exit_order is not None:
+                        out.append(exit_order)
                 return out
             self._protect(state, pos, out)
             return out
@@ -331,24 +338,28 @@ class Core:
                 ):
                     out.append(CancelRequested(other.request.client_id, other.cancel_requests + 1, "position closed"))
             return out
-        # A partial exit: the stop must match what is left; a partly filled stop retires the target.
+        # A partial exit. A partly filled stop retires the target (it would sell shares that are
+        # gone); a partly filled target shrinks the stop; a partly filled market exit goes on.
         if rec.leg is Leg.STOP:
             tgt = state.legs.get(sym, {}).get(Leg.TARGET)
             if tgt is not None and state.orders[tgt].open:
                 out.append(CancelRequested(tgt, state.orders[tgt].cancel_requests + 1, "stop partly filled"))
-        else:
+        elif rec.leg is Leg.TARGET and sym not in state.exit_pending:
             self._protect(state, pos, out)
         return out
 
     def _protect(self, state: CoreState, pos: Position, out: list[Event]) -> None:
-        """The position's protective stop rests at the broker for its whole quantity."""
+        """The position's protective stop rests at the broker for its whole quantity: a working
+        stop of another size is resized in place; a missing one is placed (a new attempt)."""
         old = state.legs.get(pos.symbol, {}).get(Leg.STOP)
         if old is not None:
             rec = state.orders[old]
-            if rec.working and rec.remaining == pos.qty:
+            if rec.working and rec.status is not OrderStatus.PENDING_CANCEL:
+                if rec.remaining != pos.qty and rec.request.trigger is not None:
+                    out.append(StopMoved(old, rec.modifications + 1, rec.request.trigger, rec.filled + pos.qty))
                 return
             if rec.open:
-                out.append(CancelRequested(old, rec.cancel_requests + 1, "resized"))
+                out.append(CancelRequested(old, rec.cancel_requests + 1, "replaced"))
         attempt = 0 if old is None else attempt_of(old) + 1
         if attempt >= MAX_ATTEMPTS:  # every stop was refused: close the position instead
             exit_order = self._exit(pos, ExitReason.MANUAL, state) if pos.symbol not in state.exit_pending else None
@@ -432,6 +443,15 @@ def _allocated(
 def _entry_order(cid: str, s: Setup, qty: int) -> OrderPlaced:
     """A stop entry resting for one bar at the setup's trigger."""
     return OrderPlaced(cid, Leg.ENTRY, s.symbol, int(s.side), OrderType.STOP, qty, s.trigger, None, None, s.setup_ts)
+
+
+def exiting(state: CoreState, pos: Position) -> int:
+    """Shares of the position that working exit orders are already selling (or buying back)."""
+    return sum(
+        r.remaining
+        for r in state.working.values()
+        if r.leg is Leg.EXIT and r.request.symbol == pos.symbol and r.setup_ts == pos.setup_ts
+    )
 
 
 def _next_attempt(state: CoreState, symbol: str, setup_ts: int, leg: Leg) -> int:

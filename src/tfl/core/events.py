@@ -108,12 +108,14 @@ class CancelRequested:
 
 @dataclass(frozen=True, slots=True)
 class StopMoved:
-    """A resting stop's new trigger (the ratchet)."""
+    """A resting stop's new trigger (the ratchet), or its new quantity (a position that grew
+    or shrank by a partial fill)."""
 
     KIND: ClassVar[str] = "MODIFY"
     cid: str
     n: int
     trigger: float
+    qty: int | None = None
 
     def key(self) -> str:
         return f"modify:{self.cid}:{self.n}"
@@ -253,9 +255,10 @@ class StrayCorrected:
     symbol: str
     qty: int  # the broker's stray quantity (signed) after the correction
     reason: str
+    n: int = 0  # the how-many-th correction in this journal
 
     def key(self) -> str:
-        return f"correct:{self.symbol}:{self.qty}:{self.reason[:40]}"
+        return f"correct:{self.symbol}:{self.n}"
 
 
 @dataclass(frozen=True, slots=True)

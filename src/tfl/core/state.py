@@ -94,7 +94,10 @@ class CoreState:
     legs: dict[str, dict[Leg, str]] = field(default_factory=dict)  # symbol -> its open position's stop/target
     exit_pending: dict[str, tuple[ExitReason, int | None]] = field(default_factory=dict)
     foreign: dict[str, int] = field(default_factory=dict)  # signed shares filled by orders that are not ours
+    leveled: dict[str, int] = field(default_factory=dict)  # symbol -> the last bar its levels were set for
     anomalies: list[Anomaly] = field(default_factory=list)
+    session_anomalies: int = 0  # how many anomalies came before the current session
+    stray_corrections: int = 0
 
     @staticmethod
     def fresh(settings: Settings) -> CoreState:
@@ -126,6 +129,7 @@ def apply(state: CoreState, ev: Event) -> None:
                 pos.stop = ev.stop
                 pos.best = ev.best
             state.marks[ev.symbol] = ev.mark
+            state.leveled[ev.symbol] = ev.bar
         case Allocated():
             state.allocations[ev.cid] = ev
             if ev.reject is not None:
@@ -158,7 +162,8 @@ def apply(state: CoreState, ev: Event) -> None:
             rec = _order(state, ev.cid)
             if rec is not None:
                 r = rec.request
-                rec.request = OrderRequest(r.client_id, r.symbol, r.side, r.type, r.qty, ev.trigger, r.limit, r.oco)
+                qty = r.qty if ev.qty is None else ev.qty
+                rec.request = OrderRequest(r.client_id, r.symbol, r.side, r.type, qty, ev.trigger, r.limit, r.oco)
                 rec.modifications = max(rec.modifications, ev.n)
         case StopConfirmed():
             rec = _order(state, ev.cid)
@@ -176,6 +181,7 @@ def apply(state: CoreState, ev: Event) -> None:
             state.last_equity = state.day_start_equity
             state.halted = None
             state.reduce_only = ""  # a new day starts with a reconciliation, which sets it again if needed
+            state.session_anomalies = len(state.anomalies)
             state.last_slot = 0
         case Halted():
             state.halted = ev.reason
@@ -185,6 +191,7 @@ def apply(state: CoreState, ev: Event) -> None:
             state.closed_sessions.add(ev.session)
         case StrayCorrected():
             state.book.correct_stray(ev.symbol, ev.qty)
+            state.stray_corrections += 1
         case ReconcileDifference() | AlertRaised() | Unrecognised():
             pass  # information only
 
@@ -224,12 +231,18 @@ def _set_status(state: CoreState, rec: OrderRecord, new: OrderStatus) -> None:
     rec.status = new
     if new in TERMINAL:
         state.working.pop(rec.request.client_id, None)
-        if rec.leg is Leg.EXIT and new is not OrderStatus.FILLED:
-            # An exit that ended unfilled: the position is not being exited any more, so the
-            # next decision (a square-off, a flatten, a protective stop) sees it again.
-            pos = state.book.positions.get(rec.request.symbol)
-            if pos is not None and pos.setup_ts == rec.setup_ts:
-                state.exit_pending.pop(rec.request.symbol, None)
+        if rec.leg is Leg.EXIT:
+            # An exit that ended (unfilled, or filled while the position had grown): if nothing
+            # else is exiting it, the position is not being exited any more, so the next
+            # decision (a square-off, a flatten, a protective stop) sees it again.
+            sym = rec.request.symbol
+            pos = state.book.positions.get(sym)
+            others = any(
+                r.leg is Leg.EXIT and r.request.symbol == sym and r.setup_ts == rec.setup_ts
+                for r in state.working.values()
+            )
+            if pos is not None and pos.setup_ts == rec.setup_ts and not others:
+                state.exit_pending.pop(sym, None)
     else:
         state.working[rec.request.client_id] = rec
 
@@ -274,7 +287,6 @@ def _fill(state: CoreState, ev: Filled) -> None:
                 rec.request.symbol,
                 f"a fill for an order that is {rec.status.value}",
             )
-        _set_status(state, rec, new)
     sym = rec.request.symbol
     if rec.leg is Leg.ENTRY and booked:
         _book_entry(state, rec, booked, ev.price, ev.fill_id)
@@ -282,6 +294,8 @@ def _fill(state: CoreState, ev: Filled) -> None:
         state.book.stray_fill(sym, rec.request.side * booked, ev.price)
     elif booked:
         excess += _book_exit(state, rec, booked, ev)
+    if booked:  # after booking: an exit that ends now sees what is left of its position
+        _set_status(state, rec, new)
     if excess:
         _anomaly(
             state,

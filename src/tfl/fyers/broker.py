@@ -135,7 +135,9 @@ class FyersBroker:
             0.0,
         )
 
-    def modify(self, tag: str, ts: int, *, trigger: float | None = None, limit: float | None = None) -> BrokerOrder:
+    def modify(
+        self, tag: str, ts: int, *, trigger: float | None = None, limit: float | None = None, qty: int | None = None
+    ) -> BrokerOrder:
         """One PATCH when we placed the order ourselves (its id, type and side are known)."""
         known = self._placed.get(tag)
         if known is None:
@@ -150,13 +152,27 @@ class FyersBroker:
             changes["stopPrice"] = round_to_tick(trigger, inst.tick, up=side > 0)
         if limit is not None:
             changes["limitPrice"] = round_to_tick(limit, inst.tick, up=side < 0)
+        if qty is not None:
+            changes["qty"] = qty
         try:
             self.rest.modify(oid, **changes)
         except FyersError as exc:
             raise self._translate(exc) from None
         self._book_cache = None
+        if qty is not None:
+            self._placed[tag] = (oid, symbol, side, typ, qty)
         return BrokerOrder(
-            oid, tag, symbol, side, typ, qty, changes.get("stopPrice"), changes.get("limitPrice"), "PENDING", 0, 0.0
+            oid,
+            tag,
+            symbol,
+            side,
+            typ,
+            qty if qty is not None else known[4],
+            changes.get("stopPrice"),
+            changes.get("limitPrice"),
+            "PENDING",
+            0,
+            0.0,
         )
 
     def cancel(self, tag: str, ts: int) -> BrokerOrder:

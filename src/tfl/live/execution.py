@@ -86,11 +86,11 @@ class Execution:
             return []  # still PENDING_CANCEL: the next step asks again
         return self.adopt(rec, order)
 
-    def modify(self, rec: OrderRecord, ts: int, trigger: float) -> bool:
-        """Move a resting stop; False when the broker did not confirm it."""
+    def modify(self, rec: OrderRecord, ts: int, trigger: float, qty: int | None = None) -> bool:
+        """Move (or resize) a resting stop; False when the broker did not confirm it."""
         cid = rec.request.client_id
         try:
-            self.broker.modify(cid, ts, trigger=trigger)
+            self.broker.modify(cid, ts, trigger=trigger, qty=qty)
             self._hit("broker")
         except (BrokerError, BrokerTimeoutError) as exc:
             log.error("stop modification failed", extra={"fields": {"cid": cid, "error": str(exc)}})

@@ -175,15 +175,23 @@ class PaperBroker:
             raise BrokerError(f"order {req.client_id} rejected: {reason}")
         return order
 
-    def modify(self, tag: str, ts: int, *, trigger: float | None = None, limit: float | None = None) -> BrokerOrder:
+    def modify(
+        self, tag: str, ts: int, *, trigger: float | None = None, limit: float | None = None, qty: int | None = None
+    ) -> BrokerOrder:
         o = self._find_open(tag)
         if o is None:
             raise BrokerError(f"order {tag}: not open, cannot modify")
+        if qty is not None and qty <= o.filled:
+            raise BrokerError(f"order {tag}: quantity {qty} is not above what has filled ({o.filled})")
         if trigger is not None:
             o.trigger = trigger
         if limit is not None:
             o.limit = limit
-        self._db.execute("UPDATE orders SET trigger = ?, lim = ? WHERE tag = ?", (o.trigger, o.limit, tag))
+        if qty is not None:
+            o.qty = qty
+        self._db.execute(
+            "UPDATE orders SET trigger = ?, lim = ?, qty = ? WHERE tag = ?", (o.trigger, o.limit, o.qty, tag)
+        )
         order = self.order_by_tag(tag)
         assert order is not None
         return order

@@ -77,6 +77,7 @@ def _reconcile(trader: Trader, ts: int) -> list[str]:
         trader.set_reduce_only(ts, "; ".join(unexplained)[:200])
     trader.resolve_unknown(ts)  # cancels and stop moves journalled before a crash but not sent: send them
     trader.protect(ts)
+    trader.after_restart(ts)
     trader.gate.reconciled = True
     trader.journal.flush()
     log.info("reconciled with the broker", extra={"fields": {"differences": len(diffs)}})

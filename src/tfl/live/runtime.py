@@ -79,6 +79,9 @@ class Controls:
     on_token_recovered: Callable[[], None] | None = None  # live: reconnect the sockets with the new token
     exit_wait_seconds: float = 120.0  # live: how long to wait at the close for the square-off fills
     metrics: Metrics | None = None  # heartbeat, P&L and order latency (EMF on AWS)
+    # Live: the exchange's time now (UTC epoch seconds). A trader restarted after an outage
+    # reconciles at that time, so an entry whose bar passed while it was down is not sent.
+    market_now: Callable[[], float] | None = None
 
     def install_signal(self) -> None:
         def on_signal(signum: int, frame: object) -> None:
@@ -259,7 +262,8 @@ def run_session(
         log.warning(
             "resuming a session after a restart", extra={"fields": {"session": trader.sid, "from": iso_ist(start_ts)}}
         )
-    reconcile(trader, start_ts)
+    market_ts = int(controls.market_now()) if controls.market_now is not None else start_ts
+    reconcile(trader, max(start_ts, market_ts))
 
     day = date_to_day(session.date)
     todays = {sym: market.intraday[sym] for sym in symbols}

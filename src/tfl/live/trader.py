@@ -18,7 +18,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
-from tfl.core.decide import ClosedBar, Core, SessionPlan
+from tfl.core.decide import ClosedBar, Core, SessionPlan, exiting
 from tfl.core.events import (
     AlertRaised,
     CancelRequested,
@@ -91,7 +91,10 @@ class Trader:
             n += 1
         self.recovered = n > 0
         self.loaded = set(self.state.orders)
-        self._seen_anomalies = len(self.state.anomalies)  # alerted (journalled) before the restart
+        # Today's anomalies are handled again after the reconciliation (an alert journalled
+        # before a crash is not sent twice); earlier days' are history.
+        today = self.state.session == self.sid
+        self._seen_anomalies = self.state.session_anomalies if today else len(self.state.anomalies)
         log.info(
             "journal loaded",
             extra={
@@ -135,16 +138,21 @@ class Trader:
                 self.alert("CRITICAL", f"TFL halted ({ev.reason.value}): positions are being flattened")
 
     def facts(self, events: Iterable[Event], ts: int) -> None:
-        """Journal and apply what the broker says, and react to fills."""
+        """Journal and apply what the broker says, then react to the fills among it.
+
+        The reactions come after the whole batch is applied: forty partial fills of one
+        entry, reported together, resize its stop once rather than forty times."""
+        fills: list[Filled] = []
         for fact in events:
             ev = self._numbered(fact)
             if ev is None:
                 continue
-            new = self.record(ev, ts)
-            if new and isinstance(ev, Filled):
+            if self.record(ev, ts) and isinstance(ev, Filled):
                 self._log_fill(ev)
-                self.decide(self.core.on_fill(self.state, ev, slot_of(ev.ts, self.plan.open_ts)), ts)
+                fills.append(ev)
         self.journal.flush()
+        for f in fills:
+            self.decide(self.core.on_fill(self.state, f, slot_of(f.ts, self.plan.open_ts)), ts)
         self._after_facts(ts)
 
     def _numbered(self, ev: Event) -> Event | None:
@@ -185,6 +193,10 @@ class Trader:
                 return
             if found is not None:
                 return  # the lookup failed: still unknown, try again later; never send blind
+        if rec.leg is Leg.ENTRY and (self.state.halted is not None or self.state.reduce_only):
+            # Decided in a step that, as it was carried out, stopped entries (an odd fill).
+            self.facts([OrderReported(cid, Report.CANCELLED, reason="entries stopped before it was sent")], ts)
+            return
         if rec.leg is Leg.FLATTEN and not self._broker_holds(rec, ts):
             return
         if rec.leg in (Leg.STOP, Leg.TARGET, Leg.EXIT) and not self._still_open(rec):
@@ -206,7 +218,7 @@ class Trader:
         rec = self.state.orders.get(cid)
         if rec is None or not rec.open:
             return
-        if rec.status in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
+        if rec.broker_id is None:  # never acknowledged (an intent, a timed-out place): ask first
             found = self.execution.lookup(rec)
             if found is None:  # it never reached the broker: nothing to cancel
                 self.facts([OrderReported(cid, Report.CANCELLED, reason="not sent")], ts)
@@ -224,14 +236,18 @@ class Trader:
         if rec is None or not rec.working or rec.request.trigger is None or rec.confirmed >= rec.modifications:
             return
         self.journal.flush()
-        if self.execution.modify(rec, ts, rec.request.trigger):
+        if self.execution.modify(rec, ts, rec.request.trigger, rec.request.qty):
             self.record(StopConfirmed(cid, rec.modifications), ts)
 
     def _still_open(self, rec: OrderRecord) -> bool:
+        """Whether a position-bound order still makes sense: its position is open and an exit
+        sells no more than what other exits are not already selling."""
         pos = self.state.book.positions.get(rec.request.symbol)
         if pos is None or pos.setup_ts != rec.setup_ts:
             return False
-        return rec.leg is not Leg.EXIT or rec.request.qty == pos.qty
+        if rec.leg is not Leg.EXIT:
+            return True
+        return rec.request.qty <= pos.qty - (exiting(self.state, pos) - rec.remaining)
 
     def _broker_holds(self, rec: OrderRecord, ts: int) -> bool:
         """A flatten order only for shares the broker really holds (never open a position)."""
@@ -246,7 +262,8 @@ class Trader:
             return True
         keep = extra if (extra > 0) == (want > 0) else 0
         self.facts([OrderReported(rec.request.client_id, Report.CANCELLED, reason="the broker does not hold it")], ts)
-        self.record(StrayCorrected(sym, keep, f"broker holds {held}, journal positions {mine}"), ts)
+        n = self.state.stray_corrections + 1
+        self.record(StrayCorrected(sym, keep, f"broker holds {held}, journal positions {mine}", n), ts)
         self.raise_alert(
             "ERROR",
             "STRAY_CORRECTED",
@@ -292,6 +309,11 @@ class Trader:
                 )
 
     # ------------------------------------------------------------------ anomalies
+
+    def after_restart(self, ts: int) -> None:
+        """Alerts, reduce-only, protection and flattening for today's odd facts, once the broker
+        has been reconciled (a crash may have come between a fact and its handling)."""
+        self._after_facts(ts)
 
     def _after_facts(self, ts: int) -> None:
         """Alert on facts that did not fit, once each; act safely on them."""
@@ -375,6 +397,7 @@ class Trader:
             reconcile(self, boundary)
         self.resolve_unknown(boundary)
         self.protect(boundary)
+        self.decide(self.core.flatten_stray(self.state), boundary)
         block = self.gate if not self.gate.open() else None
         if block is not None and setups:
             log.warning(
@@ -420,6 +443,8 @@ class Trader:
                 self._cancel(rec.request.client_id, ts)  # a cancel that did not get through: ask again
             elif rec.leg is Leg.STOP and rec.modifications > rec.confirmed:
                 self.move_stop(rec.request.client_id, ts)  # a stop move the broker has not confirmed
+            elif rec.status is OrderStatus.INTENT and rec.leg is not Leg.ENTRY:
+                self.submit(rec.request.client_id, ts)  # decided but never sent (a broker that could not be asked)
 
     def close_session(self, ts: int) -> bool:
         """After the broker's close: the book must be flat. Returns True when it is."""
