@@ -246,6 +246,19 @@ def test_broker_orders_by_tag_rounds_to_tick_and_reads_fills(fake: FakeFyers, st
     assert br.cancel("2012071000SSAIL0001", 0).status == "CANCELLED"
 
 
+def test_a_stop_resize_reaches_fyers_with_the_new_quantity(fake: FakeFyers, store: FileSecretStore) -> None:
+    """A late entry fill resizes the stop in place: FYERS must get the new quantity (once, a bug
+    sent the quantity it was placed with), and a second resize starts from the first."""
+    store.put("access_token", fake.issue_token())
+    br = FyersBroker(rest_for(fake, store), SymbolMap(FyersSettings()), fallback_seconds=0.0)
+    s = br.place(OrderRequest("2012071000SSAIL0001", "SAIL", -1, OrderType.STOP, 50, trigger=50.0), 0)
+    assert fake.orders[s.broker_id].qty == 50
+    assert br.modify("2012071000SSAIL0001", 0, trigger=50.0, qty=100).qty == 100
+    assert fake.orders[s.broker_id].qty == 100
+    assert br.modify("2012071000SSAIL0001", 0, trigger=49.5).qty == 100  # a move keeps the size
+    assert fake.orders[s.broker_id].qty == 100 and fake.orders[s.broker_id].stop == 49.5
+
+
 def test_tags_times_and_symbols() -> None:
     assert strip_tag("1:ABC123") == "ABC123" and strip_tag("2:Untagged") == "Untagged" and strip_tag("X") == "X"
     assert parse_time("07-Dec-2020 10:08:00") == parse_time("07-12-2020 10:08:00") == epoch_of_ist(DAY, 608)

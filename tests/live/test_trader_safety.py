@@ -7,13 +7,48 @@ after a restart; no order left waiting forever.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
-from scripted import at, bar, enter, legs, new_trader, poll, restart
+from scripted import ScriptedBroker, at, bar, enter, legs, new_trader, poll, restart
 
 from tfl.core.events import AlertRaised, Filled, OrderPlaced, ReduceOnly
 from tfl.core.orders import Leg, OrderStatus
 from tfl.domain import HaltReason
-from tfl.live.broker import BrokerTimeoutError
+from tfl.live.broker import BrokerError, BrokerTimeoutError, OrderUpdate
+from tfl.live.trader import Trader
+
+
+def alerting_trader() -> tuple[Trader, ScriptedBroker, list[str]]:
+    """A scripted trader whose alerts are kept, to be checked."""
+    sent: list[str] = []
+    t, b = new_trader()
+    t.alert = lambda level, msg: sent.append(msg)
+    return t, b, sent
+
+
+def open_position(t: Trader, b: ScriptedBroker, price: float, hhmm: str) -> None:
+    """A 100-share long in AAA, its entry filled whole at ``hhmm`` (its stop placed)."""
+    cid = enter(t, qty=100)
+    b.fill(cid, 100, price, at(hhmm))
+    poll(t, at(hhmm))
+
+
+def assert_covered(t: Trader, b: ScriptedBroker, *, exiting: bool = False) -> None:
+    """The journal holds what the broker holds, and the broker's working orders protect all of
+    it (stops of its whole size, or market exits for all of it) and never sell more."""
+    held = b.positions().get("AAA", 0)
+    pos = t.state.book.positions.get("AAA")
+    stray = t.state.book.stray.get("AAA", (0, 0.0))[0]
+    assert (pos.qty if pos else 0) + stray == held
+    selling = [o for o in b.working("AAA") if o.side == -1]
+    stops = sum(o.qty - o.filled for o in selling if o.type == "STOP")
+    exits = sum(o.qty - o.filled for o in selling if o.type == "MARKET")
+    targets = [o.qty - o.filled for o in selling if o.type == "LIMIT"]
+    assert (exits if exiting else stops) == held, (stops, exits, held)
+    assert all(q <= held for q in targets)
+    if exiting:
+        assert stops == 0
 
 
 def test_forty_partial_fills_resize_one_stop_and_never_exit() -> None:
@@ -46,9 +81,7 @@ def test_a_partly_filled_market_exit_is_not_doubled_by_a_stop() -> None:
     """The square-off's exit fills in two trades: between them no protective stop is placed for
     the shares the exit is still selling (both could fill: a short position)."""
     t, b = new_trader()
-    cid = enter(t, qty=100)
-    b.fill(cid, 100, 101.05, at("09:47"))
-    poll(t, at("09:47"))
+    open_position(t, b, 101.05, "09:47")
     t.on_slot(at("15:15"), [bar("15:00")], [])
     (x,) = legs(t, Leg.EXIT)
     b.fill(x.request.client_id, 40, 101.4, at("15:16"))
@@ -99,8 +132,9 @@ def test_an_odd_fill_is_handled_after_a_crash_that_came_right_after_it() -> None
     assert not t2.state.book.stray and b.positions() == {"AAA": 100}
 
 
-def test_stray_shares_are_flattened_at_the_next_step_when_the_broker_could_not_be_asked() -> None:
-    t, b = new_trader()
+def _over_fill_with_positions_unreadable(t: Trader, b: ScriptedBroker) -> None:
+    """An entry over-filled by 7 shares, reported while the broker's positions cannot be read
+    (so the 7 stray shares are not flattened yet)."""
     cid = enter(t, qty=100)
     failures = [1]
 
@@ -112,6 +146,12 @@ def test_stray_shares_are_flattened_at_the_next_step_when_the_broker_could_not_b
     b.on_positions = flaky
     b.fill(cid, 107, 101.05, at("09:47"))
     poll(t, at("09:47"))
+    assert not failures  # the positions really could not be read
+
+
+def test_stray_shares_are_flattened_at_the_next_step_when_the_broker_could_not_be_asked() -> None:
+    t, b = new_trader()
+    _over_fill_with_positions_unreadable(t, b)
     (flatten,) = legs(t, Leg.FLATTEN)
     assert flatten.status is OrderStatus.INTENT  # not sent: the broker's positions were not known
     t.on_slot(at("10:00"), [bar("09:45")], [])
@@ -196,9 +236,7 @@ def test_no_entry_goes_out_once_an_odd_fill_has_stopped_entries() -> None:
 
 
 def test_every_alert_is_sent_once() -> None:
-    sent: list[str] = []
-    t, b = new_trader()
-    t.alert = lambda level, msg: sent.append(msg)
+    t, b, sent = alerting_trader()
     cid = enter(t, qty=100)
     b.fill(cid, 107, 101.05, at("09:47"))
     poll(t, at("09:47"))
@@ -209,3 +247,188 @@ def test_every_alert_is_sent_once() -> None:
     assert len(over) == 1
     assert len([r for r in t2.journal.records() if r.kind == AlertRaised.KIND]) == 1
     assert [e for e in t2.journal.records() if e.kind == OrderPlaced.KIND and e.data["leg"] == "E"]
+
+
+def test_a_late_entry_fill_after_the_position_closed_reopens_it_under_fresh_tags() -> None:
+    """The stop closed a 50-share position; then 50 more of the entry, traded before its cancel,
+    are reported. The reopened position gets a new stop and later a new target, under tags
+    that were never used (the old ones are closed at the broker: reusing them would fail)."""
+    t, b = new_trader()
+    cid = enter(t, qty=100)
+    b.fill(cid, 50, 101.0, at("09:50"))
+    poll(t, at("09:50"))
+    s0 = t.state.legs["AAA"][Leg.STOP]
+    t.on_slot(at("10:00"), [bar("09:45")], [])  # the entry's bar is over: cancelled; a target placed
+    b.fill(s0, 50, 99.0, at("10:02"))
+    poll(t, at("10:02"))
+    assert not t.state.book.positions
+    b.fill(cid, 50, 101.2, at("09:59"))  # crossed the cancel
+    poll(t, at("10:03"))
+    t.on_slot(at("10:15"), [bar("10:00")], [])
+    assert [a.kind.value for a in t.state.anomalies] == ["LATE_FILL"]
+    assert_covered(t, b)
+    working = sorted(o.tag for o in b.working("AAA"))
+    assert len(working) == 2 and s0 not in working
+    assert {t.state.orders[tag].leg for tag in working} == {Leg.STOP, Leg.TARGET}
+
+
+@pytest.mark.parametrize("one_poll", [True, False])
+def test_a_late_entry_fill_heard_after_the_square_off_is_exited_not_protected(one_poll: bool) -> None:
+    """The rest of an entry traded at 15:14:59 and is reported after the 15:15 square-off,
+    in the same poll as the square-off exit's fill or before it: it is exited at once."""
+    t, b = new_trader()
+    cid = enter(t, qty=100, setup="14:45")
+    b.fill(cid, 50, 101.0, at("15:05"))
+    poll(t, at("15:05"))
+    t.on_slot(at("15:15"), [bar("15:00")], [])
+    (x0,) = legs(t, Leg.EXIT)
+    b.fill(cid, 50, 101.0, at("15:15") - 1)
+    if not one_poll:
+        poll(t, at("15:15") + 1)
+    b.fill(x0.request.client_id, 50, 101.3, at("15:15") + 2)
+    poll(t, at("15:15") + 3)
+    assert t.state.book.positions["AAA"].qty == 50
+    assert_covered(t, b, exiting=True)
+
+
+def test_a_square_off_exit_that_no_longer_fits_is_replaced_by_one_for_the_shares_held() -> None:
+    """30 of the stop's 100 had filled unseen; the square-off cancels the stop (which brings
+    that fill in) and so its exit for 100 would sell 30 shares too many: it is withdrawn and
+    an exit for the 70 held goes instead."""
+    t, b = new_trader()
+    open_position(t, b, 101.0, "09:50")
+    b.fill(t.state.legs["AAA"][Leg.STOP], 30, 99.0, at("15:14"), report=False)
+    t.on_slot(at("15:15"), [bar("15:00")], [])
+    assert [(e.request.qty, e.status) for e in legs(t, Leg.EXIT)] == [
+        (100, OrderStatus.CANCELLED),
+        (70, OrderStatus.ACCEPTED),
+    ]
+    assert not [c for c in b.calls if c[0] == "place" and c[2] == 100 and t.state.orders[str(c[1])].leg is Leg.EXIT]
+    assert_covered(t, b, exiting=True)
+
+
+def test_a_refused_stop_resize_is_alerted_and_the_stop_replaced() -> None:
+    """The broker refuses to resize the stop after the rest of the entry fills: the journal
+    must not believe the new size. An alert, and a new stop for the whole position."""
+    t, b, sent = alerting_trader()
+    cid = enter(t, qty=100)
+    b.fill(cid, 50, 101.0, at("09:47"))
+    poll(t, at("09:47"))
+    (s0,) = legs(t, Leg.STOP)
+    resizable = b.modify
+
+    def refuse(tag: str, ts: int, **kw: object) -> object:
+        b.calls.append(("modify", tag, kw))
+        raise BrokerError("RMS: modification not allowed")
+
+    b.modify = refuse  # type: ignore[method-assign]
+    b.fill(cid, 50, 101.0, at("09:48"))
+    poll(t, at("09:48"))
+    b.modify = resizable  # type: ignore[method-assign]
+    assert [c for c in b.calls if c[0] == "modify"]  # the refusal really happened
+    assert s0.status is OrderStatus.CANCELLED
+    assert_covered(t, b)
+    assert [m for m in sent if "refused to change the stop" in m]
+    t.on_slot(at("10:00"), [bar("09:45")], [])
+    assert_covered(t, b)
+
+
+def test_a_stop_that_filled_before_its_resize_is_seen_as_done() -> None:
+    """The stop (50) filled unseen; the rest of the entry is reported first and the stop is
+    resized to 100, which the broker refuses: the order is done. Its fill is booked, the
+    journal stops believing in 50 more shares of stop, and the 50 held get a new stop."""
+    t, b = new_trader()
+    cid = enter(t, qty=100)
+    b.fill(cid, 50, 101.0, at("09:47"))
+    poll(t, at("09:47"))
+    (s0,) = legs(t, Leg.STOP)
+    b.fill(s0.request.client_id, 50, 99.0, at("09:55"), report=False)
+    b.fill(cid, 50, 101.0, at("09:54"))
+    poll(t, at("09:55"))
+    assert s0.filled == 50 and s0.status is OrderStatus.CANCELLED
+    assert t.state.book.positions["AAA"].qty == 50
+    assert_covered(t, b)
+    b.events.append(b.fill_list[1])  # the stop's fill report arrives at last: nothing new
+    b.events.append(OrderUpdate(s0.request.client_id, "B1", "FILLED", 50))
+    poll(t, at("09:56"))
+    assert_covered(t, b)
+    assert not t.state.anomalies
+
+
+def _crash_after_journalling_a_poll(t: Trader, ts: int) -> Trader:
+    """The poll's facts reach the journal, then the process dies before it reacts to them."""
+    ex = t.execution
+    for f in ex.facts(ex.poll()):
+        t.record(f, ts)
+    t.journal.flush()
+    b = ex.broker
+    assert isinstance(b, ScriptedBroker)
+    return restart(t, b)
+
+
+def test_a_stop_resize_lost_in_a_crash_is_made_after_the_restart() -> None:
+    t, b = new_trader()
+    cid = enter(t, qty=100)
+    b.fill(cid, 50, 101.0, at("09:47"))
+    poll(t, at("09:47"))
+    b.fill(cid, 50, 101.0, at("09:48"))
+    t2 = _crash_after_journalling_a_poll(t, at("09:48"))
+    assert t2.state.book.positions["AAA"].qty == 100
+    assert_covered(t2, b)
+
+
+def test_an_extra_exit_lost_in_a_crash_is_sent_after_the_restart() -> None:
+    t, b = new_trader()
+    cid = enter(t, qty=100, setup="14:45")
+    b.fill(cid, 50, 101.0, at("15:05"))
+    poll(t, at("15:05"))
+    t.on_slot(at("15:15"), [bar("15:00")], [])
+    b.fill(cid, 50, 101.0, at("15:15") + 1)
+    t2 = _crash_after_journalling_a_poll(t, at("15:16"))
+    assert_covered(t2, b, exiting=True)
+
+
+def test_a_target_left_working_by_a_crash_after_its_stop_filled_is_cancelled() -> None:
+    """The stop closed the position; the process died before cancelling the target, which
+    would otherwise sell shares the broker no longer holds."""
+    t, b = new_trader()
+    open_position(t, b, 101.0, "09:47")
+    t.on_slot(at("10:00"), [bar("09:45")], [])
+    (target,) = legs(t, Leg.TARGET)
+    b.fill(t.state.legs["AAA"][Leg.STOP], 100, 99.0, at("10:05"))
+    t2 = _crash_after_journalling_a_poll(t, at("10:05"))
+    assert t2.state.orders[target.request.client_id].status is OrderStatus.CANCELLED
+    assert b.working("AAA") == [] and b.positions() == {}
+
+
+def test_stray_shares_are_not_written_off_while_a_fill_is_on_the_wire() -> None:
+    """An over-fill's 7 extra shares wait for the next step to be flattened; by then the stop
+    has sold the 100 of the position, its fill not yet reported. The broker's fills are read
+    before its positions are compared: the 7 shares are flattened, not written off."""
+    t, b, sent = alerting_trader()
+    _over_fill_with_positions_unreadable(t, b)
+    b.fill(t.state.legs["AAA"][Leg.STOP], 100, 99.0, at("09:59"), report=False)
+    t.on_slot(at("10:00"), [bar("09:45")], [])
+    (flatten,) = legs(t, Leg.FLATTEN)
+    assert flatten.status is OrderStatus.ACCEPTED and flatten.request.qty == 7
+    assert not [m for m in sent if "does not hold" in m]
+    b.fill(flatten.request.client_id, 7, 99.0, at("10:01"))
+    poll(t, at("10:01"))
+    assert b.positions() == {} and not t.state.book.stray and not t.state.book.positions
+    assert t.close_session(at("15:30"))
+
+
+def test_an_exit_rejected_after_it_was_accepted_gets_the_stop_back_and_an_alert() -> None:
+    t, b, sent = alerting_trader()
+    open_position(t, b, 101.0, "09:50")
+    t.on_slot(at("15:15"), [bar("15:00")], [])
+    (x0,) = legs(t, Leg.EXIT)
+    o = b.book[x0.request.client_id]
+    b.book[x0.request.client_id] = dataclasses.replace(o, status="REJECTED")
+    b.events.append(OrderUpdate(x0.request.client_id, o.broker_id, "REJECTED", 0, "RMS: margin shortfall"))
+    poll(t, at("15:15") + 5)
+    assert x0.status is OrderStatus.REJECTED
+    assert [m for m in sent if "EXIT order for AAA rejected" in m]
+    assert_covered(t, b)
+    t.on_slot(at("15:30"), [bar("15:15")], [])  # the next boundary flattens it again
+    assert_covered(t, b, exiting=True)

@@ -153,10 +153,10 @@ class Core:
             if rec.open:
                 out.append(StopMoved(stop_cid, rec.modifications + 1, stop))
         if Leg.TARGET not in legs and bar.start >= pos.entry_ts:
-            out.append(self._target(pos))
+            out.append(self._target(state, pos))
 
-    def _target(self, pos: Position) -> OrderPlaced:
-        cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.TARGET)
+    def _target(self, state: CoreState, pos: Position) -> OrderPlaced:
+        cid = self._fresh_id(state, pos, Leg.TARGET)
         return OrderPlaced(
             cid,
             Leg.TARGET,
@@ -301,52 +301,70 @@ class Core:
         """What a fill (already applied) calls for: a new position's protective stop, a stop
         resized to the position, the other legs of a closed position cancelled, and an
         immediate exit for shares that arrived after the day's square-off or halt, or while
-        the position was being exited."""
+        the position was being exited. ``now_slot`` is the bar the world is in (a fill
+        reported late is handled as of now, not as of when it traded)."""
         rec = state.orders.get(fill.cid)
-        if rec is None:
+        if rec is None or rec.leg is Leg.FLATTEN:
             return []
         sym = rec.request.symbol
         pos = state.book.positions.get(sym)
         out: list[Event] = []
-        if rec.leg is Leg.ENTRY:
-            if pos is None or pos.setup_ts != rec.setup_ts:
-                return out
-            stopped = state.halted is not None or now_slot >= self.plan.squareoff_ts
-            if stopped or sym in state.exit_pending:
-                if rec.open:
-                    out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "trading has stopped"))
-                uncovered = pos.qty - exiting(state, pos)
-                if uncovered > 0:
-                    why = state.exit_pending.get(sym, (None, None))[0]
-                    if why is None:
-                        why = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
-                    exit_order = self._exit(pos, why, state, uncovered)
-                    if exit_order is not None:
-                        out.append(exit_order)
-                return out
-            self._protect(state, pos, out)
-            return out
-        if rec.leg is Leg.FLATTEN:
-            return out
         if pos is None or pos.setup_ts != rec.setup_ts:
-            # The position is closed: its other legs must go (no broker-side one-cancels-other).
-            for other in state.working.values():
-                if (
-                    other.request.symbol == sym
-                    and other.setup_ts == rec.setup_ts
-                    and other.leg in (Leg.STOP, Leg.TARGET)
-                ):
-                    out.append(CancelRequested(other.request.client_id, other.cancel_requests + 1, "position closed"))
+            if rec.leg is not Leg.ENTRY:
+                # The position is closed: its other legs must go (no broker-side one-cancels-other),
+                # an exit too (it would open a position the other way).
+                self._retire_legs(state, sym, rec.setup_ts, "position closed", out)
             return out
-        # A partial exit. A partly filled stop retires the target (it would sell shares that are
-        # gone); a partly filled target shrinks the stop; a partly filled market exit goes on.
-        if rec.leg is Leg.STOP:
+        if rec.leg is Leg.ENTRY:
+            if rec.open and (self._stopped(state, now_slot) or sym in state.exit_pending):
+                out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "trading has stopped"))
+        elif rec.leg is Leg.STOP:
+            # A partly filled stop retires the target (it would sell shares that are gone).
             tgt = state.legs.get(sym, {}).get(Leg.TARGET)
             if tgt is not None and state.orders[tgt].open:
                 out.append(CancelRequested(tgt, state.orders[tgt].cancel_requests + 1, "stop partly filled"))
-        elif rec.leg is Leg.TARGET and sym not in state.exit_pending:
-            self._protect(state, pos, out)
+        self._cover(state, pos, now_slot, out)
         return out
+
+    def _stopped(self, state: CoreState, now_slot: int) -> bool:
+        return state.halted is not None or now_slot >= self.plan.squareoff_ts
+
+    def _cover(self, state: CoreState, pos: Position, now_slot: int, out: list[Event]) -> None:
+        """The position as it stands now is protected by a stop of its size, or, once trading
+        has stopped or it is being exited, sold in full by working exits."""
+        if self._stopped(state, now_slot) or pos.symbol in state.exit_pending:
+            why = state.exit_pending.get(pos.symbol, (None, None))[0]
+            if why is None:
+                why = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
+            self._exit_uncovered(state, pos, why, out)
+            return
+        self._protect(state, pos, out)
+
+    def _exit_uncovered(self, state: CoreState, pos: Position, reason: ExitReason, out: list[Event]) -> None:
+        uncovered = pos.qty - exiting(state, pos)
+        if uncovered > 0:
+            exit_order = self._exit(pos, reason, state, uncovered)
+            if exit_order is not None:
+                out.append(exit_order)
+
+    def exit_uncovered(self, state: CoreState, symbol: str, reason: ExitReason) -> list[Event]:
+        """A market exit for the shares of ``symbol``'s position that no working exit sells
+        (a mis-sized exit was withdrawn; a fill grew the position while it was being exited)."""
+        out: list[Event] = []
+        pos = state.book.positions.get(symbol)
+        if pos is not None:
+            self._exit_uncovered(state, pos, reason, out)
+        return out
+
+    def _retire_legs(self, state: CoreState, symbol: str, setup_ts: int, why: str, out: list[Event]) -> None:
+        for other in state.working.values():
+            if (
+                other.request.symbol == symbol
+                and other.setup_ts == setup_ts
+                and other.leg in (Leg.STOP, Leg.TARGET, Leg.EXIT)
+                and other.status is not OrderStatus.PENDING_CANCEL
+            ):
+                out.append(CancelRequested(other.request.client_id, other.cancel_requests + 1, why))
 
     def _protect(self, state: CoreState, pos: Position, out: list[Event]) -> None:
         """The position's protective stop rests at the broker for its whole quantity: a working
@@ -360,7 +378,7 @@ class Core:
                 return
             if rec.open:
                 out.append(CancelRequested(old, rec.cancel_requests + 1, "replaced"))
-        attempt = 0 if old is None else attempt_of(old) + 1
+        attempt = attempt_of(self._fresh_id(state, pos, Leg.STOP)) if old is None else attempt_of(old) + 1
         if attempt >= MAX_ATTEMPTS:  # every stop was refused: close the position instead
             exit_order = self._exit(pos, ExitReason.MANUAL, state) if pos.symbol not in state.exit_pending else None
             if exit_order is not None:
@@ -382,15 +400,41 @@ class Core:
             )
         )
 
+    def _fresh_id(self, state: CoreState, pos: Position, leg: Leg) -> str:
+        """The client id of the position's next order of ``leg``: attempt 0, or the next
+        unused attempt when the position was closed and reopened by a late fill."""
+        cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, leg)
+        if cid in state.orders:
+            cid = client_id(
+                self.plan.date,
+                pos.symbol,
+                pos.setup_ts,
+                leg,
+                min(_next_attempt(state, pos.symbol, pos.setup_ts, leg), MAX_ATTEMPTS - 1),
+            )
+        return cid
+
     def ensure_protection(self, state: CoreState) -> list[Event]:
-        """Every open position has a working stop (after a restart, a rejection, a late fill)."""
+        """Every open position is covered as it stands now (after a restart, a rejection, a
+        late fill, a crash between a fill and its reaction): a working stop of its size, or
+        exits for all of it while it is being exited; legs of closed positions are cancelled,
+        and a target larger than its position too."""
         out: list[Event] = []
-        for sym, pos in sorted(state.book.positions.items()):
-            if sym in state.exit_pending:
-                continue
-            cid = state.legs.get(sym, {}).get(Leg.STOP)
-            if cid is None or not state.orders[cid].working:
+        positions = state.book.positions
+        for sym, pos in sorted(positions.items()):
+            pending = state.exit_pending.get(sym)
+            if pending is not None:
+                self._exit_uncovered(state, pos, pending[0], out)
+            else:
                 self._protect(state, pos, out)
+        for rec in list(state.working.values()):
+            if rec.leg not in (Leg.STOP, Leg.TARGET, Leg.EXIT) or rec.status is OrderStatus.PENDING_CANCEL:
+                continue
+            held = positions.get(rec.request.symbol)
+            if held is None or held.setup_ts != rec.setup_ts:
+                out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "position closed"))
+            elif rec.leg is Leg.TARGET and rec.remaining > held.qty:
+                out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "position shrank"))
         return out
 
     def flatten_stray(self, state: CoreState) -> list[Event]:

@@ -145,7 +145,7 @@ class FyersBroker:
             if order is None:
                 raise BrokerError(f"order {tag}: not found at FYERS")
             known = (order.broker_id, order.symbol, order.side, order.type, order.qty)
-        oid, symbol, side, typ, qty = known
+        oid, symbol, side, typ, placed_qty = known
         inst = self.symbols.instrument(symbol)
         changes: dict[str, Any] = {"type": {"STOP": 3, "LIMIT": 1, "MARKET": 2}[typ]}
         if trigger is not None:
@@ -167,7 +167,7 @@ class FyersBroker:
             symbol,
             side,
             typ,
-            qty if qty is not None else known[4],
+            qty if qty is not None else placed_qty,
             changes.get("stopPrice"),
             changes.get("limitPrice"),
             "PENDING",

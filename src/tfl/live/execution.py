@@ -9,6 +9,7 @@ escapes from here: a failed request is logged and answered with what is known.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable
@@ -38,6 +39,14 @@ def _report_of(status: str) -> Report | None:
         return STATUS_REPORT[status]
     log.warning("unknown broker order status: taken as still working", extra={"fields": {"status": status}})
     return Report.ACCEPTED
+
+
+class Modified(enum.Enum):
+    """The broker's answer to a stop modification."""
+
+    CONFIRMED = "confirmed"
+    REFUSED = "refused"  # the broker said no: the order stands as it was (or is no longer working)
+    UNKNOWN = "unknown"  # no answer: ask again later (a modification sets absolute values)
 
 
 class Execution:
@@ -86,16 +95,19 @@ class Execution:
             return []  # still PENDING_CANCEL: the next step asks again
         return self.adopt(rec, order)
 
-    def modify(self, rec: OrderRecord, ts: int, trigger: float, qty: int | None = None) -> bool:
-        """Move (or resize) a resting stop; False when the broker did not confirm it."""
+    def modify(self, rec: OrderRecord, ts: int, trigger: float, qty: int | None = None) -> Modified:
+        """Move (or resize) a resting stop."""
         cid = rec.request.client_id
         try:
             self.broker.modify(cid, ts, trigger=trigger, qty=qty)
             self._hit("broker")
-        except (BrokerError, BrokerTimeoutError) as exc:
-            log.error("stop modification failed", extra={"fields": {"cid": cid, "error": str(exc)}})
-            return False
-        return True
+        except BrokerError as exc:
+            log.error("stop modification refused", extra={"fields": {"cid": cid, "error": str(exc)}})
+            return Modified.REFUSED
+        except BrokerTimeoutError as exc:
+            log.error("stop modification unanswered", extra={"fields": {"cid": cid, "error": str(exc)}})
+            return Modified.UNKNOWN
+        return Modified.CONFIRMED
 
     # ------------------------------------------------------------------ what the broker knows
 
@@ -122,7 +134,12 @@ class Execution:
                 fills = []
             out.extend(self.fill_fact(f) for f in fills if f.tag == order.tag and f.fill_id not in rec.fill_ids)
         report = _report_of(order.status)
-        if report is not None:
+        if report is None and order.filled < rec.request.qty:
+            # Done at the broker for fewer shares than the journal asked for (a resize it never
+            # took): the rest will not fill, so the order is over.
+            why = f"filled {order.filled} of {rec.request.qty} at the broker: the rest will not fill"
+            out.append(OrderReported(rec.request.client_id, Report.CANCELLED, order.broker_id, why))
+        elif report is not None:
             out.append(OrderReported(rec.request.client_id, report, order.broker_id, order.reason[:200]))
         elif order.broker_id and not rec.broker_id:
             out.append(OrderReported(rec.request.client_id, Report.ACCEPTED, order.broker_id))

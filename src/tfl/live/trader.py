@@ -38,8 +38,9 @@ from tfl.core.events import (
 from tfl.core.orders import Leg, Oddity, OrderRecord, OrderStatus, Report, transition
 from tfl.core.risk import Gate
 from tfl.core.state import UNSURE, AnomalyKind, CoreState, apply
-from tfl.domain import Bias, HaltReason
-from tfl.live.execution import Execution
+from tfl.domain import Bias, ExitReason, HaltReason
+from tfl.live.broker import BrokerError, BrokerTimeoutError
+from tfl.live.execution import Execution, Modified
 from tfl.live.faults import CrashPoints
 from tfl.live.journal import Journal, read_events, to_record
 from tfl.settings import Settings
@@ -143,16 +144,26 @@ class Trader:
         The reactions come after the whole batch is applied: forty partial fills of one
         entry, reported together, resize its stop once rather than forty times."""
         fills: list[Filled] = []
+        exit_refused = False
         for fact in events:
             ev = self._numbered(fact)
-            if ev is None:
+            if ev is None or not self.record(ev, ts):
                 continue
-            if self.record(ev, ts) and isinstance(ev, Filled):
+            if isinstance(ev, Filled):
                 self._log_fill(ev)
                 fills.append(ev)
+            elif isinstance(ev, OrderReported) and ev.report is Report.REJECTED:
+                exit_refused |= self._warn_rejected(self.state.orders[ev.cid], ev.reason)
         self.journal.flush()
+        now = slot_of(ts, self.plan.open_ts)
         for f in fills:
-            self.decide(self.core.on_fill(self.state, f, slot_of(f.ts, self.plan.open_ts)), ts)
+            # A fill reported late is handled as of now: one that traded at 15:14 and is heard
+            # of after the square-off is exited, not given a stop.
+            self.decide(self.core.on_fill(self.state, f, max(now, slot_of(f.ts, self.plan.open_ts))), ts)
+        if exit_refused:
+            # The position is not being exited after all: it gets its stop back now, and the
+            # next boundary flattens it again.
+            self.protect(ts)
         self._after_facts(ts)
 
     def _numbered(self, ev: Event) -> Event | None:
@@ -202,17 +213,14 @@ class Trader:
         if rec.leg in (Leg.STOP, Leg.TARGET, Leg.EXIT) and not self._still_open(rec):
             # An earlier answer in the same step closed or changed the position (a stop that had
             # filled unseen): sending this now would open a position the broker does not hold.
-            why = "its position changed before it was sent"
-            self.facts([OrderReported(cid, Report.CANCELLED, reason=why)], ts)
+            sym = rec.request.symbol
+            why = self.state.exit_pending.get(sym, (ExitReason.MANUAL, None))[0]
+            self.facts([OrderReported(cid, Report.CANCELLED, reason="its position changed before it was sent")], ts)
+            if rec.leg is Leg.EXIT:  # the shares that are still held are exited all the same
+                self.decide(self.core.exit_uncovered(self.state, sym, why), ts)
             return
         self.journal.flush()
-        facts = self.execution.place(rec, ts)
-        self._warn_rejected(rec, facts)
-        self.facts(facts, ts)
-        if rec.leg is Leg.EXIT and self.state.orders[cid].status is OrderStatus.REJECTED:
-            # The position is not being exited after all: it gets its stop back now, and the
-            # next boundary flattens it again.
-            self.protect(ts)
+        self.facts(self.execution.place(rec, ts), ts)
 
     def _cancel(self, cid: str, ts: int) -> None:
         rec = self.state.orders.get(cid)
@@ -236,8 +244,30 @@ class Trader:
         if rec is None or not rec.working or rec.request.trigger is None or rec.confirmed >= rec.modifications:
             return
         self.journal.flush()
-        if self.execution.modify(rec, ts, rec.request.trigger, rec.request.qty):
+        outcome = self.execution.modify(rec, ts, rec.request.trigger, rec.request.qty)
+        if outcome is Modified.CONFIRMED:
             self.record(StopConfirmed(cid, rec.modifications), ts)
+        elif outcome is Modified.REFUSED:
+            self._stop_refused(rec, ts)
+
+    def _stop_refused(self, rec: OrderRecord, ts: int) -> None:
+        """The broker would not move or resize a stop: it may have filled or gone meanwhile, so
+        its own word is adopted; a stop still working is replaced by a new one of the
+        journal's level and size (the position is never left at a size its stop does not fit)."""
+        cid = rec.request.client_id
+        found = self.execution.lookup(rec)
+        if found:
+            self.facts(found, ts)
+        if rec.working and rec.status is not OrderStatus.PENDING_CANCEL:
+            self.raise_alert(
+                "ERROR",
+                "STOP_REFUSED",
+                f"TFL: the broker refused to change the stop for {rec.request.symbol}; it is being replaced",
+                f"{cid}#{rec.modifications}",
+                ts,
+            )
+            self.decide([CancelRequested(cid, rec.cancel_requests + 1, "modification refused")], ts)
+        self.protect(ts)
 
     def _still_open(self, rec: OrderRecord) -> bool:
         """Whether a position-bound order still makes sense: its position is open and an exit
@@ -245,6 +275,8 @@ class Trader:
         pos = self.state.book.positions.get(rec.request.symbol)
         if pos is None or pos.setup_ts != rec.setup_ts:
             return False
+        if rec.leg is Leg.TARGET:
+            return rec.request.qty <= pos.qty
         if rec.leg is not Leg.EXIT:
             return True
         return rec.request.qty <= pos.qty - (exiting(self.state, pos) - rec.remaining)
@@ -253,8 +285,10 @@ class Trader:
         """A flatten order only for shares the broker really holds (never open a position)."""
         sym = rec.request.symbol
         held = self.execution.holds(sym)
-        if held is None:
+        if held is None or not self._book_unseen_fills(ts):
             return False  # cannot ask: keep the intent and try at the next step
+        if rec.status is not OrderStatus.INTENT:
+            return False  # the fills just booked settled it (an order for stray shares that went)
         mine = sum(int(p.side) * p.qty for s, p in self.state.book.positions.items() if s == sym)
         extra = held - mine - self.state.foreign.get(sym, 0)
         want = -rec.request.side * rec.request.qty
@@ -274,17 +308,31 @@ class Trader:
         )
         return False
 
-    def _warn_rejected(self, rec: OrderRecord, facts: list[Event]) -> None:
-        for f in facts:
-            if isinstance(f, OrderReported) and f.report is Report.REJECTED:
-                protective = rec.leg in (Leg.STOP, Leg.EXIT, Leg.FLATTEN)
-                log.log(
-                    logging.ERROR if protective else logging.WARNING,
-                    "order rejected",
-                    extra={"fields": {"cid": rec.request.client_id, "symbol": rec.request.symbol, "reason": f.reason}},
-                )
-                if protective:
-                    self.alert("ERROR", f"{rec.leg.name} order for {rec.request.symbol} rejected: {f.reason}")
+    def _book_unseen_fills(self, ts: int) -> bool:
+        """Book the broker's fills of our orders that have not been reported yet (read after
+        its positions, so that the positions never show a fill the journal lacks). False if
+        the broker could not be asked."""
+        try:
+            fills = self.execution.broker_fills()
+        except (BrokerError, BrokerTimeoutError) as exc:
+            log.error("could not read the broker's fills", extra={"fields": {"error": str(exc)}})
+            return False
+        unseen = [f for f in fills if f.fill_id not in self.state.fills_seen and f.tag in self.state.orders]
+        if unseen:
+            self.facts([self.execution.fill_fact(f) for f in unseen], ts)
+        return True
+
+    def _warn_rejected(self, rec: OrderRecord, reason: str) -> bool:
+        """Log (and for a protective order, alert) a rejection; True if it was an exit."""
+        protective = rec.leg in (Leg.STOP, Leg.EXIT, Leg.FLATTEN)
+        log.log(
+            logging.ERROR if protective else logging.WARNING,
+            "order rejected",
+            extra={"fields": {"cid": rec.request.client_id, "symbol": rec.request.symbol, "reason": reason}},
+        )
+        if protective:
+            self.alert("ERROR", f"{rec.leg.name} order for {rec.request.symbol} rejected: {reason}")
+        return rec.leg is Leg.EXIT
 
     def _log_fill(self, f: Filled) -> None:
         rec = self.state.orders.get(f.cid)
