@@ -13,9 +13,9 @@ import pytest
 from scripted import ScriptedBroker, at, bar, enter, legs, new_trader, poll, restart
 
 from tfl.core.events import AlertRaised, Filled, OrderPlaced, ReduceOnly
-from tfl.core.orders import Leg, OrderStatus
+from tfl.core.orders import Leg, OrderRecord, OrderRequest, OrderStatus
 from tfl.domain import HaltReason
-from tfl.live.broker import BrokerError, BrokerTimeoutError, OrderUpdate
+from tfl.live.broker import BrokerError, BrokerTimeoutError, Fill, OrderUpdate
 from tfl.live.trader import Trader
 
 
@@ -34,9 +34,10 @@ def open_position(t: Trader, b: ScriptedBroker, price: float, hhmm: str) -> None
     poll(t, at(hhmm))
 
 
-def assert_covered(t: Trader, b: ScriptedBroker, *, exiting: bool = False) -> None:
+def assert_covered(t: Trader, b: ScriptedBroker, *, exiting: bool | None = False) -> None:
     """The journal holds what the broker holds, and the broker's working orders protect all of
-    it (stops of its whole size, or market exits for all of it) and never sell more."""
+    it and never sell more: stops of its whole size, or (``exiting``) market exits for all of
+    it, or (None) both, for different shares (a stop given back after an exit was refused)."""
     held = b.positions().get("AAA", 0)
     pos = t.state.book.positions.get("AAA")
     stray = t.state.book.stray.get("AAA", (0, 0.0))[0]
@@ -45,10 +46,10 @@ def assert_covered(t: Trader, b: ScriptedBroker, *, exiting: bool = False) -> No
     stops = sum(o.qty - o.filled for o in selling if o.type == "STOP")
     exits = sum(o.qty - o.filled for o in selling if o.type == "MARKET")
     targets = [o.qty - o.filled for o in selling if o.type == "LIMIT"]
-    assert (exits if exiting else stops) == held, (stops, exits, held)
+    assert stops + exits == held, (stops, exits, held)
     assert all(q <= held for q in targets)
-    if exiting:
-        assert stops == 0
+    if exiting is not None:
+        assert (stops if exiting else exits) == 0, (stops, exits)
 
 
 def test_forty_partial_fills_resize_one_stop_and_never_exit() -> None:
@@ -307,30 +308,67 @@ def test_a_square_off_exit_that_no_longer_fits_is_replaced_by_one_for_the_shares
     assert_covered(t, b, exiting=True)
 
 
-def test_a_refused_stop_resize_is_alerted_and_the_stop_replaced() -> None:
-    """The broker refuses to resize the stop after the rest of the entry fills: the journal
-    must not believe the new size. An alert, and a new stop for the whole position."""
+def _refusing_modifications(b: ScriptedBroker) -> list[str]:
+    """Make the broker refuse every stop modification; returns the tags it refused."""
+    refused: list[str] = []
+
+    def refuse(tag: str, ts: int, **kw: object) -> object:
+        refused.append(tag)
+        raise BrokerError("RMS: modification not allowed")
+
+    b.modify = refuse  # type: ignore[method-assign]
+    return refused
+
+
+def test_a_refused_stop_resize_keeps_the_stop_alerts_and_is_tried_again() -> None:
+    """The broker refuses to resize the stop after the rest of the entry fills. The stop it
+    has is kept (cancelling it to replace it could leave nothing), the journal believes the
+    broker's size, not the one it asked for, an alert says 50 shares are uncovered, and the
+    next boundary asks again; once the broker agrees, the whole position is covered."""
     t, b, sent = alerting_trader()
     cid = enter(t, qty=100)
     b.fill(cid, 50, 101.0, at("09:47"))
     poll(t, at("09:47"))
     (s0,) = legs(t, Leg.STOP)
     resizable = b.modify
-
-    def refuse(tag: str, ts: int, **kw: object) -> object:
-        b.calls.append(("modify", tag, kw))
-        raise BrokerError("RMS: modification not allowed")
-
-    b.modify = refuse  # type: ignore[method-assign]
+    refused = _refusing_modifications(b)
     b.fill(cid, 50, 101.0, at("09:48"))
     poll(t, at("09:48"))
+    assert refused == [s0.request.client_id]  # the refusal really happened
+    assert s0.working and s0.remaining == 50 == b.book[s0.request.client_id].qty
+    assert [m for m in sent if "refused to change the stop" in m and "50 of 100" in m]
+    assert [o.tag for o in b.working("AAA")] == [s0.request.client_id]
     b.modify = resizable  # type: ignore[method-assign]
-    assert [c for c in b.calls if c[0] == "modify"]  # the refusal really happened
-    assert s0.status is OrderStatus.CANCELLED
-    assert_covered(t, b)
-    assert [m for m in sent if "refused to change the stop" in m]
     t.on_slot(at("10:00"), [bar("09:45")], [])
+    assert s0.remaining == 100
     assert_covered(t, b)
+
+
+def test_a_refused_stop_move_keeps_the_stop_where_the_broker_has_it() -> None:
+    """The breakeven move is refused (the price is already through the new level). The stop
+    at its old level stays: the position is never left without one."""
+    t, b, sent = alerting_trader()
+    open_position(t, b, 101.0, "09:47")
+    (s0,) = legs(t, Leg.STOP)
+    refused = _refusing_modifications(b)
+    t.on_slot(at("10:00"), [bar("09:45", 100.5, 103.5, 100.4, 100.6)], [])  # 1R reached: breakeven
+    assert refused == [s0.request.client_id]
+    assert t.state.book.positions["AAA"].stop > 99.0  # the strategy's level moved
+    assert s0.working and s0.request.trigger == 99.0 == b.book[s0.request.client_id].trigger
+    assert [m for m in sent if "refused to change the stop" in m]
+    assert_covered(t, b)
+
+
+def _stop_filled_unseen_then_entry_rest_reported(t: Trader, b: ScriptedBroker) -> OrderRecord:
+    """Entry of 100 half filled, its stop (50) filled at the broker but not reported yet, then
+    the entry's other 50 reported (to be polled): the stop will be resized to 100."""
+    cid = enter(t, qty=100)
+    b.fill(cid, 50, 101.0, at("09:47"))
+    poll(t, at("09:47"))
+    (s0,) = legs(t, Leg.STOP)
+    b.fill(s0.request.client_id, 50, 99.0, at("09:55"), report=False)
+    b.fill(cid, 50, 101.0, at("09:54"))
+    return s0
 
 
 def test_a_stop_that_filled_before_its_resize_is_seen_as_done() -> None:
@@ -338,12 +376,7 @@ def test_a_stop_that_filled_before_its_resize_is_seen_as_done() -> None:
     resized to 100, which the broker refuses: the order is done. Its fill is booked, the
     journal stops believing in 50 more shares of stop, and the 50 held get a new stop."""
     t, b = new_trader()
-    cid = enter(t, qty=100)
-    b.fill(cid, 50, 101.0, at("09:47"))
-    poll(t, at("09:47"))
-    (s0,) = legs(t, Leg.STOP)
-    b.fill(s0.request.client_id, 50, 99.0, at("09:55"), report=False)
-    b.fill(cid, 50, 101.0, at("09:54"))
+    s0 = _stop_filled_unseen_then_entry_rest_reported(t, b)
     poll(t, at("09:55"))
     assert s0.filled == 50 and s0.status is OrderStatus.CANCELLED
     assert t.state.book.positions["AAA"].qty == 50
@@ -432,3 +465,112 @@ def test_an_exit_rejected_after_it_was_accepted_gets_the_stop_back_and_an_alert(
     assert_covered(t, b)
     t.on_slot(at("15:30"), [bar("15:15")], [])  # the next boundary flattens it again
     assert_covered(t, b, exiting=True)
+
+
+def _rejecting_exits(b: ScriptedBroker, *, also_on_the_socket: bool = False) -> None:
+    def reject(req: OrderRequest) -> None:
+        if t_leg(req) is Leg.EXIT:
+            if also_on_the_socket:
+                b.events.append(OrderUpdate(req.client_id, "B77", "REJECTED", 0, "RMS: margin shortfall"))
+            raise BrokerError("RMS: margin shortfall")
+
+    b.on_place = reject
+
+
+def t_leg(req: OrderRequest) -> Leg:
+    return Leg(req.client_id[10])
+
+
+def test_a_stop_given_back_after_a_rejected_exit_gets_no_exit_beside_it() -> None:
+    """The square-off's exit is rejected, the stop comes back, and then it partly fills: the
+    rest is still the stop's to sell. An exit beside it would sell the same shares twice."""
+    t, b = new_trader()
+    open_position(t, b, 101.0, "09:50")
+    _rejecting_exits(b)
+    t.on_slot(at("15:15"), [bar("15:00")], [])
+    b.on_place = None
+    assert [e.status for e in legs(t, Leg.EXIT)] == [OrderStatus.REJECTED]
+    stop = t.state.legs["AAA"][Leg.STOP]
+    b.fill(stop, 30, 99.0, at("15:16"))
+    poll(t, at("15:16"))
+    assert_covered(t, b)
+    b.fill(stop, 70, 99.0, at("15:17"))
+    poll(t, at("15:17"))
+    assert b.positions() == {} and not t.state.book.positions and not t.state.anomalies
+
+
+def test_a_rejected_exit_is_not_sent_again_in_the_same_step() -> None:
+    """Two exits work for one position (the square-off's, and one for shares a late fill
+    added); the second is rejected. Its shares get a stop, not a burst of new exits that the
+    broker would refuse again; the next boundary exits them."""
+    t, b, sent = alerting_trader()
+    cid = enter(t, qty=100, setup="14:45")
+    b.fill(cid, 50, 101.0, at("15:05"))
+    poll(t, at("15:05"))
+    t.on_slot(at("15:15"), [bar("15:00")], [])
+    b.fill(cid, 50, 101.0, at("15:15") + 1)  # crossed the cancel
+    _rejecting_exits(b)
+    poll(t, at("15:16"))
+    b.on_place = None
+    assert [e.status for e in legs(t, Leg.EXIT)] == [OrderStatus.ACCEPTED, OrderStatus.REJECTED]
+    assert len([m for m in sent if "EXIT order for AAA rejected" in m]) == 1
+    assert_covered(t, b, exiting=None)
+    t.on_slot(at("15:30"), [bar("15:15")], [])
+    assert_covered(t, b, exiting=True)
+
+
+def test_a_stop_whose_cancel_is_unanswered_is_not_doubled() -> None:
+    """At the square-off the stop's cancel gets no answer (it may still be live) and the exit
+    is rejected: the stop is left to protect the position, no second one is placed."""
+    t, b = new_trader()
+    open_position(t, b, 101.0, "09:50")
+
+    def no_answer(tag: str) -> None:
+        raise BrokerTimeoutError("cancel: no answer")
+
+    b.on_cancel = no_answer
+    _rejecting_exits(b)
+    t.on_slot(at("15:15"), [bar("15:00")], [])
+    (stop,) = legs(t, Leg.STOP)
+    assert stop.status is OrderStatus.PENDING_CANCEL
+    assert_covered(t, b)
+    b.on_cancel = b.on_place = None
+    t.on_slot(at("15:30"), [bar("15:15")], [])  # the cancel is asked again and the exit retried
+    assert_covered(t, b, exiting=True)
+
+
+def test_a_stop_is_not_written_off_when_its_fills_cannot_be_read() -> None:
+    """The stop filled unseen and its resize is refused; the broker says FILLED but its fills
+    cannot be read just then. The journal does not call the stop over without its fills (it
+    would forget the shares sold and protect shares that are gone); the next step settles it."""
+    t, b = new_trader()
+    s0 = _stop_filled_unseen_then_entry_rest_reported(t, b)
+    readable = b.fills
+    failures = [1]
+
+    def flaky() -> list[Fill]:
+        if failures:
+            failures.pop()
+            raise BrokerTimeoutError("tradebook: no answer")
+        return readable()
+
+    b.fills = flaky  # type: ignore[method-assign]
+    poll(t, at("09:55"))
+    assert not failures  # the fills really could not be read
+    assert s0.status is not OrderStatus.CANCELLED
+    assert not [o for o in b.working("AAA") if o.side == -1 and o.qty > b.positions()["AAA"]]
+    t.on_slot(at("10:00"), [bar("09:45")], [])
+    assert_covered(t, b)
+
+
+def test_a_rejection_told_twice_is_alerted_once_and_is_no_contradiction() -> None:
+    """The placement is answered with an error and the order socket reports the same
+    rejection: one alert, and no reduce-only."""
+    t, b, sent = alerting_trader()
+    open_position(t, b, 101.0, "09:50")
+    _rejecting_exits(b, also_on_the_socket=True)
+    t.on_slot(at("15:15"), [bar("15:00")], [])
+    poll(t, at("15:15") + 2)
+    assert len([m for m in sent if "EXIT order for AAA rejected" in m]) == 1
+    assert not t.state.reduce_only and not t.state.anomalies
+    assert_covered(t, b)

@@ -153,10 +153,14 @@ class Core:
             if rec.open:
                 out.append(StopMoved(stop_cid, rec.modifications + 1, stop))
         if Leg.TARGET not in legs and bar.start >= pos.entry_ts:
-            out.append(self._target(state, pos))
+            target = self._target(state, pos)
+            if target is not None:
+                out.append(target)
 
-    def _target(self, state: CoreState, pos: Position) -> OrderPlaced:
+    def _target(self, state: CoreState, pos: Position) -> OrderPlaced | None:
         cid = self._fresh_id(state, pos, Leg.TARGET)
+        if cid is None:
+            return None
         return OrderPlaced(
             cid,
             Leg.TARGET,
@@ -330,9 +334,11 @@ class Core:
         return state.halted is not None or now_slot >= self.plan.squareoff_ts
 
     def _cover(self, state: CoreState, pos: Position, now_slot: int, out: list[Event]) -> None:
-        """The position as it stands now is protected by a stop of its size, or, once trading
-        has stopped or it is being exited, sold in full by working exits."""
-        if self._stopped(state, now_slot) or pos.symbol in state.exit_pending:
+        """The position as it stands now is covered: by working exits while it is being exited,
+        or, once trading has stopped, when it has no stop working; else by a stop of its size
+        (a stop given back after a rejected exit stays until the next boundary flattens)."""
+        stop = working_stop(state, pos.symbol)
+        if pos.symbol in state.exit_pending or (self._stopped(state, now_slot) and stop is None):
             why = state.exit_pending.get(pos.symbol, (None, None))[0]
             if why is None:
                 why = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
@@ -341,11 +347,22 @@ class Core:
         self._protect(state, pos, out)
 
     def _exit_uncovered(self, state: CoreState, pos: Position, reason: ExitReason, out: list[Event]) -> None:
-        uncovered = pos.qty - exiting(state, pos)
+        """A market exit for the shares no working exit or stop sells (never more: both could fill)."""
+        stop = working_stop(state, pos.symbol)
+        uncovered = pos.qty - exiting(state, pos) - (stop.remaining if stop is not None else 0)
         if uncovered > 0:
             exit_order = self._exit(pos, reason, state, uncovered)
             if exit_order is not None:
                 out.append(exit_order)
+
+    def protect(self, state: CoreState, symbol: str) -> list[Event]:
+        """A stop for the shares of ``symbol``'s position that no working exit sells (after an
+        exit was rejected: never another exit at once, which the broker would refuse again)."""
+        out: list[Event] = []
+        pos = state.book.positions.get(symbol)
+        if pos is not None:
+            self._protect(state, pos, out)
+        return out
 
     def exit_uncovered(self, state: CoreState, symbol: str, reason: ExitReason) -> list[Event]:
         """A market exit for the shares of ``symbol``'s position that no working exit sells
@@ -367,24 +384,30 @@ class Core:
                 out.append(CancelRequested(other.request.client_id, other.cancel_requests + 1, why))
 
     def _protect(self, state: CoreState, pos: Position, out: list[Event]) -> None:
-        """The position's protective stop rests at the broker for its whole quantity: a working
-        stop of another size is resized in place; a missing one is placed (a new attempt)."""
+        """The position's protective stop rests at the broker for the shares no exit sells
+        (normally all of them): a working stop of another size is resized in place; one whose
+        cancel is unanswered is waited for (it may still be live: two stops could both fill);
+        a missing one is placed (a new attempt)."""
+        size = pos.qty - exiting(state, pos)
+        if size <= 0:
+            return
         old = state.legs.get(pos.symbol, {}).get(Leg.STOP)
         if old is not None:
             rec = state.orders[old]
-            if rec.working and rec.status is not OrderStatus.PENDING_CANCEL:
-                if rec.remaining != pos.qty and rec.request.trigger is not None:
-                    out.append(StopMoved(old, rec.modifications + 1, rec.request.trigger, rec.filled + pos.qty))
+            if rec.status is OrderStatus.PENDING_CANCEL:
+                return
+            if rec.working:
+                if rec.remaining != size and rec.request.trigger is not None:
+                    out.append(StopMoved(old, rec.modifications + 1, rec.request.trigger, rec.filled + size))
                 return
             if rec.open:
                 out.append(CancelRequested(old, rec.cancel_requests + 1, "replaced"))
-        attempt = attempt_of(self._fresh_id(state, pos, Leg.STOP)) if old is None else attempt_of(old) + 1
-        if attempt >= MAX_ATTEMPTS:  # every stop was refused: close the position instead
+        cid = self._fresh_id(state, pos, Leg.STOP)
+        if cid is None:  # every stop was refused: close the position instead
             exit_order = self._exit(pos, ExitReason.MANUAL, state) if pos.symbol not in state.exit_pending else None
             if exit_order is not None:
                 out.append(exit_order)
             return
-        cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.STOP, attempt)
         out.append(
             OrderPlaced(
                 cid,
@@ -392,7 +415,7 @@ class Core:
                 pos.symbol,
                 -int(pos.side),
                 OrderType.STOP,
-                pos.qty,
+                size,
                 pos.stop,
                 None,
                 oco_group(self.plan.date, pos.symbol, pos.setup_ts),
@@ -400,25 +423,22 @@ class Core:
             )
         )
 
-    def _fresh_id(self, state: CoreState, pos: Position, leg: Leg) -> str:
-        """The client id of the position's next order of ``leg``: attempt 0, or the next
-        unused attempt when the position was closed and reopened by a late fill."""
+    def _fresh_id(self, state: CoreState, pos: Position, leg: Leg) -> str | None:
+        """The client id of the position's next order of ``leg``: attempt 0, or the next unused
+        attempt (a replacement; a position reopened by a late fill). None once all are used."""
         cid = client_id(self.plan.date, pos.symbol, pos.setup_ts, leg)
-        if cid in state.orders:
-            cid = client_id(
-                self.plan.date,
-                pos.symbol,
-                pos.setup_ts,
-                leg,
-                min(_next_attempt(state, pos.symbol, pos.setup_ts, leg), MAX_ATTEMPTS - 1),
-            )
-        return cid
+        if cid not in state.orders:
+            return cid
+        attempt = _next_attempt(state, pos.symbol, pos.setup_ts, leg)
+        if attempt >= MAX_ATTEMPTS:
+            return None
+        return client_id(self.plan.date, pos.symbol, pos.setup_ts, leg, attempt)
 
     def ensure_protection(self, state: CoreState) -> list[Event]:
         """Every open position is covered as it stands now (after a restart, a rejection, a
-        late fill, a crash between a fill and its reaction): a working stop of its size, or
-        exits for all of it while it is being exited; legs of closed positions are cancelled,
-        and a target larger than its position too."""
+        late fill, a crash between a fill and its reaction): a working stop of its size, or,
+        while it is being exited, exits for every share no stop sells. Legs of closed
+        positions are cancelled, and a target larger than its position too."""
         out: list[Event] = []
         positions = state.book.positions
         for sym, pos in sorted(positions.items()):
@@ -512,9 +532,9 @@ def _equity(state: CoreState, new_marks: dict[str, float]) -> float:
 
 
 def working_stop(state: CoreState, symbol: str) -> OrderRecord | None:
-    """The position's protective stop if it is working at the broker."""
+    """The position's protective stop if it is working at the broker (and not being cancelled)."""
     cid = state.legs.get(symbol, {}).get(Leg.STOP)
     if cid is None:
         return None
     rec = state.orders[cid]
-    return rec if rec.working else None
+    return rec if rec.working and rec.status is not OrderStatus.PENDING_CANCEL else None

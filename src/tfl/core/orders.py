@@ -130,8 +130,8 @@ def transition(current: OrderStatus, fact: Report) -> tuple[OrderStatus, Oddity 
         return nxt, (Oddity.LATE_FILL if (current, fact) in _LATE else None)
     if current is S.PARTIALLY_FILLED and fact in (R.ACCEPTED, R.SUBMITTED, R.UNKNOWN):
         return current, Oddity.STALE
-    if current in TERMINAL and fact in _STALE_STATUS:
-        return current, Oddity.STALE
+    if current in TERMINAL and (fact in _STALE_STATUS or (current is S.REJECTED and fact is R.REJECTED)):
+        return current, Oddity.STALE  # (a rejection told twice: in the answer and on the order socket)
     if current is S.PENDING_CANCEL and fact in (R.ACCEPTED, R.SUBMITTED, R.UNKNOWN):
         return current, Oddity.STALE
     return current, Oddity.CONTRADICTION

@@ -123,20 +123,31 @@ class Execution:
             return None
         return self.adopt(rec, order)
 
+    def broker_order(self, rec: OrderRecord) -> BrokerOrder | None:
+        """The order as the broker has it now; None if it has none or cannot be asked."""
+        try:
+            return self.broker.order_by_tag(rec.request.client_id)
+        except (BrokerError, BrokerTimeoutError) as exc:
+            log.error("order lookup failed", extra={"fields": {"cid": rec.request.client_id, "error": str(exc)}})
+            return None
+
     def adopt(self, rec: OrderRecord, order: BrokerOrder) -> list[Event]:
         """The broker's word for an order: its status and any fills we have not booked."""
         out: list[Event] = []
+        booked = rec.filled
         if order.filled > rec.filled:  # fills first: they happened before the status the order ended in
             try:
                 fills = self.broker.fills()
             except (BrokerError, BrokerTimeoutError) as exc:
                 log.error("could not read the broker's fills", extra={"fields": {"error": str(exc)}})
                 fills = []
-            out.extend(self.fill_fact(f) for f in fills if f.tag == order.tag and f.fill_id not in rec.fill_ids)
+            new = [self.fill_fact(f) for f in fills if f.tag == order.tag and f.fill_id not in rec.fill_ids]
+            booked += sum(f.qty for f in new)
+            out.extend(new)
         report = _report_of(order.status)
-        if report is None and order.filled < rec.request.qty:
+        if report is None and booked >= order.filled and order.filled < rec.request.qty:
             # Done at the broker for fewer shares than the journal asked for (a resize it never
-            # took): the rest will not fill, so the order is over.
+            # took), and every fill of it is booked: the rest will not fill, so the order is over.
             why = f"filled {order.filled} of {rec.request.qty} at the broker: the rest will not fill"
             out.append(OrderReported(rec.request.client_id, Report.CANCELLED, order.broker_id, why))
         elif report is not None:

@@ -42,7 +42,7 @@ from tfl.domain import Bias, ExitReason, HaltReason
 from tfl.live.broker import BrokerError, BrokerTimeoutError
 from tfl.live.execution import Execution, Modified
 from tfl.live.faults import CrashPoints
-from tfl.live.journal import Journal, read_events, to_record
+from tfl.live.journal import Journal, JournalConflictError, read_events, to_record
 from tfl.settings import Settings
 from tfl.strategy.rules import Setup
 from tfl.timeutil import ist_date, slot_of
@@ -144,25 +144,37 @@ class Trader:
         The reactions come after the whole batch is applied: forty partial fills of one
         entry, reported together, resize its stop once rather than forty times."""
         fills: list[Filled] = []
-        exit_refused = False
+        refused_exits: list[str] = []
+        stop_gone = False
         for fact in events:
             ev = self._numbered(fact)
-            if ev is None or not self.record(ev, ts):
+            if ev is None:
+                continue
+            rec = self.state.orders.get(ev.cid) if isinstance(ev, OrderReported) else None
+            was_open = rec is not None and rec.open
+            if not self.record(ev, ts):
                 continue
             if isinstance(ev, Filled):
                 self._log_fill(ev)
                 fills.append(ev)
-            elif isinstance(ev, OrderReported) and ev.report is Report.REJECTED:
-                exit_refused |= self._warn_rejected(self.state.orders[ev.cid], ev.reason)
+            elif isinstance(ev, OrderReported) and rec is not None and was_open and not rec.open:
+                if rec.status is OrderStatus.REJECTED:
+                    self._warn_rejected(rec, ev, ts)
+                    if rec.leg is Leg.EXIT:
+                        refused_exits.append(rec.request.symbol)
+                elif rec.leg is Leg.STOP:
+                    stop_gone = True  # cancelled or expired: a replacement may be waiting for it
         self.journal.flush()
         now = slot_of(ts, self.plan.open_ts)
         for f in fills:
             # A fill reported late is handled as of now: one that traded at 15:14 and is heard
             # of after the square-off is exited, not given a stop.
             self.decide(self.core.on_fill(self.state, f, max(now, slot_of(f.ts, self.plan.open_ts))), ts)
-        if exit_refused:
-            # The position is not being exited after all: it gets its stop back now, and the
-            # next boundary flattens it again.
+        for sym in refused_exits:
+            # The shares are not being exited after all: they get a stop back now (not another
+            # exit, which the broker would refuse again), and the next boundary flattens them.
+            self.decide(self.core.protect(self.state, sym), ts)
+        if stop_gone:
             self.protect(ts)
         self._after_facts(ts)
 
@@ -251,23 +263,35 @@ class Trader:
             self._stop_refused(rec, ts)
 
     def _stop_refused(self, rec: OrderRecord, ts: int) -> None:
-        """The broker would not move or resize a stop: it may have filled or gone meanwhile, so
-        its own word is adopted; a stop still working is replaced by a new one of the
-        journal's level and size (the position is never left at a size its stop does not fit)."""
+        """The broker would not move or resize a stop. It may have filled or gone meanwhile:
+        its own word is adopted, and a stop that is gone is replaced now. A stop still working
+        stays as the broker has it (cancelling a good stop to replace it could leave nothing,
+        if the new one is refused too): the journal takes the broker's level and size back,
+        an alert says so, and the next boundary's protection tries again."""
         cid = rec.request.client_id
-        found = self.execution.lookup(rec)
-        if found:
-            self.facts(found, ts)
-        if rec.working and rec.status is not OrderStatus.PENDING_CANCEL:
+        order = self.execution.broker_order(rec)
+        if order is None:
+            return  # cannot tell: the move stays unconfirmed and is sent again at the next step
+        self.facts(self.execution.adopt(rec, order), ts)
+        if not rec.working or rec.status is OrderStatus.PENDING_CANCEL:
+            self.protect(ts)
+            return
+        wanted = (rec.request.trigger, rec.request.qty)
+        if order.trigger is not None and wanted != (order.trigger, order.qty):
+            n = rec.modifications + 1
+            self.record(StopMoved(cid, n, order.trigger, order.qty), ts)
+            self.record(StopConfirmed(cid, n), ts)
+            pos = self.state.book.positions.get(rec.request.symbol)
+            held = pos.qty if pos is not None else 0
             self.raise_alert(
                 "ERROR",
                 "STOP_REFUSED",
-                f"TFL: the broker refused to change the stop for {rec.request.symbol}; it is being replaced",
-                f"{cid}#{rec.modifications}",
+                f"TFL: the broker refused to change the stop for {rec.request.symbol} (wanted {wanted[1]} "
+                f"at {wanted[0]}); it stays at {order.trigger} for {order.qty - order.filled} of {held} shares. "
+                "TFL tries again at the next boundary",
+                f"{cid}#{n}",
                 ts,
             )
-            self.decide([CancelRequested(cid, rec.cancel_requests + 1, "modification refused")], ts)
-        self.protect(ts)
 
     def _still_open(self, rec: OrderRecord) -> bool:
         """Whether a position-bound order still makes sense: its position is open and an exit
@@ -322,17 +346,18 @@ class Trader:
             self.facts([self.execution.fill_fact(f) for f in unseen], ts)
         return True
 
-    def _warn_rejected(self, rec: OrderRecord, reason: str) -> bool:
-        """Log (and for a protective order, alert) a rejection; True if it was an exit."""
+    def _warn_rejected(self, rec: OrderRecord, ev: OrderReported, ts: int) -> None:
+        """Log a rejection; alert it (once, even when both the answer and the order socket say
+        so) when the order was protective."""
         protective = rec.leg in (Leg.STOP, Leg.EXIT, Leg.FLATTEN)
         log.log(
             logging.ERROR if protective else logging.WARNING,
             "order rejected",
-            extra={"fields": {"cid": rec.request.client_id, "symbol": rec.request.symbol, "reason": reason}},
+            extra={"fields": {"cid": rec.request.client_id, "symbol": rec.request.symbol, "reason": ev.reason}},
         )
         if protective:
-            self.alert("ERROR", f"{rec.leg.name} order for {rec.request.symbol} rejected: {reason}")
-        return rec.leg is Leg.EXIT
+            message = f"{rec.leg.name} order for {rec.request.symbol} rejected: {ev.reason}"
+            self.raise_alert("ERROR", "REJECTED", message, rec.request.client_id, ts)
 
     def _log_fill(self, f: Filled) -> None:
         rec = self.state.orders.get(f.cid)
@@ -383,8 +408,13 @@ class Trader:
         self.decide(self.core.flatten_stray(self.state), ts)
 
     def raise_alert(self, level: str, cause: str, message: str, ref: str, ts: int) -> None:
-        """Journal an alert and send it, unless the journal shows it was sent already."""
-        if self.record(AlertRaised(level, cause, message, ref), ts):
+        """Journal an alert and send it, unless the journal shows it was sent already (an alert
+        about the same thing worded differently, after a restart, counts as sent)."""
+        try:
+            new = self.record(AlertRaised(level, cause, message, ref), ts)
+        except JournalConflictError:
+            new = False
+        if new:
             self.journal.flush()
             log.log(logging.CRITICAL if level == "CRITICAL" else logging.ERROR, message, extra={"fields": {"ref": ref}})
             self.alert(level, message)
