@@ -125,6 +125,9 @@ class LiveSettings:
     kill_file: str = ""  # its existence halts trading; empty: <journal>.halt
     max_tick_jump_pct: float = field(default=20.0, metadata=_num(0, 100, lo_open=True))
     token_recheck_seconds: float = field(default=30.0, metadata=_num(0.1, 3600))
+    # Between boundaries, exchange seconds between asks about what is unsettled: orders of
+    # unknown fate, unanswered cancels, unconfirmed stop moves, shares without a stop.
+    retry_seconds: int = field(default=10, metadata=_num(1, 600))
     # Paper/live: how long to wait for the day's bias record (the pre-market job writes it at
     # 08:45 IST; after an AWS error its record is provisional and Lambda retries the job twice
     # within minutes); no final record by then means NO_TRADES for the day.

@@ -122,6 +122,7 @@ class FakeFyers:
         self.ltp: dict[str, float] = {}
         self.market_done = threading.Event()
         self.late_filled = ""  # the tag of the order the late-fill scenario hit
+        self.after_next_orderbook: list[Any] = []  # engine events held back until the next order-book read
         self.overfilled = ""  # and the over-fill scenario
         self.start_market_on_subscribe = False
         self.market_started = False
@@ -384,12 +385,21 @@ class FakeFyers:
         if o.status != 6:
             return 400, {"s": "error", "code": -52, "message": "Order is not pending"}
         late = self.s.late_fill_on_cancel
-        if late is not None and len(o.tag) > 10 and o.tag[10] == "E" and o.filled == 0:
+        crossing = late is not None and len(o.tag) > 10 and o.tag[10] == "E" and o.filled == 0
+        if crossing:
             self.engine.quirks.late_fill[o.id] = late
             self.s.late_fill_on_cancel = None
             self.late_filled = o.tag
         self.engine.cancel(o.id, int(self.clock))
-        self._publish(self.engine.poll())
+        events = self.engine.poll()
+        if crossing and late is not None and late.after_ack:
+            # The crossing trade reaches FYERS' books after the cancel's answer and after the
+            # order-book read a client makes right after it: it is published once that read is
+            # answered, so what the client sees does not depend on thread timing.
+            self._publish([ev for ev in events if not isinstance(ev, Fill)])
+            self.after_next_orderbook.extend(ev for ev in events if isinstance(ev, Fill))
+        else:
+            self._publish(events)
         return 200, {"s": "ok", "code": 1103, "message": "Successfully cancelled order", "id": o.id}
 
     def positions(self) -> list[dict[str, Any]]:
@@ -591,6 +601,8 @@ class FakeFyers:
                     )
                 elif path == "/api/v3/orders" and method == "GET":
                     self._send(200, {**ok, "orderBook": [fake._order_json(o) for o in fake.orders.values()]})
+                    held, fake.after_next_orderbook = fake.after_next_orderbook, []
+                    fake._publish(held)
                 elif path == "/api/v3/tradebook":
                     self._send(200, {**ok, "tradeBook": list(fake.trades)})
                 elif path == "/api/v3/positions":

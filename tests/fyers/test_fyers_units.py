@@ -259,6 +259,20 @@ def test_a_stop_resize_reaches_fyers_with_the_new_quantity(fake: FakeFyers, stor
     assert fake.orders[s.broker_id].qty == 100 and fake.orders[s.broker_id].stop == 49.5
 
 
+def test_a_cancel_answer_says_what_traded_before_it(fake: FakeFyers, store: FileSecretStore) -> None:
+    """FYERS' answer to a cancel does not say how much had filled; the order book does. A stop
+    that sold 4 of 10 before its cancel is reported cancelled with those 4 filled, so the
+    square-off's exit is sized to the 6 still held, not 10."""
+    store.put("access_token", fake.issue_token())
+    br = FyersBroker(rest_for(fake, store), SymbolMap(FyersSettings()), fallback_seconds=0.0)
+    s = br.place(OrderRequest("2012071000SSAIL0001", "SAIL", -1, OrderType.STOP, 10, trigger=50.0), 0)
+    with fake.lock:
+        fake._record_trade(fake.orders[s.broker_id], 4, 49.95, int(fake.clock))
+    done = br.cancel("2012071000SSAIL0001", 0)
+    assert (done.status, done.filled, done.qty) == ("CANCELLED", 4, 10)
+    assert fake.orders[s.broker_id].filled == 4
+
+
 def test_tags_times_and_symbols() -> None:
     assert strip_tag("1:ABC123") == "ABC123" and strip_tag("2:Untagged") == "Untagged" and strip_tag("X") == "X"
     assert parse_time("07-Dec-2020 10:08:00") == parse_time("07-12-2020 10:08:00") == epoch_of_ist(DAY, 608)

@@ -130,11 +130,13 @@ def new_trader(journal: Journal | None = None, broker: ScriptedBroker | None = N
     return trader, broker
 
 
-def restart(trader: Trader, broker: ScriptedBroker) -> Trader:
-    """A new process on the same journal and broker, reconciled."""
+def restart(trader: Trader, broker: ScriptedBroker, alert: Callable[[str, str], None] | None = None) -> Trader:
+    """A new process on the same journal and broker, reconciled (its alerts to ``alert``)."""
     from tfl.live.reconcile import reconcile
 
     again = Trader(S, trader.journal, Execution(broker, OPEN), PLAN)
+    if alert is not None:
+        again.alert = alert
     again.load()
     again.gate.feed_fresh = True
     reconcile(again, again.state.last_slot or OPEN)

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tfl.core.events import OrderPlaced
 from tfl.core.orders import OrderRequest
 from tfl.data.market import load_market
 from tfl.live.broker import BrokerError, BrokerEvent, BrokerOrder, BrokerTimeoutError
 from tfl.live.feed import FeedEvent, ListFeed, Tick
-from tfl.live.journal import SqliteJournal
+from tfl.live.journal import SqliteJournal, read_events
 from tfl.live.paper import PaperBroker
 from tfl.live.runtime import Controls
 from tfl.settings import Settings
@@ -292,7 +293,22 @@ def test_broker_rejects_protective_stops_then_accepts(
         state, res = run_with(tmp_path, market, broker_hook=hook)
     assert holder[0]._rejected
     assert any(r.levelname == "ERROR" and "rejected" in r.message for r in caplog.records)
-    assert any("without a working stop" in r.message for r in caplog.records)  # re-protected at the next bar
+    journal = SqliteJournal(tmp_path / "journal.sqlite")
+    placed = {ev.cid: rec.ts for rec, ev in read_events(journal) if isinstance(ev, OrderPlaced)}
+    journal.close()
+    for cid in holder[0]._rejected:  # each refused stop was followed by one the broker took
+        refused = state.orders[cid]
+        again = [
+            r.request.client_id
+            for r in state.orders.values()
+            if r.leg is refused.leg
+            and r.request.symbol == refused.request.symbol
+            and r.setup_ts == refused.setup_ts
+            and r.broker_id is not None
+        ]
+        assert again, cid
+        # ... within seconds of exchange time (the next retry), not at the next boundary.
+        assert placed[again[0]] - placed[cid] <= 3 * S.live.retry_seconds, cid
     assert res.flat
     check_consistent(tmp_path, state)
 

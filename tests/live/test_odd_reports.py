@@ -165,7 +165,9 @@ def test_an_odd_report_is_recorded_alerted_and_answered_safely(
         assert not again.anomalies and not alerts
     else:
         assert anomaly in kinds
-        assert [a.cause for a in alerts] == [anomaly.value]  # one alert, and the right one
+        assert [a.cause for a in alerts] == [anomaly.value], [
+            (a.cause, a.message, a.ref) for a in alerts
+        ]  # one alert, and the right one
     if name == "the same fill twice":
         assert key(again) == key(clean)  # a repeated report changes nothing
         assert sum(1 for ev in events if isinstance(ev, Filled) and ev.cid == tag) == 1

@@ -8,14 +8,15 @@ after a restart; no order left waiting forever.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 from scripted import ScriptedBroker, at, bar, enter, legs, new_trader, poll, restart
 
 from tfl.core.events import AlertRaised, Filled, OrderPlaced, ReduceOnly
-from tfl.core.orders import Leg, OrderRecord, OrderRequest, OrderStatus
+from tfl.core.orders import MAX_ATTEMPTS, Leg, OrderRecord, OrderRequest, OrderStatus
 from tfl.domain import HaltReason
-from tfl.live.broker import BrokerError, BrokerTimeoutError, Fill, OrderUpdate
+from tfl.live.broker import BrokerError, BrokerOrder, BrokerTimeoutError, Fill, OrderUpdate
 from tfl.live.trader import Trader
 
 
@@ -344,18 +345,25 @@ def test_a_refused_stop_resize_keeps_the_stop_alerts_and_is_tried_again() -> Non
     assert_covered(t, b)
 
 
-def test_a_refused_stop_move_keeps_the_stop_where_the_broker_has_it() -> None:
+def test_a_refused_stop_move_keeps_the_stop_and_is_asked_again() -> None:
     """The breakeven move is refused (the price is already through the new level). The stop
-    at its old level stays: the position is never left without one."""
+    at its old level stays (the position is never left without one), an alert, and the move
+    stays unconfirmed: the next boundary asks again, and the broker takes it then."""
     t, b, sent = alerting_trader()
     open_position(t, b, 101.0, "09:47")
     (s0,) = legs(t, Leg.STOP)
+    movable = b.modify
     refused = _refusing_modifications(b)
     t.on_slot(at("10:00"), [bar("09:45", 100.5, 103.5, 100.4, 100.6)], [])  # 1R reached: breakeven
     assert refused == [s0.request.client_id]
-    assert t.state.book.positions["AAA"].stop > 99.0  # the strategy's level moved
-    assert s0.working and s0.request.trigger == 99.0 == b.book[s0.request.client_id].trigger
+    level = t.state.book.positions["AAA"].stop
+    assert level > 99.0 and s0.working and b.book[s0.request.client_id].trigger == 99.0
+    assert s0.confirmed < s0.modifications
     assert [m for m in sent if "refused to change the stop" in m]
+    assert_covered(t, b)
+    b.modify = movable  # type: ignore[method-assign]
+    t.on_slot(at("10:15"), [bar("10:00", 101.6, 101.8, 101.5, 101.7)], [])
+    assert b.book[s0.request.client_id].trigger == level and s0.confirmed == s0.modifications
     assert_covered(t, b)
 
 
@@ -451,19 +459,31 @@ def test_stray_shares_are_not_written_off_while_a_fill_is_on_the_wire() -> None:
     assert t.close_session(at("15:30"))
 
 
-def test_an_exit_rejected_after_it_was_accepted_gets_the_stop_back_and_an_alert() -> None:
+@pytest.mark.parametrize(
+    ("status", "reason", "alert"),
+    [
+        ("REJECTED", "RMS: margin shortfall", "EXIT order for AAA rejected"),
+        ("CANCELLED", "cancelled by the exchange", "the broker ended the EXIT order for AAA"),
+    ],
+)
+def test_an_exit_the_broker_ends_after_accepting_it_gets_the_stop_back_and_an_alert(
+    status: str, reason: str, alert: str
+) -> None:
+    """The square-off's exit is accepted, then rejected by the RMS or cancelled by the
+    exchange (market protection): the shares are not left bare, a stop comes back at once,
+    an alert says what happened, and the next boundary exits them again."""
     t, b, sent = alerting_trader()
     open_position(t, b, 101.0, "09:50")
     t.on_slot(at("15:15"), [bar("15:00")], [])
     (x0,) = legs(t, Leg.EXIT)
     o = b.book[x0.request.client_id]
-    b.book[x0.request.client_id] = dataclasses.replace(o, status="REJECTED")
-    b.events.append(OrderUpdate(x0.request.client_id, o.broker_id, "REJECTED", 0, "RMS: margin shortfall"))
+    b.book[x0.request.client_id] = dataclasses.replace(o, status=status)
+    b.events.append(OrderUpdate(x0.request.client_id, o.broker_id, status, 0, reason))
     poll(t, at("15:15") + 5)
-    assert x0.status is OrderStatus.REJECTED
-    assert [m for m in sent if "EXIT order for AAA rejected" in m]
+    assert x0.status is OrderStatus(status)
+    assert [m for m in sent if alert in m]
     assert_covered(t, b)
-    t.on_slot(at("15:30"), [bar("15:15")], [])  # the next boundary flattens it again
+    t.on_slot(at("15:30"), [bar("15:15")], [])
     assert_covered(t, b, exiting=True)
 
 
@@ -481,6 +501,18 @@ def t_leg(req: OrderRequest) -> Leg:
     return Leg(req.client_id[10])
 
 
+def _the_stop_sells_30_then_70(t: Trader, b: ScriptedBroker) -> None:
+    """The position's stop sells 30 of its 100 shares, then the rest: the broker's working
+    orders cover exactly what is left in between, and the book ends flat."""
+    stop = t.state.legs["AAA"][Leg.STOP]
+    b.fill(stop, 30, 99.0, at("15:16"))
+    poll(t, at("15:16"))
+    assert_covered(t, b)
+    b.fill(stop, 70, 98.9, at("15:17"))
+    poll(t, at("15:17"))
+    assert b.positions() == {} and not t.state.book.positions and not t.state.anomalies
+
+
 def test_a_stop_given_back_after_a_rejected_exit_gets_no_exit_beside_it() -> None:
     """The square-off's exit is rejected, the stop comes back, and then it partly fills: the
     rest is still the stop's to sell. An exit beside it would sell the same shares twice."""
@@ -490,13 +522,7 @@ def test_a_stop_given_back_after_a_rejected_exit_gets_no_exit_beside_it() -> Non
     t.on_slot(at("15:15"), [bar("15:00")], [])
     b.on_place = None
     assert [e.status for e in legs(t, Leg.EXIT)] == [OrderStatus.REJECTED]
-    stop = t.state.legs["AAA"][Leg.STOP]
-    b.fill(stop, 30, 99.0, at("15:16"))
-    poll(t, at("15:16"))
-    assert_covered(t, b)
-    b.fill(stop, 70, 99.0, at("15:17"))
-    poll(t, at("15:17"))
-    assert b.positions() == {} and not t.state.book.positions and not t.state.anomalies
+    _the_stop_sells_30_then_70(t, b)
 
 
 def test_a_rejected_exit_is_not_sent_again_in_the_same_step() -> None:
@@ -519,10 +545,9 @@ def test_a_rejected_exit_is_not_sent_again_in_the_same_step() -> None:
     assert_covered(t, b, exiting=True)
 
 
-def test_a_stop_whose_cancel_is_unanswered_is_not_doubled() -> None:
-    """At the square-off the stop's cancel gets no answer (it may still be live) and the exit
-    is rejected: the stop is left to protect the position, no second one is placed."""
-    t, b = new_trader()
+def _square_off_with_the_stop_cancel_unanswered_and_the_exit_refused(t: Trader, b: ScriptedBroker) -> None:
+    """A 100-share long reaches the square-off; the stop's cancel gets no answer (it may
+    still be live) and the exit is refused."""
     open_position(t, b, 101.0, "09:50")
 
     def no_answer(tag: str) -> None:
@@ -531,6 +556,13 @@ def test_a_stop_whose_cancel_is_unanswered_is_not_doubled() -> None:
     b.on_cancel = no_answer
     _rejecting_exits(b)
     t.on_slot(at("15:15"), [bar("15:00")], [])
+
+
+def test_a_stop_whose_cancel_is_unanswered_is_not_doubled() -> None:
+    """At the square-off the stop's cancel gets no answer (it may still be live) and the exit
+    is rejected: the stop is left to protect the position, no second one is placed."""
+    t, b = new_trader()
+    _square_off_with_the_stop_cancel_unanswered_and_the_exit_refused(t, b)
     (stop,) = legs(t, Leg.STOP)
     assert stop.status is OrderStatus.PENDING_CANCEL
     assert_covered(t, b)
@@ -539,12 +571,9 @@ def test_a_stop_whose_cancel_is_unanswered_is_not_doubled() -> None:
     assert_covered(t, b, exiting=True)
 
 
-def test_a_stop_is_not_written_off_when_its_fills_cannot_be_read() -> None:
-    """The stop filled unseen and its resize is refused; the broker says FILLED but its fills
-    cannot be read just then. The journal does not call the stop over without its fills (it
-    would forget the shares sold and protect shares that are gone); the next step settles it."""
-    t, b = new_trader()
-    s0 = _stop_filled_unseen_then_entry_rest_reported(t, b)
+def _fills_unreadable_once(b: ScriptedBroker) -> list[int]:
+    """The broker's fills cannot be read the next time they are asked for; returns a list
+    that is emptied when that happened."""
     readable = b.fills
     failures = [1]
 
@@ -555,6 +584,16 @@ def test_a_stop_is_not_written_off_when_its_fills_cannot_be_read() -> None:
         return readable()
 
     b.fills = flaky  # type: ignore[method-assign]
+    return failures
+
+
+def test_a_stop_is_not_written_off_when_its_fills_cannot_be_read() -> None:
+    """The stop filled unseen and its resize is refused; the broker says FILLED but its fills
+    cannot be read just then. The journal does not call the stop over without its fills (it
+    would forget the shares sold and protect shares that are gone); the next step settles it."""
+    t, b = new_trader()
+    s0 = _stop_filled_unseen_then_entry_rest_reported(t, b)
+    failures = _fills_unreadable_once(b)
     poll(t, at("09:55"))
     assert not failures  # the fills really could not be read
     assert s0.status is not OrderStatus.CANCELLED
@@ -574,3 +613,135 @@ def test_a_rejection_told_twice_is_alerted_once_and_is_no_contradiction() -> Non
     assert len([m for m in sent if "EXIT order for AAA rejected" in m]) == 1
     assert not t.state.reduce_only and not t.state.anomalies
     assert_covered(t, b)
+
+
+def _stops_ended_on_placement(b: ScriptedBroker) -> Callable[[OrderRequest, int], BrokerOrder]:
+    """Make the exchange cancel every stop as it is placed (a trigger outside its price band);
+    returns the broker's own placement, to restore."""
+    real = b.place
+
+    def place(req: OrderRequest, ts: int) -> BrokerOrder:
+        o = real(req, ts)
+        if t_leg(req) is Leg.STOP:
+            o = dataclasses.replace(o, status="CANCELLED", reason="trigger outside the price band")
+            b.book[req.client_id] = o
+        return o
+
+    b.place = place  # type: ignore[method-assign]
+    return real
+
+
+def _placed(b: ScriptedBroker, leg: Leg) -> int:
+    return sum(1 for c in b.calls if c[0] == "place" and Leg(str(c[1])[10]) is leg)
+
+
+def test_a_stop_the_broker_ends_as_it_is_placed_is_replaced_once_a_step_and_alerted() -> None:
+    """Each stop is cancelled by the exchange as it is placed. One replacement per step, never
+    a burst that uses up every attempt at once and exits; the bare shares are alerted once,
+    asked about again a few seconds later, and covered as soon as the broker takes a stop."""
+    t, b, sent = alerting_trader()
+    real = _stops_ended_on_placement(b)
+    cid = enter(t, qty=100)
+    b.fill(cid, 100, 101.0, at("09:47"))
+    poll(t, at("09:47"))
+    assert _placed(b, Leg.STOP) == 2 and not legs(t, Leg.EXIT)
+    t.retry(at("09:47") + 10)
+    t.retry(at("09:47") + 20)
+    assert _placed(b, Leg.STOP) == 4
+    assert len([m for m in sent if "100 AAA shares have no stop or exit" in m]) == 1
+    b.place = real  # type: ignore[method-assign]
+    t.retry(at("09:47") + 30)
+    assert _placed(b, Leg.STOP) == 5
+    assert_covered(t, b)
+
+
+def test_with_every_stop_attempt_used_and_exits_refused_the_shares_are_asked_about_one_order_a_step() -> None:
+    """Stops ended on placement until no attempt is left, and the exits that follow refused:
+    at most one order per step reaches the broker, each refusal is alerted, and the bare
+    shares once per slot; nothing raises."""
+    t, b, sent = alerting_trader()
+    _stops_ended_on_placement(b)
+    _rejecting_exits(b)
+    cid = enter(t, qty=100)
+    b.fill(cid, 100, 101.0, at("09:47"))
+    poll(t, at("09:47"))
+    per_step = []
+    for k in range(1, 61):
+        before = len(b.calls)
+        t.retry(at("09:47") + 10 * k)
+        per_step.append(len(b.calls) - before)
+    assert max(per_step) == 1
+    assert _placed(b, Leg.STOP) == MAX_ATTEMPTS
+    exits = legs(t, Leg.EXIT)
+    assert exits and all(x.status is OrderStatus.REJECTED for x in exits)
+    assert len([m for m in sent if "EXIT order for AAA rejected" in m]) == len(exits)
+    assert len([m for m in sent if "have no stop or exit" in m]) == 1  # ten minutes inside one slot: once
+
+
+def test_a_stop_being_cancelled_that_sells_is_not_doubled_by_an_exit() -> None:
+    """The square-off's stop cancel is unanswered and its exit refused; then that stop (still
+    live) sells 30. Its other 70 are still the stop's to sell: no exit for them beside it."""
+    t, b = new_trader()
+    _square_off_with_the_stop_cancel_unanswered_and_the_exit_refused(t, b)
+    b.on_place = None
+    assert t.state.orders[t.state.legs["AAA"][Leg.STOP]].status is OrderStatus.PENDING_CANCEL
+    _the_stop_sells_30_then_70(t, b)
+
+
+def test_a_filled_stop_whose_move_is_refused_while_its_fills_are_unreadable_is_not_kept_as_a_phantom() -> None:
+    """The stop filled unseen; the breakeven move is refused (the order is done) while the
+    broker's fills cannot be read. The journal does not go on believing in the stop (and the
+    position): within a step or two it books the fill, and the target is cancelled before it
+    can sell shares the broker no longer holds."""
+    t, b = new_trader()
+    open_position(t, b, 101.0, "09:47")
+    t.on_slot(at("10:00"), [bar("09:45")], [])
+    (s0,) = legs(t, Leg.STOP)
+    (target,) = legs(t, Leg.TARGET)
+    b.fill(s0.request.client_id, 100, 99.0, at("10:10"), report=False)
+    failures = _fills_unreadable_once(b)
+    t.on_slot(at("10:15"), [bar("10:00", 101.0, 103.5, 100.9, 103.0)], [])  # 1R: breakeven
+    assert not failures  # the fills really could not be read
+    t.retry(at("10:15") + 10)
+    t.on_slot(at("10:30"), [bar("10:15", 103.0, 103.2, 102.8, 103.0)], [])
+    assert s0.filled == 100 and not t.state.book.positions and b.positions() == {}
+    assert t.state.orders[target.request.client_id].status is OrderStatus.CANCELLED
+    assert b.working("AAA") == []
+
+
+def test_a_stop_never_sent_before_a_crash_and_unreadable_after_it_is_sent_within_seconds() -> None:
+    """The process died after journalling the stop and before sending it; after the restart
+    the broker cannot be asked whether it has it. The shares are alerted as bare at once,
+    and the next retry (seconds later, not the next boundary) asks again and sends it."""
+
+    class DiedError(Exception):
+        pass
+
+    class Crash:
+        def hit(self, where: str) -> None:
+            if where == "journal:INTENT":
+                raise DiedError(where)
+
+    t, b = new_trader()
+    cid = enter(t, qty=100)
+    b.fill(cid, 100, 101.0, at("09:47"))
+    t.crash = Crash()  # type: ignore[assignment]
+    with pytest.raises(DiedError):
+        poll(t, at("09:47"))
+    real_lookup = b.order_by_tag
+    failures = [1, 1]
+
+    def flaky(tag: str) -> BrokerOrder | None:
+        if Leg(tag[10]) is Leg.STOP and failures:
+            failures.pop()
+            raise BrokerTimeoutError("orderbook: no answer")
+        return real_lookup(tag)
+
+    b.order_by_tag = flaky  # type: ignore[method-assign]
+    sent: list[str] = []
+    t2 = restart(t, b, alert=lambda level, msg: sent.append(msg))
+    assert not failures  # the broker really could not be asked
+    assert b.working("AAA") == []
+    assert [m for m in sent if "100 AAA shares have no stop or exit" in m]
+    t2.retry(at("09:47") + 10)
+    assert_covered(t2, b)

@@ -335,9 +335,9 @@ class Core:
 
     def _cover(self, state: CoreState, pos: Position, now_slot: int, out: list[Event]) -> None:
         """The position as it stands now is covered: by working exits while it is being exited,
-        or, once trading has stopped, when it has no stop working; else by a stop of its size
-        (a stop given back after a rejected exit stays until the next boundary flattens)."""
-        stop = working_stop(state, pos.symbol)
+        or, once trading has stopped, when it has no stop; else by a stop of its size (a stop
+        given back after a rejected exit keeps its shares until the next boundary flattens)."""
+        stop = live_stop(state, pos.symbol)
         if pos.symbol in state.exit_pending or (self._stopped(state, now_slot) and stop is None):
             why = state.exit_pending.get(pos.symbol, (None, None))[0]
             if why is None:
@@ -347,9 +347,9 @@ class Core:
         self._protect(state, pos, out)
 
     def _exit_uncovered(self, state: CoreState, pos: Position, reason: ExitReason, out: list[Event]) -> None:
-        """A market exit for the shares no working exit or stop sells (never more: both could fill)."""
-        stop = working_stop(state, pos.symbol)
-        uncovered = pos.qty - exiting(state, pos) - (stop.remaining if stop is not None else 0)
+        """A market exit for the shares that no working exit and no live stop sells (never
+        more: both could fill)."""
+        uncovered = pos.qty - covered(state, pos)
         if uncovered > 0:
             exit_order = self._exit(pos, reason, state, uncovered)
             if exit_order is not None:
@@ -357,11 +357,11 @@ class Core:
 
     def protect(self, state: CoreState, symbol: str) -> list[Event]:
         """A stop for the shares of ``symbol``'s position that no working exit sells (after an
-        exit was rejected: never another exit at once, which the broker would refuse again)."""
+        exit was refused: never an exit at once, which the broker would refuse again)."""
         out: list[Event] = []
         pos = state.book.positions.get(symbol)
         if pos is not None:
-            self._protect(state, pos, out)
+            self._protect(state, pos, out, may_exit=False)
         return out
 
     def exit_uncovered(self, state: CoreState, symbol: str, reason: ExitReason) -> list[Event]:
@@ -383,30 +383,27 @@ class Core:
             ):
                 out.append(CancelRequested(other.request.client_id, other.cancel_requests + 1, why))
 
-    def _protect(self, state: CoreState, pos: Position, out: list[Event]) -> None:
+    def _protect(self, state: CoreState, pos: Position, out: list[Event], *, may_exit: bool = True) -> None:
         """The position's protective stop rests at the broker for the shares no exit sells
-        (normally all of them): a working stop of another size is resized in place; one whose
-        cancel is unanswered is waited for (it may still be live: two stops could both fill);
-        a missing one is placed (a new attempt)."""
+        (normally all of them). The stop it has, unless it is over, is resized in place (one
+        not sent yet too); one being cancelled is left alone, as it may still be live (two
+        stops could both fill), and the trader asks about it. A stop that is over is replaced
+        by a new attempt; once every attempt is used, the position is closed at market."""
         size = pos.qty - exiting(state, pos)
         if size <= 0:
             return
-        old = state.legs.get(pos.symbol, {}).get(Leg.STOP)
-        if old is not None:
-            rec = state.orders[old]
-            if rec.status is OrderStatus.PENDING_CANCEL:
-                return
-            if rec.working:
-                if rec.remaining != size and rec.request.trigger is not None:
-                    out.append(StopMoved(old, rec.modifications + 1, rec.request.trigger, rec.filled + size))
-                return
-            if rec.open:
-                out.append(CancelRequested(old, rec.cancel_requests + 1, "replaced"))
+        stop = live_stop(state, pos.symbol)
+        if stop is not None:
+            trigger = stop.request.trigger
+            if stop.status is not OrderStatus.PENDING_CANCEL and stop.remaining != size and trigger is not None:
+                out.append(StopMoved(stop.request.client_id, stop.modifications + 1, trigger, stop.filled + size))
+            return
         cid = self._fresh_id(state, pos, Leg.STOP)
-        if cid is None:  # every stop was refused: close the position instead
-            exit_order = self._exit(pos, ExitReason.MANUAL, state) if pos.symbol not in state.exit_pending else None
-            if exit_order is not None:
-                out.append(exit_order)
+        if cid is None:
+            if may_exit and pos.symbol not in state.exit_pending:
+                exit_order = self._exit(pos, ExitReason.MANUAL, state)
+                if exit_order is not None:
+                    out.append(exit_order)
             return
         out.append(
             OrderPlaced(
@@ -509,12 +506,19 @@ def _entry_order(cid: str, s: Setup, qty: int) -> OrderPlaced:
     return OrderPlaced(cid, Leg.ENTRY, s.symbol, int(s.side), OrderType.STOP, qty, s.trigger, None, None, s.setup_ts)
 
 
-def exiting(state: CoreState, pos: Position) -> int:
-    """Shares of the position that working exit orders are already selling (or buying back)."""
+UNACKNOWLEDGED = frozenset({OrderStatus.INTENT, OrderStatus.UNKNOWN})  # the broker may not have it
+
+
+def exiting(state: CoreState, pos: Position, *, acknowledged: bool = False) -> int:
+    """Shares of the position that working exit orders are already selling (or buying back);
+    with ``acknowledged``, only orders the broker has taken."""
     return sum(
         r.remaining
         for r in state.working.values()
-        if r.leg is Leg.EXIT and r.request.symbol == pos.symbol and r.setup_ts == pos.setup_ts
+        if r.leg is Leg.EXIT
+        and r.request.symbol == pos.symbol
+        and r.setup_ts == pos.setup_ts
+        and not (acknowledged and r.status in UNACKNOWLEDGED)
     )
 
 
@@ -531,10 +535,21 @@ def _equity(state: CoreState, new_marks: dict[str, float]) -> float:
     return state.book.equity(state.marks, new_marks)
 
 
-def working_stop(state: CoreState, symbol: str) -> OrderRecord | None:
-    """The position's protective stop if it is working at the broker (and not being cancelled)."""
+def live_stop(state: CoreState, symbol: str) -> OrderRecord | None:
+    """The position's current stop unless it is over: about to be sent, working, of unknown
+    fate, or being cancelled. Until the broker says it is over, it may still sell."""
     cid = state.legs.get(symbol, {}).get(Leg.STOP)
     if cid is None:
         return None
     rec = state.orders[cid]
-    return rec if rec.working and rec.status is not OrderStatus.PENDING_CANCEL else None
+    return rec if rec.open else None
+
+
+def covered(state: CoreState, pos: Position, *, acknowledged: bool = False) -> int:
+    """Shares of the position that working exits and its live stop would sell; with
+    ``acknowledged``, only orders the broker has taken (not one decided but never sent, or
+    one whose placement got no answer)."""
+    stop = live_stop(state, pos.symbol)
+    if stop is not None and acknowledged and stop.status in UNACKNOWLEDGED:
+        stop = None
+    return exiting(state, pos, acknowledged=acknowledged) + (stop.remaining if stop is not None else 0)

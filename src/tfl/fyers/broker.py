@@ -11,6 +11,7 @@ are polled instead.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -197,7 +198,16 @@ class FyersBroker:
         self._book_cache = None
         self._working.discard(tag)
         known = self._placed.get(tag, (oid, "", 0, "MARKET", 0))
-        return BrokerOrder(oid, tag, known[1], known[2], known[3], known[4], None, None, "CANCELLED", 0, 0.0)
+        done = BrokerOrder(oid, tag, known[1], known[2], known[3], known[4], None, None, "CANCELLED", 0, 0.0)
+        # What traded before the cancel took effect: the answer does not say, the order book
+        # does (a stop that sold 30 of 100 before its square-off cancel must not be exited as 100).
+        try:
+            seen = self.order_by_tag(tag, fresh=True)
+        except (BrokerError, BrokerTimeoutError):
+            return done
+        if seen is not None and seen.filled > 0:
+            return dataclasses.replace(done, filled=seen.filled, avg_price=seen.avg_price)
+        return done
 
     def on_token_rejected(self, callback: Callable[[str], None]) -> None:
         self.on_auth_error = callback

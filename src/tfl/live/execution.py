@@ -145,7 +145,15 @@ class Execution:
             booked += sum(f.qty for f in new)
             out.extend(new)
         report = _report_of(order.status)
-        if report is None and booked >= order.filled and order.filled < rec.request.qty:
+        if booked < order.filled and report in (Report.CANCELLED, Report.EXPIRED, None):
+            # Some of its fills could not be read: the order is not called over before they are
+            # booked (the journal would forget shares that traded). The next look settles it.
+            log.warning(
+                "an order is over at the broker but its fills are not all booked yet",
+                extra={"fields": {"cid": rec.request.client_id, "filled": order.filled, "booked": booked}},
+            )
+            return out
+        if report is None and order.filled < rec.request.qty:
             # Done at the broker for fewer shares than the journal asked for (a resize it never
             # took), and every fill of it is booked: the rest will not fill, so the order is over.
             why = f"filled {order.filled} of {rec.request.qty} at the broker: the rest will not fill"

@@ -78,6 +78,7 @@ def _reconcile(trader: Trader, ts: int) -> list[str]:
     trader.resolve_unknown(ts)  # cancels and stop moves journalled before a crash but not sent: send them
     trader.protect(ts)
     trader.after_restart(ts)
+    trader.check_cover(ts)
     trader.gate.reconciled = True
     trader.journal.flush()
     log.info("reconciled with the broker", extra={"fields": {"differences": len(diffs)}})

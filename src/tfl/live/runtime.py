@@ -294,6 +294,8 @@ def run_session(
     next_heartbeat = controls.clock() + settings.live.heartbeat_seconds
     next_kill_check = 0.0
     stale_after = settings.live.feed_stale_seconds
+    retry_every = settings.live.retry_seconds
+    next_retry = start_ts + retry_every
     next_token_check = 0.0
     ended = False
     # The tick loop: bound methods and objects in locals (a few microseconds a tick).
@@ -337,6 +339,9 @@ def run_session(
                 market_sim.checkpoint(last_seq)
             on_boundary(boundaries[bi])
             bi += 1
+        if ev.ts >= next_retry:  # exchange time, so a replay retries exactly as the market ran
+            next_retry = ev.ts + retry_every
+            trader.retry(ev.ts)
         if isinstance(ev, Clock):
             if market_sim is None:
                 trader.facts(execution.facts(poll()), ev.ts)

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
-from tfl.core.decide import ClosedBar, Core, SessionPlan, exiting
+from tfl.core.decide import ClosedBar, Core, SessionPlan, covered, exiting
 from tfl.core.events import (
     AlertRaised,
     CancelRequested,
@@ -81,6 +81,7 @@ class Trader:
         self.loaded: set[str] = set()  # orders known from the journal at start: look them up before sending
         self._seen_anomalies = 0
         self.reconcile_failed = False
+        self._reacting = False  # protecting: an order that ends meanwhile waits for the next step
 
     # ------------------------------------------------------------------ the journal
 
@@ -144,39 +145,70 @@ class Trader:
         The reactions come after the whole batch is applied: forty partial fills of one
         entry, reported together, resize its stop once rather than forty times."""
         fills: list[Filled] = []
-        refused_exits: list[str] = []
+        lost_exits: list[str] = []
         stop_gone = False
         for fact in events:
             ev = self._numbered(fact)
             if ev is None:
                 continue
             rec = self.state.orders.get(ev.cid) if isinstance(ev, OrderReported) else None
-            was_open = rec is not None and rec.open
+            was = rec.status if rec is not None else None
             if not self.record(ev, ts):
                 continue
             if isinstance(ev, Filled):
                 self._log_fill(ev)
                 fills.append(ev)
-            elif isinstance(ev, OrderReported) and rec is not None and was_open and not rec.open:
-                if rec.status is OrderStatus.REJECTED:
-                    self._warn_rejected(rec, ev, ts)
-                    if rec.leg is Leg.EXIT:
-                        refused_exits.append(rec.request.symbol)
-                elif rec.leg is Leg.STOP:
-                    stop_gone = True  # cancelled or expired: a replacement may be waiting for it
+            elif isinstance(ev, OrderReported) and rec is not None and was is not None and rec.status is not was:
+                lost = self._order_ended(rec, was, ev, ts)
+                if lost is Leg.EXIT:
+                    lost_exits.append(rec.request.symbol)
+                stop_gone |= lost is Leg.STOP
         self.journal.flush()
         now = slot_of(ts, self.plan.open_ts)
         for f in fills:
             # A fill reported late is handled as of now: one that traded at 15:14 and is heard
             # of after the square-off is exited, not given a stop.
             self.decide(self.core.on_fill(self.state, f, max(now, slot_of(f.ts, self.plan.open_ts))), ts)
-        for sym in refused_exits:
-            # The shares are not being exited after all: they get a stop back now (not another
-            # exit, which the broker would refuse again), and the next boundary flattens them.
+        for sym in lost_exits:
+            # The shares are not being exited after all: they get a stop back now (never
+            # another exit, which the broker would refuse again); the next boundary exits them.
             self.decide(self.core.protect(self.state, sym), ts)
-        if stop_gone:
+        if (lost_exits or stop_gone) and not self._reacting:
+            # One reaction per step: a replacement the broker also ends waits for the next
+            # retry (never a burst of orders it would refuse again), and the gap is alerted.
             self.protect(ts)
         self._after_facts(ts)
+
+    def _order_ended(self, rec: OrderRecord, was: OrderStatus, ev: OrderReported, ts: int) -> Leg | None:
+        """Alert an order of an open position that ended without filling, unasked (rejected,
+        or cancelled or expired by the broker); returns the leg whose shares lost their cover:
+        an exit, or the position's current stop (even one we cancelled: its replacement may
+        be waiting for that answer)."""
+        if rec.open or rec.status is OrderStatus.FILLED:
+            return None
+        sym = rec.request.symbol
+        pos = self.state.book.positions.get(sym)
+        held = pos is not None and pos.setup_ts == rec.setup_ts
+        unasked = was in (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
+        if rec.status is OrderStatus.REJECTED:
+            self._warn_rejected(rec, ev, ts)
+        elif unasked and held and rec.leg in (Leg.STOP, Leg.EXIT):
+            self.raise_alert(
+                "ERROR",
+                "ENDED_BY_BROKER",
+                f"TFL: the broker ended the {rec.leg.name} order for {sym} ({rec.status.value}: {ev.reason}); "
+                "its shares are covered again",
+                rec.request.client_id,
+                ts,
+            )
+        if not held:
+            return None
+        if rec.leg is Leg.EXIT and (unasked or rec.status is OrderStatus.REJECTED):
+            return Leg.EXIT
+        current = self.state.legs.get(sym, {}).get(Leg.STOP) == rec.request.client_id
+        if rec.leg is Leg.STOP and current and rec.status is not OrderStatus.REJECTED:
+            return Leg.STOP  # a rejected stop is not sent again at once: the broker would refuse it again
+        return None
 
     def _numbered(self, ev: Event) -> Event | None:
         """The fact as it is journalled, or None when it tells nothing new: a fill reported
@@ -264,34 +296,33 @@ class Trader:
 
     def _stop_refused(self, rec: OrderRecord, ts: int) -> None:
         """The broker would not move or resize a stop. It may have filled or gone meanwhile:
-        its own word is adopted, and a stop that is gone is replaced now. A stop still working
+        its own word is adopted, and a stop that is over is replaced. A stop still working
         stays as the broker has it (cancelling a good stop to replace it could leave nothing,
-        if the new one is refused too): the journal takes the broker's level and size back,
-        an alert says so, and the next boundary's protection tries again."""
+        if the new one is refused too): the journal takes the broker's size back (what the
+        shares are covered by), the move stays unconfirmed so the next step asks again, and an
+        alert says so."""
         cid = rec.request.client_id
-        order = self.execution.broker_order(rec)
-        if order is None:
-            return  # cannot tell: the move stays unconfirmed and is sent again at the next step
-        self.facts(self.execution.adopt(rec, order), ts)
-        if not rec.working or rec.status is OrderStatus.PENDING_CANCEL:
-            self.protect(ts)
+        found = self.execution.lookup(rec)
+        if found is None:  # the broker has no such order: it is not protecting anything
+            self.facts([OrderReported(cid, Report.CANCELLED, reason="the broker has no such order")], ts)
             return
-        wanted = (rec.request.trigger, rec.request.qty)
-        if order.trigger is not None and wanted != (order.trigger, order.qty):
-            n = rec.modifications + 1
-            self.record(StopMoved(cid, n, order.trigger, order.qty), ts)
-            self.record(StopConfirmed(cid, n), ts)
-            pos = self.state.book.positions.get(rec.request.symbol)
-            held = pos.qty if pos is not None else 0
-            self.raise_alert(
-                "ERROR",
-                "STOP_REFUSED",
-                f"TFL: the broker refused to change the stop for {rec.request.symbol} (wanted {wanted[1]} "
-                f"at {wanted[0]}); it stays at {order.trigger} for {order.qty - order.filled} of {held} shares. "
-                "TFL tries again at the next boundary",
-                f"{cid}#{n}",
-                ts,
-            )
+        if found:
+            self.facts(found, ts)
+        order = self.execution.broker_order(rec) if rec.working else None
+        if order is None or order.status not in ("PENDING", "PARTIAL") or order.filled > rec.filled:
+            return  # over (replaced by the reaction to it), or not settled yet: the next step asks again
+        if order.qty != rec.request.qty and rec.request.trigger is not None:
+            self.record(StopMoved(cid, rec.modifications + 1, rec.request.trigger, order.qty), ts)
+        pos = self.state.book.positions.get(rec.request.symbol)
+        self.raise_alert(
+            "ERROR",
+            "STOP_REFUSED",
+            f"TFL: the broker refused to change the stop for {rec.request.symbol}; it stays at {order.trigger} "
+            f"for {order.qty - order.filled} of {pos.qty if pos is not None else 0} shares. TFL asks again "
+            f"every {self.settings.live.retry_seconds} s",
+            f"{cid}#{rec.modifications}",
+            ts,
+        )
 
     def _still_open(self, rec: OrderRecord) -> bool:
         """Whether a position-bound order still makes sense: its position is open and an exit
@@ -494,14 +525,68 @@ class Trader:
         # (a cancel journalled but not yet at the broker must reach it before the next bar trades).
         self.record(SlotClosed(boundary, round(self.state.equity(), 4)), boundary)
         self.journal.flush()
+        self.check_cover(boundary)
 
     def protect(self, ts: int) -> None:
-        """Every open position gets a working stop (after a restart, a rejection, a late fill)."""
-        evs = self.core.ensure_protection(self.state)
-        if evs:
-            held = sorted({e.symbol for e in evs if isinstance(e, OrderPlaced)})
-            log.warning("position without a working stop: placing one", extra={"fields": {"symbols": held}})
-        self.decide(evs, ts)
+        """Every open position is covered (after a restart, a rejection, a late fill): a stop
+        whose cancel is unanswered is asked about first (it may be gone, or still live), then
+        the core covers what is uncovered. This is the step's one reaction: an order it sends
+        that the broker ends at once is not reacted to again until the next step."""
+        if self._reacting:
+            return
+        self._reacting = True
+        try:
+            for rec in list(self.state.working.values()):
+                if rec.leg is Leg.STOP and rec.status is OrderStatus.PENDING_CANCEL:
+                    pos = self.state.book.positions.get(rec.request.symbol)
+                    if pos is not None and pos.setup_ts == rec.setup_ts:
+                        self._cancel(rec.request.client_id, ts)
+            evs = self.core.ensure_protection(self.state)
+            if evs:
+                held = sorted({e.symbol for e in evs if isinstance(e, OrderPlaced)})
+                log.warning("position not fully covered: placing orders", extra={"fields": {"symbols": held}})
+            self.decide(evs, ts)
+        finally:
+            self._reacting = False
+
+    def check_cover(self, ts: int) -> None:
+        """Alert (once per symbol and slot) shares that no stop or exit the broker has taken
+        protects. Called once a step is over, never in the middle of one: an exit decided
+        beside a stop's cancel is not sent yet while that cancel is being answered."""
+        for sym, pos in sorted(self.state.book.positions.items()):
+            bare = pos.qty - covered(self.state, pos, acknowledged=True)
+            if bare > 0:
+                self.raise_alert(
+                    "CRITICAL",
+                    "UNCOVERED",
+                    f"TFL: {bare} {sym} shares have no stop or exit that the broker has taken; "
+                    f"TFL asks again every {self.settings.live.retry_seconds} s. Check the broker",
+                    f"{sym}@{slot_of(ts, self.plan.open_ts)}",
+                    ts,
+                )
+
+    def unsettled(self) -> bool:
+        """Whether anything waits for the broker's word: an order of unknown fate or never
+        sent, an unanswered cancel, an unconfirmed stop move, shares the broker has not
+        taken a stop or exit for."""
+        for rec in self.state.working.values():
+            if rec.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING_CANCEL):
+                return True
+            if rec.status is OrderStatus.INTENT and rec.leg is not Leg.ENTRY:
+                return True
+            if rec.leg is Leg.STOP and rec.modifications > rec.confirmed:
+                return True
+        return any(pos.qty > covered(self.state, pos, acknowledged=True) for pos in self.state.book.positions.values())
+
+    def retry(self, ts: int) -> None:
+        """Between boundaries (every ``live.retry_seconds`` of exchange time): what is
+        unsettled is asked about again, so that a position is not left bare until the next
+        boundary. Nothing happens when all is settled (replay = backtest is untouched)."""
+        if self.done or not self.gate.reconciled or not self.unsettled():
+            return
+        self.resolve_unknown(ts)
+        self.protect(ts)
+        self.check_cover(ts)
 
     def halt(self, ts: int, reason: HaltReason) -> None:
         """The kill switch: no new entries today, every position closed at market."""
