@@ -17,7 +17,7 @@ from tfl.core.events import AlertRaised, Filled, OrderPlaced, ReduceOnly
 from tfl.core.orders import MAX_ATTEMPTS, Leg, OrderRecord, OrderRequest, OrderStatus
 from tfl.domain import HaltReason
 from tfl.live.broker import BrokerError, BrokerOrder, BrokerTimeoutError, Fill, OrderUpdate
-from tfl.live.trader import Trader
+from tfl.live.trader import UNLISTED_GRACE_SECONDS, Trader
 
 
 def alerting_trader() -> tuple[Trader, ScriptedBroker, list[str]]:
@@ -324,8 +324,9 @@ def _refusing_modifications(b: ScriptedBroker) -> list[str]:
 def test_a_refused_stop_resize_keeps_the_stop_alerts_and_is_tried_again() -> None:
     """The broker refuses to resize the stop after the rest of the entry fills. The stop it
     has is kept (cancelling it to replace it could leave nothing), the journal believes the
-    broker's size, not the one it asked for, an alert says 50 shares are uncovered, and the
-    next boundary asks again; once the broker agrees, the whole position is covered."""
+    broker's size, not the one it asked for, an alert says 50 shares are uncovered (once a
+    slot), and each retry asks again, with one request; once the broker agrees, the whole
+    position is covered."""
     t, b, sent = alerting_trader()
     cid = enter(t, qty=100)
     b.fill(cid, 50, 101.0, at("09:47"))
@@ -339,8 +340,12 @@ def test_a_refused_stop_resize_keeps_the_stop_alerts_and_is_tried_again() -> Non
     assert s0.working and s0.remaining == 50 == b.book[s0.request.client_id].qty
     assert [m for m in sent if "refused to change the stop" in m and "50 of 100" in m]
     assert [o.tag for o in b.working("AAA")] == [s0.request.client_id]
+    for k in range(1, 7):
+        t.retry(at("09:48") + 10 * k)
+    assert refused == [s0.request.client_id] * 7  # one request per retry
+    assert len([m for m in sent if "refused to change the stop" in m]) == 1
     b.modify = resizable  # type: ignore[method-assign]
-    t.on_slot(at("10:00"), [bar("09:45")], [])
+    t.retry(at("09:50"))
     assert s0.remaining == 100
     assert_covered(t, b)
 
@@ -471,7 +476,8 @@ def test_an_exit_the_broker_ends_after_accepting_it_gets_the_stop_back_and_an_al
 ) -> None:
     """The square-off's exit is accepted, then rejected by the RMS or cancelled by the
     exchange (market protection): the shares are not left bare, a stop comes back at once,
-    an alert says what happened, and the next boundary exits them again."""
+    an alert says what happened, and the next retry (seconds later, not the next boundary,
+    which is after the close) cancels that stop and exits them again."""
     t, b, sent = alerting_trader()
     open_position(t, b, 101.0, "09:50")
     t.on_slot(at("15:15"), [bar("15:00")], [])
@@ -483,8 +489,9 @@ def test_an_exit_the_broker_ends_after_accepting_it_gets_the_stop_back_and_an_al
     assert x0.status is OrderStatus(status)
     assert [m for m in sent if alert in m]
     assert_covered(t, b)
-    t.on_slot(at("15:30"), [bar("15:15")], [])
+    t.retry(at("15:15") + 15)
     assert_covered(t, b, exiting=True)
+    assert [x.status for x in legs(t, Leg.EXIT)] == [OrderStatus(status), OrderStatus.ACCEPTED]
 
 
 def _rejecting_exits(b: ScriptedBroker, *, also_on_the_socket: bool = False) -> None:
@@ -675,6 +682,7 @@ def test_with_every_stop_attempt_used_and_exits_refused_the_shares_are_asked_abo
     exits = legs(t, Leg.EXIT)
     assert exits and all(x.status is OrderStatus.REJECTED for x in exits)
     assert len([m for m in sent if "EXIT order for AAA rejected" in m]) == len(exits)
+    assert len([m for m in sent if "every stop for AAA was refused or ended" in m]) == len(exits)
     assert len([m for m in sent if "have no stop or exit" in m]) == 1  # ten minutes inside one slot: once
 
 
@@ -745,3 +753,74 @@ def test_a_stop_never_sent_before_a_crash_and_unreadable_after_it_is_sent_within
     assert [m for m in sent if "100 AAA shares have no stop or exit" in m]
     t2.retry(at("09:47") + 10)
     assert_covered(t2, b)
+
+
+def test_a_square_off_exit_waits_for_an_unanswered_stop_cancel_and_follows_its_answer() -> None:
+    """At the square-off the stop's cancel gets no answer: the stop may still sell, so the
+    exit is not sent beside it (both could fill: the account would end up short). The next
+    retry asks again; once the broker confirms the cancel, the exit goes."""
+    t, b = new_trader()
+    open_position(t, b, 101.0, "09:50")
+
+    def no_answer(tag: str) -> None:
+        raise BrokerTimeoutError("cancel: no answer")
+
+    b.on_cancel = no_answer
+    t.on_slot(at("15:15"), [bar("15:00")], [])
+    stop = t.state.orders[t.state.legs["AAA"][Leg.STOP]]
+    assert stop.status is OrderStatus.PENDING_CANCEL
+    assert_covered(t, b)
+    t.retry(at("15:15") + 10)
+    assert_covered(t, b)
+    b.on_cancel = None
+    t.retry(at("15:15") + 20)
+    assert stop.status is OrderStatus.CANCELLED
+    assert_covered(t, b, exiting=True)
+
+
+def test_a_square_off_exit_is_not_sent_for_shares_a_stop_sold_unseen() -> None:
+    """The stop sold all 100 shares at 15:14, unreported; at the square-off its cancel's
+    answer says FILLED while the broker's fills cannot be read. No exit goes out for shares
+    the broker no longer holds; the next retry books the fill and the book is flat."""
+    t, b = new_trader()
+    open_position(t, b, 101.0, "09:50")
+    b.fill(t.state.legs["AAA"][Leg.STOP], 100, 99.0, at("15:14"), report=False)
+    failures = _fills_unreadable_once(b)
+    t.on_slot(at("15:15"), [bar("15:00")], [])
+    assert not failures  # the fills really could not be read
+    assert not [c for c in b.calls if c[0] == "place" and Leg(str(c[1])[10]) is Leg.EXIT]
+    t.retry(at("15:15") + 10)
+    assert b.positions() == {} and not t.state.book.positions and b.working("AAA") == []
+    assert not [c for c in b.calls if c[0] == "place" and Leg(str(c[1])[10]) is Leg.EXIT]
+
+
+def test_a_stop_whose_placement_got_no_answer_is_not_replaced_while_the_order_book_may_lag() -> None:
+    """A stop's placement times out and the broker's order book does not list it yet: it is
+    not written off (and doubled) at the next retry, only after the grace period."""
+    t, b, sent = alerting_trader()
+    placed = b.place
+
+    def lost_answer(req: OrderRequest, ts: int) -> BrokerOrder:
+        if t_leg(req) is Leg.STOP and not [c for c in b.calls if c[0] == "place" and t_leg_of(c) is Leg.STOP]:
+            b.calls.append(("place", req.client_id, req.qty))
+            raise BrokerTimeoutError("place: no answer")
+        return placed(req, ts)
+
+    b.place = lost_answer  # type: ignore[method-assign]
+    cid = enter(t, qty=100)
+    b.fill(cid, 100, 101.0, at("09:47"))
+    poll(t, at("09:47"))
+    (s0,) = legs(t, Leg.STOP)
+    assert s0.status is OrderStatus.UNKNOWN
+    for k in range(1, UNLISTED_GRACE_SECONDS // 10):
+        t.retry(at("09:47") + 10 * k)
+    assert legs(t, Leg.STOP) == [s0] and s0.status is OrderStatus.UNKNOWN
+    assert [m for m in sent if "100 AAA shares have no stop or exit" in m]
+    t.retry(at("09:47") + 10 + UNLISTED_GRACE_SECONDS)
+    assert s0.status is OrderStatus.CANCELLED
+    assert_covered(t, b)
+
+
+def t_leg_of(call: tuple[object, ...]) -> Leg:
+    """The leg of a broker call (its client id is its second item)."""
+    return Leg(str(call[1])[10])

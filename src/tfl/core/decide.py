@@ -320,7 +320,7 @@ class Core:
                 self._retire_legs(state, sym, rec.setup_ts, "position closed", out)
             return out
         if rec.leg is Leg.ENTRY:
-            if rec.open and (self._stopped(state, now_slot) or sym in state.exit_pending):
+            if rec.open and (self.stopped(state, now_slot) or sym in state.exit_pending):
                 out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "trading has stopped"))
         elif rec.leg is Leg.STOP:
             # A partly filled stop retires the target (it would sell shares that are gone).
@@ -330,7 +330,8 @@ class Core:
         self._cover(state, pos, now_slot, out)
         return out
 
-    def _stopped(self, state: CoreState, now_slot: int) -> bool:
+    def stopped(self, state: CoreState, now_slot: int) -> bool:
+        """Whether trading has stopped for the day: halted, or the square-off has come."""
         return state.halted is not None or now_slot >= self.plan.squareoff_ts
 
     def _cover(self, state: CoreState, pos: Position, now_slot: int, out: list[Event]) -> None:
@@ -338,7 +339,7 @@ class Core:
         or, once trading has stopped, when it has no stop; else by a stop of its size (a stop
         given back after a rejected exit keeps its shares until the next boundary flattens)."""
         stop = live_stop(state, pos.symbol)
-        if pos.symbol in state.exit_pending or (self._stopped(state, now_slot) and stop is None):
+        if pos.symbol in state.exit_pending or (self.stopped(state, now_slot) and stop is None):
             why = state.exit_pending.get(pos.symbol, (None, None))[0]
             if why is None:
                 why = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
@@ -420,6 +421,25 @@ class Core:
             )
         )
 
+    def _was_exited(self, state: CoreState, pos: Position) -> bool:
+        """Whether an exit was ever decided for the position (its first attempt exists)."""
+        return client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.EXIT) in state.orders
+
+    def _flatten_again(self, state: CoreState, pos: Position, now_slot: int, out: list[Event]) -> None:
+        """After the square-off or a halt, a position whose exit was refused or ended kept a
+        stop meanwhile: that stop (and any target) is cancelled and the shares are exited
+        again. A stop already being cancelled may still sell: its shares wait for its answer.
+        The world sends the exit only once the cancels before it are confirmed."""
+        why = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
+        self._retire_legs(state, pos.symbol, pos.setup_ts, "square-off" if why is ExitReason.EOD else "flatten", out)
+        stop = live_stop(state, pos.symbol)
+        waiting = stop.remaining if stop is not None and stop.status is OrderStatus.PENDING_CANCEL else 0
+        qty = pos.qty - exiting(state, pos) - waiting
+        if qty > 0:
+            exit_order = self._exit(pos, why, state, qty)
+            if exit_order is not None:
+                out.append(exit_order)
+
     def _fresh_id(self, state: CoreState, pos: Position, leg: Leg) -> str | None:
         """The client id of the position's next order of ``leg``: attempt 0, or the next unused
         attempt (a replacement; a position reopened by a late fill). None once all are used."""
@@ -431,17 +451,20 @@ class Core:
             return None
         return client_id(self.plan.date, pos.symbol, pos.setup_ts, leg, attempt)
 
-    def ensure_protection(self, state: CoreState) -> list[Event]:
+    def ensure_protection(self, state: CoreState, now_slot: int) -> list[Event]:
         """Every open position is covered as it stands now (after a restart, a rejection, a
         late fill, a crash between a fill and its reaction): a working stop of its size, or,
-        while it is being exited, exits for every share no stop sells. Legs of closed
-        positions are cancelled, and a target larger than its position too."""
+        while it is being exited, exits for every share no stop sells. Once trading has
+        stopped, a position whose exit ended without closing it is flattened again. Legs of
+        closed positions are cancelled, and a target larger than its position too."""
         out: list[Event] = []
         positions = state.book.positions
         for sym, pos in sorted(positions.items()):
             pending = state.exit_pending.get(sym)
             if pending is not None:
                 self._exit_uncovered(state, pos, pending[0], out)
+            elif self.stopped(state, now_slot) and self._was_exited(state, pos):
+                self._flatten_again(state, pos, now_slot, out)
             else:
                 self._protect(state, pos, out)
         for rec in list(state.working.values()):

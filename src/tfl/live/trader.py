@@ -18,7 +18,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
-from tfl.core.decide import ClosedBar, Core, SessionPlan, covered, exiting
+from tfl.core.decide import ClosedBar, Core, SessionPlan, covered
 from tfl.core.events import (
     AlertRaised,
     CancelRequested,
@@ -52,6 +52,11 @@ log = logging.getLogger("tfl.trader")
 Alert = Callable[[str, str], None]
 
 
+# An order whose placement got no answer and that the broker's order book does not list is
+# written off (and replaced) only after this long: a book may lag a placement by seconds.
+UNLISTED_GRACE_SECONDS = 60
+
+
 def _no_alert(level: str, message: str) -> None:
     return None
 
@@ -82,6 +87,8 @@ class Trader:
         self._seen_anomalies = 0
         self.reconcile_failed = False
         self._reacting = False  # protecting: an order that ends meanwhile waits for the next step
+        self._cancel_asked: dict[str, int] = {}  # when each cancel was last sent (one ask per step)
+        self._missing_since: dict[str, int] = {}  # orders of unknown fate the broker does not list yet
 
     # ------------------------------------------------------------------ the journal
 
@@ -171,9 +178,10 @@ class Trader:
             self.decide(self.core.on_fill(self.state, f, max(now, slot_of(f.ts, self.plan.open_ts))), ts)
         for sym in lost_exits:
             # The shares are not being exited after all: they get a stop back now (never
-            # another exit, which the broker would refuse again); the next boundary exits them.
+            # another exit in the same step, which the broker would refuse again); the next
+            # retry exits them again once trading has stopped, the next boundary otherwise.
             self.decide(self.core.protect(self.state, sym), ts)
-        if (lost_exits or stop_gone) and not self._reacting:
+        if stop_gone and not self._reacting:
             # One reaction per step: a replacement the broker also ends waits for the next
             # retry (never a burst of orders it would refuse again), and the gap is alerted.
             self.protect(ts)
@@ -197,7 +205,7 @@ class Trader:
                 "ERROR",
                 "ENDED_BY_BROKER",
                 f"TFL: the broker ended the {rec.leg.name} order for {sym} ({rec.status.value}: {ev.reason}); "
-                "its shares are covered again",
+                "TFL covers its shares again",
                 rec.request.client_id,
                 ts,
             )
@@ -268,8 +276,9 @@ class Trader:
 
     def _cancel(self, cid: str, ts: int) -> None:
         rec = self.state.orders.get(cid)
-        if rec is None or not rec.open:
-            return
+        if rec is None or not rec.open or self._cancel_asked.get(cid) == ts:
+            return  # over, or already asked in this step
+        self._cancel_asked[cid] = ts
         if rec.broker_id is None:  # never acknowledged (an intent, a timed-out place): ask first
             found = self.execution.lookup(rec)
             if found is None:  # it never reached the broker: nothing to cancel
@@ -311,8 +320,13 @@ class Trader:
         order = self.execution.broker_order(rec) if rec.working else None
         if order is None or order.status not in ("PENDING", "PARTIAL") or order.filled > rec.filled:
             return  # over (replaced by the reaction to it), or not settled yet: the next step asks again
-        if order.qty != rec.request.qty and rec.request.trigger is not None:
-            self.record(StopMoved(cid, rec.modifications + 1, rec.request.trigger, order.qty), ts)
+        wanted = rec.request.trigger
+        if order.qty != rec.request.qty and wanted is not None:
+            self.record(StopMoved(cid, rec.modifications + 1, wanted, order.qty), ts)
+            if order.trigger is not None and abs(order.trigger - wanted) < 1e-9:
+                # A refused resize: the journal now holds exactly the broker's order, and the
+                # next retry asks for the size again (one request per retry, not two).
+                self.record(StopConfirmed(cid, rec.modifications), ts)
         pos = self.state.book.positions.get(rec.request.symbol)
         self.raise_alert(
             "ERROR",
@@ -320,7 +334,7 @@ class Trader:
             f"TFL: the broker refused to change the stop for {rec.request.symbol}; it stays at {order.trigger} "
             f"for {order.qty - order.filled} of {pos.qty if pos is not None else 0} shares. TFL asks again "
             f"every {self.settings.live.retry_seconds} s",
-            f"{cid}#{rec.modifications}",
+            f"{cid}@{slot_of(ts, self.plan.open_ts)}",  # once per slot, however often it is asked
             ts,
         )
 
@@ -334,7 +348,9 @@ class Trader:
             return rec.request.qty <= pos.qty
         if rec.leg is not Leg.EXIT:
             return True
-        return rec.request.qty <= pos.qty - (exiting(self.state, pos) - rec.remaining)
+        # A stop whose cancel is unanswered may still sell: an exit beside it could sell the
+        # same shares twice (and leave the account short).
+        return rec.request.qty <= pos.qty - (covered(self.state, pos) - rec.remaining)
 
     def _broker_holds(self, rec: OrderRecord, ts: int) -> bool:
         """A flatten order only for shares the broker really holds (never open a position)."""
@@ -541,11 +557,21 @@ class Trader:
                     pos = self.state.book.positions.get(rec.request.symbol)
                     if pos is not None and pos.setup_ts == rec.setup_ts:
                         self._cancel(rec.request.client_id, ts)
-            evs = self.core.ensure_protection(self.state)
+            evs = self.core.ensure_protection(self.state, slot_of(ts, self.plan.open_ts))
             if evs:
                 held = sorted({e.symbol for e in evs if isinstance(e, OrderPlaced)})
                 log.warning("position not fully covered: placing orders", extra={"fields": {"symbols": held}})
             self.decide(evs, ts)
+            for ev in evs:
+                if isinstance(ev, OrderPlaced) and ev.leg is Leg.EXIT and ev.reason is ExitReason.MANUAL:
+                    self.raise_alert(
+                        "ERROR",
+                        "NO_STOP_LEFT",
+                        f"TFL: every stop for {ev.symbol} was refused or ended; its {ev.qty} shares are "
+                        "being closed at market",
+                        ev.cid,
+                        ts,
+                    )
         finally:
             self._reacting = False
 
@@ -565,10 +591,14 @@ class Trader:
                     ts,
                 )
 
-    def unsettled(self) -> bool:
+    def unsettled(self, ts: int) -> bool:
         """Whether anything waits for the broker's word: an order of unknown fate or never
         sent, an unanswered cancel, an unconfirmed stop move, shares the broker has not
-        taken a stop or exit for."""
+        taken a stop or exit for, a position not being exited once trading has stopped."""
+        if self.core.stopped(self.state, slot_of(ts, self.plan.open_ts)) and any(
+            sym not in self.state.exit_pending for sym in self.state.book.positions
+        ):
+            return True
         for rec in self.state.working.values():
             if rec.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING_CANCEL):
                 return True
@@ -582,7 +612,7 @@ class Trader:
         """Between boundaries (every ``live.retry_seconds`` of exchange time): what is
         unsettled is asked about again, so that a position is not left bare until the next
         boundary. Nothing happens when all is settled (replay = backtest is untouched)."""
-        if self.done or not self.gate.reconciled or not self.unsettled():
+        if self.done or not self.gate.reconciled or not self.unsettled(ts):
             return
         self.resolve_unknown(ts)
         self.protect(ts)
@@ -593,21 +623,23 @@ class Trader:
         self.decide(self.core.halt(self.state, reason), ts)
 
     def resolve_unknown(self, ts: int) -> None:
+        """Ask about what is unsettled: orders of unknown fate (one the broker does not list
+        is written off only after ``UNLISTED_GRACE_SECONDS``, as its order book may lag a
+        placement), unanswered cancels, unconfirmed stop moves, orders never sent."""
         for rec in list(self.state.working.values()):
+            cid = rec.request.client_id
             if rec.status is OrderStatus.UNKNOWN:
                 found = self.execution.lookup(rec)
-                if found is None:
-                    self.facts(
-                        [OrderReported(rec.request.client_id, Report.CANCELLED, reason="never reached the broker")], ts
-                    )
+                if found is None and ts - self._missing_since.setdefault(cid, ts) >= UNLISTED_GRACE_SECONDS:
+                    self.facts([OrderReported(cid, Report.CANCELLED, reason="never reached the broker")], ts)
                 elif found:
                     self.facts(found, ts)
             elif rec.status is OrderStatus.PENDING_CANCEL:
-                self._cancel(rec.request.client_id, ts)  # a cancel that did not get through: ask again
+                self._cancel(cid, ts)  # a cancel that did not get through: ask again
             elif rec.leg is Leg.STOP and rec.modifications > rec.confirmed:
-                self.move_stop(rec.request.client_id, ts)  # a stop move the broker has not confirmed
+                self.move_stop(cid, ts)  # a stop move the broker has not confirmed
             elif rec.status is OrderStatus.INTENT and rec.leg is not Leg.ENTRY:
-                self.submit(rec.request.client_id, ts)  # decided but never sent (a broker that could not be asked)
+                self.submit(cid, ts)  # decided but never sent (a broker that could not be asked)
 
     def close_session(self, ts: int) -> bool:
         """After the broker's close: the book must be flat. Returns True when it is."""
