@@ -824,3 +824,22 @@ def test_a_stop_whose_placement_got_no_answer_is_not_replaced_while_the_order_bo
 def t_leg_of(call: tuple[object, ...]) -> Leg:
     """The leg of a broker call (its client id is its second item)."""
     return Leg(str(call[1])[10])
+
+
+def test_exits_refused_after_the_square_off_are_tried_again_without_ever_leaving_the_shares_bare() -> None:
+    """The RMS refuses every exit after the square-off. Each retry cancels the stop given back
+    and tries the exit again; a refused exit gets a stop back at once. When the attempts run
+    out the last stop stays: the shares are never left without one."""
+    t, b, sent = alerting_trader()
+    open_position(t, b, 101.0, "09:50")
+    _rejecting_exits(b)
+    t.on_slot(at("15:15"), [bar("15:00")], [])
+    for k in range(1, 50):
+        t.retry(at("15:15") + 10 * k)
+        assert_covered(t, b)
+    exits = legs(t, Leg.EXIT)
+    assert len(exits) > 1 and all(x.status is OrderStatus.REJECTED for x in exits)
+    calls = len(b.calls)
+    t.retry(at("15:25"))
+    assert len(b.calls) == calls  # nothing left to try: no churn
+    assert not [m for m in sent if "have no stop or exit" in m]

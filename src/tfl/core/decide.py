@@ -431,14 +431,19 @@ class Core:
         again. A stop already being cancelled may still sell: its shares wait for its answer.
         The world sends the exit only once the cancels before it are confirmed."""
         why = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
-        self._retire_legs(state, pos.symbol, pos.setup_ts, "square-off" if why is ExitReason.EOD else "flatten", out)
         stop = live_stop(state, pos.symbol)
         waiting = stop.remaining if stop is not None and stop.status is OrderStatus.PENDING_CANCEL else 0
         qty = pos.qty - exiting(state, pos) - waiting
-        if qty > 0:
-            exit_order = self._exit(pos, why, state, qty)
-            if exit_order is not None:
-                out.append(exit_order)
+        exit_order = self._exit(pos, why, state, qty) if qty > 0 else None
+        last_stop = stop is not None and waiting == 0 and self._fresh_id(state, pos, Leg.STOP) is None
+        if qty > 0 and (exit_order is None or last_stop):
+            # Every exit attempt is used, or the stop is the last one (a refused exit could
+            # not get another back): the stop stays rather than leave the shares bare.
+            self._protect(state, pos, out, may_exit=False)
+            return
+        self._retire_legs(state, pos.symbol, pos.setup_ts, "square-off" if why is ExitReason.EOD else "flatten", out)
+        if exit_order is not None:
+            out.append(exit_order)
 
     def _fresh_id(self, state: CoreState, pos: Position, leg: Leg) -> str | None:
         """The client id of the position's next order of ``leg``: attempt 0, or the next unused
