@@ -89,6 +89,8 @@ class Trader:
         self._reacting = False  # protecting: an order that ends meanwhile waits for the next step
         self._cancel_asked: dict[str, int] = {}  # when each cancel was last sent (one ask per step)
         self._missing_since: dict[str, int] = {}  # orders of unknown fate the broker does not list yet
+        self._applied = 0  # events applied by this process: what ``retry`` found settled is keyed on it
+        self._settled = (-1, -1)  # (events applied, slot) when all was last found settled
 
     # ------------------------------------------------------------------ the journal
 
@@ -122,6 +124,7 @@ class Trader:
             self.crash.hit(f"journal:{ev.KIND}")
         if new:
             apply(self.state, ev)
+            self._applied += 1
         return new
 
     def decide(self, events: Sequence[Event], ts: int) -> None:
@@ -308,8 +311,8 @@ class Trader:
         its own word is adopted, and a stop that is over is replaced. A stop still working
         stays as the broker has it (cancelling a good stop to replace it could leave nothing,
         if the new one is refused too): the journal takes the broker's size back (what the
-        shares are covered by), the move stays unconfirmed so the next step asks again, and an
-        alert says so."""
+        shares are covered by), a refused level stays wanted and unconfirmed, and the next
+        retry asks again; an alert says so, once per slot."""
         cid = rec.request.client_id
         found = self.execution.lookup(rec)
         if found is None:  # the broker has no such order: it is not protecting anything
@@ -612,7 +615,11 @@ class Trader:
         """Between boundaries (every ``live.retry_seconds`` of exchange time): what is
         unsettled is asked about again, so that a position is not left bare until the next
         boundary. Nothing happens when all is settled (replay = backtest is untouched)."""
-        if self.done or not self.gate.reconciled or not self.unsettled(ts):
+        key = (self._applied, slot_of(ts, self.plan.open_ts))
+        if self.done or not self.gate.reconciled or key == self._settled:
+            return  # nothing has happened since all was found settled in this slot
+        if not self.unsettled(ts):
+            self._settled = key
             return
         self.resolve_unknown(ts)
         self.protect(ts)
