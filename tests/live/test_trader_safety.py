@@ -681,8 +681,8 @@ def test_with_every_stop_attempt_used_and_exits_refused_the_shares_are_asked_abo
     assert _placed(b, Leg.STOP) == MAX_ATTEMPTS
     exits = legs(t, Leg.EXIT)
     assert exits and all(x.status is OrderStatus.REJECTED for x in exits)
-    assert len([m for m in sent if "EXIT order for AAA rejected" in m]) == len(exits)
-    assert len([m for m in sent if "every stop for AAA was refused or ended" in m]) == len(exits)
+    assert len([m for m in sent if "EXIT order for AAA rejected" in m]) == 1  # one slot: once
+    assert len([m for m in sent if "every stop for AAA was refused or ended" in m]) == 1
     assert len([m for m in sent if "have no stop or exit" in m]) == 1  # ten minutes inside one slot: once
 
 
@@ -717,10 +717,12 @@ def test_a_filled_stop_whose_move_is_refused_while_its_fills_are_unreadable_is_n
     assert b.working("AAA") == []
 
 
-def test_a_stop_never_sent_before_a_crash_and_unreadable_after_it_is_sent_within_seconds() -> None:
+@pytest.mark.parametrize("unreachable", ["its order", "the broker"])
+def test_a_stop_never_sent_before_a_crash_and_unreadable_after_it_is_sent_within_seconds(unreachable: str) -> None:
     """The process died after journalling the stop and before sending it; after the restart
-    the broker cannot be asked whether it has it. The shares are alerted as bare at once,
-    and the next retry (seconds later, not the next boundary) asks again and sends it."""
+    the broker cannot be asked whether it has it (its order book, or the whole broker, so
+    that the reconciliation fails). The shares are alerted at once, and the next retry
+    (seconds later, not the next boundary) asks again and sends the stop."""
 
     class DiedError(Exception):
         pass
@@ -736,7 +738,7 @@ def test_a_stop_never_sent_before_a_crash_and_unreadable_after_it_is_sent_within
     t.crash = Crash()  # type: ignore[assignment]
     with pytest.raises(DiedError):
         poll(t, at("09:47"))
-    real_lookup = b.order_by_tag
+    real_lookup, real_orders = b.order_by_tag, b.orders
     failures = [1, 1]
 
     def flaky(tag: str) -> BrokerOrder | None:
@@ -745,13 +747,23 @@ def test_a_stop_never_sent_before_a_crash_and_unreadable_after_it_is_sent_within
             raise BrokerTimeoutError("orderbook: no answer")
         return real_lookup(tag)
 
-    b.order_by_tag = flaky  # type: ignore[method-assign]
+    def down() -> list[BrokerOrder]:
+        if failures:
+            failures.clear()
+            raise BrokerTimeoutError("orderbook: no answer")
+        return real_orders()
+
+    if unreachable == "its order":
+        b.order_by_tag = flaky  # type: ignore[method-assign]
+    else:
+        b.orders = down  # type: ignore[method-assign]
     sent: list[str] = []
     t2 = restart(t, b, alert=lambda level, msg: sent.append(msg))
     assert not failures  # the broker really could not be asked
     assert b.working("AAA") == []
-    assert [m for m in sent if "100 AAA shares have no stop or exit" in m]
+    assert [m for m in sent if "100 AAA shares have no stop or exit" in m or "cannot reconcile" in m]
     t2.retry(at("09:47") + 10)
+    assert t2.gate.reconciled
     assert_covered(t2, b)
 
 
@@ -843,3 +855,89 @@ def test_exits_refused_after_the_square_off_are_tried_again_without_ever_leaving
     t.retry(at("15:25"))
     assert len(b.calls) == calls  # nothing left to try: no churn
     assert not [m for m in sent if "have no stop or exit" in m]
+
+
+def test_a_refused_stop_shrink_is_asked_again_at_each_retry() -> None:
+    """The target sells 30 of 100 and the stop's shrink to 70 is refused: a stop for more
+    shares than are held is unsettled (if it triggered, the account would go short), so each
+    retry asks again until the broker takes it."""
+    t, b, sent = alerting_trader()
+    open_position(t, b, 101.0, "09:47")
+    t.on_slot(at("10:00"), [bar("09:45")], [])
+    shrinkable = b.modify
+    refused = _refusing_modifications(b)
+    b.fill(t.state.legs["AAA"][Leg.TARGET], 30, 104.0, at("10:03"))
+    poll(t, at("10:03"))
+    for k in range(1, 4):
+        t.retry(at("10:03") + 10 * k)
+    assert len(refused) == 4  # the first ask and one per retry
+    assert len([m for m in sent if "refused to change the stop" in m]) == 1
+    b.modify = shrinkable  # type: ignore[method-assign]
+    t.retry(at("10:03") + 40)
+    assert_covered(t, b)
+
+
+def test_a_square_off_cancel_of_a_stop_not_listed_yet_does_not_let_an_exit_beside_it() -> None:
+    """A stop's placement got no answer, though the broker took it; its order book lists it
+    only 40 s later. The square-off cannot cancel what it cannot see: the stop is not
+    written off as never sent (an exit beside it would sell the shares twice); it stays
+    live until the book lists it, then it is cancelled and the exit follows."""
+    t, b = new_trader()
+    hidden: dict[str, int] = {}
+    now = [at("15:14") + 40]
+    placed, lookup = b.place, b.order_by_tag
+
+    def lost_answer(req: OrderRequest, ts: int) -> BrokerOrder:
+        o = placed(req, ts)
+        if t_leg(req) is Leg.STOP and not hidden:
+            hidden[req.client_id] = now[0] + 40
+            raise BrokerTimeoutError("place: no answer")
+        return o
+
+    def lagging(tag: str) -> BrokerOrder | None:
+        return None if tag in hidden and now[0] < hidden[tag] else lookup(tag)
+
+    b.place, b.order_by_tag = lost_answer, lagging  # type: ignore[method-assign]
+    cid = enter(t, qty=100, setup="14:45")
+    b.fill(cid, 100, 101.0, now[0])
+    poll(t, now[0])
+    assert [s.status for s in legs(t, Leg.STOP)] == [OrderStatus.UNKNOWN]
+    now[0] = at("15:15")
+    t.on_slot(now[0], [bar("15:00")], [])
+    assert_covered(t, b)  # the hidden stop alone
+    now[0] = at("15:15") + 30
+    t.retry(now[0])
+    assert_covered(t, b, exiting=True)
+
+
+def test_exits_refused_after_a_halt_are_tried_less_and_less_often_and_the_last_stop_stays() -> None:
+    """The kill switch at 11:00 and the RMS refuses every exit, for hours. The exit is tried
+    again after 10 s, 20 s, 40 s ... (at most 5 minutes apart), one refusal alert per slot;
+    the shares keep a stop throughout, even at each boundary's flatten and once every
+    attempt is used."""
+    t, b, sent = alerting_trader()
+    open_position(t, b, 101.0, "10:50")
+    _rejecting_exits(b)
+    t.on_slot(at("11:00"), [bar("10:45")], [])
+    t.halt(at("11:00"), HaltReason.KILL_SWITCH)
+    first_ten_minutes = 0
+    for k in range(1, 6 * 60 * 4):
+        ts = at("11:00") + 10 * k
+        if ts % 900 == at("11:00") % 900:
+            t.on_slot(ts, [bar(dt_hhmm(ts - 900))], [])
+        else:
+            t.retry(ts)
+        assert_covered(t, b)
+        if ts == at("11:10"):
+            first_ten_minutes = len([c for c in b.calls if c[0] == "place" and t_leg_of(c) is Leg.EXIT])
+    assert first_ten_minutes <= 7  # 10, 20, 40, 80, 160, 300 s: not sixty tries
+    # Tried to the end: every stop attempt used, and every exit but the one a last stop keeps back.
+    assert len(legs(t, Leg.STOP)) == MAX_ATTEMPTS and len(legs(t, Leg.EXIT)) >= MAX_ATTEMPTS - 1
+    slots = {e for e in range(at("11:00"), at("15:00") + 1, 900)}
+    assert len([m for m in sent if "EXIT order for AAA rejected" in m]) <= len(slots)
+
+
+def dt_hhmm(ts: int) -> str:
+    """The IST clock time (HH:MM) of a market timestamp of the scripted day."""
+    minutes = (ts - at("00:00")) // 60
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"

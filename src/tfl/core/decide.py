@@ -267,12 +267,27 @@ class Core:
         return out
 
     def _flatten(self, state: CoreState, reason: ExitReason, cancel: dict[str, str], out: list[Event]) -> None:
+        """Cancel every working order but exits and send a market exit for every position.
+        A position whose earlier exit ended without closing it is left to the protection
+        pass (``_flatten_again``), which never cancels a stop it could not replace."""
         why = "square-off" if reason is ExitReason.EOD else "flatten"
+        positions = state.book.positions
+        again = {
+            (sym, pos.setup_ts)
+            for sym, pos in positions.items()
+            if sym not in state.exit_pending and self._was_exited(state, pos)
+        }
         for rec in state.working.values():
-            if rec.leg is not Leg.EXIT and rec.leg is not Leg.FLATTEN:
+            if (
+                rec.leg is not Leg.EXIT
+                and rec.leg is not Leg.FLATTEN
+                and (rec.request.symbol, rec.setup_ts) not in again
+            ):
                 cancel.setdefault(rec.request.client_id, why)
-        for sym, pos in sorted(state.book.positions.items()):
-            exit_order = self._exit(pos, reason, state) if sym not in state.exit_pending else None
+        for sym, pos in sorted(positions.items()):
+            if sym in state.exit_pending or (sym, pos.setup_ts) in again:
+                continue
+            exit_order = self._exit(pos, reason, state)
             if exit_order is not None:
                 out.append(exit_order)
 
@@ -456,22 +471,24 @@ class Core:
             return None
         return client_id(self.plan.date, pos.symbol, pos.setup_ts, leg, attempt)
 
-    def ensure_protection(self, state: CoreState, now_slot: int) -> list[Event]:
+    def ensure_protection(self, state: CoreState, now_slot: int, wait: Collection[str] = ()) -> list[Event]:
         """Every open position is covered as it stands now (after a restart, a rejection, a
         late fill, a crash between a fill and its reaction): a working stop of its size, or,
         while it is being exited, exits for every share no stop sells. Once trading has
-        stopped, a position whose exit ended without closing it is flattened again. Legs of
-        closed positions are cancelled, and a target larger than its position too."""
+        stopped, a position whose exit ended without closing it is flattened again. No exit
+        is sent for a symbol in ``wait`` (the world backs off exits that were refused); it
+        keeps its stop meanwhile. Legs of closed positions are cancelled, and a target larger than its
+        position too."""
         out: list[Event] = []
         positions = state.book.positions
         for sym, pos in sorted(positions.items()):
             pending = state.exit_pending.get(sym)
             if pending is not None:
                 self._exit_uncovered(state, pos, pending[0], out)
-            elif self.stopped(state, now_slot) and self._was_exited(state, pos):
+            elif self.stopped(state, now_slot) and self._was_exited(state, pos) and sym not in wait:
                 self._flatten_again(state, pos, now_slot, out)
             else:
-                self._protect(state, pos, out)
+                self._protect(state, pos, out, may_exit=sym not in wait)
         for rec in list(state.working.values()):
             if rec.leg not in (Leg.STOP, Leg.TARGET, Leg.EXIT) or rec.status is OrderStatus.PENDING_CANCEL:
                 continue

@@ -50,7 +50,11 @@ def _reconcile(trader: Trader, ts: int) -> list[str]:
             _resolve_intent(trader, rec.request.client_id, ts)
         elif rec.open:
             found = ex.lookup(rec)
-            if found is None and rec.status is OrderStatus.UNKNOWN:
+            if (
+                found is None
+                and rec.status is OrderStatus.UNKNOWN
+                and trader.unlisted_long_enough(rec.request.client_id, ts)
+            ):
                 trader.facts(
                     [OrderReported(rec.request.client_id, Report.CANCELLED, reason="never reached the broker")], ts
                 )

@@ -35,7 +35,7 @@ from tfl.core.events import (
     StopMoved,
     StrayCorrected,
 )
-from tfl.core.orders import Leg, Oddity, OrderRecord, OrderStatus, Report, transition
+from tfl.core.orders import Leg, Oddity, OrderRecord, OrderStatus, Report, attempt_of, transition
 from tfl.core.risk import Gate
 from tfl.core.state import UNSURE, AnomalyKind, CoreState, apply
 from tfl.domain import Bias, ExitReason, HaltReason
@@ -55,6 +55,9 @@ Alert = Callable[[str, str], None]
 # An order whose placement got no answer and that the broker's order book does not list is
 # written off (and replaced) only after this long: a book may lag a placement by seconds.
 UNLISTED_GRACE_SECONDS = 60
+# A square-off or halt exit that the broker refused is tried again after 10 s, 20 s, 40 s ...
+# (``live.retry_seconds`` doubled at each attempt), never more than this apart.
+FLATTEN_BACKOFF_MAX_SECONDS = 300  # (also an exit sent because no stop attempt is left)
 
 
 def _no_alert(level: str, message: str) -> None:
@@ -88,7 +91,8 @@ class Trader:
         self.reconcile_failed = False
         self._reacting = False  # protecting: an order that ends meanwhile waits for the next step
         self._cancel_asked: dict[str, int] = {}  # when each cancel was last sent (one ask per step)
-        self._missing_since: dict[str, int] = {}  # orders of unknown fate the broker does not list yet
+        self._placed_at: dict[str, int] = {}  # when each order was decided (market time)
+        self._flatten_due: dict[str, int] = {}  # when a refused square-off exit may be tried again
         self._applied = 0  # events applied by this process: what ``retry`` found settled is keyed on it
         self._settled = (-1, -1)  # (events applied, slot) when all was last found settled
 
@@ -97,8 +101,10 @@ class Trader:
     def load(self) -> None:
         """Rebuild the state from every event in the journal (all sessions: cash carries over)."""
         n = 0
-        for _, ev in read_events(self.journal):
+        for rec, ev in read_events(self.journal):
             apply(self.state, ev)
+            if isinstance(ev, OrderPlaced):
+                self._placed_at.setdefault(ev.cid, rec.ts)
             n += 1
         self.recovered = n > 0
         self.loaded = set(self.state.orders)
@@ -125,7 +131,14 @@ class Trader:
         if new:
             apply(self.state, ev)
             self._applied += 1
+            if isinstance(ev, OrderPlaced):
+                self._placed_at.setdefault(ev.cid, ts)
         return new
+
+    def unlisted_long_enough(self, cid: str, ts: int) -> bool:
+        """Whether an order the broker does not list was decided long enough ago to be written
+        off as never placed: an order book may lag a placement by seconds."""
+        return ts - self._placed_at.get(cid, ts - UNLISTED_GRACE_SECONDS) >= UNLISTED_GRACE_SECONDS
 
     def decide(self, events: Sequence[Event], ts: int) -> None:
         """Journal a batch of decisions, make it durable, then carry each out."""
@@ -251,14 +264,16 @@ class Trader:
             return  # sent before a restart: its fate is known
         if cid in self.loaded or rec.status is OrderStatus.UNKNOWN:
             found = self.execution.lookup(rec)
-            if found is None and rec.status is OrderStatus.UNKNOWN:
-                self.facts([OrderReported(cid, Report.CANCELLED, reason="never reached the broker")], ts)
-                return
             if found:
                 self.facts(found, ts)
                 return
             if found is not None:
                 return  # the lookup failed: still unknown, try again later; never send blind
+            if rec.status is OrderStatus.UNKNOWN:  # a placement that got no answer
+                if rec.leg is not Leg.ENTRY and not self.unlisted_long_enough(cid, ts):
+                    return  # not listed yet: it may be on its way (a second stop could double it)
+                self.facts([OrderReported(cid, Report.CANCELLED, reason="never reached the broker")], ts)
+                return
         if rec.leg is Leg.ENTRY and (self.state.halted is not None or self.state.reduce_only):
             # Decided in a step that, as it was carried out, stopped entries (an odd fill).
             self.facts([OrderReported(cid, Report.CANCELLED, reason="entries stopped before it was sent")], ts)
@@ -284,7 +299,10 @@ class Trader:
         self._cancel_asked[cid] = ts
         if rec.broker_id is None:  # never acknowledged (an intent, a timed-out place): ask first
             found = self.execution.lookup(rec)
-            if found is None:  # it never reached the broker: nothing to cancel
+            if found is None:
+                never_sent = rec.reports == 0 and cid not in self.loaded  # this process never sent it
+                if not never_sent and not self.unlisted_long_enough(cid, ts):
+                    return  # it may be at the broker, not listed yet: it stays live; asked again
                 self.facts([OrderReported(cid, Report.CANCELLED, reason="not sent")], ts)
                 return
             self.facts(found, ts)
@@ -407,7 +425,9 @@ class Trader:
         )
         if protective:
             message = f"{rec.leg.name} order for {rec.request.symbol} rejected: {ev.reason}"
-            self.raise_alert("ERROR", "REJECTED", message, rec.request.client_id, ts)
+            # Once per symbol, leg and slot: attempts refused again and again are one cause.
+            ref = f"{rec.request.symbol}:{rec.leg.name}@{slot_of(ts, self.plan.open_ts)}"
+            self.raise_alert("ERROR", "REJECTED", message, ref, ts)
 
     def _log_fill(self, f: Filled) -> None:
         rec = self.state.orders.get(f.cid)
@@ -560,19 +580,25 @@ class Trader:
                     pos = self.state.book.positions.get(rec.request.symbol)
                     if pos is not None and pos.setup_ts == rec.setup_ts:
                         self._cancel(rec.request.client_id, ts)
-            evs = self.core.ensure_protection(self.state, slot_of(ts, self.plan.open_ts))
+            wait = {sym for sym, due in self._flatten_due.items() if ts < due}
+            evs = self.core.ensure_protection(self.state, slot_of(ts, self.plan.open_ts), wait)
             if evs:
                 held = sorted({e.symbol for e in evs if isinstance(e, OrderPlaced)})
                 log.warning("position not fully covered: placing orders", extra={"fields": {"symbols": held}})
             self.decide(evs, ts)
             for ev in evs:
-                if isinstance(ev, OrderPlaced) and ev.leg is Leg.EXIT and ev.reason is ExitReason.MANUAL:
+                if not isinstance(ev, OrderPlaced) or ev.leg is not Leg.EXIT:
+                    continue
+                # An exit the protection sends again: the next one waits longer each time.
+                pause = self.settings.live.retry_seconds * 2 ** attempt_of(ev.cid)
+                self._flatten_due[ev.symbol] = ts + min(pause, FLATTEN_BACKOFF_MAX_SECONDS)
+                if ev.reason is ExitReason.MANUAL:
                     self.raise_alert(
                         "ERROR",
                         "NO_STOP_LEFT",
                         f"TFL: every stop for {ev.symbol} was refused or ended; its {ev.qty} shares are "
                         "being closed at market",
-                        ev.cid,
+                        f"{ev.symbol}@{slot_of(ts, self.plan.open_ts)}",
                         ts,
                     )
         finally:
@@ -609,14 +635,27 @@ class Trader:
                 return True
             if rec.leg is Leg.STOP and rec.modifications > rec.confirmed:
                 return True
-        return any(pos.qty > covered(self.state, pos, acknowledged=True) for pos in self.state.book.positions.values())
+        return any(
+            pos.qty > covered(self.state, pos, acknowledged=True) or covered(self.state, pos) > pos.qty
+            for pos in self.state.book.positions.values()
+        )
 
     def retry(self, ts: int) -> None:
         """Between boundaries (every ``live.retry_seconds`` of exchange time): what is
         unsettled is asked about again, so that a position is not left bare until the next
         boundary. Nothing happens when all is settled (replay = backtest is untouched)."""
+        if self.done:
+            return
+        if not self.gate.reconciled:
+            if not self.reconcile_failed:
+                return  # not started yet: the first boundary reconciles
+            from tfl.live.reconcile import reconcile
+
+            reconcile(self, ts)  # the broker could not be asked before: ask again now
+            if not self.gate.reconciled:
+                return
         key = (self._applied, slot_of(ts, self.plan.open_ts))
-        if self.done or not self.gate.reconciled or key == self._settled:
+        if key == self._settled:
             return  # nothing has happened since all was found settled in this slot
         if not self.unsettled(ts):
             self._settled = key
@@ -637,7 +676,7 @@ class Trader:
             cid = rec.request.client_id
             if rec.status is OrderStatus.UNKNOWN:
                 found = self.execution.lookup(rec)
-                if found is None and ts - self._missing_since.setdefault(cid, ts) >= UNLISTED_GRACE_SECONDS:
+                if found is None and self.unlisted_long_enough(cid, ts):
                     self.facts([OrderReported(cid, Report.CANCELLED, reason="never reached the broker")], ts)
                 elif found:
                     self.facts(found, ts)
