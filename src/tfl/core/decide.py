@@ -294,13 +294,11 @@ class Core:
     def _exit(self, pos: Position, reason: ExitReason, state: CoreState, qty: int | None = None) -> OrderPlaced | None:
         """A market exit for the position (or ``qty`` of it); a new attempt when an earlier exit
         exists (None once every attempt has been used: the position keeps its stop)."""
-        attempt = 0
-        if client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.EXIT) in state.orders:
-            attempt = _next_attempt(state, pos.symbol, pos.setup_ts, Leg.EXIT)
-            if attempt >= MAX_ATTEMPTS:
-                return None
+        cid = self._fresh_id(state, pos, Leg.EXIT)
+        if cid is None:
+            return None
         return OrderPlaced(
-            client_id(self.plan.date, pos.symbol, pos.setup_ts, Leg.EXIT, attempt),
+            cid,
             Leg.EXIT,
             pos.symbol,
             -int(pos.side),
@@ -349,15 +347,17 @@ class Core:
         """Whether trading has stopped for the day: halted, or the square-off has come."""
         return state.halted is not None or now_slot >= self.plan.squareoff_ts
 
+    def _stopped_why(self, now_slot: int) -> ExitReason:
+        """The exit reason of a position closed because trading has stopped."""
+        return ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
+
     def _cover(self, state: CoreState, pos: Position, now_slot: int, out: list[Event]) -> None:
         """The position as it stands now is covered: by working exits while it is being exited,
         or, once trading has stopped, when it has no stop; else by a stop of its size (a stop
         given back after a rejected exit keeps its shares until the next boundary flattens)."""
         stop = live_stop(state, pos.symbol)
         if pos.symbol in state.exit_pending or (self.stopped(state, now_slot) and stop is None):
-            why = state.exit_pending.get(pos.symbol, (None, None))[0]
-            if why is None:
-                why = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
+            why = state.exit_pending.get(pos.symbol, (None, None))[0] or self._stopped_why(now_slot)
             self._exit_uncovered(state, pos, why, out)
             return
         self._protect(state, pos, out)
@@ -445,7 +445,7 @@ class Core:
         stop meanwhile: that stop (and any target) is cancelled and the shares are exited
         again. A stop already being cancelled may still sell: its shares wait for its answer.
         The world sends the exit only once the cancels before it are confirmed."""
-        why = ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
+        why = self._stopped_why(now_slot)
         stop = live_stop(state, pos.symbol)
         waiting = stop.remaining if stop is not None and stop.status is OrderStatus.PENDING_CANCEL else 0
         qty = pos.qty - exiting(state, pos) - waiting
@@ -477,8 +477,8 @@ class Core:
         while it is being exited, exits for every share no stop sells. Once trading has
         stopped, a position whose exit ended without closing it is flattened again. No exit
         is sent for a symbol in ``wait`` (the world backs off exits that were refused); it
-        keeps its stop meanwhile. Legs of closed positions are cancelled, and a target larger than its
-        position too."""
+        keeps its stop meanwhile. Legs of closed positions are cancelled, and a target larger
+        than its position too."""
         out: list[Event] = []
         positions = state.book.positions
         for sym, pos in sorted(positions.items()):

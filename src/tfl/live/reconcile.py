@@ -49,17 +49,7 @@ def _reconcile(trader: Trader, ts: int) -> list[str]:
         if rec.status is OrderStatus.INTENT:
             _resolve_intent(trader, rec.request.client_id, ts)
         elif rec.open:
-            found = ex.lookup(rec)
-            if (
-                found is None
-                and rec.status is OrderStatus.UNKNOWN
-                and trader.unlisted_long_enough(rec.request.client_id, ts)
-            ):
-                trader.facts(
-                    [OrderReported(rec.request.client_id, Report.CANCELLED, reason="never reached the broker")], ts
-                )
-            elif found:
-                trader.facts(found, ts)
+            trader.look_up(rec, ts)
     for f in ex.broker_fills():
         if f.fill_id not in st.fills_seen and f.tag in ours:
             diffs.append(f"fill {f.fill_id} ({f.tag}) was not in the journal: booked now")
@@ -96,12 +86,8 @@ def _resolve_intent(trader: Trader, cid: str, ts: int) -> None:
     it was an entry whose bar is already over.
     """
     rec = trader.state.orders[cid]
-    found = trader.execution.lookup(rec)
-    if found:
-        trader.facts(found, ts)
-        return
-    if found is not None:
-        return  # the lookup failed: try again later
+    if trader.look_up(rec, ts) is not None:
+        return  # adopted, or the broker could not be asked: try again later
     if rec.leg is Leg.ENTRY:
         alloc = trader.state.allocations.get(cid)
         if alloc is None or alloc.entry_ts + BAR_SECONDS <= ts:

@@ -140,6 +140,19 @@ class Trader:
         off as never placed: an order book may lag a placement by seconds."""
         return ts - self._placed_at.get(cid, ts - UNLISTED_GRACE_SECONDS) >= UNLISTED_GRACE_SECONDS
 
+    def look_up(self, rec: OrderRecord, ts: int) -> list[Event] | None:
+        """Ask the broker about an order by its tag and adopt its word. An order of unknown
+        fate that it does not list is written off once it has been unlisted long enough.
+        Returns the lookup's answer: facts, [] if the broker could not be asked, None if it
+        does not list the order."""
+        found = self.execution.lookup(rec)
+        cid = rec.request.client_id
+        if found:
+            self.facts(found, ts)
+        elif found is None and rec.status is OrderStatus.UNKNOWN and self.unlisted_long_enough(cid, ts):
+            self.facts([OrderReported(cid, Report.CANCELLED, reason="never reached the broker")], ts)
+        return found
+
     def decide(self, events: Sequence[Event], ts: int) -> None:
         """Journal a batch of decisions, make it durable, then carry each out."""
         fresh = [self.record(ev, ts) for ev in events]
@@ -263,17 +276,11 @@ class Trader:
         if rec.status not in (OrderStatus.INTENT, OrderStatus.UNKNOWN):
             return  # sent before a restart: its fate is known
         if cid in self.loaded or rec.status is OrderStatus.UNKNOWN:
-            found = self.execution.lookup(rec)
-            if found:
-                self.facts(found, ts)
-                return
-            if found is not None:
-                return  # the lookup failed: still unknown, try again later; never send blind
-            if rec.status is OrderStatus.UNKNOWN:  # a placement that got no answer
-                if rec.leg is not Leg.ENTRY and not self.unlisted_long_enough(cid, ts):
-                    return  # not listed yet: it may be on its way (a second stop could double it)
-                self.facts([OrderReported(cid, Report.CANCELLED, reason="never reached the broker")], ts)
-                return
+            found = self.look_up(rec, ts)
+            if found is None and rec.status is OrderStatus.INTENT:
+                pass  # journalled before a crash, never reached the broker: send it now
+            else:
+                return  # adopted, written off, not listed yet, or the broker could not be asked
         if rec.leg is Leg.ENTRY and (self.state.halted is not None or self.state.reduce_only):
             # Decided in a step that, as it was carried out, stopped entries (an odd fill).
             self.facts([OrderReported(cid, Report.CANCELLED, reason="entries stopped before it was sent")], ts)
@@ -567,19 +574,14 @@ class Trader:
         self.check_cover(boundary)
 
     def protect(self, ts: int) -> None:
-        """Every open position is covered (after a restart, a rejection, a late fill): a stop
-        whose cancel is unanswered is asked about first (it may be gone, or still live), then
-        the core covers what is uncovered. This is the step's one reaction: an order it sends
-        that the broker ends at once is not reacted to again until the next step."""
+        """Every open position is covered (after a restart, a rejection, a late fill): the core
+        covers what is uncovered (a stop whose cancel is unanswered counts as cover; its cancel
+        is asked again by ``resolve_unknown``). This is the step's one reaction: an order it
+        sends that the broker ends at once is not reacted to again until the next step."""
         if self._reacting:
             return
         self._reacting = True
         try:
-            for rec in list(self.state.working.values()):
-                if rec.leg is Leg.STOP and rec.status is OrderStatus.PENDING_CANCEL:
-                    pos = self.state.book.positions.get(rec.request.symbol)
-                    if pos is not None and pos.setup_ts == rec.setup_ts:
-                        self._cancel(rec.request.client_id, ts)
             wait = {sym for sym, due in self._flatten_due.items() if ts < due}
             evs = self.core.ensure_protection(self.state, slot_of(ts, self.plan.open_ts), wait)
             if evs:
@@ -675,11 +677,7 @@ class Trader:
         for rec in list(self.state.working.values()):
             cid = rec.request.client_id
             if rec.status is OrderStatus.UNKNOWN:
-                found = self.execution.lookup(rec)
-                if found is None and self.unlisted_long_enough(cid, ts):
-                    self.facts([OrderReported(cid, Report.CANCELLED, reason="never reached the broker")], ts)
-                elif found:
-                    self.facts(found, ts)
+                self.look_up(rec, ts)
             elif rec.status is OrderStatus.PENDING_CANCEL:
                 self._cancel(cid, ts)  # a cancel that did not get through: ask again
             elif rec.leg is Leg.STOP and rec.modifications > rec.confirmed:
