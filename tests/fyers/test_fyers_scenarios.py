@@ -141,11 +141,14 @@ def test_a_fill_after_the_cancel_is_booked_protected_and_alerted(
 def _journal_until_fill(source: Path, dest: Path, tag: str) -> CoreState:
     """The journal as it stood right after ``tag``'s first fill, rebuilt."""
     src, out = SqliteJournal(source), SqliteJournal(dest)
+    found = False
     for rec in src.records():
         out.append(rec)
         if rec.kind == "FILL" and rec.data["cid"] == tag:
+            found = True
             break
     src.close()
+    assert found, f"no fill of {tag} in the journal"
     state = rebuild(out)
     out.close()
     return state

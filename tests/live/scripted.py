@@ -167,5 +167,15 @@ def bar(hhmm: str, o: float = 101.0, h: float = 101.5, lo: float = 100.5, c: flo
     return ClosedBar("AAA", at(hhmm), o, h, lo, c, 1.0)
 
 
+def leg_of(tag: str) -> Leg:
+    """The leg a client id names."""
+    return Leg(tag[10])
+
+
+def placed(broker: ScriptedBroker, leg: Leg) -> int:
+    """How many orders of ``leg`` the broker was asked to place."""
+    return sum(1 for c in broker.calls if c[0] == "place" and leg_of(str(c[1])) is leg)
+
+
 def legs(trader: Trader, leg: Leg) -> list[OrderRecord]:
     return [r for r in trader.state.orders.values() if r.leg is leg]

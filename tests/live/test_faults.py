@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tfl.core.events import OrderPlaced
-from tfl.core.orders import OrderRequest
+from tfl.core.orders import Leg, OrderRequest
 from tfl.data.market import load_market
 from tfl.live.broker import BrokerError, BrokerEvent, BrokerOrder, BrokerTimeoutError
 from tfl.live.feed import FeedEvent, ListFeed, Tick
@@ -315,7 +315,7 @@ def test_broker_rejects_protective_stops_then_accepts(
 
 def test_a_rejected_square_off_is_protected_and_sent_again(market, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The broker refuses the 15:15 exits: each position gets its stop back at once, the exit goes
-    out again (a new attempt) when the session ends, and the book is flat."""
+    out again (a new attempt) at the next retry, and the book is flat."""
     holder: list[FlakyBroker] = []
 
     def hook(b: PaperBroker) -> FlakyBroker:
@@ -326,10 +326,21 @@ def test_a_rejected_square_off_is_protected_and_sent_again(market, tmp_path: Pat
     assert holder[0]._rejected, "the scenario rejected square-off orders"
     assert res.flat
     check_consistent(tmp_path, state)
+    journal = SqliteJournal(tmp_path / "journal.sqlite")
+    events = [ev for _, ev in read_events(journal)]
+    journal.close()
     for cid in holder[0]._rejected:
         sym = state.orders[cid].request.symbol
         again = [r for r in state.orders.values() if r.leg.value == "X" and r.request.symbol == sym and r.filled]
         assert again and again[0].request.client_id[-1] == "1"  # the second attempt closed it
+        # Between the refusal and the second attempt, the shares had a stop again.
+        refused = next(i for i, ev in enumerate(events) if isinstance(ev, OrderPlaced) and ev.cid == cid)
+        retried = next(
+            i for i, ev in enumerate(events) if isinstance(ev, OrderPlaced) and ev.cid == again[0].request.client_id
+        )
+        assert any(
+            isinstance(ev, OrderPlaced) and ev.leg is Leg.STOP and ev.symbol == sym for ev in events[refused:retried]
+        ), sym
 
 
 @pytest.mark.parametrize("placed", [True, False])

@@ -11,13 +11,17 @@ import dataclasses
 from collections.abc import Callable
 
 import pytest
-from scripted import ScriptedBroker, at, bar, enter, legs, new_trader, poll, restart
+from scripted import ScriptedBroker, at, bar, enter, leg_of, legs, new_trader, placed, poll, restart
 
 from tfl.core.events import AlertRaised, Filled, OrderPlaced, ReduceOnly
 from tfl.core.orders import MAX_ATTEMPTS, Leg, OrderRecord, OrderRequest, OrderStatus
 from tfl.domain import HaltReason
 from tfl.live.broker import BrokerError, BrokerOrder, BrokerTimeoutError, Fill, OrderUpdate
 from tfl.live.trader import UNLISTED_GRACE_SECONDS, Trader
+
+
+class DiedError(Exception):
+    """The process dying in the middle of a step."""
 
 
 def alerting_trader() -> tuple[Trader, ScriptedBroker, list[str]]:
@@ -176,16 +180,13 @@ def test_a_phantom_over_fill_twice_in_a_day_is_corrected_twice() -> None:
     t.facts([Filled("F2", stop, 107, 100.0, at("10:05"), at("10:00"))], at("10:05"))  # 7 phantom shares sold
     assert not t.state.book.stray and not t.state.book.positions
     assert len([r for r in t.journal.records() if r.kind == "CORRECT"]) == 2
-    assert not [c for c in b.calls if c[0] == "place" and str(c[1])[10] == "F"]
+    assert placed(b, Leg.FLATTEN) == 0
 
 
 def test_a_restart_does_not_re_derive_a_boundarys_levels_after_a_fill_moved_r() -> None:
     """The process dies after the 10:00 decisions were journalled but before SLOT; meanwhile
     the rest of the entry filled at another price (R changed). The restart carries the
     journalled decisions out instead of deriving different ones under the same keys."""
-
-    class DiedError(Exception):
-        """The process dying in the middle of the step."""
 
     t, b = new_trader()
     cid = enter(t, qty=100)
@@ -242,8 +243,7 @@ def test_every_alert_is_sent_once() -> None:
     cid = enter(t, qty=100)
     b.fill(cid, 107, 101.05, at("09:47"))
     poll(t, at("09:47"))
-    t2 = restart(t, b)
-    t2.alert = lambda level, msg: sent.append(msg)
+    t2 = restart(t, b, alert=lambda level, msg: sent.append(msg))  # the restart handles today's facts again
     t2.after_restart(at("09:48"))
     over = [m for m in sent if "over-fill" in m]
     assert len(over) == 1
@@ -395,7 +395,7 @@ def test_a_stop_that_filled_before_its_resize_is_seen_as_done() -> None:
     assert t.state.book.positions["AAA"].qty == 50
     assert_covered(t, b)
     b.events.append(b.fill_list[1])  # the stop's fill report arrives at last: nothing new
-    b.events.append(OrderUpdate(s0.request.client_id, "B1", "FILLED", 50))
+    b.events.append(OrderUpdate(s0.request.client_id, b.book[s0.request.client_id].broker_id, "FILLED", 50))
     poll(t, at("09:56"))
     assert_covered(t, b)
     assert not t.state.anomalies
@@ -496,16 +496,12 @@ def test_an_exit_the_broker_ends_after_accepting_it_gets_the_stop_back_and_an_al
 
 def _rejecting_exits(b: ScriptedBroker, *, also_on_the_socket: bool = False) -> None:
     def reject(req: OrderRequest) -> None:
-        if t_leg(req) is Leg.EXIT:
+        if leg_of(req.client_id) is Leg.EXIT:
             if also_on_the_socket:
                 b.events.append(OrderUpdate(req.client_id, "B77", "REJECTED", 0, "RMS: margin shortfall"))
             raise BrokerError("RMS: margin shortfall")
 
     b.on_place = reject
-
-
-def t_leg(req: OrderRequest) -> Leg:
-    return Leg(req.client_id[10])
 
 
 def _the_stop_sells_30_then_70(t: Trader, b: ScriptedBroker) -> None:
@@ -629,17 +625,13 @@ def _stops_ended_on_placement(b: ScriptedBroker) -> Callable[[OrderRequest, int]
 
     def place(req: OrderRequest, ts: int) -> BrokerOrder:
         o = real(req, ts)
-        if t_leg(req) is Leg.STOP:
+        if leg_of(req.client_id) is Leg.STOP:
             o = dataclasses.replace(o, status="CANCELLED", reason="trigger outside the price band")
             b.book[req.client_id] = o
         return o
 
     b.place = place  # type: ignore[method-assign]
     return real
-
-
-def _placed(b: ScriptedBroker, leg: Leg) -> int:
-    return sum(1 for c in b.calls if c[0] == "place" and Leg(str(c[1])[10]) is leg)
 
 
 def test_a_stop_the_broker_ends_as_it_is_placed_is_replaced_once_a_step_and_alerted() -> None:
@@ -651,14 +643,14 @@ def test_a_stop_the_broker_ends_as_it_is_placed_is_replaced_once_a_step_and_aler
     cid = enter(t, qty=100)
     b.fill(cid, 100, 101.0, at("09:47"))
     poll(t, at("09:47"))
-    assert _placed(b, Leg.STOP) == 2 and not legs(t, Leg.EXIT)
+    assert placed(b, Leg.STOP) == 2 and not legs(t, Leg.EXIT)
     t.retry(at("09:47") + 10)
     t.retry(at("09:47") + 20)
-    assert _placed(b, Leg.STOP) == 4
+    assert placed(b, Leg.STOP) == 4
     assert len([m for m in sent if "100 AAA shares have no stop or exit" in m]) == 1
     b.place = real  # type: ignore[method-assign]
     t.retry(at("09:47") + 30)
-    assert _placed(b, Leg.STOP) == 5
+    assert placed(b, Leg.STOP) == 5
     assert_covered(t, b)
 
 
@@ -678,7 +670,7 @@ def test_with_every_stop_attempt_used_and_exits_refused_the_shares_are_asked_abo
         t.retry(at("09:47") + 10 * k)
         per_step.append(len(b.calls) - before)
     assert max(per_step) == 1
-    assert _placed(b, Leg.STOP) == MAX_ATTEMPTS
+    assert placed(b, Leg.STOP) == MAX_ATTEMPTS
     exits = legs(t, Leg.EXIT)
     assert exits and all(x.status is OrderStatus.REJECTED for x in exits)
     assert len([m for m in sent if "EXIT order for AAA rejected" in m]) == 1  # one slot: once
@@ -723,9 +715,6 @@ def test_a_stop_never_sent_before_a_crash_and_unreadable_after_it_is_sent_within
     the broker cannot be asked whether it has it (its order book, or the whole broker, so
     that the reconciliation fails). The shares are alerted at once, and the next retry
     (seconds later, not the next boundary) asks again and sends the stop."""
-
-    class DiedError(Exception):
-        pass
 
     class Crash:
         def hit(self, where: str) -> None:
@@ -800,23 +789,23 @@ def test_a_square_off_exit_is_not_sent_for_shares_a_stop_sold_unseen() -> None:
     failures = _fills_unreadable_once(b)
     t.on_slot(at("15:15"), [bar("15:00")], [])
     assert not failures  # the fills really could not be read
-    assert not [c for c in b.calls if c[0] == "place" and Leg(str(c[1])[10]) is Leg.EXIT]
+    assert placed(b, Leg.EXIT) == 0
     t.retry(at("15:15") + 10)
     assert b.positions() == {} and not t.state.book.positions and b.working("AAA") == []
-    assert not [c for c in b.calls if c[0] == "place" and Leg(str(c[1])[10]) is Leg.EXIT]
+    assert placed(b, Leg.EXIT) == 0
 
 
 def test_a_stop_whose_placement_got_no_answer_is_not_replaced_while_the_order_book_may_lag() -> None:
     """A stop's placement times out and the broker's order book does not list it yet: it is
     not written off (and doubled) at the next retry, only after the grace period."""
     t, b, sent = alerting_trader()
-    placed = b.place
+    real_place = b.place
 
     def lost_answer(req: OrderRequest, ts: int) -> BrokerOrder:
-        if t_leg(req) is Leg.STOP and not [c for c in b.calls if c[0] == "place" and t_leg_of(c) is Leg.STOP]:
+        if leg_of(req.client_id) is Leg.STOP and placed(b, Leg.STOP) == 0:
             b.calls.append(("place", req.client_id, req.qty))
             raise BrokerTimeoutError("place: no answer")
-        return placed(req, ts)
+        return real_place(req, ts)
 
     b.place = lost_answer  # type: ignore[method-assign]
     cid = enter(t, qty=100)
@@ -831,11 +820,6 @@ def test_a_stop_whose_placement_got_no_answer_is_not_replaced_while_the_order_bo
     t.retry(at("09:47") + 10 + UNLISTED_GRACE_SECONDS)
     assert s0.status is OrderStatus.CANCELLED
     assert_covered(t, b)
-
-
-def t_leg_of(call: tuple[object, ...]) -> Leg:
-    """The leg of a broker call (its client id is its second item)."""
-    return Leg(str(call[1])[10])
 
 
 def test_exits_refused_after_the_square_off_are_tried_again_without_ever_leaving_the_shares_bare() -> None:
@@ -885,11 +869,11 @@ def test_a_square_off_cancel_of_a_stop_not_listed_yet_does_not_let_an_exit_besid
     t, b = new_trader()
     hidden: dict[str, int] = {}
     now = [at("15:14") + 40]
-    placed, lookup = b.place, b.order_by_tag
+    real_place, lookup = b.place, b.order_by_tag
 
     def lost_answer(req: OrderRequest, ts: int) -> BrokerOrder:
-        o = placed(req, ts)
-        if t_leg(req) is Leg.STOP and not hidden:
+        o = real_place(req, ts)
+        if leg_of(req.client_id) is Leg.STOP and not hidden:
             hidden[req.client_id] = now[0] + 40
             raise BrokerTimeoutError("place: no answer")
         return o
@@ -929,7 +913,7 @@ def test_exits_refused_after_a_halt_are_tried_less_and_less_often_and_the_last_s
             t.retry(ts)
         assert_covered(t, b)
         if ts == at("11:10"):
-            first_ten_minutes = len([c for c in b.calls if c[0] == "place" and t_leg_of(c) is Leg.EXIT])
+            first_ten_minutes = placed(b, Leg.EXIT)
     assert first_ten_minutes <= 7  # 10, 20, 40, 80, 160, 300 s: not sixty tries
     # Tried to the end: every stop attempt used, and every exit but the one a last stop keeps back.
     assert len(legs(t, Leg.STOP)) == MAX_ATTEMPTS and len(legs(t, Leg.EXIT)) >= MAX_ATTEMPTS - 1
