@@ -43,6 +43,11 @@ def make_token(exp: int, name: str = "TEST") -> str:
     return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'exp': exp, 'fy_id': name, 'sub': 'access_token'})}.sig"
 
 
+# The fake's ticks reach its exchange engine with sequence numbers this far apart, so a market
+# order filled between two ticks can be matched on a sequence number of its own.
+TICK_SEQ_STEP = 1000
+
+
 @dataclass
 class Scenario:
     reject_symbols: set[str] = field(default_factory=set)
@@ -61,6 +66,11 @@ class Scenario:
     # (reported after the cancel's answer); the first entry that fills gets extra shares.
     late_fill_on_cancel: LateFill | None = None
     overfill_first_entry: int = 0
+    # Market orders in these symbols stand unfilled until ``mpp_until`` (simulated epoch):
+    # FYERS' price protection turned them into limits the market moved away from. Any
+    # other market order fills at once at the last price, as in a liquid stock.
+    mpp_unfilled: set[str] = field(default_factory=set)
+    mpp_until: float = 0.0
 
 
 @dataclass
@@ -120,6 +130,7 @@ class FakeFyers:
         self.data_sockets: list[FakeDataSocket] = []
         self.order_sockets: list[FakeOrderSocket] = []
         self.ltp: dict[str, float] = {}
+        self._tick_seq = 0  # the exchange engine's tick sequence (ticks step by TICK_SEQ_STEP)
         self.market_done = threading.Event()
         self.late_filled = ""  # the tag of the order the late-fill scenario hit
         self.after_next_orderbook: list[Any] = []  # engine events held back until the next order-book read
@@ -183,7 +194,8 @@ class FakeFyers:
             with self.lock:
                 self.clock = float(ev.ts)
                 self.ltp[ev.symbol] = ev.price
-                self.engine.on_tick(ev.symbol, ev.ts, ev.price, ev.seq)
+                self._tick_seq = ev.seq * TICK_SEQ_STEP
+                self.engine.on_tick(ev.symbol, ev.ts, ev.price, self._tick_seq)
                 self._publish(self.engine.poll())
             self._send_tick(ev)
             if bar != last_bar:
@@ -339,6 +351,7 @@ class FakeFyers:
         req = OrderRequest(o.id, symbol, o.side, TYPE_OF[o.type], o.qty, trigger=o.stop or None, limit=o.limit or None)
         self.engine.place(req, int(self.clock))
         self._socket_order(o)
+        self._fill_market_now(o)
         if outcome == "201":
             return 200, {"s": "ok", "code": 201, "message": "Request in transit", "id": ""}, outcome
         if outcome == "-99":
@@ -357,6 +370,16 @@ class FakeFyers:
             },
             outcome,
         )
+
+    def _fill_market_now(self, o: FakeOrder) -> None:
+        """A market order meets the book at once, at the last price (the exchange engine sees
+        the last trade again); one a scenario's price protection holds stands until then."""
+        held = o.symbol in self.s.mpp_unfilled and self.clock < self.s.mpp_until
+        if o.type != 2 or held or o.symbol not in self.ltp:
+            return
+        self._tick_seq += 1  # between the last tick and the next one
+        self.engine.on_tick(o.symbol, int(self.clock), self.ltp[o.symbol], self._tick_seq)
+        self._publish(self.engine.poll())
 
     def modify(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         o = self.orders.get(str(body.get("id")))

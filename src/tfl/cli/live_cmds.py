@@ -20,7 +20,7 @@ from tfl.data.loader import DataError
 from tfl.domain import Bias
 from tfl.errors import Unavailable
 from tfl.live.journal import read_events
-from tfl.settings import Settings, load_settings
+from tfl.settings import Settings, check_squareoff_lead, load_settings
 
 log = logging.getLogger("tfl.cli")
 
@@ -184,6 +184,7 @@ def _trade_fyers(
     from tfl.live.runtime import run_session
     from tfl.timeutil import IST, REGULAR_CLOSE, epoch_of_ist
 
+    check_squareoff_lead(settings)
     today = fy.today_ist()
     if args.date is not None and args.date != today:
         raise ValueError(f"the {args.world} world trades today's session ({today}), not {args.date}")
@@ -213,6 +214,7 @@ def _trade_fyers(
         return EXIT_NO_TOKEN
     controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
     controls.market_now = fy.market_now
+    controls.squareoff_lead_seconds = settings.live.squareoff_lead_seconds
     controls.token_recheck_seconds = settings.live.token_recheck_seconds
     state[0] = "checking history"
     symbols = _fresh_symbols(args, settings, kit, calendar, session, controls, pause, today_so_far.positions)

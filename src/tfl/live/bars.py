@@ -114,6 +114,11 @@ class BarBuilder:
                 del self._cur[sym]
         return sorted(done, key=lambda bar: (bar.start, bar.symbol))
 
+    def last_ts(self, symbol: str) -> int | None:
+        """The exchange time of the symbol's last accepted tick."""
+        last = self._last.get(symbol)
+        return last[0] if last else None
+
     def last_price(self, symbol: str) -> float | None:
         last = self._last.get(symbol)
         return last[1] if last else None

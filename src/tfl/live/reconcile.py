@@ -38,6 +38,7 @@ def reconcile(trader: Trader, ts: int) -> list[str]:
 
 
 def _reconcile(trader: Trader, ts: int) -> list[str]:
+    trader.settle_earlier(ts, {})  # an earlier session's positions and orders first (see its docstring)
     st = trader.state
     ex = trader.execution
     diffs: list[str] = []
