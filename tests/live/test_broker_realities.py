@@ -81,9 +81,7 @@ def test_the_brokers_own_square_off_is_booked_as_eod_and_nothing_is_sent_for_it(
     assert len(t.state.book.trades) == 1
 
 
-def test_a_position_closed_by_an_order_that_is_not_ours_before_the_square_off_is_booked_and_stops_entries() -> (
-    None
-):
+def test_a_position_closed_by_an_order_that_is_not_ours_before_the_square_off_is_booked_and_stops_entries() -> None:
     t, b, sent = alerting()
     stop = long_aaa(t, b)
     hand = Fill("HAND-1", "B901", "", "AAA", -1, 40, 100.9, at("11:02"))
@@ -216,7 +214,7 @@ def test_the_square_off_lead_is_checked_against_the_full_book_at_the_rate_limit(
     check_squareoff_lead(S)  # the defaults are consistent
     big = S.replace({"risk.max_positions": 100})
     assert squareoff_lead_needed(big) > S.live.squareoff_lead_seconds
-    with pytest.raises(SettingsError, match="live.squareoff_lead_seconds.*100 positions"):
+    with pytest.raises(SettingsError, match=r"live\.squareoff_lead_seconds.*100 positions"):
         check_squareoff_lead(big)
     check_squareoff_lead(big.replace({"live.squareoff_lead_seconds": squareoff_lead_needed(big)}))
 

@@ -474,7 +474,7 @@ def test_a_position_left_by_a_dead_day_is_booked_as_closed_by_the_broker_never_e
     so_far = _session_so_far(died, day1)  # what a trader restarted then would see
     assert so_far.opened and not so_far.closed and so_far.bias == "LONGS"
     assert so_far.positions == sorted(state.book.positions)
-    (sym, pos), = state.book.positions.items()
+    ((sym, pos),) = state.book.positions.items()
     died.close()
     replay(tmp_path / "died", market, symbols, day2, settings, bias="LONGS")
     journal = SqliteJournal(tmp_path / "died" / "journal.sqlite")
