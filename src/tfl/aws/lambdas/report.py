@@ -67,9 +67,9 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
     sid = day.isoformat()
     calendar_note = next_year = ""
     try:
-        table = load_table()
-        next_year = next_year_missing(table.last_year, day)
-        is_session: bool | None = table.session(day) is not None
+        calendar = load_table()
+        next_year = next_year_missing(calendar.last_year, day)
+        is_session: bool | None = calendar.session(day) is not None
     except CalendarTableError as exc:  # unknown: report whatever the journal holds
         is_session = None
         calendar_note = str(exc)
