@@ -260,8 +260,8 @@ def _calendar_session(calendar: Any, today: dt.date, controls: Any) -> tuple[Any
         )
         controls.alert(
             "ERROR",
-            f"TFL: {exc}. Today FYERS' market status decides whether to trade: add NSE's {today.year} holidays "
-            f"(tfl calendar add-year --year {today.year}), commit, push, tfl deploy",
+            f"TFL: {exc}. Today FYERS' market status decides whether to trade; add the holidays, commit, push, "
+            "tfl deploy",
         )
         return regular_session(today), True
 
