@@ -15,7 +15,7 @@ from fake_fyers import Scenario
 from fyers_harness import DAY
 from test_fyers_e2e import data_view, trade
 
-import tfl.calendar.nse as nse
+from tfl.calendar import nse
 from tfl.cli.main import main
 from tfl.live.journal import SqliteJournal, to_event
 from tfl.live.report import day_report

@@ -101,9 +101,9 @@ def test_only_the_nse_capital_markets_normal_row_counts() -> None:
 def test_the_previous_session_comes_from_fyers_daily_candles(
     fake_at: Any, day: dt.date, previous: dt.date, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tfl.calendar.nse as nse
+    from tfl.calendar import nse
 
-    fake, rest = fake_at(8 * 60 + 30)
+    _, rest = fake_at(8 * 60 + 30)
     ticker = SymbolMap(SETTINGS.fyers).ticker(SETTINGS.bias.benchmark_symbol)
     assert broker_previous_session(rest.history, ticker, day) == previous
     monkeypatch.setattr(nse, "package_last_year", lambda: 2019)  # as if the calendar had no 2020 table
