@@ -90,7 +90,8 @@ class CalendarTable:
     def _check(self, day: dt.date) -> None:
         if day.year > self.last_year:
             raise CalendarTableExpired(
-                f"{day.isoformat()}: the NSE calendar table ends in {self.last_year}: regenerate it (tfl deploy)"
+                f"{day.isoformat()}: the NSE calendar table ends in {self.last_year}: regenerate it (tfl deploy) "
+                f"after adding NSE's {self.last_year + 1} holidays (tfl calendar add-year)"
             )
         if day.year < self.first_year:
             raise CalendarTableExpired(f"{day.isoformat()}: the NSE calendar table starts in {self.first_year}")

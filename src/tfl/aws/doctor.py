@@ -104,7 +104,13 @@ def run_checks(clients: Clients, stack_name: str, now: dt.datetime, session_of: 
         session = session_of(today)
     except CalendarTableExpired:
         session = None
-        out.append(Check("calendar", "FAIL", "the NSE calendar table has no entry for today: regenerate (tfl deploy)"))
+        out.append(
+            Check(
+                "calendar",
+                "FAIL",
+                "no NSE calendar table for today: tfl calendar add-year (NSE's circular), then tfl deploy",
+            )
+        )
     else:
         what = "not a session day" if session is None else _session_text(session)
         out.append(Check("calendar", "PASS", f"{today} is {what}"))
