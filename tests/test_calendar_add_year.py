@@ -138,7 +138,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
 def test_an_unusual_count_needs_force_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, target = run(tmp_path, circular(weekdays(YEAR, 4)), "--force")
     assert rc == 0 and len(json.loads(target.read_text())["years"][str(YEAR)]["holidays"]) == 4
-    assert "outside the usual 10-22: written because of --force" in capsys.readouterr().out
+    assert "outside the usual 10-22: accepted because of --force" in capsys.readouterr().out
 
 
 def test_a_year_already_listed_is_replaced_only_with_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

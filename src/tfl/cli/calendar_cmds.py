@@ -111,7 +111,7 @@ def cmd_add_year(args: argparse.Namespace) -> int:
         _out(f"on a weekend, not closures (left out): {shown}")
     if not holidays.plausible:
         lo, hi = PLAUSIBLE_WEEKDAY_HOLIDAYS
-        _out(f"warning: {len(holidays.closures)} is outside the usual {lo}-{hi}: written because of --force")
+        _out(f"warning: {len(holidays.closures)} is outside the usual {lo}-{hi}: accepted because of --force")
     if args.dry_run:
         _out(f"dry run: {path} not changed")
         return 0
