@@ -26,9 +26,11 @@ from typing import Any
 
 from tfl.core.orders import OrderRequest, OrderType
 from tfl.data.market import Market
+from tfl.fyers.symbols import SymbolMap
 from tfl.live.broker import Fill, OrderUpdate
 from tfl.live.feed import ReplayFeed, SessionEnd, Tick, session_ticks
 from tfl.live.paper import LateFill, PaperBroker
+from tfl.settings import FyersSettings
 from tfl.timeutil import date_to_day, epoch_of_ist
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -62,6 +64,9 @@ class Scenario:
     silent_for: float = 0.0  # how long (simulated) the silence lasts
     external_orders: list[dict[str, Any]] = field(default_factory=list)
     at: list[tuple[float, Callable[[], None]]] = field(default_factory=list)  # (simulated time, action)
+    start_clock: float | None = None  # simulated epoch the clock starts at (default 08:45 of the session)
+    nse_holiday: bool = False  # the market status shows NSE's capital market shut all day
+    market_status_down: bool = False  # the market status answers HTTP 500
     # Odd reports: the first of our entry orders cancelled unfilled fills as the cancel arrives
     # (reported after the cancel's answer); the first entry that fills gets extra shares.
     late_fill_on_cancel: LateFill | None = None
@@ -116,7 +121,7 @@ class FakeFyers:
         self.bar_pause = bar_pause
         self.open_ts = epoch_of_ist(session, 555)
         self.close_ts = epoch_of_ist(session, 930)
-        self.clock = float(self.open_ts - 1800)  # 08:45: before the open
+        self.clock = float(self.open_ts - 1800 if self.s.start_clock is None else self.s.start_clock)  # 08:45
         self.lock = threading.RLock()
         self.engine = PaperBroker(":memory:", slippage_pct=0.05)
         self.orders: dict[str, FakeOrder] = {}
@@ -648,6 +653,8 @@ class FakeFyers:
                     self._send(200, {**ok, "d": d})
                 elif path == "/data/history":
                     self._send(*fake.history(q))
+                elif path == "/data/marketStatus":
+                    self._send(*fake.market_status())
                 else:
                     self._send(404, {"s": "error", "code": -1, "message": f"no route {method} {path}"})
                 return None
@@ -666,6 +673,34 @@ class FakeFyers:
 
         return Handler
 
+    def market_status(self) -> tuple[int, dict[str, Any]]:
+        """FYERS' market status on the simulated clock, shaped like the docs' sample (several segments).
+
+        Before the pre-open (09:00) NSE's capital market shows CLOSED on a session day too
+        (the safe reading: the status is the state now, not a calendar)."""
+        if self.s.market_status_down:
+            return 500, {"s": "error", "code": -1, "message": "internal server error"}
+        ist = dt.datetime.fromtimestamp(self.clock, IST)
+        minute = ist.hour * 60 + ist.minute
+        if self.s.nse_holiday or ist.date() != self.session or minute < 9 * 60:
+            cash = "CLOSED"
+        elif minute < 9 * 60 + 8:
+            cash = "PREOPEN"
+        elif minute < 555:
+            cash = "PREOPEN_CLOSED"
+        elif minute < 930:
+            cash = "OPEN"
+        else:
+            cash = "POSTCLOSE_CLOSED"
+        rows = [
+            {"exchange": 10, "market_type": "NORMAL", "segment": 11, "status": "CLOSED"},
+            {"exchange": 10, "market_type": "ODD_LOT", "segment": 10, "status": "CLOSED"},
+            {"exchange": 11, "market_type": "NORMAL", "segment": 20, "status": "OPEN"},  # MCX trades on NSE holidays
+            {"exchange": 10, "market_type": "NORMAL", "segment": 10, "status": cash},
+            {"exchange": 12, "market_type": "NORMAL", "segment": 10, "status": cash},
+        ]
+        return 200, {"s": "ok", "code": 200, "message": "", "marketStatus": rows}
+
     def history(self, q: dict[str, str]) -> tuple[int, dict[str, Any]]:
         ticker, res = q.get("symbol", ""), q.get("resolution", "")
         try:
@@ -675,7 +710,7 @@ class FakeFyers:
         limit_days = 366 if res in ("D", "1D") else 100
         if hi - lo > limit_days * 86400:
             return 400, {"s": "error", "code": -50, "message": f"range cannot exceed {limit_days} days"}
-        sym = ticker[4:-3] if ticker.endswith("-EQ") else ticker
+        sym = ticker[4:-3] if ticker.endswith("-EQ") else SymbolMap(FyersSettings()).symbol(ticker) or ticker
         series = (self.market.daily if res in ("D", "1D") else self.market.intraday).get(sym)
         if series is None:
             return 400, {"s": "error", "code": -300, "message": "Invalid symbol"}

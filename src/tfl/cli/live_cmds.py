@@ -188,7 +188,7 @@ def _trade_fyers(
     today = fy.today_ist()
     if args.date is not None and args.date != today:
         raise ValueError(f"the {args.world} world trades today's session ({today}), not {args.date}")
-    session = calendar.session(today)
+    session, unknown = _calendar_session(calendar, today, controls)
     if session is None:
         log.info("not a trading day: nothing to do", extra={"fields": {"date": today.isoformat()}})
         return 0
@@ -212,6 +212,11 @@ def _trade_fyers(
     until = close_at if today_so_far.opened else None
     if not fy.token_gate(kit, today, controls.alert, sleep=pause, until=until):
         return EXIT_NO_TOKEN
+    if unknown:  # the calendar could not say: FYERS decides, or nothing trades
+        state[0] = "asking FYERS whether today is a session"
+        if not _broker_says_session(kit, today, controls, pause, today_so_far.positions):
+            return 0
+        calendar = _broker_backed(calendar, kit, settings)
     controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
     controls.market_now = fy.market_now
     controls.squareoff_lead_seconds = settings.live.squareoff_lead_seconds
@@ -241,6 +246,60 @@ def _trade_fyers(
     )
     _log_day_report(day_report(list(read_events(journal)), today))
     return 0 if result.flat else EXIT_NOT_FLAT
+
+
+def _calendar_session(calendar: Any, today: dt.date, controls: Any) -> tuple[Any, bool]:
+    """(today's session, False) from the calendar; (the regular session, True) when it cannot say,
+    to be confirmed by FYERS once there is a token (:mod:`tfl.live.broker_session`)."""
+    from tfl.calendar.nse import CalendarError
+    from tfl.live.broker_session import regular_session
+
+    try:
+        return calendar.session(today), False
+    except CalendarError as exc:
+        log.warning(
+            "the calendar cannot say whether today is a session: FYERS will", extra={"fields": {"error": str(exc)}}
+        )
+        controls.alert(
+            "ERROR",
+            f"TFL: {exc}. Today FYERS' market status decides whether to trade; add the holidays, commit, push, "
+            "tfl deploy",
+        )
+        return regular_session(today), True
+
+
+def _broker_says_session(kit: Any, today: dt.date, controls: Any, pause: Any, held: list[str]) -> bool:
+    """Whether FYERS' market status shows a session today; a holiday is logged and alerted, no answer
+    is a CRITICAL alert and a CalendarError (exit 2: nothing trades, systemd does not restart)."""
+    from tfl.calendar.nse import CalendarError
+    from tfl.cli import fyers_cmds as fy
+    from tfl.live.broker_session import ask_broker
+
+    verdict = ask_broker(kit.rest.market_status, today, now=fy.market_now, sleep=pause)
+    fields = {"date": today.isoformat(), "status": verdict.status, "asked": verdict.asked}
+    if verdict.session:
+        log.warning("FYERS decided: today is a session (the calendar has no table)", extra={"fields": fields})
+        return True
+    if verdict.session is False:
+        log.warning("FYERS decided: no session today (the calendar has no table)", extra={"fields": fields})
+        controls.alert("WARNING", f"TFL: FYERS shows NSE {verdict.status} on {today}: no session, nothing traded")
+        return False
+    log.critical("no session answer from the calendar or FYERS: not trading", extra={"fields": fields})
+    positions = f" Open positions ({', '.join(held)}) are NOT managed." if held else ""
+    controls.alert(
+        "CRITICAL",
+        f"TFL is NOT trading on {today}: the calendar has no {today.year} table and FYERS' market status gave no "
+        f"answer ({verdict.status}).{positions} Add NSE's holidays (tfl calendar add-year) and restart.",
+    )
+    raise CalendarError(f"{today}: neither the calendar nor FYERS' market status says whether it is a session")
+
+
+def _broker_backed(calendar: Any, kit: Any, settings: Settings) -> Any:
+    """The calendar with FYERS' daily candles of the benchmark for the last session before a day it cannot answer."""
+    from tfl.live.broker_session import BrokerBackedCalendar, broker_previous_session
+
+    ticker = kit.symbols.ticker(settings.bias.benchmark_symbol)
+    return BrokerBackedCalendar(calendar, lambda day: broker_previous_session(kit.rest.history, ticker, day))
 
 
 @dataclass

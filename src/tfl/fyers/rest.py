@@ -181,6 +181,11 @@ class FyersRest:
         )
         return [list(c) for c in payload.get("candles") or []]
 
+    def market_status(self) -> list[dict[str, Any]]:
+        """Each exchange segment's state now (``GET /data/marketStatus``; see :mod:`tfl.live.broker_session`)."""
+        rows = self.call("GET", "/marketStatus", data=True).get("marketStatus")
+        return [dict(r) for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
     def validate_authcode(self, app_id_hash: str, code: str) -> dict[str, Any]:
         return self.call(
             "POST",
