@@ -28,7 +28,7 @@ from typing import Any
 
 from tfl.core.orders import OrderRequest, OrderType
 from tfl.data.market import Market
-from tfl.fyers.symbols import band_tick
+from tfl.fyers.ticks import band_tick
 from tfl.live.broker import Fill, OrderUpdate
 from tfl.live.feed import ReplayFeed, SessionEnd, Tick, session_ticks
 from tfl.live.paper import LateFill, PaperBroker

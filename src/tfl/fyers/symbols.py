@@ -3,12 +3,8 @@
 Only the live broker adapter rounds prices (stops and targets away from the market), so
 replay equals backtest exactly and live differs by at most a tick.
 
-NSE's tick size depends on the price band and is revised monthly (from the closing price
-on the month's last trading day; FYERS notice of 17 March 2025). The day's symbol master
-carries the tick that applies; for an instrument it lacks, :func:`fallback_tick` takes the
-band table's tick for a price twice the current one. NSE's ticks nest (each is a whole
-multiple of every smaller one), so the coarser tick is valid whatever band last month's
-close fell in, unless the price has more than halved since.
+The day's symbol master carries the tick that applies; for an instrument it lacks, the
+band table decides (:mod:`tfl.fyers.ticks`).
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tfl.fyers.ticks import fallback_tick
 from tfl.settings import FyersSettings
 
 MASTER_COLUMNS = 21
@@ -27,41 +24,6 @@ COL_TICK, COL_LOT, COL_ISIN, COL_TICKER, COL_UNDERLYING = 4, 3, 5, 9, 13
 
 
 UNKNOWN_TICK = 0.0  # an instrument the symbol master does not list: the band table decides
-
-
-@dataclass(frozen=True)
-class TickBand:
-    """Prices up to ``upto`` (inclusive when ``inclusive``) trade in steps of ``tick``."""
-
-    upto: float
-    tick: float
-    inclusive: bool = True
-
-
-# NSE cash market (EQ series and the others the circulars name; not ETFs), from 15 April 2025.
-NSE_EQ_TICK_BANDS: tuple[TickBand, ...] = (
-    TickBand(250.0, 0.01, inclusive=False),
-    TickBand(1_000.0, 0.05),
-    TickBand(5_000.0, 0.10),
-    TickBand(10_000.0, 0.50),
-    TickBand(20_000.0, 1.00),
-    TickBand(math.inf, 5.00),
-)
-REFERENCE_DRIFT = 2.0  # the fallback assumes last month's close was at most this times today's price
-
-
-def band_tick(price: float, bands: tuple[TickBand, ...] = NSE_EQ_TICK_BANDS) -> float:
-    """The tick NSE's table gives a security whose reference price is ``price``."""
-    for band in bands:
-        if price < band.upto or (band.inclusive and price == band.upto):
-            return band.tick
-    return bands[-1].tick
-
-
-def fallback_tick(price: float) -> float:
-    """The tick for an instrument the symbol master lacks: the coarsest one the band table
-    could give it this month (see the module's docstring)."""
-    return band_tick(abs(price) * REFERENCE_DRIFT)
 
 
 @dataclass(frozen=True)
