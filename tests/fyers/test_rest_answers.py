@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fake_fyers import FakeFyers
 from fyers_harness import DAY, SYMBOLS
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tfl.core.orders import OrderRequest, OrderType
@@ -123,6 +123,8 @@ def test_transport_failures_and_201_are_ambiguous(fake: FakeFyers, rest: FyersRe
     code=st.integers(-1000, 1200).filter(lambda c: c not in (-8, -15, -16, -17, -429, 201)),
     message=st.text(max_size=60),
 )
+@example(status=200, code=-99, message="RMS:Rule: Check circuit limit including square off order exceeds")
+@example(status=400, code=-99, message="")
 def test_every_answer_that_is_not_ok_is_a_refusal(status: int, code: int, message: str) -> None:
     """An answer FYERS gave (below 500, no token or rate problem, not 201) is never read as
     an unknown outcome: -99 included."""
