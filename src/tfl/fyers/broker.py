@@ -116,7 +116,7 @@ class FyersBroker:
     def place(self, req: OrderRequest, ts: int) -> BrokerOrder:
         inst = self.symbols.instrument(req.symbol)
         buy = req.side > 0
-        tick = self.symbols.tick_for(req.symbol, req.trigger or req.limit or 0.0)
+        tick = self.symbols.tick_for(req.symbol, max(req.trigger or 0.0, req.limit or 0.0))
         limit = round_to_tick(req.limit, tick, up=not buy) if req.limit is not None else 0.0
         trigger = round_to_tick(req.trigger, tick, up=buy) if req.trigger is not None else 0.0
         body = {
@@ -168,7 +168,7 @@ class FyersBroker:
                 raise BrokerError(f"order {tag}: not found at FYERS")
             known = (order.broker_id, order.symbol, order.side, order.type, order.qty)
         oid, symbol, side, typ, placed_qty = known
-        tick = self.symbols.tick_for(symbol, trigger or limit or 0.0)
+        tick = self.symbols.tick_for(symbol, max(trigger or 0.0, limit or 0.0))
         changes: dict[str, Any] = {"type": {"STOP": 3, "LIMIT": 1, "MARKET": 2}[typ]}
         if trigger is not None:
             changes["stopPrice"] = round_to_tick(trigger, tick, up=side > 0)
