@@ -6,7 +6,9 @@ paper broker's crossing model, keyed by FYERS order ids so duplicate tags are vi
 fill against a market replayed from historical bars on a simulated clock. Payloads,
 paths and error codes follow the FYERS documentation (see docs/fyers.md). Scenario knobs
 script the failures: rejections, ambiguous answers, timeouts, 429 with Retry-After, token
-expiry, dropped or silent sockets, duplicate socket events, external orders.
+expiry, dropped or silent sockets, duplicate socket events, external orders, and raw answers
+of any shape for any path. Like FYERS, it refuses a price off the instrument's tick (-50,
+tick from NSE's price bands) and a stop whose trigger the price has already crossed (-99).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from tfl.core.orders import OrderRequest, OrderType
 from tfl.data.market import Market
 from tfl.fyers.symbols import SymbolMap
+from tfl.fyers.ticks import band_tick
 from tfl.live.broker import Fill, OrderUpdate
 from tfl.live.feed import ReplayFeed, SessionEnd, Tick, session_ticks
 from tfl.live.paper import LateFill, PaperBroker
@@ -53,7 +56,8 @@ TICK_SEQ_STEP = 1000
 @dataclass
 class Scenario:
     reject_symbols: set[str] = field(default_factory=set)
-    place_outcomes: list[str] = field(default_factory=list)  # per place call: "ok", "201", "-99", "timeout", "drop"
+    # per place call: "ok", "201" (no acknowledgement), "-99" (refused, with a reason), "timeout", "drop"
+    place_outcomes: list[str] = field(default_factory=list)
     rate_limited_requests: int = 0  # the next N requests get HTTP 429 + Retry-After
     retry_after: float = 1.0
     partial_fills: bool = False
@@ -76,6 +80,10 @@ class Scenario:
     # other market order fills at once at the last price, as in a liquid stock.
     mpp_unfilled: set[str] = field(default_factory=set)
     mpp_until: float = 0.0
+    # Answers sent as they are, whatever FYERS would say: path -> queue of (HTTP status, body);
+    # a str body is sent as text (not JSON). One is used per request to that path.
+    raw_answers: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
+    ticks: dict[str, float] = field(default_factory=dict)  # the exchange's tick, where not the band table's
 
 
 @dataclass
@@ -348,9 +356,14 @@ class FakeFyers:
         )
         if not tag.isalnum() or len(tag) > 30:
             return 400, {"s": "error", "code": -50, "message": "Invalid orderTag"}, outcome
+        off_tick = self._off_tick(symbol, body)
+        if off_tick:
+            return 400, {"s": "error", "code": -50, "message": off_tick}, outcome
         self.orders[o.id] = o
-        if symbol in self.s.reject_symbols:
-            o.status, o.message = 5, "RMS:Rule: Check circuit limit including square off order exceeds"
+        crossed = self._crossed(symbol, o.side, o.type, o.stop)
+        if symbol in self.s.reject_symbols or outcome == "-99" or crossed:
+            o.status = 5
+            o.message = crossed or "RMS:Rule: Check circuit limit including square off order exceeds"
             self._socket_order(o)
             return 200, {"s": "error", "code": -99, "message": o.message}, outcome
         req = OrderRequest(o.id, symbol, o.side, TYPE_OF[o.type], o.qty, trigger=o.stop or None, limit=o.limit or None)
@@ -359,12 +372,6 @@ class FakeFyers:
         self._fill_market_now(o)
         if outcome == "201":
             return 200, {"s": "ok", "code": 201, "message": "Request in transit", "id": ""}, outcome
-        if outcome == "-99":
-            return (
-                200,
-                {"s": "error", "code": -99, "message": "Looks like you are not connected to the internet"},
-                outcome,
-            )
         return (
             200,
             {
@@ -392,6 +399,12 @@ class FakeFyers:
             return 400, {"s": "error", "code": -51, "message": "Invalid order id"}
         if o.status != 6:
             return 400, {"s": "error", "code": -52, "message": "Order is not pending"}
+        off_tick = self._off_tick(o.symbol, body)
+        if off_tick:
+            return 400, {"s": "error", "code": -50, "message": off_tick}
+        crossed = self._crossed(o.symbol, o.side, o.type, float(body.get("stopPrice") or 0))
+        if crossed:  # the order keeps resting at its old trigger
+            return 400, {"s": "error", "code": -99, "message": crossed}
         if "stopPrice" in body:
             o.stop = float(body["stopPrice"])
             self.engine.modify(o.id, int(self.clock), trigger=o.stop)
@@ -405,6 +418,41 @@ class FakeFyers:
             self.engine.modify(o.id, int(self.clock), qty=o.qty)
         self._socket_order(o)
         return 200, {"s": "ok", "code": 1102, "message": "Successfully modified order", "id": o.id}
+
+    def tick_of(self, symbol: str) -> float:
+        """The exchange's tick: NSE's band for the previous session's close (the monthly
+        review uses the last month's close; the day before is close enough here)."""
+        if symbol in self.s.ticks:
+            return self.s.ticks[symbol]
+        ref = 0.0
+        daily = self.market.daily.get(symbol)
+        if daily is not None:
+            before = daily.close[daily.ts < epoch_of_ist(self.session, 0)]
+            ref = float(before[-1]) if before.shape[0] else 0.0
+        if ref <= 0:
+            intraday = self.market.intraday.get(symbol)
+            ref = float(intraday.open[intraday.ts >= self.open_ts][0]) if intraday is not None else 100.0
+        return band_tick(ref)
+
+    def _off_tick(self, symbol: str, body: dict[str, Any]) -> str:
+        """FYERS' -50 message for a price that is not a multiple of the tick, or ''."""
+        tick = self.tick_of(symbol)
+        for key, name in (("limitPrice", "Limit price"), ("stopPrice", "Stop price")):
+            price = float(body.get(key) or 0)
+            if price and abs(price / tick - round(price / tick)) > 1e-6:
+                return f"{name} not a multiple of tick size {tick:.4f}"
+        return ""
+
+    def _crossed(self, symbol: str, side: int, typ: int, trigger: float) -> str:
+        """The refusal of a stop whose trigger the last price has reached, or ''."""
+        ltp = self.ltp.get(symbol)
+        if typ not in (3, 4) or not trigger or ltp is None:
+            return ""
+        if side < 0 and trigger >= ltp:
+            return f"RMS:Trigger price for stop loss sell orders should be lower than the last traded price {ltp:.2f}"
+        if side > 0 and trigger <= ltp:
+            return f"RMS:Trigger price for stop loss buy orders should be higher than the last traded price {ltp:.2f}"
+        return ""
 
     def cancel(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         o = self.orders.get(str(body.get("id")))
@@ -543,6 +591,12 @@ class FakeFyers:
                 body = self._body() if method in ("POST", "PATCH", "DELETE") else {}
                 with fake.lock:
                     fake.requests.append((method, path))
+                    raw = fake.s.raw_answers.get(path)
+                    if raw:
+                        status, payload = raw.pop(0)
+                        kind = "text/html" if isinstance(payload, str) else "application/json"
+                        self._send(status, payload, content_type=kind)
+                        return
                     if fake.s.rate_limited_requests > 0 and path != "/sym_details/NSE_CM.csv":
                         fake.s.rate_limited_requests -= 1
                         self._send(
@@ -588,7 +642,7 @@ class FakeFyers:
                     return
                 if path == "/sym_details/NSE_CM.csv":
                     rows = [
-                        f"10100000{i:06d},{s} LTD,0,1,0.05,INE{i:06d}01,0915-1530|1815-1915:,2026-10-03,,"
+                        f"10100000{i:06d},{s} LTD,0,1,{fake.tick_of(s)},INE{i:06d}01,0915-1530|1815-1915:,2026-10-03,,"
                         f"NSE:{s}-EQ,10,10,{i},{s},{i},-1.0,XX,10100000{i:06d},None,None,None"
                         for i, s in enumerate(fake.symbols, 1)
                     ]

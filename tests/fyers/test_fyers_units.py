@@ -19,7 +19,7 @@ from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersRateLimited, F
 from tfl.fyers.history import fetch
 from tfl.fyers.ratelimit import RateLimiter
 from tfl.fyers.rest import FyersRest
-from tfl.fyers.symbols import SymbolMap, parse_symbol_master, round_to_tick
+from tfl.fyers.symbols import Instrument, SymbolMap, parse_symbol_master, round_to_tick
 from tfl.secrets import FileSecretStore, SecretError
 from tfl.settings import FyersSettings
 from tfl.timeutil import epoch_of_ist
@@ -205,8 +205,8 @@ def test_rest_classifies_answers(fake: FakeFyers, store: FileSecretStore) -> Non
         "orderTag": "T1",
     }
     assert rest.place(body)
-    fake.s.place_outcomes = ["201", "-99", "timeout", "drop"]
-    for tag in ("T2", "T3", "T4", "T5"):
+    fake.s.place_outcomes = ["201", "timeout", "drop"]
+    for tag in ("T2", "T3", "T4"):
         with pytest.raises(FyersAmbiguous):
             rest.place({**body, "orderTag": tag})
     with pytest.raises(FyersRejected, match="-50"):
@@ -224,7 +224,8 @@ def test_rest_classifies_answers(fake: FakeFyers, store: FileSecretStore) -> Non
 
 def test_broker_orders_by_tag_rounds_to_tick_and_reads_fills(fake: FakeFyers, store: FileSecretStore) -> None:
     store.put("access_token", fake.issue_token())
-    br = FyersBroker(rest_for(fake, store), SymbolMap(FyersSettings()), fallback_seconds=0.0)
+    master = {"SAIL": Instrument("SAIL", "NSE:SAIL-EQ", 0.05)}  # the symbol master's tick is used
+    br = FyersBroker(rest_for(fake, store), SymbolMap(FyersSettings(), master), fallback_seconds=0.0)
     o = br.place(OrderRequest("2012071000ESAIL0001", "SAIL", 1, OrderType.STOP, 10, trigger=55.8321), 0)
     assert o.trigger == 55.85  # a buy stop rounds up, away from the market
     fyers_order = fake.orders[o.broker_id]
@@ -286,7 +287,7 @@ def test_tags_times_and_symbols() -> None:
 def test_symbol_master_and_data_fetch(fake: FakeFyers, store: FileSecretStore, tmp_path: Path) -> None:
     text = urllib.request.urlopen(fake.url + "/sym_details/NSE_CM.csv").read().decode()
     inst = parse_symbol_master(text, ["SAIL", "BEL", "NOPE"])
-    assert sorted(i.symbol for i in inst) == ["BEL", "SAIL"] and all(i.tick == 0.05 for i in inst)
+    assert sorted(i.symbol for i in inst) == ["BEL", "SAIL"] and all(i.tick == fake.tick_of(i.symbol) for i in inst)
     store.put("access_token", fake.issue_token())
     rest = rest_for(fake, store)
     out = tmp_path / "data"

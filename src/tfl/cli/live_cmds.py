@@ -372,13 +372,8 @@ def _fresh_symbols(
             raise Unavailable(f"no universe in {data} and none from s3://{settings.aws.data_bucket}")
         raise ValueError(f"no universe: put universe.csv (column Symbol) into {data}, or pass --symbols")
     names += [s for s in held if s not in names]
-    if not (data / fy.INSTRUMENTS_FILE).exists():  # tick sizes for the orders
-        try:
-            universe = data / "universe.csv"
-            fy.download_symbol_master(settings, data / fy.INSTRUMENTS_FILE, universe if universe.exists() else None)
-            kit.symbols = fy.build_kit(settings, data).symbols
-        except (ValueError, OSError) as exc:  # no master, or a read-only data directory
-            log.warning("no symbol master: default tick sizes", extra={"fields": {"error": str(exc)}})
+    fy.refresh_symbol_master(settings, data, today, data / "universe.csv")  # today's tick sizes
+    kit.symbols = fy.symbol_map(settings, data)
     previous = calendar.previous_session(today)
     stop_at = epoch_of_ist(today, session.open_minute) - 120  # leave two minutes to start before the open
     check = ensure_history(

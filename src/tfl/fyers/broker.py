@@ -2,7 +2,7 @@
 
 Each order carries our client id as its ``orderTag``, so a restarted trader finds its own
 orders. Prices are rounded to the instrument's tick here and only here (stops and
-targets away from the market). An ambiguous answer (timeout, code 201 or -99, 5xx)
+targets away from the market). An ambiguous answer (timeout, code 201, 5xx)
 becomes :class:`~tfl.live.broker.BrokerTimeoutError`: the engine looks the order up by tag
 and never re-sends it blind. Updates come from the order socket, de-duplicated; when the
 socket has been silent for a while and orders are working, the orderbook and tradebook
@@ -19,11 +19,27 @@ from collections.abc import Callable
 from typing import Any
 
 from tfl.core.orders import OrderRequest, OrderType
-from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersError, FyersRateLimited, FyersRejected
+from tfl.fyers.errors import (
+    FyersAmbiguous,
+    FyersAuthError,
+    FyersError,
+    FyersRateLimited,
+    FyersRejected,
+    FyersStopCrossed,
+    FyersTickError,
+)
 from tfl.fyers.rest import FyersRest
 from tfl.fyers.sockets import OrderStream
 from tfl.fyers.symbols import SymbolMap, round_to_tick
-from tfl.live.broker import BrokerError, BrokerEvent, BrokerOrder, BrokerTimeoutError, Fill, OrderUpdate
+from tfl.live.broker import (
+    BrokerError,
+    BrokerEvent,
+    BrokerOrder,
+    BrokerTimeoutError,
+    Fill,
+    OrderUpdate,
+    StopCrossedError,
+)
 from tfl.timeutil import IST
 
 log = logging.getLogger("tfl.fyers.broker")
@@ -53,6 +69,15 @@ def parse_time(text: Any) -> int:
     if s.isdigit():
         return int(s)
     raise ValueError(f"unrecognised FYERS time '{s[:30]}'")
+
+
+def _tick_alert(exc: FyersError, symbol: str, price: float, tick: float) -> None:
+    """An off-tick price is a bug in our tick table, never retried silently: say which."""
+    if isinstance(exc, FyersTickError):
+        log.critical(
+            "FYERS refused a price off the tick: the tick table is wrong (bug)",
+            extra={"fields": {"symbol": symbol, "price": price, "tick": tick, "fyers": exc.reason}},
+        )
 
 
 class FyersBroker:
@@ -90,6 +115,8 @@ class FyersBroker:
             return BrokerError(f"{exc} (the access token is not valid)")
         if isinstance(exc, FyersAmbiguous | FyersRateLimited):
             return BrokerTimeoutError(str(exc))
+        if isinstance(exc, FyersStopCrossed):  # __cause__ is exc: the caller exits at market
+            return StopCrossedError(f"{exc} (trigger crossed: the price is already beyond the stop)")
         return BrokerError(str(exc))
 
     # ------------------------------------------------------------------ requests
@@ -97,8 +124,9 @@ class FyersBroker:
     def place(self, req: OrderRequest, ts: int) -> BrokerOrder:
         inst = self.symbols.instrument(req.symbol)
         buy = req.side > 0
-        limit = round_to_tick(req.limit, inst.tick, up=not buy) if req.limit is not None else 0.0
-        trigger = round_to_tick(req.trigger, inst.tick, up=buy) if req.trigger is not None else 0.0
+        tick = self.symbols.tick_for(req.symbol, max(req.trigger or 0.0, req.limit or 0.0))
+        limit = round_to_tick(req.limit, tick, up=not buy) if req.limit is not None else 0.0
+        trigger = round_to_tick(req.trigger, tick, up=buy) if req.trigger is not None else 0.0
         body = {
             "symbol": inst.ticker,
             "qty": req.qty,
@@ -117,7 +145,8 @@ class FyersBroker:
         try:
             oid = self.rest.place(body)
         except FyersError as exc:
-            raise self._translate(exc) from None
+            _tick_alert(exc, req.symbol, trigger or limit, tick)
+            raise self._translate(exc) from exc
         self._ids[req.client_id] = oid
         self._placed[req.client_id] = (oid, req.symbol, req.side, req.type.value, req.qty)
         self._working.add(req.client_id)
@@ -147,18 +176,19 @@ class FyersBroker:
                 raise BrokerError(f"order {tag}: not found at FYERS")
             known = (order.broker_id, order.symbol, order.side, order.type, order.qty)
         oid, symbol, side, typ, placed_qty = known
-        inst = self.symbols.instrument(symbol)
+        tick = self.symbols.tick_for(symbol, max(trigger or 0.0, limit or 0.0))
         changes: dict[str, Any] = {"type": {"STOP": 3, "LIMIT": 1, "MARKET": 2}[typ]}
         if trigger is not None:
-            changes["stopPrice"] = round_to_tick(trigger, inst.tick, up=side > 0)
+            changes["stopPrice"] = round_to_tick(trigger, tick, up=side > 0)
         if limit is not None:
-            changes["limitPrice"] = round_to_tick(limit, inst.tick, up=side < 0)
+            changes["limitPrice"] = round_to_tick(limit, tick, up=side < 0)
         if qty is not None:
             changes["qty"] = qty
         try:
             self.rest.modify(oid, **changes)
         except FyersError as exc:
-            raise self._translate(exc) from None
+            _tick_alert(exc, symbol, changes.get("stopPrice") or changes.get("limitPrice") or 0.0, tick)
+            raise self._translate(exc) from exc
         self._book_cache = None
         if qty is not None:
             self._placed[tag] = (oid, symbol, side, typ, qty)
