@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tfl.core.orders import OrderRequest, OrderType
+from tfl.core.orders import OrderRequest, OrderType, broker_fill_id
 from tfl.data.market import Market
 from tfl.live.broker import Fill, OrderUpdate
 from tfl.live.feed import ReplayFeed, SessionEnd, Tick, session_ticks
@@ -116,7 +116,10 @@ class FakeFyers:
         self.requests: list[tuple[str, str]] = []
         self.place_calls = 0
         self._ids = itertools.count(1)
-        self._seq = itertools.count(1)
+        # Trade numbers are the exchange's, counted per symbol: two symbols' trades carry the same
+        # numbers (FYERS does not promise them unique across symbols; see docs/fyers.md).
+        self._trade_numbers: dict[str, itertools.count[int]] = {}
+        self.odd_rows: dict[str, list[Any]] = {"orders": [], "trades": [], "positions": []}  # unreadable rows
         self.data_sockets: list[FakeDataSocket] = []
         self.order_sockets: list[FakeOrderSocket] = []
         self.ltp: dict[str, float] = {}
@@ -251,7 +254,7 @@ class FakeFyers:
         if o.status not in (1, 7):  # a fill after the cancel (or expiry) does not re-open the order
             o.status = 2 if o.filled >= o.qty else 6
         trade = {
-            "tradeNumber": f"{o.id}-{next(self._seq)}",
+            "tradeNumber": self._trade_number(o.ticker),
             "orderNumber": o.id,
             "tradedQty": qty,
             "tradePrice": price,
@@ -269,6 +272,15 @@ class FakeFyers:
         for sock in list(self.order_sockets):
             sock.send("trades", dict(trade, orderDateTime=_fmt(ts, "%d-%m-%Y %H:%M:%S")))
         self._socket_order(o)
+
+    def _trade_number(self, ticker: str) -> str:
+        return str(next(self._trade_numbers.setdefault(ticker, itertools.count(52605001))))
+
+    def send_raw(self, kind: str, msg: Any) -> None:
+        """A message exactly as the SDK hands it to the callback (odd ones included)."""
+        for sock in list(self.order_sockets):
+            if kind in sock.topics:
+                sock.cb[kind](msg)
 
     def _socket_order(self, o: FakeOrder) -> None:
         for sock in list(self.order_sockets):
@@ -440,7 +452,7 @@ class FakeFyers:
         self.orders[o.id] = o
         self.trades.append(
             {
-                "tradeNumber": f"{o.id}-0",
+                "tradeNumber": self._trade_number(o.ticker),
                 "orderNumber": o.id,
                 "tradedQty": o.qty,
                 "tradePrice": o.traded,
@@ -455,6 +467,14 @@ class FakeFyers:
                 "row": 0,
             }
         )
+
+    def fill_ids(self, order_ids: set[str] | None = None) -> set[str]:
+        """The fills FYERS reported (of these orders), as the trader identifies them."""
+        return {
+            broker_fill_id(t["orderNumber"], t["tradeNumber"])
+            for t in self.trades
+            if order_ids is None or t["orderNumber"] in order_ids
+        }
 
     def duplicate_tags(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -600,13 +620,13 @@ class FakeFyers:
                         },
                     )
                 elif path == "/api/v3/orders" and method == "GET":
-                    self._send(200, {**ok, "orderBook": [fake._order_json(o) for o in fake.orders.values()]})
+                    self._send(200, {**ok, "orderBook": [fake._order_json(o) for o in fake.orders.values()] + fake.odd_rows["orders"]})
                     held, fake.after_next_orderbook = fake.after_next_orderbook, []
                     fake._publish(held)
                 elif path == "/api/v3/tradebook":
-                    self._send(200, {**ok, "tradeBook": list(fake.trades)})
+                    self._send(200, {**ok, "tradeBook": list(fake.trades) + fake.odd_rows["trades"]})
                 elif path == "/api/v3/positions":
-                    self._send(200, {**ok, "netPositions": fake.positions(), "overall": {}})
+                    self._send(200, {**ok, "netPositions": fake.positions() + fake.odd_rows["positions"], "overall": {}})
                 elif path == "/api/v3/orders/sync" and method == "POST":
                     status, payload, outcome = fake.place(body)
                     if outcome == "timeout":
