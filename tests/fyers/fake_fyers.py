@@ -122,6 +122,12 @@ class FakeFyers:
         self.odd_rows: dict[str, list[Any]] = {"orders": [], "trades": [], "positions": []}  # unreadable rows
         self.data_sockets: list[FakeDataSocket] = []
         self.order_sockets: list[FakeOrderSocket] = []
+        self.order_sockets_made: list[FakeOrderSocket] = []  # including those closed since
+        # A slow FYERS: while books_open is clear, order-book and trade-book reads wait for it
+        # (book_read_held is set once one is waiting), like answers that take seconds.
+        self.books_open = threading.Event()
+        self.books_open.set()
+        self.book_read_held = threading.Event()
         self.ltp: dict[str, float] = {}
         self.market_done = threading.Event()
         self.late_filled = ""  # the tag of the order the late-fill scenario hit
@@ -592,6 +598,9 @@ class FakeFyers:
                     return
                 if not self._authed():
                     return
+                if method == "GET" and path in ("/api/v3/orders", "/api/v3/tradebook") and not fake.books_open.is_set():
+                    fake.book_read_held.set()
+                    fake.books_open.wait()
                 with fake.lock:
                     reply = self._authed_route(method, path, q, body)
                 if reply is not None:  # a scripted slow answer: wait outside the exchange's lock
@@ -772,6 +781,7 @@ class FakeOrderSocket:
         self.cb = {"orders": on_orders, "trades": on_trades, "positions": on_positions}
         self.on_connect, self.on_close, self.on_error = on_connect, on_close, on_error
         self.topics: set[str] = set()
+        fake.order_sockets_made.append(self)
         self.sent_twice = 0  # reports sent twice (the duplicate-events scenario)
 
     def connect(self) -> None:
