@@ -629,13 +629,21 @@ class FakeFyers:
                         },
                     )
                 elif path == "/api/v3/orders" and method == "GET":
-                    self._send(200, {**ok, "orderBook": [fake._order_json(o) for o in fake.orders.values()] + fake.odd_rows["orders"]})
+                    self._send(
+                        200,
+                        {
+                            **ok,
+                            "orderBook": [fake._order_json(o) for o in fake.orders.values()] + fake.odd_rows["orders"],
+                        },
+                    )
                     held, fake.after_next_orderbook = fake.after_next_orderbook, []
                     fake._publish(held)
                 elif path == "/api/v3/tradebook":
                     self._send(200, {**ok, "tradeBook": list(fake.trades) + fake.odd_rows["trades"]})
                 elif path == "/api/v3/positions":
-                    self._send(200, {**ok, "netPositions": fake.positions() + fake.odd_rows["positions"], "overall": {}})
+                    self._send(
+                        200, {**ok, "netPositions": fake.positions() + fake.odd_rows["positions"], "overall": {}}
+                    )
                 elif path == "/api/v3/orders/sync" and method == "POST":
                     status, payload, outcome = fake.place(body)
                     if outcome == "timeout":

@@ -456,3 +456,26 @@ def test_tag_format_is_recognised() -> None:
     assert is_client_id(client_id(DAY, "M&M", at("09:45"), Leg.STOP, 3))
     assert is_client_id(client_id(dt.date(2027, 1, 4), "A", at("09:30"), Leg.ENTRY))
     assert not is_client_id("MANUAL1") and not is_client_id("Untagged") and not is_client_id("")
+
+
+# ---------------------------------------------------------------------- a whole session
+
+
+def test_a_live_session_with_repeating_trade_numbers_loses_no_fill(fyers_market: Any, tmp_path: Path) -> None:
+    """A whole live session at the fake, whose trade numbers repeat across symbols: every
+    share FYERS filled for our orders is booked to its own order, and the book ends flat."""
+    from fyers_harness import run_live, start_fake
+
+    fake = start_fake(fyers_market)
+    try:
+        run = run_live(tmp_path / "run", fyers_market, fake)
+    finally:
+        fake.stop()
+    ours = [o for o in fake.orders.values() if o.tag in run.state.orders]
+    numbers: dict[str, set[str]] = {}
+    for t in fake.trades:
+        numbers.setdefault(t["tradeNumber"], set()).add(t["symbol"])
+    assert any(len(syms) > 1 for syms in numbers.values()), "trade numbers repeated across symbols"
+    assert ours and all(run.state.orders[o.tag].filled == min(o.filled, o.qty) for o in ours), "a fill was lost"
+    assert run.result.flat and not run.state.book.positions and not run.state.anomalies
+    assert {p["symbol"]: p["netQty"] for p in fake.positions() if p["netQty"]} == {}

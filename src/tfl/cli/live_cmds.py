@@ -236,7 +236,17 @@ def _trade_fyers(
         bias, why = _bias_today(args.bias, market, session, settings, bias_file, pause)
     try:
         result = run_session(
-            session, market, symbols, journal, broker, settings, bias, why, controls, feed_factory=factory, market_sim=sim
+            session,
+            market,
+            symbols,
+            journal,
+            broker,
+            settings,
+            bias,
+            why,
+            controls,
+            feed_factory=factory,
+            market_sim=sim,
         )
     finally:
         if sim is None:  # the FYERS broker: its book poller and order socket

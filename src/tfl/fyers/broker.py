@@ -234,7 +234,9 @@ class FyersBroker:
         """A row FYERS sent that cannot be read: one WARNING per kind, then quiet."""
         if exc.kind not in self._warned:
             self._warned.add(exc.kind)
-            log.warning("skipped a FYERS row that cannot be read", extra={"fields": {"kind": exc.kind, "detail": str(exc)}})
+            log.warning(
+                "skipped a FYERS row that cannot be read", extra={"fields": {"kind": exc.kind, "detail": str(exc)}}
+            )
 
     def _to_order(self, item: Any) -> BrokerOrder | None:
         try:

@@ -8,6 +8,7 @@ ValueError or KeyError: the adapter logs it once per kind and skips the row.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from tfl.core.orders import broker_fill_id
@@ -66,7 +67,7 @@ def _int(value: Any, field: str, kind: str) -> int:
         number = float(value)
     except (TypeError, ValueError):
         raise PayloadError(f"{kind}:number", f"{field} is {str(value)[:20]!r}") from None
-    if number != number or number != int(number):
+    if not math.isfinite(number) or number != int(number):
         raise PayloadError(f"{kind}:number", f"{field} is {str(value)[:20]!r}")
     return int(number)
 
@@ -78,7 +79,7 @@ def _float(value: Any, field: str, kind: str) -> float:
         number = float(value if value not in (None, "") else 0.0)
     except (TypeError, ValueError):
         raise PayloadError(f"{kind}:number", f"{field} is {str(value)[:20]!r}") from None
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         raise PayloadError(f"{kind}:number", f"{field} is {str(value)[:20]!r}")
     return number
 
