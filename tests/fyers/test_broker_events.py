@@ -7,6 +7,7 @@ driving the FYERS adapter over HTTP; the fake's exchange fills only when a test 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 from fake_fyers import FakeFyers, FakeOrderSocket
 from fyers_harness import DAY, SYMBOLS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tfl.core.decide import SessionPlan
 from tfl.core.events import Allocated, Filled, OrderPlaced
@@ -25,6 +28,7 @@ from tfl.core.orders import Leg, OrderRequest, OrderType, client_id
 from tfl.domain import Bias, Side
 from tfl.fyers.book_poller import BookPoller
 from tfl.fyers.broker import FyersBroker
+from tfl.fyers.payloads import PayloadError, read_fill, read_order, read_position
 from tfl.fyers.ratelimit import RateLimiter
 from tfl.fyers.rest import FyersRest
 from tfl.fyers.sockets import OrderStream
@@ -235,10 +239,10 @@ def test_an_over_fill_is_recorded_and_alerted_once_whichever_path_reports_it(
     poller.cycle()  # the trade book says it again
     feed(trader, ts + 1)
     again = restarted(trader, broker_for(rest, poller=BookPoller(rest, threaded=False)), alerts)
-    for st in (trader.state, again.state):
-        assert [a.kind.value for a in st.anomalies] == ["OVERFILL"]
-        assert st.orders[cid].filled == 100 and st.book.positions["SAIL"].qty == 100
-        assert st.book.stray["SAIL"][0] == 5
+    for state in (trader.state, again.state):
+        assert [a.kind.value for a in state.anomalies] == ["OVERFILL"]
+        assert state.orders[cid].filled == 100 and state.book.positions["SAIL"].qty == 100
+        assert state.book.stray["SAIL"][0] == 5
     assert len([m for m in alerts if m.startswith("CRITICAL") and "over-fill" in m]) == 1
     stream.close()
     broker.close()
@@ -479,3 +483,105 @@ def test_a_live_session_with_repeating_trade_numbers_loses_no_fill(fyers_market:
     assert ours and all(run.state.orders[o.tag].filled == min(o.filled, o.qty) for o in ours), "a fill was lost"
     assert run.result.flat and not run.state.book.positions and not run.state.anomalies
     assert {p["symbol"]: p["netQty"] for p in fake.positions() if p["netQty"]} == {}
+
+
+# ---------------------------------------------------------------------- properties
+
+
+class ScriptedStream:
+    """The order socket's queue as the adapter reads it (drain, silence), fed by a test."""
+
+    def __init__(self, messages: list[tuple[str, Any]]) -> None:
+        self.messages = messages
+
+    def drain(self) -> list[tuple[str, Any]]:
+        out, self.messages = self.messages, []
+        return out
+
+    def silent_for(self) -> float:
+        return 0.0
+
+    def close(self) -> None:
+        return None
+
+
+ROW_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(), max_size=2),
+)
+TRADE_KEYS = ["tradeNumber", "orderNumber", "tradedQty", "tradePrice", "side", "symbol", "orderDateTime", "orderTag"]
+ORDER_KEYS = ["id", "status", "qty", "filledQty", "side", "symbol", "type", "stopPrice", "limitPrice", "orderTag"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    trades=st.lists(st.dictionaries(st.sampled_from(TRADE_KEYS), ROW_VALUES), max_size=6),
+    orders=st.lists(st.dictionaries(st.sampled_from(ORDER_KEYS), ROW_VALUES), max_size=6),
+)
+def test_any_row_is_read_or_skipped_never_raised(trades: list[Any], orders: list[Any]) -> None:
+    symbols = SymbolMap(FyersSettings())
+    for row in [*trades, *orders, None, [], "x"]:
+        for reader in (read_fill, read_order, read_position):
+            with contextlib.suppress(PayloadError):
+                reader(row, symbols)
+    msgs = [("trades", t) for t in trades] + [("orders", o) for o in orders] + [("positions", {"netQty": "x"})]
+    br = FyersBroker(
+        None,  # type: ignore[arg-type]  # never called: the stream is not silent, nothing is working
+        symbols,
+        stream=ScriptedStream(msgs),  # type: ignore[arg-type]
+        poller=_IdlePoller(),  # type: ignore[arg-type]
+    )
+    br.poll()  # never raises
+
+
+class _IdlePoller:
+    def request(self) -> None:
+        return None
+
+    def drain(self) -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    fills=st.lists(
+        st.tuples(st.sampled_from(["2611001", "2611002", "2611003"]), st.integers(52605001, 52605004)),
+        min_size=1,
+        max_size=12,
+    ),
+    data=st.data(),
+)
+def test_each_order_and_trade_number_pair_is_one_fill(fills: list[tuple[str, int]], data: st.DataObject) -> None:
+    """Whatever the repeats and the order of arrival, every (order id, trade number) pair is
+    reported exactly once, and pairs sharing a trade number are all reported."""
+    tags = {"2611001": "2012070945ESAIL0000", "2611002": "2012070945EBEL00000", "2611003": "2012070945XSAIL0000"}
+    rows = [
+        {
+            "tradeNumber": str(n),
+            "orderNumber": oid,
+            "tradedQty": 1,
+            "tradePrice": 10.0,
+            "side": 1,
+            "symbol": "NSE:SAIL-EQ",
+            "orderDateTime": "07-12-2020 10:00:00",
+            "orderTag": f"1:{tags[oid]}",
+        }
+        for oid, n in fills
+    ]
+    arrivals = data.draw(st.permutations(rows + rows[: len(rows) // 2]))
+    half = len(arrivals) // 2
+    stream = ScriptedStream([("trades", r) for r in arrivals[:half]])
+    br = FyersBroker(None, SymbolMap(FyersSettings()), stream=stream, poller=_IdlePoller())  # type: ignore[arg-type]
+    got = br.poll()
+    stream.messages = [("trades", r) for r in arrivals[half:]]
+    got += br.poll()
+    ids = [e.fill_id for e in got if isinstance(e, Fill)]
+    assert len(ids) == len(set(ids)) == len(set(fills))  # each pair once, none merged with another
+    assert {e.broker_id for e in got if isinstance(e, Fill)} == {oid for oid, _ in fills}
