@@ -311,6 +311,31 @@ def test_book_polling_keeps_to_the_fallback_interval_and_logs_failures(
     assert refused and any("orderbook poll failed" in r.getMessage() for r in caplog.records)
 
 
+class CountingLimiter(RateLimiter):
+    def __init__(self) -> None:
+        super().__init__(500, 30_000)
+        self.granted = 0
+
+    def acquire(self) -> None:
+        super().acquire()
+        self.granted += 1
+
+
+def test_the_poller_reads_through_the_process_rate_limiter(fake: FakeFyers, rest: FyersRest) -> None:
+    """The poller's reads count against the one limiter every FYERS call shares."""
+    limiter = CountingLimiter()
+    rest.limiter = limiter
+    clock = Clock()
+    br = broker_for(rest, clock=clock, fallback_seconds=5.0)
+    br.place(OrderRequest("2012070945ESAIL0000", "SAIL", 1, OrderType.STOP, 10, trigger=55.0), 0)
+    before = limiter.granted
+    clock.t += 5.0
+    br.poll()
+    wait_for(lambda: br.poller.cycles == 1 and limiter.granted >= before + 2, "one read of both books")
+    assert ("GET", "/api/v3/orders") in fake.requests and ("GET", "/api/v3/tradebook") in fake.requests
+    br.close()
+
+
 def test_close_stops_the_poller_thread(rest: FyersRest) -> None:
     br = broker_for(rest)
     assert br.poller.alive
