@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tfl.core.orders import OrderRequest, OrderType
+from tfl.core.orders import OrderRequest, OrderType, broker_fill_id
 from tfl.data.market import Market
 from tfl.fyers.symbols import SymbolMap
 from tfl.fyers.ticks import band_tick
@@ -139,9 +139,18 @@ class FakeFyers:
         self.requests: list[tuple[str, str]] = []
         self.place_calls = 0
         self._ids = itertools.count(1)
-        self._seq = itertools.count(1)
+        # Trade numbers are the exchange's, counted per symbol: two symbols' trades carry the same
+        # numbers (FYERS does not promise them unique across symbols; see docs/fyers.md).
+        self._trade_numbers: dict[str, itertools.count[int]] = {}
+        self.odd_rows: dict[str, list[Any]] = {"orders": [], "trades": [], "positions": []}  # unreadable rows
         self.data_sockets: list[FakeDataSocket] = []
         self.order_sockets: list[FakeOrderSocket] = []
+        self.order_sockets_made: list[FakeOrderSocket] = []  # including those closed since
+        # A slow FYERS: while books_open is clear, order-book and trade-book reads wait for it
+        # (book_read_held is set once one is waiting), like answers that take seconds.
+        self.books_open = threading.Event()
+        self.books_open.set()
+        self.book_read_held = threading.Event()
         self.ltp: dict[str, float] = {}
         self._tick_seq = 0  # the exchange engine's tick sequence (ticks step by TICK_SEQ_STEP)
         self.market_done = threading.Event()
@@ -276,7 +285,7 @@ class FakeFyers:
         if o.status not in (1, 7):  # a fill after the cancel (or expiry) does not re-open the order
             o.status = 2 if o.filled >= o.qty else 6
         trade = {
-            "tradeNumber": f"{o.id}-{next(self._seq)}",
+            "tradeNumber": self._trade_number(o.ticker),
             "orderNumber": o.id,
             "tradedQty": qty,
             "tradePrice": price,
@@ -294,6 +303,15 @@ class FakeFyers:
         for sock in list(self.order_sockets):
             sock.send("trades", dict(trade, orderDateTime=_fmt(ts, "%d-%m-%Y %H:%M:%S")))
         self._socket_order(o)
+
+    def _trade_number(self, ticker: str) -> str:
+        return str(next(self._trade_numbers.setdefault(ticker, itertools.count(52605001))))
+
+    def send_raw(self, kind: str, msg: Any) -> None:
+        """A message exactly as the SDK hands it to the callback (odd ones included)."""
+        for sock in list(self.order_sockets):
+            if kind in sock.topics:
+                sock.cb[kind](msg)
 
     def _socket_order(self, o: FakeOrder) -> None:
         for sock in list(self.order_sockets):
@@ -516,7 +534,7 @@ class FakeFyers:
         self.orders[o.id] = o
         self.trades.append(
             {
-                "tradeNumber": f"{o.id}-0",
+                "tradeNumber": self._trade_number(o.ticker),
                 "orderNumber": o.id,
                 "tradedQty": o.qty,
                 "tradePrice": o.traded,
@@ -531,6 +549,14 @@ class FakeFyers:
                 "row": 0,
             }
         )
+
+    def fill_ids(self, order_ids: set[str] | None = None) -> set[str]:
+        """The fills FYERS reported (of these orders), as the trader identifies them."""
+        return {
+            broker_fill_id(t["orderNumber"], t["tradeNumber"])
+            for t in self.trades
+            if order_ids is None or t["orderNumber"] in order_ids
+        }
 
     def duplicate_tags(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -654,6 +680,9 @@ class FakeFyers:
                     return
                 if not self._authed():
                     return
+                if method == "GET" and path in ("/api/v3/orders", "/api/v3/tradebook") and not fake.books_open.is_set():
+                    fake.book_read_held.set()
+                    fake.books_open.wait()
                 with fake.lock:
                     reply = self._authed_route(method, path, q, body)
                 if reply is not None:  # a scripted slow answer: wait outside the exchange's lock
@@ -682,13 +711,21 @@ class FakeFyers:
                         },
                     )
                 elif path == "/api/v3/orders" and method == "GET":
-                    self._send(200, {**ok, "orderBook": [fake._order_json(o) for o in fake.orders.values()]})
+                    self._send(
+                        200,
+                        {
+                            **ok,
+                            "orderBook": [fake._order_json(o) for o in fake.orders.values()] + fake.odd_rows["orders"],
+                        },
+                    )
                     held, fake.after_next_orderbook = fake.after_next_orderbook, []
                     fake._publish(held)
                 elif path == "/api/v3/tradebook":
-                    self._send(200, {**ok, "tradeBook": list(fake.trades)})
+                    self._send(200, {**ok, "tradeBook": list(fake.trades) + fake.odd_rows["trades"]})
                 elif path == "/api/v3/positions":
-                    self._send(200, {**ok, "netPositions": fake.positions(), "overall": {}})
+                    self._send(
+                        200, {**ok, "netPositions": fake.positions() + fake.odd_rows["positions"], "overall": {}}
+                    )
                 elif path == "/api/v3/orders/sync" and method == "POST":
                     status, payload, outcome = fake.place(body)
                     if outcome == "timeout":
@@ -864,6 +901,7 @@ class FakeOrderSocket:
         self.cb = {"orders": on_orders, "trades": on_trades, "positions": on_positions}
         self.on_connect, self.on_close, self.on_error = on_connect, on_close, on_error
         self.topics: set[str] = set()
+        fake.order_sockets_made.append(self)
         self.sent_twice = 0  # reports sent twice (the duplicate-events scenario)
 
     def connect(self) -> None:

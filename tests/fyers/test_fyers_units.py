@@ -14,6 +14,7 @@ from fyers_harness import DAY, SYMBOLS
 
 from tfl.core.orders import OrderRequest, OrderType
 from tfl.fyers import auth
+from tfl.fyers.book_poller import BookPoller
 from tfl.fyers.broker import FyersBroker, parse_time, strip_tag
 from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersRateLimited, FyersRejected
 from tfl.fyers.history import fetch
@@ -225,7 +226,10 @@ def test_rest_classifies_answers(fake: FakeFyers, store: FileSecretStore) -> Non
 def test_broker_orders_by_tag_rounds_to_tick_and_reads_fills(fake: FakeFyers, store: FileSecretStore) -> None:
     store.put("access_token", fake.issue_token())
     master = {"SAIL": Instrument("SAIL", "NSE:SAIL-EQ", 0.05)}  # the symbol master's tick is used
-    br = FyersBroker(rest_for(fake, store), SymbolMap(FyersSettings(), master), fallback_seconds=0.0)
+    rest = rest_for(fake, store)
+    br = FyersBroker(
+        rest, SymbolMap(FyersSettings(), master), fallback_seconds=0.0, poller=BookPoller(rest, threaded=False)
+    )
     o = br.place(OrderRequest("2012071000ESAIL0001", "SAIL", 1, OrderType.STOP, 10, trigger=55.8321), 0)
     assert o.trigger == 55.85  # a buy stop rounds up, away from the market
     fyers_order = fake.orders[o.broker_id]
@@ -241,8 +245,11 @@ def test_broker_orders_by_tag_rounds_to_tick_and_reads_fills(fake: FakeFyers, st
     fills = br.fills()
     assert [(f.tag, f.qty) for f in fills] == [("2012071000ESAIL0001", 10)]
     assert br.positions() == {"SAIL": 10}
-    events = br.poll()  # no socket: the books are polled
+    assert br.poll() == [] and br.poller.requested  # no socket: the books are asked for, not waited for
+    br.poller.cycle()  # the poller thread's work, run here
+    events = br.poll()
     assert any(getattr(e, "fill_id", None) == fills[0].fill_id for e in events)
+    br.poller.cycle()
     assert br.poll() == []  # and de-duplicated
     assert br.cancel("2012071000SSAIL0001", 0).status == "CANCELLED"
 

@@ -241,9 +241,23 @@ def _trade_fyers(
     else:
         state[0] = "waiting for the bias"
         bias, why = _bias_today(args.bias, market, session, settings, bias_file, pause)
-    result = run_session(
-        session, market, symbols, journal, broker, settings, bias, why, controls, feed_factory=factory, market_sim=sim
-    )
+    try:
+        result = run_session(
+            session,
+            market,
+            symbols,
+            journal,
+            broker,
+            settings,
+            bias,
+            why,
+            controls,
+            feed_factory=factory,
+            market_sim=sim,
+        )
+    finally:
+        if sim is None:  # the FYERS broker: its book poller and order socket
+            broker.close()
     _log_day_report(day_report(list(read_events(journal)), today))
     return 0 if result.flat else EXIT_NOT_FLAT
 

@@ -41,7 +41,17 @@ from tfl.core.events import (
     StrayCorrected,
     Unrecognised,
 )
-from tfl.core.orders import TERMINAL, Leg, Oddity, OrderRecord, OrderRequest, OrderStatus, Report, transition
+from tfl.core.orders import (
+    TERMINAL,
+    Leg,
+    Oddity,
+    OrderRecord,
+    OrderRequest,
+    OrderStatus,
+    Report,
+    legacy_fill_id,
+    transition,
+)
 from tfl.costs import CostModel
 from tfl.domain import Bias, ExitReason, HaltReason, Side
 from tfl.settings import Settings
@@ -263,8 +273,22 @@ def _anomaly(state: CoreState, kind: AnomalyKind, ref: str, symbol: str, detail:
     )
 
 
+def fill_known(state: CoreState, fill_id: str, cid: str) -> bool:
+    """Whether this fill is booked already. A journal written before fill ids named their order
+    holds bare trade numbers: a fill is known under that id on its own order (another order's
+    fill with the same trade number is a different fill, which older code lost), or anywhere
+    for an order that is not ours (as older code read it)."""
+    if fill_id in state.fills_seen:
+        return True
+    rec = state.orders.get(cid)
+    if rec is not None:
+        return rec.has_fill(fill_id)
+    old = legacy_fill_id(fill_id)
+    return old is not None and old in state.fills_seen
+
+
 def _fill(state: CoreState, ev: Filled) -> None:
-    if ev.fill_id in state.fills_seen:
+    if fill_known(state, ev.fill_id, ev.cid):
         return
     state.fills_seen.add(ev.fill_id)
     rec = state.orders.get(ev.cid)

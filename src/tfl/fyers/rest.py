@@ -63,6 +63,20 @@ class FyersRest:
         self._backoff = rate_limit_backoff
         self._retries = max_rate_retries
 
+    def twin(self) -> FyersRest:
+        """The same client on its own HTTP session (a ``requests`` session is not promised to be
+        thread-safe), sharing the token and the one rate limiter: for a background thread."""
+        return FyersRest(
+            self.api_url,
+            self.data_url,
+            self.client_id,
+            self._token,
+            self.limiter,
+            timeout=self.timeout,
+            rate_limit_backoff=self._backoff,
+            max_rate_retries=self._retries,
+        )
+
     # ------------------------------------------------------------------ transport
 
     def _headers(self, auth: bool) -> dict[str, str]:

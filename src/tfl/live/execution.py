@@ -154,7 +154,7 @@ class Execution:
             except (BrokerError, BrokerTimeoutError) as exc:
                 log.error("could not read the broker's fills", extra={"fields": {"error": str(exc)}})
                 fills = []
-            new = [self.fill_fact(f) for f in fills if f.tag == order.tag and f.fill_id not in rec.fill_ids]
+            new = [self.fill_fact(f) for f in fills if f.tag == order.tag and not rec.has_fill(f.fill_id)]
             booked += sum(f.qty for f in new)
             out.extend(new)
         report = _report_of(order.status)

@@ -38,7 +38,7 @@ from tfl.core.events import (
 )
 from tfl.core.orders import Leg, Oddity, OrderRecord, OrderStatus, Report, attempt_of, transition
 from tfl.core.risk import Gate
-from tfl.core.state import UNSURE, AnomalyKind, CoreState, apply
+from tfl.core.state import UNSURE, AnomalyKind, CoreState, apply, fill_known
 from tfl.domain import Bias, ExitReason, HaltReason
 from tfl.live.broker import STOP_CROSSED, BrokerError, BrokerTimeoutError
 from tfl.live.execution import Execution, Modified
@@ -323,7 +323,7 @@ class Trader:
         """The fact as it is journalled, or None when it tells nothing new: a fill reported
         again, or a status the order already has (the broker repeats itself)."""
         if isinstance(ev, Filled):
-            if ev.fill_id in self.state.fills_seen:
+            if fill_known(self.state, ev.fill_id, ev.cid):
                 log.info("a fill reported again: ignored", extra={"fields": {"fill_id": ev.fill_id, "cid": ev.cid}})
                 return None
             return ev
@@ -501,7 +501,7 @@ class Trader:
         except (BrokerError, BrokerTimeoutError) as exc:
             log.error("could not read the broker's fills", extra={"fields": {"error": str(exc)}})
             return False
-        unseen = [f for f in fills if f.fill_id not in self.state.fills_seen and f.tag in self.state.orders]
+        unseen = [f for f in fills if f.tag in self.state.orders and not fill_known(self.state, f.fill_id, f.tag)]
         if unseen:
             self.facts([self.execution.fill_fact(f) for f in unseen], ts)
         return True
