@@ -12,6 +12,7 @@ then seven silent minutes; trading starts at 09:15.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
@@ -200,7 +201,7 @@ def test_a_quiet_preopen_with_snapshots_raises_nothing(
     assert len(no_volume) >= (2 + 48) * len(SYMBOLS)  # at least two rounds of snapshots, 48 of quotes
     assert len(heard_before_open) - len(no_volume) >= len(SYMBOLS)  # and the auction's trades
     times = [START, *market_sent, OPEN]  # what the market sent, from the start to the open
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] == gaps[-1] == 7 * 60 > max(S.live.feed_stale_seconds, S.fyers.socket_silence_seconds)
     # ... and none of it was a forced reconnect, a stale alert or a dropped tick.
     assert len(made) == 1 and not any("forcing a data socket reconnect" in m for m in messages)

@@ -8,6 +8,7 @@ run it against the in-process FakeDataSocket; all times are injected.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
@@ -490,10 +491,9 @@ def test_reconnects_back_off_with_jitter(fyers_market: Any, tmp_path: Path) -> N
             assert wait_until(lambda: not feed.reconnecting and len(made) == len(attempts) + 1 and ready(made[-1]))
     rng = random.Random(2)
     delays = [min(60.0, 2.0**n) * (0.5 + rng.random()) for n in range(1, 5)]
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     for gap, delay in zip(gaps, delays, strict=True):
-        assert delay <= gap <= delay + 0.5  # the backoff, seen at the test's quarter-second steps
-    assert gaps[-1] > 4 * gaps[0] / 1.5 * 0.5 and any(abs(d - 2.0**n) > 0.1 for n, d in enumerate(delays, 1))
+        assert delay <= gap <= delay + 0.5  # the jittered backoff, seen at the test's quarter-second steps
 
 
 def test_every_subscribe_goes_through_the_rate_limiter(fyers_market: Any, tmp_path: Path) -> None:
