@@ -357,6 +357,7 @@ def test_a_data_socket_that_keeps_refusing_the_token_alerts_once(
             assert wait_until(lambda: not feed.reconnecting and len(feed.errors) == len(made))
             clock.step(61)  # past any backoff
         feed.next(0.0)
+        assert wait_until(lambda: not feed.reconnecting and len(feed.errors) == len(made))
         feed.close()
     assert len(made) >= 4
     assert len(feed.errors) >= 4 and all("Token is expired" in e for e in feed.errors[:4])

@@ -185,8 +185,8 @@ class FyersFeed:
         log.warning("data socket closed", extra={"fields": {"detail": str(msg)[:100]}})
 
     def _on_error(self, msg: Any) -> None:
-        self.errors.append(str(msg)[:200])
         log.error("data socket error", extra={"fields": {"detail": str(msg)[:200]}})
+        self.errors.append(str(msg)[:200])
         refused = token_refusal(msg)
         if refused is None:
             return
