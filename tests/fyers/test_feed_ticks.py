@@ -369,18 +369,6 @@ def test_a_data_socket_that_keeps_refusing_the_token_alerts_once(
 # --------------------------------------------------------------------------- reconnects
 
 
-class SlowCloseSocket(FakeDataSocket):
-    """The SDK's close_connection joins its threads (about 7.5 s): here it waits for the test."""
-
-    release = threading.Event()
-    entered = threading.Event()
-
-    def close_connection(self) -> None:
-        SlowCloseSocket.entered.set()
-        SlowCloseSocket.release.wait(WAIT)
-        super().close_connection()
-
-
 def fake_feed(
     fake: FakeFyers, clock: SimClock, tmp: Path, made: list[FakeDataSocket], kind: type = FakeDataSocket, **kw: Any
 ) -> FyersFeed:
@@ -424,8 +412,16 @@ def test_a_reconnect_never_blocks_the_trading_thread(fyers_market: Any, tmp_path
     clock = SimClock(OPEN + 600)
     fake.clock = clock.market
     made: list[FakeDataSocket] = []
-    SlowCloseSocket.release.clear()
-    SlowCloseSocket.entered.clear()
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowCloseSocket(FakeDataSocket):
+        """The SDK's close_connection joins its threads (about 7.5 s): here it waits for the test."""
+
+        def close_connection(self) -> None:
+            entered.set()
+            release.wait(WAIT)
+            super().close_connection()
+
     feed = fake_feed(fake, clock, tmp_path, made, SlowCloseSocket)
     feed.start()
     assert wait_until(lambda: ready(made[0]))
@@ -435,13 +431,13 @@ def test_a_reconnect_never_blocks_the_trading_thread(fyers_market: Any, tmp_path
     loop = threading.Thread(target=lambda: got.extend(feed.next(0.0) for _ in range(5)), daemon=True)
     loop.start()
     try:
-        assert SlowCloseSocket.entered.wait(WAIT), "the watchdog did not reconnect"
+        assert entered.wait(WAIT), "the watchdog did not reconnect"
         loop.join(WAIT)
         assert not loop.is_alive(), "the trading loop waited for close_connection()"
         assert len(got) == 5 and all(isinstance(ev, Clock) for ev in got)
         assert len(made) == 1  # the old socket is still closing
     finally:
-        SlowCloseSocket.release.set()
+        release.set()
     assert wait_until(lambda: len(made) == 2 and ready(made[1]))
     assert feed.reconnects == 1
 
