@@ -153,6 +153,7 @@ class FakeFyers:
         self.book_read_held = threading.Event()
         self.ltp: dict[str, float] = {}
         self._tick_seq = 0  # the exchange engine's tick sequence (ticks step by TICK_SEQ_STEP)
+        self.last_data: dict[str, dict[str, Any]] = {}  # each ticker's last data-socket message
         self.market_done = threading.Event()
         self.late_filled = ""  # the tag of the order the late-fill scenario hit
         self.after_next_orderbook: list[Any] = []  # engine events held back until the next order-book read
@@ -241,8 +242,6 @@ class FakeFyers:
             s.data_socket_silent_from is not None
             and s.data_socket_silent_from <= t.ts < s.data_socket_silent_from + s.silent_for
         )
-        if silent:
-            return
         msg = {
             "ltp": t.price,
             "vol_traded_today": int(t.volume),
@@ -253,8 +252,26 @@ class FakeFyers:
             "ch": 0.0,
             "chp": 0.0,
         }
-        for sock in list(self.data_sockets):
-            sock.deliver(msg)
+        with self.lock:  # one order for trades and subscribe snapshots
+            self.last_data[msg["symbol"]] = msg
+            if silent:
+                return
+            for sock in list(self.data_sockets):
+                sock.deliver(msg)
+
+    def snapshot(self, ticker: str) -> dict[str, Any] | None:
+        """The SDK's answer to a subscribe, per symbol: its merged state (data_ws.py, data type 83).
+        Before the first trade of the day: the previous close, no volume yet."""
+        with self.lock:
+            last = self.last_data.get(ticker)
+            if last is not None:
+                return dict(last, exch_feed_time=int(self.clock))
+            series = self.market.intraday.get(ticker.partition(":")[2].removesuffix("-EQ"))
+            i = -1 if series is None else int(series.ts.searchsorted(self.open_ts, "left")) - 1
+            if series is None or i < 0:
+                return None
+            prev = {"ltp": float(series.close[i]), "last_traded_time": int(series.ts[i]) + 899}
+            return prev | {"vol_traded_today": 0, "exch_feed_time": int(self.clock), "symbol": ticker, "type": "sf"}
 
     def _publish(self, events: list[Any]) -> None:
         for ev in events:
@@ -862,6 +879,11 @@ class FakeDataSocket:
                 self.fake.market_started = True
                 threading.Thread(target=self.fake.run_market, daemon=True).start()
             self.on_message({"type": "sub", "code": 200, "message": "Subscribed", "s": "ok"})
+            with self.fake.lock:  # like the SDK: a snapshot of each symbol follows the subscribe
+                for ticker in symbols:
+                    snap = self.fake.snapshot(ticker)
+                    if snap is not None:
+                        self.on_message(snap)
 
     def deliver(self, msg: dict[str, Any]) -> None:
         if self.alive and msg["symbol"] in self.subscribed:

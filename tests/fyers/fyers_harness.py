@@ -115,6 +115,8 @@ def run_live(
             silence_seconds=silence,
             now=fake.now,
             sleep=lambda s: None,
+            open_ts=start_ts,
+            limiter=limiter,
         )
         feed.start()
         threading.Thread(target=fake.run_market, daemon=True).start()

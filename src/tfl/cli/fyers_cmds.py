@@ -219,8 +219,11 @@ def cmd_data_fetch(args: argparse.Namespace, settings: Settings) -> int:
 # --------------------------------------------------------------------------- trade
 
 
-def fyers_feed_factory(kit: FyersKit, names: list[str], close_ts: int, log_dir: Path) -> Any:
+def fyers_feed_factory(
+    kit: FyersKit, names: list[str], close_ts: int, log_dir: Path, alert: Callable[[str, str], None] | None = None
+) -> Any:
     from tfl.fyers.feed import FyersFeed
+    from tfl.live.runtime import log_alert
 
     def factory(events: list[Any], start_ts: int, side_of: Any) -> FyersFeed:
         feed = FyersFeed(
@@ -232,6 +235,9 @@ def fyers_feed_factory(kit: FyersKit, names: list[str], close_ts: int, log_dir: 
             log_dir=log_dir,
             silence_seconds=kit.settings.fyers.socket_silence_seconds,
             now=market_now,
+            open_ts=start_ts,  # the session's open (or the resumed slot): no forced reconnects before it
+            limiter=kit.limiter,  # subscribing calls FYERS' symbol-token API
+            alert=alert or log_alert,
         )
         feed.start()
         return feed

@@ -230,7 +230,7 @@ def _trade_fyers(
     fy.refresh_today(kit, market, symbols, today, epoch_of_ist(today, session.open_minute))
     log_dir = files["sdk_logs"]
     close_ts = epoch_of_ist(today, min(session.close_minute, REGULAR_CLOSE))
-    factory = fy.fyers_feed_factory(kit, symbols, close_ts, log_dir)
+    factory = fy.fyers_feed_factory(kit, symbols, close_ts, log_dir, alert=controls.alert)
     if args.world == "live":
         broker, sim = fy.fyers_broker(kit, log_dir), None
         controls.on_token_recovered = broker.refresh_auth

@@ -333,6 +333,8 @@ def run_session(
         if now >= next_heartbeat:
             next_heartbeat = now + settings.live.heartbeat_seconds
             _heartbeat(trader, ticks, controls)
+        if ev is not None and ev.ts < open_ts:  # silence before the open is normal: staleness counts from it
+            last_tick_wall = now
         if now - last_tick_wall > stale_after and gate.feed_fresh and not isinstance(ev, Tick):
             gate.feed_fresh = False
             stale_since = now
