@@ -154,6 +154,8 @@ class FakeFyers:
         self.ltp: dict[str, float] = {}
         self._tick_seq = 0  # the exchange engine's tick sequence (ticks step by TICK_SEQ_STEP)
         self.last_data: dict[str, dict[str, Any]] = {}  # each ticker's last data-socket message
+        self.rms_orders: list[str] = []  # orders FYERS' own square-off placed
+        self.trade_log: list[tuple[int, str, int]] = []  # (simulated epoch, symbol, signed qty) per trade
         self.market_done = threading.Event()
         self.late_filled = ""  # the tag of the order the late-fill scenario hit
         self.after_next_orderbook: list[Any] = []  # engine events held back until the next order-book read
@@ -299,6 +301,7 @@ class FakeFyers:
         if o.filled_at is None:
             o.filled_at = ts
         o.filled += qty
+        self.trade_log.append((ts, o.symbol, o.side * qty))
         if o.status not in (1, 7):  # a fill after the cancel (or expiry) does not re-open the order
             o.status = 2 if o.filled >= o.qty else 6
         trade = {
@@ -513,6 +516,26 @@ class FakeFyers:
             self._publish(events)
         return 200, {"s": "ok", "code": 1103, "message": "Successfully cancelled order", "id": o.id}
 
+    def rms_square_off(self) -> None:
+        """FYERS' risk system at its intraday square-off: every pending order of a symbol with
+        an open intraday position is cancelled, then the position is closed by a market order
+        of its own (no tag of the client's), at the last price. Call with the lock held."""
+        self.clock = max(self.clock, float(epoch_of_ist(self.session, 15 * 60 + 15)))
+        for p in self.positions():
+            net, symbol = int(p["netQty"]), str(p["symbol"])[4:-3]
+            if not net or symbol not in self.ltp:
+                continue
+            for o in [o for o in self.orders.values() if o.symbol == symbol and o.status == 6]:
+                self.engine.cancel(o.id, int(self.clock))
+                self._publish(self.engine.poll())
+                o.status, o.message = 1, "Cancelled by RMS: intraday square-off"
+                self._socket_order(o)
+            o = FakeOrder(self._new_id(), "", p["symbol"], symbol, -1 if net > 0 else 1, 2, abs(net), 0.0, 0.0)
+            o.placed = int(self.clock)
+            self.orders[o.id] = o
+            self.rms_orders.append(o.id)
+            self._record_trade(o, abs(net), self.ltp[symbol], int(self.clock))
+
     def positions(self) -> list[dict[str, Any]]:
         net: dict[str, int] = {}
         for t in self.trades:
@@ -566,6 +589,14 @@ class FakeFyers:
                 "row": 0,
             }
         )
+
+    def net_at(self, ts: float) -> dict[str, int]:
+        """Each symbol's net position after the trades up to ``ts`` (simulated epoch)."""
+        net: dict[str, int] = {}
+        for when, symbol, qty in self.trade_log:
+            if when <= ts:
+                net[symbol] = net.get(symbol, 0) + qty
+        return {k: v for k, v in net.items() if v}
 
     def fill_ids(self, order_ids: set[str] | None = None) -> set[str]:
         """The fills FYERS reported (of these orders), as the trader identifies them."""

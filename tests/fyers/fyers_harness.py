@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,37 @@ class Run:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+BROKER_SQUARE_OFF = epoch_of_ist(DAY, 15 * 60 + 15)  # FYERS' own intraday square-off begins
+
+
+def held(fake: FakeFyers) -> dict[str, int]:
+    """Our symbols' net positions at FYERS just before its own square-off."""
+    return {k: v for k, v in fake.net_at(BROKER_SQUARE_OFF - 1).items() if k in SYMBOLS}
+
+
+def flat(fake: FakeFyers) -> bool:
+    return not held(fake)
+
+
+def hold_the_market(fake: FakeFyers, done: Callable[[FakeFyers], bool]) -> Callable[[], None]:
+    """Before the first tick of 15:15 the replayed market (which runs far faster than real
+    time, so the trader lags it by minutes of market time) waits at 15:14 until the trader
+    has done what it does before the broker's own square-off: ``done`` says so. A generous
+    wall-clock bound, never a fixed pause: on a slow machine it only waits longer."""
+
+    def hold() -> None:
+        with fake.lock:
+            fake.clock = max(fake.clock, float(BROKER_SQUARE_OFF - 60))
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            with fake.lock:
+                if done(fake):
+                    return
+            time.sleep(0.01)
+
+    return hold
+
+
 def start_fake(market: Market, scenario: Scenario | None = None) -> FakeFyers:
     return FakeFyers(market, DAY, SYMBOLS, scenario=scenario).start()
 
@@ -75,7 +108,21 @@ def run_live(
     token: str | None = None,
     on_market_start: Any = None,
     silence: float = 2.0,
+    squareoff_lead: int = SETTINGS.live.squareoff_lead_seconds,
+    hold_until: Callable[[FakeFyers], bool] = flat,
+    rms: bool = False,
 ) -> Run:
+    """``hold_until``: at 15:15 the market waits for the trader until this holds (see
+    :func:`hold_the_market`); ``rms``: then FYERS' own square-off closes what is left."""
+    if world == "live":
+        fake.s.at.append((BROKER_SQUARE_OFF, hold_the_market(fake, hold_until)))
+    if rms:
+
+        def rms_now() -> None:
+            with fake.lock:
+                fake.rms_square_off()
+
+        fake.s.at.append((BROKER_SQUARE_OFF, rms_now))
     tmp.mkdir(parents=True, exist_ok=True)
     store = FileSecretStore(tmp / "secrets.json", environ={})
     store.put("access_token", token or fake.issue_token())
@@ -136,6 +183,7 @@ def run_live(
             token_check=lambda: check_token(rest, store, DAY).ok,
             token_recheck_seconds=0.2,
             exit_wait_seconds=10.0,
+            squareoff_lead_seconds=squareoff_lead,
         )
         session = NseCalendar().session(DAY)
         assert session is not None
@@ -174,3 +222,6 @@ def check_invariants(run: Run) -> None:
     external = {f"NSE:{e['symbol']}-EQ" for e in fake.s.external_orders}
     assert {k: v for k, v in our_net.items() if k not in external} == {}, f"positions left open at FYERS: {our_net}"
     assert run.result.flat and not run.state.book.positions
+    if run.broker is not None and not isinstance(run.broker, PaperBroker) and not fake.rms_orders:
+        # Flat at FYERS before its own square-off starts (15:15): TFL's square-off came first.
+        assert flat(fake), f"not flat at FYERS before its square-off: {held(fake)}"

@@ -147,7 +147,7 @@ def test_a_stop_move_refused_because_the_price_crossed_it_cancels_the_stop_then_
 def test_an_exit_left_standing_while_the_symbol_trades_is_sent_again_with_an_alert() -> None:
     t, b, sent = alerting()
     long_aaa(t, b)
-    t.resend_exits = True
+    t.real_broker = True
     start = at("15:13")
     traded = {"AAA": start}
     t.last_tick = traded.get
@@ -169,7 +169,7 @@ def test_an_exit_left_standing_while_the_symbol_trades_is_sent_again_with_an_ale
 def test_an_exit_is_not_sent_again_while_its_symbol_does_not_trade() -> None:
     t, b, _ = alerting()
     long_aaa(t, b)
-    t.resend_exits = True
+    t.real_broker = True
     start = at("15:13")
     t.last_tick = lambda symbol: start - 5  # no trade since the exit went out (a frozen symbol)
     t.square_off(start)

@@ -235,7 +235,7 @@ def run_session(
     latency = controls.metrics.order_latency if controls.metrics is not None else None
     execution = Execution(broker, open_ts, crash=controls.crash, on_latency=latency)
     trader = Trader(settings, journal, execution, plan, alert=controls.alert, crash=controls.crash)
-    trader.resend_exits = market_sim is None
+    trader.real_broker = market_sim is None
     if market_sim is not None:
         market_sim.crash = controls.crash
 

@@ -99,9 +99,11 @@ class Trader:
         self._settled = (-1, -1)  # (events applied, slot) when all was last found settled
         # From this time a fill by an order that is not ours closing one of our positions is the
         # broker's own square-off (reason EOD); before it, someone else closed it (MANUAL).
-        # At a real broker a market exit can stand unfilled (FYERS' price protection, a circuit
-        # limit): it is sent again. A simulated market fills it at the symbol's next tick.
-        self.resend_exits = False
+        # A real broker (FYERS), not a simulated market: a market exit can stand unfilled (its
+        # price protection, a circuit limit) and is sent again; and from its own square-off
+        # time on it closes intraday positions itself and would take any new order as a
+        # delivery trade, so none is sent. A simulated market fills at the symbol's next tick.
+        self.real_broker = False
         self.last_tick: Callable[[str], int | None] = lambda symbol: None  # exchange time of its last trade
         self.broker_squareoff_ts = epoch_of_ist(plan.date, parse_hhmm(settings.live.broker_squareoff_time))
 
@@ -357,6 +359,9 @@ class Trader:
             # Decided in a step that, as it was carried out, stopped entries (an odd fill).
             self.facts([OrderReported(cid, Report.CANCELLED, reason="entries stopped before it was sent")], ts)
             return
+        if self.real_broker and ts >= self.broker_squareoff_ts:
+            self._too_late(rec, ts)
+            return
         if rec.leg is Leg.FLATTEN and not self._broker_holds(rec, ts):
             return
         if rec.leg in (Leg.STOP, Leg.TARGET, Leg.EXIT) and not self._still_open(rec):
@@ -371,6 +376,23 @@ class Trader:
         self.journal.flush()
         self._sent_at[cid] = ts
         self.facts(self.execution.place(rec, ts), ts)
+
+    def _too_late(self, rec: OrderRecord, ts: int) -> None:
+        """An order decided after the broker's own square-off began: never sent (the broker
+        closes intraday positions itself and would take a new order as a delivery trade)."""
+        sym = rec.request.symbol
+        self.facts([OrderReported(rec.request.client_id, Report.CANCELLED, reason="after the broker's square-off")], ts)
+        pos = self.state.book.positions.get(sym)
+        if pos is not None:
+            self.raise_alert(
+                "CRITICAL",
+                "AFTER_BROKER_SQUARE_OFF",
+                f"TFL: {pos.qty} {sym} shares are still open after the broker's square-off time; TFL sends no "
+                "order now (FYERS would take it as a delivery trade) and books the broker's own square-off. "
+                "Check the position at the broker",
+                sym,
+                ts,
+            )
 
     def _cancel(self, cid: str, ts: int) -> None:
         rec = self.state.orders.get(cid)
@@ -750,6 +772,8 @@ class Trader:
             self._settled = key
             return
         self.resolve_unknown(ts)
+        if self.real_broker and ts >= self.broker_squareoff_ts:
+            return  # the broker squares off now: nothing new is sent (see ``_too_late``)
         self._send_again(ts)
         self.protect(ts)
         self.check_cover(ts)
@@ -757,14 +781,14 @@ class Trader:
     def _exits_standing(self) -> bool:
         """Whether an exit that may need sending again is working (its time can come with no
         new event)."""
-        return self.resend_exits and any(r.leg in (Leg.EXIT, Leg.FLATTEN) for r in self.state.working.values())
+        return self.real_broker and any(r.leg in (Leg.EXIT, Leg.FLATTEN) for r in self.state.working.values())
 
     def _unfilled_exits(self, ts: int) -> list[OrderRecord]:
         """Market exits the broker has taken but not filled for ``EXIT_RESEND_RETRIES``
         retries while their symbol kept trading: FYERS turns a market order into a
         price-protected limit, which a fast market or a circuit limit can leave standing.
         (While the symbol does not trade, sending the order again would not help.)"""
-        if not self.resend_exits:
+        if not self.real_broker:
             return []
         every = self.settings.live.retry_seconds
         out = []
