@@ -104,6 +104,10 @@ def test_report_is_self_contained(synth_dir: Path, tmp_path: Path) -> None:
     for key in ("summary", "daily", "monthly", "r", "exit_reasons", "symbols", "bias", "trades"):
         assert data[key], key
     assert len(data["bias"]) == json.loads((tmp_path / "summary.json").read_text())["sessions"]
+    # The report says how it prices the day's last exit, and how live differs from it.
+    eod = json.loads((tmp_path / "summary.json").read_text())["eod_exit"]
+    assert "open of the 15:15 bar" in eod and "before the broker's own square-off" in eod
+    assert "How the exits are priced" in page and "open of the 15:15 bar" in page
     node = shutil.which("node")
     if node:  # the page's script must at least parse
         js = re.search(r"<script>(.*)</script>", page, re.S).group(1)  # type: ignore[union-attr]

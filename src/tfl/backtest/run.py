@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from tfl.backtest.assumptions import eod_exit_note
 from tfl.backtest.metrics import drawdown, per_symbol, summarise
 from tfl.backtest.signals import SymbolFrame, prepare_symbols
 from tfl.backtest.simulator import SimResult, simulate
@@ -101,6 +102,7 @@ def run_backtest(
     summary["bars"] = int(sum(len(f.bars) for f in frames))
     summary["bias_days"] = {b.value: sum(1 for r in records if r.bias == b.value) for b in Bias}
     summary["data_problems"] = list(market.problems)
+    summary["eod_exit"] = eod_exit_note(s)
     summary["settings"] = s.to_dict()
     return BacktestRun(req, market, result, records, summary)
 

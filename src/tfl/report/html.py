@@ -129,6 +129,7 @@ def render_report(run: BacktestRun, symbols: list[dict[str, Any]]) -> str:
 <section><h2>Per symbol</h2><div id="symbols" class="scroll"></div></section>
 <section><h2>Trades</h2><input id="tfilter" placeholder="filter (symbol, side, reason, date)"> <span id="tcount"></span>
 <div id="trades" class="scroll"></div></section>
+<section><h2>How the exits are priced</h2><p>{html.escape(str(sm.get("eod_exit", "")))}</p></section>
 <section><h2>Settings</h2><pre>{settings}</pre></section>
 </main><div id="tip"></div>
 <script type="application/json" id="tfl-data">{blob}</script>
