@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tfl.core.orders import OrderRequest, OrderType
-from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersError, FyersRateLimited, FyersRejected
+from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersError, FyersIpRefused, FyersRateLimited, FyersRejected
+from tfl.fyers.preflight import IP_FIX
 from tfl.fyers.rest import FyersRest
 from tfl.fyers.sockets import OrderStream
 from tfl.fyers.symbols import SymbolMap, round_to_tick
@@ -90,6 +91,8 @@ class FyersBroker:
             return BrokerError(f"{exc} (the access token is not valid)")
         if isinstance(exc, FyersAmbiguous | FyersRateLimited):
             return BrokerTimeoutError(str(exc))
+        if isinstance(exc, FyersIpRefused):  # a refusal that names its fix (the static-IP rule)
+            return BrokerError(f"{exc}: order calls refused from this IP; {IP_FIX}")
         return BrokerError(str(exc))
 
     # ------------------------------------------------------------------ requests

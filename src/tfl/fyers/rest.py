@@ -9,6 +9,10 @@ with a keep-alive session). Every answer is classified:
 - :class:`FyersAmbiguous`: we cannot know whether the request took effect (timeout, network
   failure, 5xx, code 201 "no acknowledgement", code -99): the caller resolves by order tag.
 - :class:`FyersRateLimited`: HTTP 429 / code -429 after retrying within the limiter.
+- :class:`FyersDayBlocked`: FYERS blocked the app for the day after repeated per-minute
+  breaches (see :mod:`tfl.fyers.dayblock`); requests are then not sent at all.
+- :class:`FyersIpRefused`: an order call refused because this machine's IP is not the
+  app's whitelisted static IP (or the app may not place orders).
 
 Messages name the endpoint and the code, never the token.
 """
@@ -16,18 +20,24 @@ Messages name the endpoint and the code, never the token.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
 import requests
 
-from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersRateLimited, FyersRejected
+from tfl.fyers.dayblock import DayBlock
+from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersIpRefused, FyersRateLimited, FyersRejected
 from tfl.fyers.ratelimit import RateLimiter
 
 log = logging.getLogger("tfl.fyers")
 
 AUTH_CODES = {-8, -15, -16, -17}
 AMBIGUOUS_CODES = {201, -99}
+# An order call refused for where it came from: FYERS' exact words are not documented, so any
+# refusal of an order call that speaks of the IP (or HTTP 403, "permission error") counts.
+IP_WORDS = re.compile(r"\bip\b|ip address|whitelist|white list|white-list|static ip|unregistered", re.IGNORECASE)
+ORDER_PATHS = ("/orders", "/multi-order", "/positions")
 
 
 class FyersRest:
@@ -43,6 +53,7 @@ class FyersRest:
         session: requests.Session | None = None,
         rate_limit_backoff: float = 5.0,
         max_rate_retries: int = 2,
+        day_block: DayBlock | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.data_url = data_url.rstrip("/")
@@ -53,6 +64,7 @@ class FyersRest:
         self._session = session or requests.Session()
         self._backoff = rate_limit_backoff
         self._retries = max_rate_retries
+        self.day_block = day_block or DayBlock()
 
     # ------------------------------------------------------------------ transport
 
@@ -81,6 +93,7 @@ class FyersRest:
         url = (self.data_url if data else self.api_url) + path
         endpoint = f"{method} {path}"
         for attempt in range(self._retries + 1):
+            self.day_block.before(endpoint)  # blocked for the day: not sent at all
             self.limiter.acquire()
             try:
                 resp = self._session.request(
@@ -98,6 +111,7 @@ class FyersRest:
                 payload = {"s": "error", "message": "unexpected response"}
             code = payload.get("code")
             if resp.status_code == 429 or code == -429:
+                self.day_block.limited(endpoint, str(payload.get("message", "")))  # raises once it is the day block
                 wait = _retry_after(resp.headers.get("Retry-After"), self._backoff)
                 self.limiter.retry_after(wait)
                 log.warning(
@@ -107,6 +121,7 @@ class FyersRest:
                 if attempt < self._retries:
                     continue
                 raise FyersRateLimited(endpoint, "rate limited", code, resp.status_code)
+            self.day_block.answered()
             return self._classify(endpoint, resp.status_code, payload, idempotent)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -114,6 +129,8 @@ class FyersRest:
     def _classify(endpoint: str, status: int, payload: dict[str, Any], idempotent: bool) -> dict[str, Any]:
         code = payload.get("code")
         message = str(payload.get("message", ""))[:200]
+        if payload.get("s") != "ok" and _refused_for_ip(endpoint, status, message):  # the static-IP rule
+            raise FyersIpRefused(endpoint, message or f"order calls refused (HTTP {status})", code, status)
         if status == 401 or code in AUTH_CODES:
             raise FyersAuthError(endpoint, message or "token expired or invalid", code, status)
         if status >= 500:
@@ -189,6 +206,14 @@ class FyersRest:
             idempotent=False,
             body={"grant_type": "authorization_code", "appIdHash": app_id_hash, "code": code},
         )
+
+
+def _refused_for_ip(endpoint: str, status: int, message: str) -> bool:
+    """An order call (place, modify, cancel, exit) refused because of where it came from."""
+    method, _, path = endpoint.partition(" ")
+    if method not in ("POST", "PATCH", "DELETE") or not path.startswith(ORDER_PATHS):
+        return False
+    return status == 403 or bool(IP_WORDS.search(message))
 
 
 def _retry_after(header: str | None, default: float) -> float:
