@@ -252,7 +252,9 @@ def _trade_fyers(
     return 0 if result.flat else EXIT_NOT_FLAT
 
 
-def hold_orders_until_open(journal: Any, open_ts: float, now: Callable[[], float], pause: Callable[[float], None]) -> None:
+def hold_orders_until_open(
+    journal: Any, open_ts: float, now: Callable[[], float], pause: Callable[[float], None]
+) -> None:
     """Live: start the session at the open when the journal carries positions or orders from an
     earlier session. The start-up reconciliation covers them at once (a protective stop, an exit,
     a flatten), and FYERS takes no stop (trigger) or market orders before 09:15: the pre-open

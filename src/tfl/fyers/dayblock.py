@@ -104,7 +104,9 @@ class DayBlock:
                 extra={"fields": {"endpoint": endpoint, "breach_minutes": minutes, "message": message[:120]}},
             )
             self.alert("CRITICAL", BLOCKED_ALERT)
-        raise FyersDayBlocked(endpoint, "blocked by FYERS for the rest of the day (repeated rate-limit breaches)", -429, 429)
+        raise FyersDayBlocked(
+            endpoint, "blocked by FYERS for the rest of the day (repeated rate-limit breaches)", -429, 429
+        )
 
     def answered(self) -> None:
         """FYERS answered something other than a 429: a block believed in force is over."""
