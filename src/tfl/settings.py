@@ -135,6 +135,12 @@ class LiveSettings:
     bias_poll_seconds: float = field(default=20.0, metadata=_num(0.01, 600))
     # Paper/live: history that must be on disk before the open (fetched from FYERS when missing).
     history_days: int = field(default=400, metadata=_num(30, 3650))
+    # Paper/live: the broker's own intraday square-off (FYERS' risk system starts at 15:15 IST
+    # and treats an order placed after it as a delivery trade). TFL's square-off starts this
+    # many seconds before it (or before the square-off bar, if that is earlier), so that every
+    # exit is filled first; checked against the full book at the rate limit.
+    broker_squareoff_time: str = "15:15"
+    squareoff_lead_seconds: int = field(default=120, metadata=_num(0, 3600))
 
 
 @dataclass(frozen=True)
@@ -296,6 +302,34 @@ def _merge(base: Settings, data: Mapping[str, Any], *, source: str) -> Settings:
     return merged
 
 
+# Requests the live square-off may need for one position: cancel its stop and its target (each
+# followed by an order-book read, to book what traded before the cancel), then the exit.
+SQUAREOFF_REQUESTS_PER_POSITION = 5
+# An exit that is not filled within this many retries is cancelled and sent again.
+EXIT_RESEND_RETRIES = 3
+
+
+def squareoff_lead_needed(s: Settings) -> int:
+    """Seconds the live square-off needs before the broker's own: the full book's requests at
+    the rate limits, then time for an unfilled (price-protected) exit to be sent once more."""
+    n = SQUAREOFF_REQUESTS_PER_POSITION * s.risk.max_positions
+    per_second = math.ceil(n / s.fyers.max_per_second)
+    per_minute = 60 * ((n - 1) // s.fyers.max_per_minute)
+    return max(per_second, per_minute) + 2 * EXIT_RESEND_RETRIES * s.live.retry_seconds
+
+
+def check_squareoff_lead(s: Settings) -> None:
+    """Paper and live only (a backtest may hold any number of positions): the square-off must
+    start early enough to close the full book before the broker's own square-off."""
+    needed = squareoff_lead_needed(s)
+    if s.live.squareoff_lead_seconds < needed:
+        raise SettingsError(
+            f"setting 'live.squareoff_lead_seconds' is {s.live.squareoff_lead_seconds} s; closing "
+            f"{s.risk.max_positions} positions (risk.max_positions) at {s.fyers.max_per_second} requests a second "
+            f"needs at least {needed} s before the broker's square-off"
+        )
+
+
 def _cross_check(s: Settings) -> None:
     """Checks that involve more than one key."""
     st = s.strategy
@@ -313,7 +347,12 @@ def _cross_check(s: Settings) -> None:
             f"than the last bar ({st.last_bar}): the square-off happens at a bar's open, before the broker's own "
             "auto square-off"
         )
-    for section, key in (("fyers", "token_deadline"), ("fyers", "login_grace"), ("live", "bias_deadline")):
+    for section, key in (
+        ("fyers", "token_deadline"),
+        ("fyers", "login_grace"),
+        ("live", "bias_deadline"),
+        ("live", "broker_squareoff_time"),
+    ):
         try:
             parse_hhmm(getattr(getattr(s, section), key))
         except ValueError as exc:

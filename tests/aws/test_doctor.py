@@ -181,11 +181,15 @@ def test_the_doctor_command(deployed: dict[str, str], capsys: pytest.CaptureFixt
     assert rc == 1 and "FAIL  instance" in out
 
 
-def test_the_calendar_table_expiry_is_announced() -> None:
+def test_the_calendar_table_expiry_is_announced_from_1_december() -> None:
+    """NSE's circular for the next year comes in December: from the 1st the doctor says what to do."""
     assert calendar_expiry(2026, dt.date(2026, 6, 1)).status == "PASS"
-    soon = calendar_expiry(2026, dt.date(2026, 11, 25))
-    assert soon.status == "WARN" and "36 days" in soon.detail
-    assert calendar_expiry(2026, dt.date(2027, 1, 2)).status == "FAIL"
+    assert calendar_expiry(2026, dt.date(2026, 11, 30)).status == "PASS"
+    soon = calendar_expiry(2026, dt.date(2026, 12, 1))
+    assert soon.status == "WARN" and "30 days" in soon.detail
+    assert "no 2027 holidays yet" in soon.detail and "tfl calendar add-year --year 2027" in soon.detail
+    late = calendar_expiry(2026, dt.date(2027, 1, 2))
+    assert late.status == "FAIL" and "tfl calendar add-year --year 2027" in late.detail
 
 
 def test_only_a_confirmed_email_subscription_counts(deployed: dict[str, str]) -> None:

@@ -538,3 +538,31 @@ def test_an_aws_failure_is_provisional_and_the_job_fails_for_a_retry(
     out = bias.handler(write(day), None)
     assert out["status"] == "ok" and "provisional" not in aws.bias_record()
     assert parse_bias_record(json.dumps(aws.bias_record()), day)[1] == ""
+
+
+def table_ending(last_year: int) -> Any:
+    """The packaged calendar table cut after ``last_year``: as if NSE's next year were not published yet."""
+    from tfl.aws.calendar_table import CalendarTable
+
+    data = load_table().to_dict()
+    data["last_year"] = last_year
+    data["closed"] = [d for d in data["closed"] if int(d[:4]) <= last_year]
+    data["sessions"] = {d: s for d, s in data["sessions"].items() if int(d[:4]) <= last_year}
+    return CalendarTable.from_dict(data)
+
+
+def test_from_1_december_the_morning_email_warns_that_next_years_holidays_are_missing(
+    aws: Aws, daily_lines: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bias, "load_table", lambda: table_ending(2024))
+    upload_daily(aws, daily_lines, dt.date(2024, 11, 28), small_universe(daily_lines))
+    bias.run({}, LambdaConfig.from_environ(), now=dt.datetime(2024, 11, 29, 8, 45, tzinfo=IST))
+    upload_daily(aws, daily_lines, dt.date(2024, 11, 29), small_universe(daily_lines))
+    out = bias.run({}, LambdaConfig.from_environ(), now=dt.datetime(2024, 12, 2, 8, 45, tzinfo=IST))
+    assert out["status"] == "ok" and out["session"] == "2024-12-02"
+    before, after = aws.messages()
+    assert before["Subject"].startswith("TFL bias for 2024-11-29") and "2025" not in before["Message"]
+    assert after["Subject"].startswith("TFL bias for 2024-12-02")  # the subject stays the bias's
+    first = after["Message"].splitlines()[0]
+    assert first.startswith("WARNING: the NSE calendar ends on 2024-12-31 and has no 2025 holidays")
+    assert "tfl calendar add-year --year 2025" in first

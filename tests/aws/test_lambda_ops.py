@@ -96,6 +96,7 @@ def test_past_the_calendar_table_nothing_starts_and_it_is_critical(aws: Aws, ops
     (msg,) = aws.messages()
     assert msg["Subject"].startswith("TFL CRITICAL: TFL did not start")
     assert f"the NSE calendar table ends in {last}: regenerate it (tfl deploy)" in msg["Message"]
+    assert f"after adding NSE's {last + 1} holidays (tfl calendar add-year)" in msg["Message"]  # how
 
 
 def test_placeholders_alert_but_the_instance_starts(aws: Aws, ops_env: Ops) -> None:

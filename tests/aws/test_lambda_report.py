@@ -205,3 +205,27 @@ def test_a_journal_without_the_opening_cash_reads_every_session(
     assert out["status"] == "ok" and out["net_pnl"] == round(local.net_pnl, 2)
     assert aws.messages()[-1]["Message"] == local.text()
     assert calls.of("dynamodb").count("Query") >= 3  # the day, then every session up to it
+
+
+def test_from_1_december_the_evening_report_warns_that_next_years_holidays_are_missing(
+    aws: Aws, replayed: list[Record], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tfl.aws.calendar_table import CalendarTable, load_table
+
+    cut = load_table().to_dict()  # as if NSE's 2021 holidays were not published yet
+    cut.update(
+        last_year=2020,
+        closed=[d for d in cut["closed"] if d < "2021"],
+        sessions={d: s for d, s in cut["sessions"].items() if d < "2021"},
+    )
+    monkeypatch.setattr(report, "load_table", lambda: CalendarTable.from_dict(cut))
+    write_journal(aws, replayed)
+    day = REPLAY_DAYS[0]
+    local = day_report([(r, to_event(r)) for r in replayed], day)
+    out = report.handler({"date": day.isoformat()}, None)
+    assert out["status"] == "ok"
+    (msg,) = aws.messages()
+    warning, _, rest = msg["Message"].partition("\n\n")
+    assert warning.startswith("WARNING: the NSE calendar ends on 2020-12-31 and has no 2021 holidays")
+    assert "tfl calendar add-year --year 2021" in warning
+    assert rest == local.text()  # the report itself is unchanged

@@ -6,7 +6,9 @@ paper broker's crossing model, keyed by FYERS order ids so duplicate tags are vi
 fill against a market replayed from historical bars on a simulated clock. Payloads,
 paths and error codes follow the FYERS documentation (see docs/fyers.md). Scenario knobs
 script the failures: rejections, ambiguous answers, timeouts, 429 with Retry-After, token
-expiry, dropped or silent sockets, duplicate socket events, external orders.
+expiry, dropped or silent sockets, duplicate socket events, external orders, and raw answers
+of any shape for any path. Like FYERS, it refuses a price off the instrument's tick (-50,
+tick from NSE's price bands) and a stop whose trigger the price has already crossed (-99).
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tfl.core.orders import OrderRequest, OrderType
+from tfl.core.orders import OrderRequest, OrderType, broker_fill_id
 from tfl.data.market import Market
+from tfl.fyers.symbols import SymbolMap
+from tfl.fyers.ticks import band_tick
 from tfl.live.broker import Fill, OrderUpdate
 from tfl.live.feed import ReplayFeed, SessionEnd, Tick, session_ticks
 from tfl.live.paper import LateFill, PaperBroker
+from tfl.settings import FyersSettings
 from tfl.timeutil import date_to_day, epoch_of_ist
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -45,10 +50,16 @@ def make_token(exp: int, name: str = "TEST") -> str:
     return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'exp': exp, 'fy_id': name, 'sub': 'access_token'})}.sig"
 
 
+# The fake's ticks reach its exchange engine with sequence numbers this far apart, so a market
+# order filled between two ticks can be matched on a sequence number of its own.
+TICK_SEQ_STEP = 1000
+
+
 @dataclass
 class Scenario:
     reject_symbols: set[str] = field(default_factory=set)
-    place_outcomes: list[str] = field(default_factory=list)  # per place call: "ok", "201", "-99", "timeout", "drop"
+    # per place call: "ok", "201" (no acknowledgement), "-99" (refused, with a reason), "timeout", "drop"
+    place_outcomes: list[str] = field(default_factory=list)
     rate_limited_requests: int = 0  # the next N requests get HTTP 429 + Retry-After
     retry_after: float = 1.0
     partial_fills: bool = False
@@ -59,10 +70,22 @@ class Scenario:
     silent_for: float = 0.0  # how long (simulated) the silence lasts
     external_orders: list[dict[str, Any]] = field(default_factory=list)
     at: list[tuple[float, Callable[[], None]]] = field(default_factory=list)  # (simulated time, action)
+    start_clock: float | None = None  # simulated epoch the clock starts at (default 08:45 of the session)
+    nse_holiday: bool = False  # the market status shows NSE's capital market shut all day
+    market_status_down: bool = False  # the market status answers HTTP 500
     # Odd reports: the first of our entry orders cancelled unfilled fills as the cancel arrives
     # (reported after the cancel's answer); the first entry that fills gets extra shares.
     late_fill_on_cancel: LateFill | None = None
     overfill_first_entry: int = 0
+    # Market orders in these symbols stand unfilled until ``mpp_until`` (simulated epoch):
+    # FYERS' price protection turned them into limits the market moved away from. Any
+    # other market order fills at once at the last price, as in a liquid stock.
+    mpp_unfilled: set[str] = field(default_factory=set)
+    mpp_until: float = 0.0
+    # Answers sent as they are, whatever FYERS would say: path -> queue of (HTTP status, body);
+    # a str body is sent as text (not JSON). One is used per request to that path.
+    raw_answers: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
+    ticks: dict[str, float] = field(default_factory=dict)  # the exchange's tick, where not the band table's
     # FYERS' static-IP rule: order calls (place, modify, cancel, exit) from this client are refused
     # with ``ip_refusal`` (FYERS' exact answer is not documented: HTTP 403 and words about the IP).
     ip_not_whitelisted: bool = False
@@ -118,7 +141,7 @@ class FakeFyers:
         self.bar_pause = bar_pause
         self.open_ts = epoch_of_ist(session, 555)
         self.close_ts = epoch_of_ist(session, 930)
-        self.clock = float(self.open_ts - 1800)  # 08:45: before the open
+        self.clock = float(self.open_ts - 1800 if self.s.start_clock is None else self.s.start_clock)  # 08:45
         self.lock = threading.RLock()
         self.engine = PaperBroker(":memory:", slippage_pct=0.05)
         self.orders: dict[str, FakeOrder] = {}
@@ -128,10 +151,21 @@ class FakeFyers:
         self.requests: list[tuple[str, str]] = []
         self.place_calls = 0
         self._ids = itertools.count(1)
-        self._seq = itertools.count(1)
+        # Trade numbers are the exchange's, counted per symbol: two symbols' trades carry the same
+        # numbers (FYERS does not promise them unique across symbols; see docs/fyers.md).
+        self._trade_numbers: dict[str, itertools.count[int]] = {}
+        self.odd_rows: dict[str, list[Any]] = {"orders": [], "trades": [], "positions": []}  # unreadable rows
         self.data_sockets: list[FakeDataSocket] = []
         self.order_sockets: list[FakeOrderSocket] = []
+        self.order_sockets_made: list[FakeOrderSocket] = []  # including those closed since
+        # A slow FYERS: while books_open is clear, order-book and trade-book reads wait for it
+        # (book_read_held is set once one is waiting), like answers that take seconds.
+        self.books_open = threading.Event()
+        self.books_open.set()
+        self.book_read_held = threading.Event()
         self.ltp: dict[str, float] = {}
+        self._tick_seq = 0  # the exchange engine's tick sequence (ticks step by TICK_SEQ_STEP)
+        self.last_data: dict[str, dict[str, Any]] = {}  # each ticker's last data-socket message
         self.market_done = threading.Event()
         self.late_filled = ""  # the tag of the order the late-fill scenario hit
         self.after_next_orderbook: list[Any] = []  # engine events held back until the next order-book read
@@ -201,7 +235,8 @@ class FakeFyers:
             with self.lock:
                 self.clock = float(ev.ts)
                 self.ltp[ev.symbol] = ev.price
-                self.engine.on_tick(ev.symbol, ev.ts, ev.price, ev.seq)
+                self._tick_seq = ev.seq * TICK_SEQ_STEP
+                self.engine.on_tick(ev.symbol, ev.ts, ev.price, self._tick_seq)
                 self._publish(self.engine.poll())
             self._send_tick(ev)
             if bar != last_bar:
@@ -225,8 +260,6 @@ class FakeFyers:
             s.data_socket_silent_from is not None
             and s.data_socket_silent_from <= t.ts < s.data_socket_silent_from + s.silent_for
         )
-        if silent:
-            return
         msg = {
             "ltp": t.price,
             "vol_traded_today": int(t.volume),
@@ -237,8 +270,26 @@ class FakeFyers:
             "ch": 0.0,
             "chp": 0.0,
         }
-        for sock in list(self.data_sockets):
-            sock.deliver(msg)
+        with self.lock:  # one order for trades and subscribe snapshots
+            self.last_data[msg["symbol"]] = msg
+            if silent:
+                return
+            for sock in list(self.data_sockets):
+                sock.deliver(msg)
+
+    def snapshot(self, ticker: str) -> dict[str, Any] | None:
+        """The SDK's answer to a subscribe, per symbol: its merged state (data_ws.py, data type 83).
+        Before the first trade of the day: the previous close, no volume yet."""
+        with self.lock:
+            last = self.last_data.get(ticker)
+            if last is not None:
+                return dict(last, exch_feed_time=int(self.clock))
+            series = self.market.intraday.get(ticker.partition(":")[2].removesuffix("-EQ"))
+            i = -1 if series is None else int(series.ts.searchsorted(self.open_ts, "left")) - 1
+            if series is None or i < 0:
+                return None
+            prev = {"ltp": float(series.close[i]), "last_traded_time": int(series.ts[i]) + 899}
+            return prev | {"vol_traded_today": 0, "exch_feed_time": int(self.clock), "symbol": ticker, "type": "sf"}
 
     def _publish(self, events: list[Any]) -> None:
         for ev in events:
@@ -269,7 +320,7 @@ class FakeFyers:
         if o.status not in (1, 7):  # a fill after the cancel (or expiry) does not re-open the order
             o.status = 2 if o.filled >= o.qty else 6
         trade = {
-            "tradeNumber": f"{o.id}-{next(self._seq)}",
+            "tradeNumber": self._trade_number(o.ticker),
             "orderNumber": o.id,
             "tradedQty": qty,
             "tradePrice": price,
@@ -287,6 +338,15 @@ class FakeFyers:
         for sock in list(self.order_sockets):
             sock.send("trades", dict(trade, orderDateTime=_fmt(ts, "%d-%m-%Y %H:%M:%S")))
         self._socket_order(o)
+
+    def _trade_number(self, ticker: str) -> str:
+        return str(next(self._trade_numbers.setdefault(ticker, itertools.count(52605001))))
+
+    def send_raw(self, kind: str, msg: Any) -> None:
+        """A message exactly as the SDK hands it to the callback (odd ones included)."""
+        for sock in list(self.order_sockets):
+            if kind in sock.topics:
+                sock.cb[kind](msg)
 
     def _socket_order(self, o: FakeOrder) -> None:
         for sock in list(self.order_sockets):
@@ -347,8 +407,8 @@ class FakeFyers:
         self.place_calls += 1
         if self.s.refuse_orders_before_open and self.clock < self.open_ts and int(body.get("type", 0)) != 1:
             self.preopen_refused.append(str(body.get("orderTag", "")))
-            message = "Trigger and market orders are not allowed before the market opens"
-            return 400, {"s": "error", "code": -50, "message": message}, "refused"
+            message = "Order type not allowed in the pre-open session"
+            return 200, {"s": "error", "code": -99, "message": message}, "refused"
         outcome = self.s.place_outcomes.pop(0) if self.s.place_outcomes else "ok"
         if outcome == "drop":
             return 500, {"s": "error", "code": -1, "message": "Internal error"}, outcome
@@ -369,22 +429,22 @@ class FakeFyers:
         )
         if not tag.isalnum() or len(tag) > 30:
             return 400, {"s": "error", "code": -50, "message": "Invalid orderTag"}, outcome
+        off_tick = self._off_tick(symbol, body)
+        if off_tick:
+            return 400, {"s": "error", "code": -50, "message": off_tick}, outcome
         self.orders[o.id] = o
-        if symbol in self.s.reject_symbols:
-            o.status, o.message = 5, "RMS:Rule: Check circuit limit including square off order exceeds"
+        crossed = self._crossed(symbol, o.side, o.type, o.stop)
+        if symbol in self.s.reject_symbols or outcome == "-99" or crossed:
+            o.status = 5
+            o.message = crossed or "RMS:Rule: Check circuit limit including square off order exceeds"
             self._socket_order(o)
             return 200, {"s": "error", "code": -99, "message": o.message}, outcome
         req = OrderRequest(o.id, symbol, o.side, TYPE_OF[o.type], o.qty, trigger=o.stop or None, limit=o.limit or None)
         self.engine.place(req, int(self.clock))
         self._socket_order(o)
+        self._fill_market_now(o)
         if outcome == "201":
             return 200, {"s": "ok", "code": 201, "message": "Request in transit", "id": ""}, outcome
-        if outcome == "-99":
-            return (
-                200,
-                {"s": "error", "code": -99, "message": "Looks like you are not connected to the internet"},
-                outcome,
-            )
         return (
             200,
             {
@@ -396,12 +456,28 @@ class FakeFyers:
             outcome,
         )
 
+    def _fill_market_now(self, o: FakeOrder) -> None:
+        """A market order meets the book at once, at the last price (the exchange engine sees
+        the last trade again); one a scenario's price protection holds stands until then."""
+        held = o.symbol in self.s.mpp_unfilled and self.clock < self.s.mpp_until
+        if o.type != 2 or held or o.symbol not in self.ltp:
+            return
+        self._tick_seq += 1  # between the last tick and the next one
+        self.engine.on_tick(o.symbol, int(self.clock), self.ltp[o.symbol], self._tick_seq)
+        self._publish(self.engine.poll())
+
     def modify(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         o = self.orders.get(str(body.get("id")))
         if o is None:
             return 400, {"s": "error", "code": -51, "message": "Invalid order id"}
         if o.status != 6:
             return 400, {"s": "error", "code": -52, "message": "Order is not pending"}
+        off_tick = self._off_tick(o.symbol, body)
+        if off_tick:
+            return 400, {"s": "error", "code": -50, "message": off_tick}
+        crossed = self._crossed(o.symbol, o.side, o.type, float(body.get("stopPrice") or 0))
+        if crossed:  # the order keeps resting at its old trigger
+            return 400, {"s": "error", "code": -99, "message": crossed}
         if "stopPrice" in body:
             o.stop = float(body["stopPrice"])
             self.engine.modify(o.id, int(self.clock), trigger=o.stop)
@@ -415,6 +491,41 @@ class FakeFyers:
             self.engine.modify(o.id, int(self.clock), qty=o.qty)
         self._socket_order(o)
         return 200, {"s": "ok", "code": 1102, "message": "Successfully modified order", "id": o.id}
+
+    def tick_of(self, symbol: str) -> float:
+        """The exchange's tick: NSE's band for the previous session's close (the monthly
+        review uses the last month's close; the day before is close enough here)."""
+        if symbol in self.s.ticks:
+            return self.s.ticks[symbol]
+        ref = 0.0
+        daily = self.market.daily.get(symbol)
+        if daily is not None:
+            before = daily.close[daily.ts < epoch_of_ist(self.session, 0)]
+            ref = float(before[-1]) if before.shape[0] else 0.0
+        if ref <= 0:
+            intraday = self.market.intraday.get(symbol)
+            ref = float(intraday.open[intraday.ts >= self.open_ts][0]) if intraday is not None else 100.0
+        return band_tick(ref)
+
+    def _off_tick(self, symbol: str, body: dict[str, Any]) -> str:
+        """FYERS' -50 message for a price that is not a multiple of the tick, or ''."""
+        tick = self.tick_of(symbol)
+        for key, name in (("limitPrice", "Limit price"), ("stopPrice", "Stop price")):
+            price = float(body.get(key) or 0)
+            if price and abs(price / tick - round(price / tick)) > 1e-6:
+                return f"{name} not a multiple of tick size {tick:.4f}"
+        return ""
+
+    def _crossed(self, symbol: str, side: int, typ: int, trigger: float) -> str:
+        """The refusal of a stop whose trigger the last price has reached, or ''."""
+        ltp = self.ltp.get(symbol)
+        if typ not in (3, 4) or not trigger or ltp is None:
+            return ""
+        if side < 0 and trigger >= ltp:
+            return f"RMS:Trigger price for stop loss sell orders should be lower than the last traded price {ltp:.2f}"
+        if side > 0 and trigger <= ltp:
+            return f"RMS:Trigger price for stop loss buy orders should be higher than the last traded price {ltp:.2f}"
+        return ""
 
     def cancel(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         o = self.orders.get(str(body.get("id")))
@@ -478,7 +589,7 @@ class FakeFyers:
         self.orders[o.id] = o
         self.trades.append(
             {
-                "tradeNumber": f"{o.id}-0",
+                "tradeNumber": self._trade_number(o.ticker),
                 "orderNumber": o.id,
                 "tradedQty": o.qty,
                 "tradePrice": o.traded,
@@ -493,6 +604,14 @@ class FakeFyers:
                 "row": 0,
             }
         )
+
+    def fill_ids(self, order_ids: set[str] | None = None) -> set[str]:
+        """The fills FYERS reported (of these orders), as the trader identifies them."""
+        return {
+            broker_fill_id(t["orderNumber"], t["tradeNumber"])
+            for t in self.trades
+            if order_ids is None or t["orderNumber"] in order_ids
+        }
 
     def duplicate_tags(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -553,6 +672,12 @@ class FakeFyers:
                 body = self._body() if method in ("POST", "PATCH", "DELETE") else {}
                 with fake.lock:
                     fake.requests.append((method, path))
+                    raw = fake.s.raw_answers.get(path)
+                    if raw:
+                        status, payload = raw.pop(0)
+                        kind = "text/html" if isinstance(payload, str) else "application/json"
+                        self._send(status, payload, content_type=kind)
+                        return
                     if fake.s.rate_limited_requests > 0 and path != "/sym_details/NSE_CM.csv":
                         fake.s.rate_limited_requests -= 1
                         self._send(
@@ -601,7 +726,7 @@ class FakeFyers:
                     return
                 if path == "/sym_details/NSE_CM.csv":
                     rows = [
-                        f"10100000{i:06d},{s} LTD,0,1,0.05,INE{i:06d}01,0915-1530|1815-1915:,2026-10-03,,"
+                        f"10100000{i:06d},{s} LTD,0,1,{fake.tick_of(s)},INE{i:06d}01,0915-1530|1815-1915:,2026-10-03,,"
                         f"NSE:{s}-EQ,10,10,{i},{s},{i},-1.0,XX,10100000{i:06d},None,None,None"
                         for i, s in enumerate(fake.symbols, 1)
                     ]
@@ -613,6 +738,9 @@ class FakeFyers:
                     return
                 if not self._authed():
                     return
+                if method == "GET" and path in ("/api/v3/orders", "/api/v3/tradebook") and not fake.books_open.is_set():
+                    fake.book_read_held.set()
+                    fake.books_open.wait()
                 with fake.lock:
                     reply = self._authed_route(method, path, q, body)
                 if reply is not None:  # a scripted slow answer: wait outside the exchange's lock
@@ -646,13 +774,21 @@ class FakeFyers:
                         },
                     )
                 elif path == "/api/v3/orders" and method == "GET":
-                    self._send(200, {**ok, "orderBook": [fake._order_json(o) for o in fake.orders.values()]})
+                    self._send(
+                        200,
+                        {
+                            **ok,
+                            "orderBook": [fake._order_json(o) for o in fake.orders.values()] + fake.odd_rows["orders"],
+                        },
+                    )
                     held, fake.after_next_orderbook = fake.after_next_orderbook, []
                     fake._publish(held)
                 elif path == "/api/v3/tradebook":
-                    self._send(200, {**ok, "tradeBook": list(fake.trades)})
+                    self._send(200, {**ok, "tradeBook": list(fake.trades) + fake.odd_rows["trades"]})
                 elif path == "/api/v3/positions":
-                    self._send(200, {**ok, "netPositions": fake.positions(), "overall": {}})
+                    self._send(
+                        200, {**ok, "netPositions": fake.positions() + fake.odd_rows["positions"], "overall": {}}
+                    )
                 elif path == "/api/v3/orders/sync" and method == "POST":
                     status, payload, outcome = fake.place(body)
                     if outcome == "timeout":
@@ -671,6 +807,8 @@ class FakeFyers:
                     self._send(200, {**ok, "d": d})
                 elif path == "/data/history":
                     self._send(*fake.history(q))
+                elif path == "/data/marketStatus":
+                    self._send(*fake.market_status())
                 else:
                     self._send(404, {"s": "error", "code": -1, "message": f"no route {method} {path}"})
                 return None
@@ -689,6 +827,34 @@ class FakeFyers:
 
         return Handler
 
+    def market_status(self) -> tuple[int, dict[str, Any]]:
+        """FYERS' market status on the simulated clock, shaped like the docs' sample (several segments).
+
+        Before the pre-open (09:00) NSE's capital market shows CLOSED on a session day too
+        (the safe reading: the status is the state now, not a calendar)."""
+        if self.s.market_status_down:
+            return 500, {"s": "error", "code": -1, "message": "internal server error"}
+        ist = dt.datetime.fromtimestamp(self.clock, IST)
+        minute = ist.hour * 60 + ist.minute
+        if self.s.nse_holiday or ist.date() != self.session or minute < 9 * 60:
+            cash = "CLOSED"
+        elif minute < 9 * 60 + 8:
+            cash = "PREOPEN"
+        elif minute < 555:
+            cash = "PREOPEN_CLOSED"
+        elif minute < 930:
+            cash = "OPEN"
+        else:
+            cash = "POSTCLOSE_CLOSED"
+        rows = [
+            {"exchange": 10, "market_type": "NORMAL", "segment": 11, "status": "CLOSED"},
+            {"exchange": 10, "market_type": "ODD_LOT", "segment": 10, "status": "CLOSED"},
+            {"exchange": 11, "market_type": "NORMAL", "segment": 20, "status": "OPEN"},  # MCX trades on NSE holidays
+            {"exchange": 10, "market_type": "NORMAL", "segment": 10, "status": cash},
+            {"exchange": 12, "market_type": "NORMAL", "segment": 10, "status": cash},
+        ]
+        return 200, {"s": "ok", "code": 200, "message": "", "marketStatus": rows}
+
     def history(self, q: dict[str, str]) -> tuple[int, dict[str, Any]]:
         ticker, res = q.get("symbol", ""), q.get("resolution", "")
         try:
@@ -698,7 +864,7 @@ class FakeFyers:
         limit_days = 366 if res in ("D", "1D") else 100
         if hi - lo > limit_days * 86400:
             return 400, {"s": "error", "code": -50, "message": f"range cannot exceed {limit_days} days"}
-        sym = ticker[4:-3] if ticker.endswith("-EQ") else ticker
+        sym = ticker[4:-3] if ticker.endswith("-EQ") else SymbolMap(FyersSettings()).symbol(ticker) or ticker
         series = (self.market.daily if res in ("D", "1D") else self.market.intraday).get(sym)
         if series is None:
             return 400, {"s": "error", "code": -300, "message": "Invalid symbol"}
@@ -759,6 +925,11 @@ class FakeDataSocket:
                 self.fake.market_started = True
                 threading.Thread(target=self.fake.run_market, daemon=True).start()
             self.on_message({"type": "sub", "code": 200, "message": "Subscribed", "s": "ok"})
+            with self.fake.lock:  # like the SDK: a snapshot of each symbol follows the subscribe
+                for ticker in symbols:
+                    snap = self.fake.snapshot(ticker)
+                    if snap is not None:
+                        self.on_message(snap)
 
     def deliver(self, msg: dict[str, Any]) -> None:
         if self.alive and msg["symbol"] in self.subscribed:
@@ -798,6 +969,7 @@ class FakeOrderSocket:
         self.cb = {"orders": on_orders, "trades": on_trades, "positions": on_positions}
         self.on_connect, self.on_close, self.on_error = on_connect, on_close, on_error
         self.topics: set[str] = set()
+        fake.order_sockets_made.append(self)
         self.sent_twice = 0  # reports sent twice (the duplicate-events scenario)
 
     def connect(self) -> None:

@@ -115,6 +115,8 @@ def run_live(
             silence_seconds=silence,
             now=fake.now,
             sleep=lambda s: None,
+            open_ts=start_ts,
+            limiter=limiter,
         )
         feed.start()
         threading.Thread(target=fake.run_market, daemon=True).start()
@@ -153,6 +155,8 @@ def run_live(
     finally:
         root.removeHandler(catcher)
         root.setLevel(old_level)
+        if world == "live":
+            broker.close()
     state = rebuild(journal)
     journal.close()
     paper.close()
@@ -164,8 +168,7 @@ def check_invariants(run: Run) -> None:
     fake = run.fake
     assert fake.duplicate_tags() == {}, f"duplicate orders at FYERS: {fake.duplicate_tags()}"
     ours = {o.id for o in fake.orders.values() if o.tag and o.tag in run.state.orders}
-    fyers_fills = {t["tradeNumber"] for t in fake.trades if t["orderNumber"] in ours}
-    assert fyers_fills == run.state.fills_seen, "a fill was lost (or invented)"
+    assert fake.fill_ids(ours) == run.state.fills_seen, "a fill was lost (or invented)"
     net = {p["symbol"]: p["netQty"] for p in fake.positions()}
     our_net = {k: v for k, v in net.items() if k[4:-3] in SYMBOLS and v}
     external = {f"NSE:{e['symbol']}-EQ" for e in fake.s.external_orders}

@@ -115,7 +115,7 @@ def test_a_full_session_through_tfl_trade(
         assert fake.duplicate_tags() == {}
         tags = {o.tag for o in fake.orders.values()}
         assert tags == set(state.orders)
-        assert {t["tradeNumber"] for t in fake.trades} == state.fills_seen
+        assert fake.fill_ids() == state.fills_seen
     else:  # paper: FYERS only fed the data; no order reached it
         assert fake.orders == {} and len(state.fills_seen) >= len(rep.trades) * 2
     journal.close()
@@ -156,7 +156,7 @@ def test_live_token_expires_mid_session_and_a_new_login_recovers(
     state = rebuild(journal)
     assert not state.book.positions and rc == 0
     assert fake.duplicate_tags() == {}
-    assert {t["tradeNumber"] for t in fake.trades} == state.fills_seen
+    assert fake.fill_ids() == state.fills_seen
     # An entry that filled while the token was dead got its protective stop after the login.
     late = [o for o in fake.orders.values() if o.tag[10] == "E" and o.filled_at and expiry < o.filled_at < login]
     assert late, "the scenario had an entry fill while the token was dead"

@@ -14,12 +14,13 @@ from fyers_harness import DAY, SYMBOLS
 
 from tfl.core.orders import OrderRequest, OrderType
 from tfl.fyers import auth
+from tfl.fyers.book_poller import BookPoller
 from tfl.fyers.broker import FyersBroker, parse_time, strip_tag
 from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersRateLimited, FyersRejected
 from tfl.fyers.history import fetch
 from tfl.fyers.ratelimit import RateLimiter
 from tfl.fyers.rest import FyersRest
-from tfl.fyers.symbols import SymbolMap, parse_symbol_master, round_to_tick
+from tfl.fyers.symbols import Instrument, SymbolMap, parse_symbol_master, round_to_tick
 from tfl.secrets import FileSecretStore, SecretError
 from tfl.settings import FyersSettings
 from tfl.timeutil import epoch_of_ist
@@ -205,8 +206,8 @@ def test_rest_classifies_answers(fake: FakeFyers, store: FileSecretStore) -> Non
         "orderTag": "T1",
     }
     assert rest.place(body)
-    fake.s.place_outcomes = ["201", "-99", "timeout", "drop"]
-    for tag in ("T2", "T3", "T4", "T5"):
+    fake.s.place_outcomes = ["201", "timeout", "drop"]
+    for tag in ("T2", "T3", "T4"):
         with pytest.raises(FyersAmbiguous):
             rest.place({**body, "orderTag": tag})
     with pytest.raises(FyersRejected, match="-50"):
@@ -224,7 +225,11 @@ def test_rest_classifies_answers(fake: FakeFyers, store: FileSecretStore) -> Non
 
 def test_broker_orders_by_tag_rounds_to_tick_and_reads_fills(fake: FakeFyers, store: FileSecretStore) -> None:
     store.put("access_token", fake.issue_token())
-    br = FyersBroker(rest_for(fake, store), SymbolMap(FyersSettings()), fallback_seconds=0.0)
+    master = {"SAIL": Instrument("SAIL", "NSE:SAIL-EQ", 0.05)}  # the symbol master's tick is used
+    rest = rest_for(fake, store)
+    br = FyersBroker(
+        rest, SymbolMap(FyersSettings(), master), fallback_seconds=0.0, poller=BookPoller(rest, threaded=False)
+    )
     o = br.place(OrderRequest("2012071000ESAIL0001", "SAIL", 1, OrderType.STOP, 10, trigger=55.8321), 0)
     assert o.trigger == 55.85  # a buy stop rounds up, away from the market
     fyers_order = fake.orders[o.broker_id]
@@ -240,8 +245,11 @@ def test_broker_orders_by_tag_rounds_to_tick_and_reads_fills(fake: FakeFyers, st
     fills = br.fills()
     assert [(f.tag, f.qty) for f in fills] == [("2012071000ESAIL0001", 10)]
     assert br.positions() == {"SAIL": 10}
-    events = br.poll()  # no socket: the books are polled
+    assert br.poll() == [] and br.poller.requested  # no socket: the books are asked for, not waited for
+    br.poller.cycle()  # the poller thread's work, run here
+    events = br.poll()
     assert any(getattr(e, "fill_id", None) == fills[0].fill_id for e in events)
+    br.poller.cycle()
     assert br.poll() == []  # and de-duplicated
     assert br.cancel("2012071000SSAIL0001", 0).status == "CANCELLED"
 
@@ -286,7 +294,7 @@ def test_tags_times_and_symbols() -> None:
 def test_symbol_master_and_data_fetch(fake: FakeFyers, store: FileSecretStore, tmp_path: Path) -> None:
     text = urllib.request.urlopen(fake.url + "/sym_details/NSE_CM.csv").read().decode()
     inst = parse_symbol_master(text, ["SAIL", "BEL", "NOPE"])
-    assert sorted(i.symbol for i in inst) == ["BEL", "SAIL"] and all(i.tick == 0.05 for i in inst)
+    assert sorted(i.symbol for i in inst) == ["BEL", "SAIL"] and all(i.tick == fake.tick_of(i.symbol) for i in inst)
     store.put("access_token", fake.issue_token())
     rest = rest_for(fake, store)
     out = tmp_path / "data"

@@ -437,12 +437,19 @@ def journal_of(events: list[tuple[Record, Event]], day: dt.date) -> list[tuple[R
     return [(r, e) for r, e in events if r.session == day.isoformat()]
 
 
-def test_a_session_opened_with_a_carried_position_reports_from_the_whole_journal(tmp_path: Path, nse_dir: Path) -> None:
-    """A day that ended unflat (a trader that died) leaves its position in the journal: the next
-    SESSION_OPEN does not record the opening cash, so no one-session report is attempted."""
+def test_a_position_left_by_a_dead_day_is_booked_as_closed_by_the_broker_never_exited(
+    tmp_path: Path, nse_dir: Path
+) -> None:
+    """A day that ended unflat (a trader that died) leaves its position in the journal, which
+    the broker squared off that afternoon. The next session corrects the journal with an
+    explicit event (an estimated EOD exit) and an alert before it opens, opens flat, and never
+    sends an order for those shares."""
+    from tfl.core.events import AlertRaised, ClosedByBroker, OrderPlaced
+    from tfl.core.orders import Leg
     from tfl.core.state import CoreState, apply
     from tfl.data.market import load_market
-    from tfl.live.report import day_report, session_report
+    from tfl.domain import ExitReason
+    from tfl.live.report import session_report
     from tfl.settings import Settings
 
     from live_helpers import replay
@@ -467,16 +474,27 @@ def test_a_session_opened_with_a_carried_position_reports_from_the_whole_journal
     so_far = _session_so_far(died, day1)  # what a trader restarted then would see
     assert so_far.opened and not so_far.closed and so_far.bias == "LONGS"
     assert so_far.positions == sorted(state.book.positions)
+    ((sym, pos),) = state.book.positions.items()
     died.close()
     replay(tmp_path / "died", market, symbols, day2, settings, bias="LONGS")
     journal = SqliteJournal(tmp_path / "died" / "journal.sqlite")
     events = list(read_events(journal))
     journal.close()
-    opened = next(r for r, _ in events if r.kind == "SESSION_OPEN" and r.session == day2.isoformat())
-    assert "cash" not in opened.data
-    assert session_report([(r, e) for r, e in events if r.session == day2.isoformat()], day2) is None
-    assert day_report(events, day2).session == day2.isoformat()
+    day2_events = [(r, e) for r, e in events if r.session == day2.isoformat()]
+    closed = [e for _, e in day2_events if isinstance(e, ClosedByBroker)]
+    assert len(closed) == 1 and closed[0].symbol == sym and closed[0].qty == pos.qty
+    assert closed[0].estimated and closed[0].reason is ExitReason.EOD
+    assert any(isinstance(e, AlertRaised) and e.cause == "CARRIED_CLOSED" for _, e in day2_events)
+    # Nothing was ever sent for the carried shares: no exit, no stop, no flatten.
+    assert not [
+        e
+        for _, e in day2_events
+        if isinstance(e, OrderPlaced) and e.setup_ts == pos.setup_ts and e.leg is not Leg.ENTRY
+    ]
+    opened = next(r for r, _ in day2_events if r.kind == "SESSION_OPEN")
+    assert "cash" in opened.data  # day 2 opened flat: its own report stands alone
+    assert session_report(day2_events, day2) is not None
     journal = SqliteJournal(tmp_path / "died" / "journal.sqlite")
-    after = _session_so_far(journal, day2)  # day 2 began with day 1's position
+    after = _session_so_far(journal, day2)
     journal.close()
     assert after.opened and after.closed

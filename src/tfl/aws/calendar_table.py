@@ -26,6 +26,9 @@ from tfl.timeutil import REGULAR_CLOSE, REGULAR_OPEN
 
 TABLE_FILE = "nse_calendar.json"
 FIRST_YEAR = 2020
+# From this day of the table's last year (NSE's circular for the next year comes in December),
+# the operator is warned that next year's holidays are missing: in tfl doctor and the daily e-mails.
+NEXT_YEAR_WARNING_FROM = (12, 1)  # month, day
 _MAX_GAP_DAYS = 31  # no NSE break is this long: a longer walk means the table is broken
 
 
@@ -87,7 +90,8 @@ class CalendarTable:
     def _check(self, day: dt.date) -> None:
         if day.year > self.last_year:
             raise CalendarTableExpired(
-                f"{day.isoformat()}: the NSE calendar table ends in {self.last_year}: regenerate it (tfl deploy)"
+                f"{day.isoformat()}: the NSE calendar table ends in {self.last_year}: regenerate it (tfl deploy) "
+                f"after adding NSE's {self.last_year + 1} holidays (tfl calendar add-year)"
             )
         if day.year < self.first_year:
             raise CalendarTableExpired(f"{day.isoformat()}: the NSE calendar table starts in {self.first_year}")
@@ -163,6 +167,23 @@ class CalendarTable:
             generated_from=generated_from,
             generated_at=str(data.get("generated_at", "")),
         )
+
+
+def next_year_missing(last_year: int, today: dt.date) -> str:
+    """From 1 December of the calendar's last year on, the warning that the next year is missing ("" before).
+
+    Past the last year nothing starts (the table fails closed), so the operator must add NSE's
+    holidays for the next year before 1 January; the text says how.
+    """
+    month, day = NEXT_YEAR_WARNING_FROM
+    if today < dt.date(last_year, month, day):
+        return ""
+    nxt = last_year + 1
+    return (
+        f"WARNING: the NSE calendar ends on {last_year}-12-31 and has no {nxt} holidays: from {nxt}-01-01 "
+        f"nothing starts. Add NSE's {nxt} holiday circular: tfl calendar add-year --year {nxt} --from FILE "
+        "--source CIRCULAR, commit and push, then tfl deploy"
+    )
 
 
 def load_table(path: str | Path | None = None) -> CalendarTable:

@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tfl.aws.calendar_table import CalendarTableExpired, SessionTimes
+from tfl.aws.calendar_table import CalendarTableExpired, SessionTimes, next_year_missing
 from tfl.aws.clients import aws_code
 from tfl.aws.secrets_store import is_placeholder
 from tfl.timeutil import IST
@@ -104,7 +104,13 @@ def run_checks(clients: Clients, stack_name: str, now: dt.datetime, session_of: 
         session = session_of(today)
     except CalendarTableExpired:
         session = None
-        out.append(Check("calendar", "FAIL", "the NSE calendar table has no entry for today: regenerate (tfl deploy)"))
+        out.append(
+            Check(
+                "calendar",
+                "FAIL",
+                "no NSE calendar table for today: tfl calendar add-year (NSE's circular), then tfl deploy",
+            )
+        )
     else:
         what = "not a session day" if session is None else _session_text(session)
         out.append(Check("calendar", "PASS", f"{today} is {what}"))
@@ -147,19 +153,16 @@ def _within(window: tuple[int, int] | None, minute: int) -> bool:
     return window is not None and window[0] <= minute < window[1]
 
 
-def calendar_expiry(last_year: int, today: dt.date, warn_days: int = 45) -> Check:
-    """The static NSE table fails closed after its last year: warn well before that."""
+def calendar_expiry(last_year: int, today: dt.date) -> Check:
+    """The static NSE table fails closed after its last year: warn from 1 December (see
+    :func:`tfl.aws.calendar_table.next_year_missing`), fail after it."""
     end = dt.date(last_year, 12, 31)
     left = (end - today).days
+    how = f"tfl calendar add-year --year {last_year + 1} (NSE's circular), commit, push, tfl deploy"
     if left < 0:
-        return Check("calendar table", "FAIL", f"ended {end}: the system will not start; regenerate it (tfl deploy)")
-    if left <= warn_days:
-        return Check(
-            "calendar table",
-            "WARN",
-            f"ends {end} ({left} days): upgrade pandas_market_calendars once NSE's {last_year + 1} holidays are "
-            "published, then tfl deploy (or nothing trades from January)",
-        )
+        return Check("calendar table", "FAIL", f"ended {end}: the system will not start; {how}")
+    if next_year_missing(last_year, today):
+        return Check("calendar table", "WARN", f"ends {end} ({left} days), no {last_year + 1} holidays yet: {how}")
     return Check("calendar table", "PASS", f"covers sessions up to {end}")
 
 

@@ -152,7 +152,7 @@ class NseCalendar:
             if day.year > self.last_year:
                 raise CalendarError(
                     f"{iso}: the NSE calendar package has no holiday table for {day.year}; refusing to guess "
-                    f'(list NSE\'s {day.year} holidays under "years" in src/tfl/calendar/overrides.json)'
+                    f"(add NSE's {day.year} holidays: tfl calendar add-year --year {day.year})"
                 )
             if day.weekday() >= 5 or iso in self._years[day.year]:
                 return None

@@ -63,8 +63,16 @@ def build_kit(settings: Settings, data_dir: Path | None = None) -> FyersKit:
     rest = FyersRest(
         f.api_url, f.data_url, client_id, lambda: store.get("access_token"), limiter, timeout=f.http_timeout_seconds
     )
-    instruments = read_instruments(data_dir / INSTRUMENTS_FILE) if data_dir else {}
-    return FyersKit(settings, store, limiter, rest, SymbolMap(f, instruments))
+    return FyersKit(settings, store, limiter, rest, symbol_map(settings, data_dir))
+
+
+def symbol_map(settings: Settings, data_dir: Path | None) -> SymbolMap:
+    """Tickers and ticks from the data directory's symbol master (flagged stale when it is
+    not today's: its ticks may predate a monthly revision)."""
+    master = data_dir / INSTRUMENTS_FILE if data_dir else None
+    instruments = read_instruments(master) if master else {}
+    stale = master is not None and master.exists() and not master_is_current(master, today_ist())
+    return SymbolMap(settings.fyers, instruments, stale=stale)
 
 
 # --------------------------------------------------------------------------- auth
@@ -138,6 +146,40 @@ def download_symbol_master(
     return len(instruments), sorted(set(names or []) - {i.symbol for i in instruments})
 
 
+def master_is_current(path: Path, today: dt.date) -> bool:
+    """Whether the symbol master at ``path`` was written today (IST) or later."""
+    try:
+        written = dt.datetime.fromtimestamp(path.stat().st_mtime, IST).date()
+    except OSError:
+        return False
+    return written >= today
+
+
+def refresh_symbol_master(settings: Settings, data: Path, today: dt.date, universe: Path | None = None) -> bool:
+    """Before the open: download the day's symbol master (NSE revises tick sizes monthly)
+    unless the file is already today's. A failed download keeps the previous file, with a
+    WARNING. Returns whether the file on disk is today's."""
+    import logging
+
+    path = data / INSTRUMENTS_FILE
+    if path.exists() and master_is_current(path, today):
+        return True
+    try:
+        download_symbol_master(settings, path, universe if universe is not None and universe.exists() else None)
+    except (ValueError, OSError) as exc:  # no master, or a read-only data directory
+        logging.getLogger("tfl.fyers.symbols").warning(
+            "symbol master not refreshed: "
+            + (
+                "yesterday's tick sizes are used, with the band table's where coarser"
+                if path.exists()
+                else "the band table's tick sizes are used"
+            ),
+            extra={"fields": {"file": str(path), "error": str(exc)}},
+        )
+        return False
+    return True
+
+
 def cmd_data_symbols(args: argparse.Namespace, settings: Settings) -> int:
     written, missing = download_symbol_master(settings, args.out, args.universe, args.url)
     _out(
@@ -177,8 +219,11 @@ def cmd_data_fetch(args: argparse.Namespace, settings: Settings) -> int:
 # --------------------------------------------------------------------------- trade
 
 
-def fyers_feed_factory(kit: FyersKit, names: list[str], close_ts: int, log_dir: Path) -> Any:
+def fyers_feed_factory(
+    kit: FyersKit, names: list[str], close_ts: int, log_dir: Path, alert: Callable[[str, str], None] | None = None
+) -> Any:
     from tfl.fyers.feed import FyersFeed
+    from tfl.live.runtime import log_alert
 
     def factory(events: list[Any], start_ts: int, side_of: Any) -> FyersFeed:
         feed = FyersFeed(
@@ -190,6 +235,9 @@ def fyers_feed_factory(kit: FyersKit, names: list[str], close_ts: int, log_dir: 
             log_dir=log_dir,
             silence_seconds=kit.settings.fyers.socket_silence_seconds,
             now=market_now,
+            open_ts=start_ts,  # the session's open (or the resumed slot): no forced reconnects before it
+            limiter=kit.limiter,  # subscribing calls FYERS' symbol-token API
+            alert=alert or log_alert,
         )
         feed.start()
         return feed

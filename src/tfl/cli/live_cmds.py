@@ -20,7 +20,7 @@ from tfl.data.loader import DataError
 from tfl.domain import Bias
 from tfl.errors import Unavailable
 from tfl.live.journal import read_events
-from tfl.settings import Settings, load_settings
+from tfl.settings import Settings, check_squareoff_lead, load_settings
 
 log = logging.getLogger("tfl.cli")
 
@@ -186,10 +186,11 @@ def _trade_fyers(
     from tfl.live.runtime import run_session
     from tfl.timeutil import IST, REGULAR_CLOSE, epoch_of_ist
 
+    check_squareoff_lead(settings)
     today = fy.today_ist()
     if args.date is not None and args.date != today:
         raise ValueError(f"the {args.world} world trades today's session ({today}), not {args.date}")
-    session = calendar.session(today)
+    session, unknown = _calendar_session(calendar, today, controls)
     if session is None:
         log.info("not a trading day: nothing to do", extra={"fields": {"date": today.isoformat()}})
         return 0
@@ -214,8 +215,14 @@ def _trade_fyers(
     until = close_at if today_so_far.opened else None
     if not fy.token_gate(kit, today, controls.alert, sleep=pause, until=until):
         return EXIT_NO_TOKEN
+    if unknown:  # the calendar could not say: FYERS decides, or nothing trades
+        state[0] = "asking FYERS whether today is a session"
+        if not _broker_says_session(kit, today, controls, pause, today_so_far.positions):
+            return 0
+        calendar = _broker_backed(calendar, kit, settings)
     controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
     controls.market_now = fy.market_now
+    controls.squareoff_lead_seconds = settings.live.squareoff_lead_seconds
     controls.token_recheck_seconds = settings.live.token_recheck_seconds
     # Live: FYERS takes order calls only from the app's static IP. Checked as early as possible,
     # so that a fix (and a restart) before the session opens still saves the day.
@@ -229,7 +236,7 @@ def _trade_fyers(
     fy.refresh_today(kit, market, symbols, today, epoch_of_ist(today, session.open_minute))
     log_dir = files["sdk_logs"]
     close_ts = epoch_of_ist(today, min(session.close_minute, REGULAR_CLOSE))
-    factory = fy.fyers_feed_factory(kit, symbols, close_ts, log_dir)
+    factory = fy.fyers_feed_factory(kit, symbols, close_ts, log_dir, alert=controls.alert)
     if args.world == "live":
         broker, sim = fy.fyers_broker(kit, log_dir), None
         controls.on_token_recovered = broker.refresh_auth
@@ -245,9 +252,23 @@ def _trade_fyers(
     if args.world == "live":
         state[0] = "holding carried positions' orders until the open"
         hold_orders_until_open(journal, epoch_of_ist(today, session.open_minute), fy.market_now, pause)
-    result = run_session(
-        session, market, symbols, journal, broker, settings, bias, why, controls, feed_factory=factory, market_sim=sim
-    )
+    try:
+        result = run_session(
+            session,
+            market,
+            symbols,
+            journal,
+            broker,
+            settings,
+            bias,
+            why,
+            controls,
+            feed_factory=factory,
+            market_sim=sim,
+        )
+    finally:
+        if sim is None:  # the FYERS broker: its book poller and order socket
+            broker.close()
     _log_day_report(day_report(list(read_events(journal)), today))
     return 0 if result.flat else EXIT_NOT_FLAT
 
@@ -275,6 +296,60 @@ def hold_orders_until_open(
     )
     while (left := open_ts - now()) > 0:
         pause(left)
+
+
+def _calendar_session(calendar: Any, today: dt.date, controls: Any) -> tuple[Any, bool]:
+    """(today's session, False) from the calendar; (the regular session, True) when it cannot say,
+    to be confirmed by FYERS once there is a token (:mod:`tfl.live.broker_session`)."""
+    from tfl.calendar.nse import CalendarError
+    from tfl.live.broker_session import regular_session
+
+    try:
+        return calendar.session(today), False
+    except CalendarError as exc:
+        log.warning(
+            "the calendar cannot say whether today is a session: FYERS will", extra={"fields": {"error": str(exc)}}
+        )
+        controls.alert(
+            "ERROR",
+            f"TFL: {exc}. Today FYERS' market status decides whether to trade; add the holidays, commit, push, "
+            "tfl deploy",
+        )
+        return regular_session(today), True
+
+
+def _broker_says_session(kit: Any, today: dt.date, controls: Any, pause: Any, held: list[str]) -> bool:
+    """Whether FYERS' market status shows a session today; a holiday is logged and alerted, no answer
+    is a CRITICAL alert and a CalendarError (exit 2: nothing trades, systemd does not restart)."""
+    from tfl.calendar.nse import CalendarError
+    from tfl.cli import fyers_cmds as fy
+    from tfl.live.broker_session import ask_broker
+
+    verdict = ask_broker(kit.rest.market_status, today, now=fy.market_now, sleep=pause)
+    fields = {"date": today.isoformat(), "status": verdict.status, "asked": verdict.asked}
+    if verdict.session:
+        log.warning("FYERS decided: today is a session (the calendar has no table)", extra={"fields": fields})
+        return True
+    if verdict.session is False:
+        log.warning("FYERS decided: no session today (the calendar has no table)", extra={"fields": fields})
+        controls.alert("WARNING", f"TFL: FYERS shows NSE {verdict.status} on {today}: no session, nothing traded")
+        return False
+    log.critical("no session answer from the calendar or FYERS: not trading", extra={"fields": fields})
+    positions = f" Open positions ({', '.join(held)}) are NOT managed." if held else ""
+    controls.alert(
+        "CRITICAL",
+        f"TFL is NOT trading on {today}: the calendar has no {today.year} table and FYERS' market status gave no "
+        f"answer ({verdict.status}).{positions} Add NSE's holidays (tfl calendar add-year) and restart.",
+    )
+    raise CalendarError(f"{today}: neither the calendar nor FYERS' market status says whether it is a session")
+
+
+def _broker_backed(calendar: Any, kit: Any, settings: Settings) -> Any:
+    """The calendar with FYERS' daily candles of the benchmark for the last session before a day it cannot answer."""
+    from tfl.live.broker_session import BrokerBackedCalendar, broker_previous_session
+
+    ticker = kit.symbols.ticker(settings.bias.benchmark_symbol)
+    return BrokerBackedCalendar(calendar, lambda day: broker_previous_session(kit.rest.history, ticker, day))
 
 
 @dataclass
@@ -347,13 +422,8 @@ def _fresh_symbols(
             raise Unavailable(f"no universe in {data} and none from s3://{settings.aws.data_bucket}")
         raise ValueError(f"no universe: put universe.csv (column Symbol) into {data}, or pass --symbols")
     names += [s for s in held if s not in names]
-    if not (data / fy.INSTRUMENTS_FILE).exists():  # tick sizes for the orders
-        try:
-            universe = data / "universe.csv"
-            fy.download_symbol_master(settings, data / fy.INSTRUMENTS_FILE, universe if universe.exists() else None)
-            kit.symbols = fy.build_kit(settings, data).symbols
-        except (ValueError, OSError) as exc:  # no master, or a read-only data directory
-            log.warning("no symbol master: default tick sizes", extra={"fields": {"error": str(exc)}})
+    fy.refresh_symbol_master(settings, data, today, data / "universe.csv")  # today's tick sizes
+    kit.symbols = fy.symbol_map(settings, data)
     previous = calendar.previous_session(today)
     stop_at = epoch_of_ist(today, session.open_minute) - 120  # leave two minutes to start before the open
     check = ensure_history(

@@ -378,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub, _date, _symbols, _add_config)
     sub.choices["trade"].set_defaults(func=cmd_trade)
     aws_cmds.add_parsers(sub, _add_config)
+    from tfl.cli import calendar_cmds
+
+    calendar_cmds.add_parsers(sub)
     return p
 
 

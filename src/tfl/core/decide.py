@@ -32,6 +32,7 @@ from tfl.core.events import (
     Marked,
     OrderPlaced,
     SignalRejected,
+    SquareOffStarted,
     StopMoved,
 )
 from tfl.core.fills import touches
@@ -108,7 +109,7 @@ class Core:
         equity = _equity(state, marks)
         halted = state.halted
         flatten: ExitReason | None = None
-        if boundary >= self.plan.squareoff_ts:
+        if boundary >= self.plan.squareoff_ts or state.squareoff_started:
             flatten = ExitReason.EOD
         elif halted is not None:
             flatten = ExitReason.KILL_SWITCH  # a halted day: anything not being exited is flattened again
@@ -131,11 +132,10 @@ class Core:
                 self._manage(state, pos, bar, out)
         if flatten is ExitReason.KILL_SWITCH and state.halted is None:
             out.append(Halted(HaltReason.DAILY_LOSS_LIMIT))
-        exits: list[Event] = []
+        exits: list[OrderPlaced] = []
         if flatten is not None:
             self._flatten(state, flatten, cancel, exits)
-        out.extend(CancelRequested(cid, state.orders[cid].cancel_requests + 1, why) for cid, why in cancel.items())
-        out.extend(exits)
+        out.extend(_in_order(state, cancel, exits))
         if flatten is not ExitReason.EOD and boundary < self.plan.last_bar_ts:  # no entries on the last bar
             block = entry_block(halted, state.reduce_only, gate)
             self._allocate(state, boundary, setups, equity, block, out)
@@ -260,13 +260,23 @@ class Core:
         if state.halted is None:
             out.append(Halted(reason))
         cancel: dict[str, str] = {}
-        exits: list[Event] = []
+        exits: list[OrderPlaced] = []
         self._flatten(state, ExitReason.KILL_SWITCH, cancel, exits)
-        out.extend(CancelRequested(cid, state.orders[cid].cancel_requests + 1, why) for cid, why in cancel.items())
-        out.extend(exits)
+        out.extend(_in_order(state, cancel, exits))
         return out
 
-    def _flatten(self, state: CoreState, reason: ExitReason, cancel: dict[str, str], out: list[Event]) -> None:
+    def square_off(self, state: CoreState, at: int) -> list[Event]:
+        """The live square-off, begun ahead of the square-off bar so that every exit is filled
+        before the broker's own square-off: no entries from now on, every position closed at
+        market (reason EOD), as at the square-off bar."""
+        out: list[Event] = [] if state.squareoff_started else [SquareOffStarted(at)]
+        cancel: dict[str, str] = {}
+        exits: list[OrderPlaced] = []
+        self._flatten(state, ExitReason.EOD, cancel, exits)
+        out.extend(_in_order(state, cancel, exits))
+        return out
+
+    def _flatten(self, state: CoreState, reason: ExitReason, cancel: dict[str, str], out: list[OrderPlaced]) -> None:
         """Cancel every working order but exits and send a market exit for every position.
         A position whose earlier exit ended without closing it is left to the protection
         pass (``_flatten_again``), which never cancels a stop it could not replace."""
@@ -345,11 +355,14 @@ class Core:
 
     def stopped(self, state: CoreState, now_slot: int) -> bool:
         """Whether trading has stopped for the day: halted, or the square-off has come."""
-        return state.halted is not None or now_slot >= self.plan.squareoff_ts
+        return state.halted is not None or self._squaring_off(state, now_slot)
 
-    def _stopped_why(self, now_slot: int) -> ExitReason:
+    def _squaring_off(self, state: CoreState, now_slot: int) -> bool:
+        return now_slot >= self.plan.squareoff_ts or state.squareoff_started > 0
+
+    def _stopped_why(self, state: CoreState, now_slot: int) -> ExitReason:
         """The exit reason of a position closed because trading has stopped."""
-        return ExitReason.EOD if now_slot >= self.plan.squareoff_ts else ExitReason.KILL_SWITCH
+        return ExitReason.EOD if self._squaring_off(state, now_slot) else ExitReason.KILL_SWITCH
 
     def _cover(self, state: CoreState, pos: Position, now_slot: int, out: list[Event]) -> None:
         """The position as it stands now is covered: by working exits while it is being exited,
@@ -357,7 +370,7 @@ class Core:
         given back after a rejected exit keeps its shares until the next boundary flattens)."""
         stop = live_stop(state, pos.symbol)
         if pos.symbol in state.exit_pending or (self.stopped(state, now_slot) and stop is None):
-            why = state.exit_pending.get(pos.symbol, (None, None))[0] or self._stopped_why(now_slot)
+            why = state.exit_pending.get(pos.symbol, (None, None))[0] or self._stopped_why(state, now_slot)
             self._exit_uncovered(state, pos, why, out)
             return
         self._protect(state, pos, out)
@@ -387,6 +400,22 @@ class Core:
         pos = state.book.positions.get(symbol)
         if pos is not None:
             self._exit_uncovered(state, pos, reason, out)
+        return out
+
+    def exit_crossed(self, state: CoreState, symbol: str) -> list[Event]:
+        """The broker refused a stop (or a stop move) because the price has already crossed
+        its trigger: the position is closed at market now, as the backtest closes it on that
+        bar (reason STOP or TRAIL). Its stop (still resting at the old level after a refused
+        move) and its target are cancelled first; the world sends the exit only once that cancel is confirmed."""
+        out: list[Event] = []
+        pos = state.book.positions.get(symbol)
+        if pos is None or symbol in state.exit_pending:
+            return out
+        self._retire_legs(state, symbol, pos.setup_ts, "the price crossed its stop", out)
+        qty = pos.qty - exiting(state, pos)
+        exit_order = self._exit(pos, pos.stop_reason, state, qty) if qty > 0 else None
+        if exit_order is not None:
+            out.append(exit_order)
         return out
 
     def _retire_legs(self, state: CoreState, symbol: str, setup_ts: int, why: str, out: list[Event]) -> None:
@@ -445,7 +474,7 @@ class Core:
         stop meanwhile: that stop (and any target) is cancelled and the shares are exited
         again. A stop already being cancelled may still sell: its shares wait for its answer.
         The world sends the exit only once the cancels before it are confirmed."""
-        why = self._stopped_why(now_slot)
+        why = self._stopped_why(state, now_slot)
         stop = live_stop(state, pos.symbol)
         waiting = stop.remaining if stop is not None and stop.status is OrderStatus.PENDING_CANCEL else 0
         qty = pos.qty - exiting(state, pos) - waiting
@@ -525,6 +554,32 @@ class Core:
                 )
             )
         return out
+
+
+def _in_order(state: CoreState, cancel: dict[str, str], exits: Sequence[OrderPlaced]) -> list[Event]:
+    """A flatten's requests, position by position (its stop and target cancelled, then its
+    exit: the world sends an exit only once no stop of its position can still sell), then the
+    cancels of entries and of anything else. The first exits reach the broker after a few
+    requests rather than after every cancel of the book."""
+    legs: dict[str, list[str]] = {}
+    others: list[str] = []
+    exiting = {e.symbol for e in exits}
+    for cid in cancel:
+        rec = state.orders[cid]
+        if rec.leg is not Leg.ENTRY and rec.request.symbol in exiting:
+            legs.setdefault(rec.request.symbol, []).append(cid)
+        else:
+            others.append(cid)
+
+    def ask(cid: str) -> CancelRequested:
+        return CancelRequested(cid, state.orders[cid].cancel_requests + 1, cancel[cid])
+
+    out: list[Event] = []
+    for e in exits:
+        out.extend(ask(cid) for cid in legs.pop(e.symbol, []))
+        out.append(e)
+    out.extend(ask(cid) for cid in others)
+    return out
 
 
 def _allocated(

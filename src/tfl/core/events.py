@@ -262,6 +262,39 @@ class StrayCorrected:
 
 
 @dataclass(frozen=True, slots=True)
+class ClosedByBroker:
+    """Shares of one of our positions that the broker closed itself: its own intraday
+    square-off (risk system) filled them today, or the position is from an earlier session
+    that the broker squared off while TFL was away. Booked as an exit; nothing is sent. An
+    ``estimated`` price is the last price TFL knew (the contract note has the real one)."""
+
+    KIND: ClassVar[str] = "BROKER_CLOSE"
+    symbol: str
+    setup_ts: int
+    qty: int
+    price: float
+    slot: int  # the bar the exit is booked at
+    ref: str  # the broker's fill id, or ``carried:<session>:<symbol>`` for an estimate
+    reason: ExitReason
+    estimated: bool = False
+
+    def key(self) -> str:
+        return f"broker_close:{self.ref}"
+
+
+@dataclass(frozen=True, slots=True)
+class SquareOffStarted:
+    """The live square-off began before the square-off bar (so that every exit is filled
+    before the broker's own square-off): no entries from here, positions close at market."""
+
+    KIND: ClassVar[str] = "SQUARE_OFF"
+    at: int
+
+    def key(self) -> str:
+        return "square_off"
+
+
+@dataclass(frozen=True, slots=True)
 class AlertRaised:
     """An alert the trader sent (journalled first, so a restart never sends it twice)."""
 
@@ -305,6 +338,8 @@ Event = (
     | SessionClosed
     | ReconcileDifference
     | StrayCorrected
+    | ClosedByBroker
+    | SquareOffStarted
     | AlertRaised
     | Unrecognised
 )

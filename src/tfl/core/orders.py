@@ -25,6 +25,20 @@ from enum import StrEnum
 from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY
 
 MAX_TAG = 30
+FILL_ID_SEP = "/"  # between a broker's order id and its trade number in a fill id
+
+
+def broker_fill_id(order_id: str, trade: str) -> str:
+    """A fill's identity at a broker whose trade numbers are unique only per order (FYERS:
+    the exchange's trade number, not promised unique across symbols): the pair, as text."""
+    return f"{order_id}{FILL_ID_SEP}{trade}"
+
+
+def legacy_fill_id(fill_id: str) -> str | None:
+    """The id the same fill had in journals written before fill ids named their order (the
+    bare trade number), or None for an id that never had another form."""
+    head, sep, tail = fill_id.rpartition(FILL_ID_SEP)
+    return tail if sep and head and tail else None
 
 
 class OrderStatus(StrEnum):
@@ -188,6 +202,14 @@ def attempt_of(cid: str) -> int:
     return _ATTEMPTS.index(cid[-1])
 
 
+def is_client_id(tag: str) -> bool:
+    """Whether a broker order tag has the form :func:`client_id` gives (one of ours, placed by
+    this process or an earlier one): date, HHMM, a leg, the symbol part, an attempt."""
+    if len(tag) < 16 or len(tag) > MAX_TAG or not tag.isalnum() or not tag[:10].isdigit():
+        return False
+    return tag[10] in {leg.value for leg in Leg} and tag[-1] in _ATTEMPTS and tag == tag.upper()
+
+
 def oco_group(session: dt.date, symbol: str, setup_ts: int) -> str:
     """The one-cancels-other group of a position's stop and target."""
     return client_id(session, symbol, setup_ts, Leg.STOP)[:-1] + "G"
@@ -229,6 +251,11 @@ class OrderRecord:
     def working(self) -> bool:
         """Resting at the broker as far as we know (a requested cancel may still lose the race)."""
         return self.status in (S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.UNKNOWN, S.PENDING_CANCEL)
+
+    def has_fill(self, fill_id: str) -> bool:
+        """Booked already, under this id or (a journal of older code) its bare trade number."""
+        old = legacy_fill_id(fill_id)
+        return fill_id in self.fill_ids or (old is not None and old in self.fill_ids)
 
     @property
     def remaining(self) -> int:

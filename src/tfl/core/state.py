@@ -21,6 +21,7 @@ from tfl.core.events import (
     AlertRaised,
     Allocated,
     CancelRequested,
+    ClosedByBroker,
     Event,
     Filled,
     Halted,
@@ -34,12 +35,23 @@ from tfl.core.events import (
     SessionOpened,
     SignalRejected,
     SlotClosed,
+    SquareOffStarted,
     StopConfirmed,
     StopMoved,
     StrayCorrected,
     Unrecognised,
 )
-from tfl.core.orders import TERMINAL, Leg, Oddity, OrderRecord, OrderRequest, OrderStatus, Report, transition
+from tfl.core.orders import (
+    TERMINAL,
+    Leg,
+    Oddity,
+    OrderRecord,
+    OrderRequest,
+    OrderStatus,
+    Report,
+    legacy_fill_id,
+    transition,
+)
 from tfl.costs import CostModel
 from tfl.domain import Bias, ExitReason, HaltReason, Side
 from tfl.settings import Settings
@@ -89,6 +101,7 @@ class CoreState:
     last_slot: int = 0
     last_equity: float = 0.0
     halted: HaltReason | None = None  # why entries stopped for the day; None while trading
+    squareoff_started: int = 0  # live: when today's square-off began ahead of its bar (0: not yet)
     reduce_only: str = ""  # why the trader takes no entries until the next session's reconciliation
     closed_sessions: set[str] = field(default_factory=set)
     legs: dict[str, dict[Leg, str]] = field(default_factory=dict)  # symbol -> its open position's stop/target
@@ -180,6 +193,7 @@ def apply(state: CoreState, ev: Event) -> None:
             state.day_start_equity = state.equity()
             state.last_equity = state.day_start_equity
             state.halted = None
+            state.squareoff_started = 0
             state.reduce_only = ""  # a new day starts with a reconciliation, which sets it again if needed
             state.session_anomalies = len(state.anomalies)
             state.last_slot = 0
@@ -192,6 +206,10 @@ def apply(state: CoreState, ev: Event) -> None:
         case StrayCorrected():
             state.book.correct_stray(ev.symbol, ev.qty)
             state.stray_corrections += 1
+        case ClosedByBroker():
+            _closed_by_broker(state, ev)
+        case SquareOffStarted():
+            state.squareoff_started = state.squareoff_started or ev.at
         case ReconcileDifference() | AlertRaised() | Unrecognised():
             pass  # information only
 
@@ -255,8 +273,22 @@ def _anomaly(state: CoreState, kind: AnomalyKind, ref: str, symbol: str, detail:
     )
 
 
+def fill_known(state: CoreState, fill_id: str, cid: str) -> bool:
+    """Whether this fill is booked already. A journal written before fill ids named their order
+    holds bare trade numbers: a fill is known under that id on its own order (another order's
+    fill with the same trade number is a different fill, which older code lost), or anywhere
+    for an order that is not ours (as older code read it)."""
+    if fill_id in state.fills_seen:
+        return True
+    rec = state.orders.get(cid)
+    if rec is not None:
+        return rec.has_fill(fill_id)
+    old = legacy_fill_id(fill_id)
+    return old is not None and old in state.fills_seen
+
+
 def _fill(state: CoreState, ev: Filled) -> None:
-    if ev.fill_id in state.fills_seen:
+    if fill_known(state, ev.fill_id, ev.cid):
         return
     state.fills_seen.add(ev.fill_id)
     rec = state.orders.get(ev.cid)
@@ -363,6 +395,22 @@ def _book_exit(state: CoreState, rec: OrderRecord, qty: int, ev: Filled) -> int:
         state.legs.pop(sym, None)
         state.exit_pending.pop(sym, None)
     return qty - take
+
+
+def _closed_by_broker(state: CoreState, ev: ClosedByBroker) -> None:
+    """Book shares the broker closed itself as an exit of the position (never twice)."""
+    if ev.ref in state.fills_seen:
+        return
+    state.fills_seen.add(ev.ref)
+    pos = state.book.positions.get(ev.symbol)
+    if pos is None or pos.setup_ts != ev.setup_ts or ev.qty <= 0:
+        log.error("journal: the broker closed a position that is not open", extra={"fields": {"ref": ev.ref}})
+        return
+    trade = state.book.reduce(ev.symbol, min(ev.qty, pos.qty), ev.price, ev.slot, ev.reason)
+    state.marks[ev.symbol] = ev.price
+    if trade is not None:
+        state.legs.pop(ev.symbol, None)
+        state.exit_pending.pop(ev.symbol, None)
 
 
 def order_status(state: CoreState, cid: str) -> OrderStatus | None:

@@ -1,59 +1,72 @@
 """FYERS as a :class:`~tfl.live.broker.Broker`: orders over REST, updates over the order socket.
 
 Each order carries our client id as its ``orderTag``, so a restarted trader finds its own
-orders. Prices are rounded to the instrument's tick here and only here (stops and
-targets away from the market). An ambiguous answer (timeout, code 201 or -99, 5xx)
-becomes :class:`~tfl.live.broker.BrokerTimeoutError`: the engine looks the order up by tag
-and never re-sends it blind. Updates come from the order socket, de-duplicated; when the
-socket has been silent for a while and orders are working, the orderbook and tradebook
-are polled instead.
+orders (and adopts those still working, so their fills are watched). Prices are rounded to
+the instrument's tick here and only here (stops and targets away from the market). An
+ambiguous answer (timeout, code 201, 5xx) becomes
+:class:`~tfl.live.broker.BrokerTimeoutError`: the engine looks the order up by tag and
+never re-sends it blind; a refusal (code -99 with FYERS' reason) is a
+:class:`~tfl.live.broker.BrokerError`, a crossed stop trigger a
+:class:`~tfl.live.broker.StopCrossedError`. Updates come from the order socket,
+de-duplicated by FYERS order id (a fill by order id and trade number); when the socket has
+been silent for a while and orders are working, the order book and trade book are read
+instead, on a thread of their own so a slow FYERS never stalls the trading thread. A row
+FYERS sends that cannot be read is logged (once per kind) and skipped, never raised.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from tfl.core.orders import OrderRequest, OrderType
-from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersError, FyersIpRefused, FyersRateLimited, FyersRejected
+from tfl.core.orders import OrderRequest, OrderType, is_client_id
+from tfl.fyers.book_poller import BookPoller
+from tfl.fyers.errors import (
+    FyersAmbiguous,
+    FyersAuthError,
+    FyersError,
+    FyersIpRefused,
+    FyersRateLimited,
+    FyersRejected,
+    FyersStopCrossed,
+    FyersTickError,
+    rejection,
+)
+from tfl.fyers.payloads import PayloadError, parse_time, read_fill, read_order, read_position, strip_tag
 from tfl.fyers.preflight import IP_FIX
 from tfl.fyers.rest import FyersRest
 from tfl.fyers.sockets import OrderStream
 from tfl.fyers.symbols import SymbolMap, round_to_tick
-from tfl.live.broker import BrokerError, BrokerEvent, BrokerOrder, BrokerTimeoutError, Fill, OrderUpdate
-from tfl.timeutil import IST
+from tfl.live.broker import (
+    STOP_CROSSED,
+    BrokerError,
+    BrokerEvent,
+    BrokerOrder,
+    BrokerTimeoutError,
+    Fill,
+    OrderUpdate,
+    StopCrossedError,
+)
 
 log = logging.getLogger("tfl.fyers.broker")
 
 TYPE_CODE = {OrderType.LIMIT: 1, OrderType.MARKET: 2, OrderType.STOP: 3}
-STATUS = {1: "CANCELLED", 2: "FILLED", 4: "PENDING", 5: "REJECTED", 6: "PENDING", 7: "EXPIRED"}
 TERMINAL = {"CANCELLED", "EXPIRED", "FILLED", "REJECTED"}
+WORKING = {"PENDING", "PARTIAL"}
+
+__all__ = ["FyersBroker", "parse_time", "strip_tag"]
 
 
-def strip_tag(raw: Any) -> str:
-    """FYERS returns tags as '1:<ours>' (user) or '2:...' (internal)."""
-    text = str(raw or "")
-    head, sep, tail = text.partition(":")
-    return tail if sep and head in ("1", "2") else text
-
-
-def parse_time(text: Any) -> int:
-    """'09-Mar-2023 09:34:38' (REST) or '09-03-2023 09:34:38' (order socket), IST; or epoch."""
-    if isinstance(text, int | float):
-        return int(text)
-    s = str(text).strip()
-    for fmt in ("%d-%b-%Y %H:%M:%S", "%d-%m-%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S"):
-        try:
-            return int(dt.datetime.strptime(s, fmt).replace(tzinfo=IST).timestamp())
-        except ValueError:
-            continue
-    if s.isdigit():
-        return int(s)
-    raise ValueError(f"unrecognised FYERS time '{s[:30]}'")
+def _tick_alert(exc: FyersError, symbol: str, price: float, tick: float) -> None:
+    """An off-tick price is a bug in our tick table, never retried silently: say which."""
+    if isinstance(exc, FyersTickError):
+        log.critical(
+            "FYERS refused a price off the tick: the tick table is wrong (bug)",
+            extra={"fields": {"symbol": symbol, "price": price, "tick": tick, "fyers": exc.reason}},
+        )
 
 
 class FyersBroker:
@@ -67,6 +80,7 @@ class FyersBroker:
         clock: Callable[[], float] = time.monotonic,
         on_auth_error: Callable[[str], None] | None = None,
         product: str = "INTRADAY",
+        poller: BookPoller | None = None,
     ) -> None:
         self.rest = rest
         self.symbols = symbols
@@ -75,13 +89,27 @@ class FyersBroker:
         self._clock = clock
         self.on_auth_error = on_auth_error or (lambda why: None)
         self._product = product
+        # The books are read off the trading thread, on a REST client of its own (same limiter).
+        self.poller = poller if poller is not None else BookPoller(rest.twin())
         self._ids: dict[str, str] = {}  # tag -> broker order id
         self._placed: dict[str, tuple[str, str, int, str, int]] = {}  # tag -> (id, symbol, side, type, qty)
-        self._working: set[str] = set()  # our tags that are not terminal yet
-        self._seen_status: set[tuple[str, str, int]] = set()
-        self._seen_fills: set[str] = set()
+        self._working: set[str] = set()  # our tags that are not terminal yet (placed here or adopted)
+        self._seen_status: set[tuple[str, str, str, int]] = set()  # (order id, tag, status, filled)
+        self._seen_fills: set[str] = set()  # fill ids: FYERS order id and trade number
+        self._warned: set[str] = set()  # kinds of unreadable rows already logged
         self._last_poll = clock()
         self._book_cache: tuple[float, list[dict[str, Any]]] | None = None
+
+    def close(self) -> None:
+        """Stop reading the books and close the order socket (the end of a live session)."""
+        self.poller.close()
+        if self.stream is not None:
+            self.stream.close()
+
+    @property
+    def working_tags(self) -> frozenset[str]:
+        """Our orders the adapter watches (placed by this process or adopted from the book)."""
+        return frozenset(self._working)
 
     # ------------------------------------------------------------------ errors
 
@@ -93,6 +121,8 @@ class FyersBroker:
             return BrokerTimeoutError(str(exc))
         if isinstance(exc, FyersIpRefused):  # a refusal that names its fix (the static-IP rule)
             return BrokerError(f"{exc}: order calls refused from this IP; {IP_FIX}")
+        if isinstance(exc, FyersStopCrossed):  # __cause__ is exc: the caller exits at market
+            return StopCrossedError(f"{exc} (trigger crossed: the price is already beyond the stop)")
         return BrokerError(str(exc))
 
     # ------------------------------------------------------------------ requests
@@ -100,8 +130,9 @@ class FyersBroker:
     def place(self, req: OrderRequest, ts: int) -> BrokerOrder:
         inst = self.symbols.instrument(req.symbol)
         buy = req.side > 0
-        limit = round_to_tick(req.limit, inst.tick, up=not buy) if req.limit is not None else 0.0
-        trigger = round_to_tick(req.trigger, inst.tick, up=buy) if req.trigger is not None else 0.0
+        tick = self.symbols.tick_for(req.symbol, max(req.trigger or 0.0, req.limit or 0.0))
+        limit = round_to_tick(req.limit, tick, up=not buy) if req.limit is not None else 0.0
+        trigger = round_to_tick(req.trigger, tick, up=buy) if req.trigger is not None else 0.0
         body = {
             "symbol": inst.ticker,
             "qty": req.qty,
@@ -120,7 +151,8 @@ class FyersBroker:
         try:
             oid = self.rest.place(body)
         except FyersError as exc:
-            raise self._translate(exc) from None
+            _tick_alert(exc, req.symbol, trigger or limit, tick)
+            raise self._translate(exc) from exc
         self._ids[req.client_id] = oid
         self._placed[req.client_id] = (oid, req.symbol, req.side, req.type.value, req.qty)
         self._working.add(req.client_id)
@@ -150,18 +182,19 @@ class FyersBroker:
                 raise BrokerError(f"order {tag}: not found at FYERS")
             known = (order.broker_id, order.symbol, order.side, order.type, order.qty)
         oid, symbol, side, typ, placed_qty = known
-        inst = self.symbols.instrument(symbol)
+        tick = self.symbols.tick_for(symbol, max(trigger or 0.0, limit or 0.0))
         changes: dict[str, Any] = {"type": {"STOP": 3, "LIMIT": 1, "MARKET": 2}[typ]}
         if trigger is not None:
-            changes["stopPrice"] = round_to_tick(trigger, inst.tick, up=side > 0)
+            changes["stopPrice"] = round_to_tick(trigger, tick, up=side > 0)
         if limit is not None:
-            changes["limitPrice"] = round_to_tick(limit, inst.tick, up=side < 0)
+            changes["limitPrice"] = round_to_tick(limit, tick, up=side < 0)
         if qty is not None:
             changes["qty"] = qty
         try:
             self.rest.modify(oid, **changes)
         except FyersError as exc:
-            raise self._translate(exc) from None
+            _tick_alert(exc, symbol, changes.get("stopPrice") or changes.get("limitPrice") or 0.0, tick)
+            raise self._translate(exc) from exc
         self._book_cache = None
         if qty is not None:
             self._placed[tag] = (oid, symbol, side, typ, qty)
@@ -235,78 +268,94 @@ class FyersBroker:
         self._book_cache = (now, book)
         return book
 
-    def _to_order(self, item: dict[str, Any]) -> BrokerOrder:
-        tag = strip_tag(item.get("orderTag"))
-        status = STATUS.get(int(item.get("status", 4)), "PENDING")
-        filled = int(item.get("filledQty") or 0)
-        if status == "PENDING" and filled > 0:
-            status = "PARTIAL"
-        typ = {1: "LIMIT", 2: "MARKET", 3: "STOP", 4: "STOP"}.get(int(item.get("type", 2)), "MARKET")
-        sym = self.symbols.symbol(str(item.get("symbol", ""))) or str(item.get("symbol", ""))
-        oid = str(item.get("id"))
-        if tag:
-            self._ids.setdefault(tag, oid)
-        return BrokerOrder(
-            oid,
-            tag,
-            sym,
-            int(item.get("side", 0)),
-            typ,
-            int(item.get("qty", 0)),
-            float(item.get("stopPrice") or 0) or None,
-            float(item.get("limitPrice") or 0) or None,
-            status,
-            filled,
-            float(item.get("tradedPrice") or 0.0),
-            str(item.get("message", ""))[:200],
-        )
+    def _unreadable(self, exc: PayloadError) -> None:
+        """A row FYERS sent that cannot be read: one WARNING per kind, then quiet."""
+        if exc.kind not in self._warned:
+            self._warned.add(exc.kind)
+            log.warning(
+                "skipped a FYERS row that cannot be read", extra={"fields": {"kind": exc.kind, "detail": str(exc)}}
+            )
+
+    def _to_order(self, item: Any) -> BrokerOrder | None:
+        try:
+            order = read_order(item, self.symbols)
+        except PayloadError as exc:
+            self._unreadable(exc)
+            return None
+        if order.tag:
+            self._ids.setdefault(order.tag, order.broker_id)
+        return order
+
+    def _adopt(self, order: BrokerOrder) -> None:
+        """One of our orders still working at FYERS (placed by an earlier process, say): watch it,
+        so its fills are read from the books while the order socket is silent."""
+        if order.status in WORKING and is_client_id(order.tag):
+            self._ids.setdefault(order.tag, order.broker_id)
+            if order.tag not in self._working:
+                self._working.add(order.tag)
+                log.info(
+                    "watching a working order found at FYERS",
+                    extra={"fields": {"tag": order.tag, "order_id": order.broker_id}},
+                )
 
     def order_by_tag(self, tag: str, fresh: bool = False) -> BrokerOrder | None:
-        matches = [self._to_order(i) for i in self._orderbook(fresh) if strip_tag(i.get("orderTag")) == tag]
+        """FYERS' order with our tag; a row with the tag that cannot be read is no answer
+        (BrokerTimeoutError), never "no such order" (that would send it again)."""
+        rows = [i for i in self._orderbook(fresh) if isinstance(i, dict) and strip_tag(i.get("orderTag")) == tag]
+        matches = [o for o in (self._to_order(i) for i in rows) if o is not None]
+        if len(matches) < len(rows):
+            raise BrokerTimeoutError(f"order {tag}: FYERS' order book row cannot be read")
         if len(matches) > 1:
             log.critical("FYERS holds more than one order with our tag", extra={"fields": {"tag": tag}})
+        if matches:
+            self._adopt(matches[-1])
         return matches[-1] if matches else None
 
     def orders(self) -> list[BrokerOrder]:
-        return [self._to_order(i) for i in self._orderbook(fresh=True)]
+        """Today's order book (what reconciliation reads at start-up): our working orders are
+        adopted here, so a restarted trader watches the stops its predecessor placed."""
+        out = [o for o in (self._to_order(i) for i in self._orderbook(fresh=True)) if o is not None]
+        for o in out:
+            self._adopt(o)
+        return out
 
-    def _to_fill(self, t: dict[str, Any]) -> Fill:
-        sym = self.symbols.symbol(str(t.get("symbol", ""))) or str(t.get("symbol", ""))
-        return Fill(
-            str(t.get("tradeNumber")),
-            str(t.get("orderNumber")),
-            strip_tag(t.get("orderTag")),
-            sym,
-            int(t.get("side", 0)),
-            int(t.get("tradedQty", 0)),
-            float(t.get("tradePrice", 0.0)),
-            parse_time(t.get("orderDateTime")),
-        )
+    def _to_fill(self, t: Any) -> Fill | None:
+        try:
+            return read_fill(t, self.symbols)
+        except PayloadError as exc:
+            self._unreadable(exc)
+            return None
 
     def fills(self) -> list[Fill]:
         try:
             book = self.rest.tradebook()
         except FyersError as exc:
             raise self._translate(exc) from None
-        return [self._to_fill(t) for t in book]
+        return [f for f in (self._to_fill(t) for t in book) if f is not None]
 
     def positions(self) -> dict[str, int]:
+        """Net quantity by symbol. A row whose quantity cannot be read makes the answer
+        unknown (BrokerTimeoutError): a wrong count would send or skip a real order."""
         try:
             rows = self.rest.positions()
         except FyersError as exc:
             raise self._translate(exc) from None
         out: dict[str, int] = {}
         for p in rows:
-            net = int(p.get("netQty") or 0)
+            try:
+                sym, net = read_position(p, self.symbols)
+            except PayloadError as exc:
+                self._unreadable(exc)
+                raise BrokerTimeoutError(f"FYERS' positions cannot be read ({exc.kind})") from None
             if net:
-                sym = self.symbols.symbol(str(p.get("symbol", ""))) or str(p.get("symbol", ""))
                 out[sym] = out.get(sym, 0) + net
         return out
 
     # ------------------------------------------------------------------ events
 
     def poll(self) -> list[BrokerEvent]:
-        """New fills and status changes: from the socket, or from the books if it is silent."""
+        """New fills and status changes: from the socket, and from the books when it has been
+        silent (read by the poller thread; this never waits for FYERS and never raises)."""
         events: list[BrokerEvent] = []
         if self.stream is not None:
             for kind, body in self.stream.drain():
@@ -314,30 +363,38 @@ class FyersBroker:
                     self._emit_fill(self._to_fill(body), events)
                 elif kind == "orders":
                     self._emit_status(self._to_order(body), events)
+        for books in self.poller.drain():
+            if books.error is not None:
+                err = self._translate(books.error)
+                log.warning("orderbook poll failed", extra={"fields": {"error": str(err)}})
+                continue
+            orders = [self._to_order(i) for i in books.orders]
+            for t in books.trades:
+                self._emit_fill(self._to_fill(t), events)
+            for o in orders:
+                self._emit_status(o, events)
         silent = self.stream is None or self.stream.silent_for() >= self._fallback
         if self._working and silent and self._clock() - self._last_poll >= self._fallback:
             self._last_poll = self._clock()
-            try:
-                for f in self.fills():
-                    self._emit_fill(f, events)
-                for o in self.orders():
-                    self._emit_status(o, events)
-            except (BrokerError, BrokerTimeoutError) as exc:
-                log.warning("orderbook poll failed", extra={"fields": {"error": str(exc)}})
+            self.poller.request()
         return events
 
-    def _emit_fill(self, f: Fill, events: list[BrokerEvent]) -> None:
-        if f.fill_id in self._seen_fills or not f.tag:
-            return
+    def _emit_fill(self, f: Fill | None, events: list[BrokerEvent]) -> None:
+        if f is None or f.fill_id in self._seen_fills:
+            return  # an untagged fill goes on too: the broker's own square-off has no tag of ours
         self._seen_fills.add(f.fill_id)
         events.append(f)
 
-    def _emit_status(self, o: BrokerOrder, events: list[BrokerEvent]) -> None:
-        key = (o.tag, o.status, o.filled)
+    def _emit_status(self, o: BrokerOrder | None, events: list[BrokerEvent]) -> None:
+        if o is None:
+            return
+        key = (o.broker_id, o.tag, o.status, o.filled)
         if not o.tag or key in self._seen_status:
             return
         self._seen_status.add(key)
         if o.status in TERMINAL:
             self._working.discard(o.tag)
-        if o.status in TERMINAL:
-            events.append(OrderUpdate(o.tag, o.broker_id, o.status, o.filled, o.reason))
+            reason = o.reason
+            if o.status == "REJECTED" and isinstance(rejection("order", reason, None, None), FyersStopCrossed):
+                reason = f"{STOP_CROSSED}{reason}"  # refused after it was accepted: exit at market
+            events.append(OrderUpdate(o.tag, o.broker_id, o.status, o.filled, reason))

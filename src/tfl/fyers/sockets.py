@@ -118,6 +118,7 @@ class OrderStream:
         self.last_message = clock()
         self.connected = False
         self.errors: list[str] = []
+        self.unreadable = 0  # messages without a body we can read (the SDK hands None on its own errors)
 
     def start(self) -> None:
         self._sock = self._factory(
@@ -149,10 +150,18 @@ class OrderStream:
         log.error("order socket error", extra={"fields": {"detail": str(msg)[:200]}})
 
     def _put(self, kind: str, msg: Any) -> None:
+        """Runs on the SDK's thread: queue the body, never raise into the SDK."""
         self.last_message = self._clock()
         body = msg.get(kind) if isinstance(msg, dict) else None
         if isinstance(body, dict):
             self._q.put((kind, body))
+            return
+        self.unreadable += 1
+        if self.unreadable == 1:
+            log.warning(
+                "order socket message without a readable body: skipped",
+                extra={"fields": {"kind": kind, "type": type(msg).__name__}},
+            )
 
     def restart(self) -> None:
         """Reconnect with the current token (after a new login)."""

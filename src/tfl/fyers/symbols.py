@@ -2,6 +2,9 @@
 
 Only the live broker adapter rounds prices (stops and targets away from the market), so
 replay equals backtest exactly and live differs by at most a tick.
+
+The day's symbol master carries the tick that applies; for an instrument it lacks, the
+band table decides (:mod:`tfl.fyers.ticks`).
 """
 
 from __future__ import annotations
@@ -9,20 +12,25 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tfl.fyers.ticks import fallback_tick
 from tfl.settings import FyersSettings
 
 MASTER_COLUMNS = 21
 COL_TICK, COL_LOT, COL_ISIN, COL_TICKER, COL_UNDERLYING = 4, 3, 5, 9, 13
 
 
+UNKNOWN_TICK = 0.0  # an instrument the symbol master does not list: the band table decides
+
+
 @dataclass(frozen=True)
 class Instrument:
     symbol: str  # ours, e.g. SBIN
     ticker: str  # FYERS, e.g. NSE:SBIN-EQ
-    tick: float
+    tick: float  # from the symbol master; UNKNOWN_TICK when it has none
     lot: int = 1
     isin: str = ""
 
@@ -30,8 +38,11 @@ class Instrument:
 class SymbolMap:
     """Two-way mapping; equities follow ``symbol_format``, indices come from a fixed list."""
 
-    def __init__(self, settings: FyersSettings, instruments: dict[str, Instrument] | None = None) -> None:
+    def __init__(
+        self, settings: FyersSettings, instruments: dict[str, Instrument] | None = None, *, stale: bool = False
+    ) -> None:
         self._fmt = settings.symbol_format
+        self._stale = stale  # the master is not today's: its ticks may be last month's
         self._default_tick = settings.tick_size
         self._by_symbol: dict[str, Instrument] = dict(instruments or {})
         for pair in (p for p in settings.index_symbols.split(",") if p.strip()):
@@ -42,13 +53,22 @@ class SymbolMap:
     def instrument(self, symbol: str) -> Instrument:
         inst = self._by_symbol.get(symbol)
         if inst is None:
-            inst = Instrument(symbol, self._fmt.format(symbol=symbol), self._default_tick)
+            inst = Instrument(symbol, self._fmt.format(symbol=symbol), UNKNOWN_TICK)
             self._by_symbol[symbol] = inst
             self._by_ticker[inst.ticker] = inst
         return inst
 
     def ticker(self, symbol: str) -> str:
         return self.instrument(symbol).ticker
+
+    def tick_for(self, symbol: str, price: float) -> float:
+        """The tick to round an order price of ``symbol`` near ``price`` with: the symbol
+        master's, else the band table's. A master that is not today's may predate a monthly
+        revision, so then the coarser of the two is used (ticks nest: it is valid for both)."""
+        master = self.instrument(symbol).tick
+        if master <= 0:
+            return fallback_tick(price)
+        return max(master, fallback_tick(price)) if self._stale else master
 
     def symbol(self, ticker: str) -> str | None:
         inst = self._by_ticker.get(ticker)
@@ -87,16 +107,24 @@ def parse_symbol_master(text: str, universe: list[str] | None = None) -> list[In
         except ValueError:
             bad = f"tick size '{row[COL_TICK]}' or lot '{row[COL_LOT]}'"
             raise ValueError(f"symbol master row {rowno}: {bad}") from None
-        out.append(Instrument(symbol, ticker, tick if tick > 0 else 0.05, max(lot, 1), row[COL_ISIN].strip()))
+        good = tick > 0 and math.isfinite(tick)
+        out.append(Instrument(symbol, ticker, tick if good else UNKNOWN_TICK, max(lot, 1), row[COL_ISIN].strip()))
     return out
 
 
 def write_instruments(path: Path, instruments: list[Instrument]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["Symbol", "ticker", "tick", "lot", "isin"])
-        for i in sorted(instruments, key=lambda x: x.symbol):
-            w.writerow([i.symbol, i.ticker, i.tick, i.lot, i.isin])
+    """Written to a temporary file and renamed: a reader never sees half a file, and a
+    failed write leaves the previous one in place."""
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(["Symbol", "ticker", "tick", "lot", "isin"])
+            for i in sorted(instruments, key=lambda x: x.symbol):
+                w.writerow([i.symbol, i.ticker, i.tick, i.lot, i.isin])
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_instruments(path: Path) -> dict[str, Instrument]:

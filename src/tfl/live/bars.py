@@ -49,6 +49,7 @@ class BarBuilder:
         self._day_volume: dict[str, float] = dict(day_volume or {})  # cumulative volume at the last closed bar
         self._completed: list[Bar] = []
         self.dropped: dict[str, int] = {"bad_price": 0, "duplicate": 0, "out_of_order": 0, "outside": 0}
+        self._early: set[str] = set()  # symbols that traded before the open (logged once each)
 
     def slot_start(self, ts: int) -> int:
         return self._open + ((ts - self._open) // BAR_SECONDS) * BAR_SECONDS
@@ -114,12 +115,23 @@ class BarBuilder:
                 del self._cur[sym]
         return sorted(done, key=lambda bar: (bar.start, bar.symbol))
 
+    def last_ts(self, symbol: str) -> int | None:
+        """The exchange time of the symbol's last accepted tick."""
+        last = self._last.get(symbol)
+        return last[0] if last else None
+
     def last_price(self, symbol: str) -> float | None:
         last = self._last.get(symbol)
         return last[1] if last else None
 
     def _drop(self, kind: str, t: Tick, why: str) -> None:
         self.dropped[kind] += 1
+        if kind == "outside" and t.ts < self._open:
+            # The pre-open call auction trades before the open every day: normal, noted once a symbol.
+            if t.symbol not in self._early:
+                self._early.add(t.symbol)
+                log.info("trade before the session ignored", extra={"fields": {"symbol": t.symbol, "ts": t.ts}})
+            return
         if kind != "duplicate":
             log.warning(
                 "tick dropped",

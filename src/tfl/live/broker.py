@@ -14,6 +14,15 @@ class BrokerError(RuntimeError):
     """The broker refused a request with a definite answer (a rejection)."""
 
 
+class StopCrossedError(BrokerError):
+    """The broker refused a stop (or a stop move) whose trigger the price has already crossed:
+    sending it again cannot help; the position is exited at market instead."""
+
+
+# The reason of a rejection an adapter recognised as a crossed stop trigger starts with this.
+STOP_CROSSED = "STOP_CROSSED: "
+
+
 class BrokerTimeoutError(RuntimeError):
     """No definite answer: the request may or may not have reached the broker."""
 

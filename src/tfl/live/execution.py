@@ -16,7 +16,17 @@ from collections.abc import Callable
 
 from tfl.core.events import Event, Filled, OrderReported
 from tfl.core.orders import OrderRecord, Report
-from tfl.live.broker import Broker, BrokerError, BrokerEvent, BrokerOrder, BrokerTimeoutError, Fill, OrderUpdate
+from tfl.live.broker import (
+    STOP_CROSSED,
+    Broker,
+    BrokerError,
+    BrokerEvent,
+    BrokerOrder,
+    BrokerTimeoutError,
+    Fill,
+    OrderUpdate,
+    StopCrossedError,
+)
 from tfl.live.faults import CrashPoints
 from tfl.timeutil import slot_of
 
@@ -46,6 +56,7 @@ class Modified(enum.Enum):
 
     CONFIRMED = "confirmed"
     REFUSED = "refused"  # the broker said no: the order stands as it was (or is no longer working)
+    CROSSED = "crossed"  # refused because the price has already crossed the new trigger
     UNKNOWN = "unknown"  # no answer: ask again later (a modification sets absolute values)
 
 
@@ -75,6 +86,8 @@ class Execution:
                 if self._on_latency is not None:
                     self._on_latency((time.perf_counter() - started) * 1000.0, rec.leg.value)
             self._hit("broker")
+        except StopCrossedError as exc:
+            return [OrderReported(req.client_id, Report.REJECTED, reason=f"{STOP_CROSSED}{exc}"[:200])]
         except BrokerError as exc:
             return [OrderReported(req.client_id, Report.REJECTED, reason=str(exc)[:200])]
         except BrokerTimeoutError as exc:
@@ -103,7 +116,7 @@ class Execution:
             self._hit("broker")
         except BrokerError as exc:
             log.error("stop modification refused", extra={"fields": {"cid": cid, "error": str(exc)}})
-            return Modified.REFUSED
+            return Modified.CROSSED if isinstance(exc, StopCrossedError) else Modified.REFUSED
         except BrokerTimeoutError as exc:
             log.error("stop modification unanswered", extra={"fields": {"cid": cid, "error": str(exc)}})
             return Modified.UNKNOWN
@@ -141,7 +154,7 @@ class Execution:
             except (BrokerError, BrokerTimeoutError) as exc:
                 log.error("could not read the broker's fills", extra={"fields": {"error": str(exc)}})
                 fills = []
-            new = [self.fill_fact(f) for f in fills if f.tag == order.tag and f.fill_id not in rec.fill_ids]
+            new = [self.fill_fact(f) for f in fills if f.tag == order.tag and not rec.has_fill(f.fill_id)]
             booked += sum(f.qty for f in new)
             out.extend(new)
         report = _report_of(order.status)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from tfl.core.events import OrderReported, ReconcileDifference
 from tfl.core.orders import Leg, OrderStatus, Report
+from tfl.core.state import fill_known
 from tfl.live.broker import BrokerError, BrokerTimeoutError
 from tfl.timeutil import BAR_SECONDS
 
@@ -38,6 +39,7 @@ def reconcile(trader: Trader, ts: int) -> list[str]:
 
 
 def _reconcile(trader: Trader, ts: int) -> list[str]:
+    trader.settle_earlier(ts, {})  # an earlier session's positions and orders first (see its docstring)
     st = trader.state
     ex = trader.execution
     diffs: list[str] = []
@@ -51,7 +53,7 @@ def _reconcile(trader: Trader, ts: int) -> list[str]:
         elif rec.open:
             trader.look_up(rec, ts)
     for f in ex.broker_fills():
-        if f.fill_id not in st.fills_seen and f.tag in ours:
+        if f.tag in ours and not fill_known(st, f.fill_id, f.tag):
             diffs.append(f"fill {f.fill_id} ({f.tag}) was not in the journal: booked now")
             trader.facts([ex.fill_fact(f)], ts)
     broker_pos = ex.broker_positions()

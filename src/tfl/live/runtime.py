@@ -30,7 +30,7 @@ from tfl.data.bias_inputs import bias_records
 from tfl.data.market import Market
 from tfl.domain import Bias, BiasRead, HaltReason, Side
 from tfl.live.bars import Bar, BarBuilder
-from tfl.live.broker import Broker, MarketSim
+from tfl.live.broker import Broker, BrokerError, BrokerTimeoutError, MarketSim
 from tfl.live.execution import Execution
 from tfl.live.faults import CrashPoints
 from tfl.live.feed import Clock, Feed, PlannedTick, ReplayFeed, SessionEnd, Tick, session_ticks
@@ -82,6 +82,9 @@ class Controls:
     # Live: the exchange's time now (UTC epoch seconds). A trader restarted after an outage
     # reconciles at that time, so an entry whose bar passed while it was down is not sent.
     market_now: Callable[[], float] | None = None
+    # Paper/live: start the square-off this long before the broker's own (``live.squareoff_lead_seconds``);
+    # 0 (replay): at the square-off bar, exactly as the backtest.
+    squareoff_lead_seconds: int = 0
 
     def install_signal(self) -> None:
         def on_signal(signum: int, frame: object) -> None:
@@ -197,6 +200,15 @@ def session_plan(session: Session, settings: Settings) -> SessionPlan:
     )
 
 
+def squareoff_start(plan: SessionPlan, settings: Settings, lead_seconds: int) -> int | None:
+    """When the paper/live square-off begins: ``lead_seconds`` before the broker's own
+    square-off or the square-off bar, whichever is earlier; None (replay) without a lead."""
+    if lead_seconds <= 0:
+        return None
+    broker = epoch_of_ist(plan.date, parse_hhmm(settings.live.broker_squareoff_time))
+    return min(broker, plan.squareoff_ts) - lead_seconds
+
+
 FeedFactory = Callable[[list[PlannedTick | SessionEnd], int, Callable[[str], Side]], Feed]
 
 
@@ -223,6 +235,7 @@ def run_session(
     latency = controls.metrics.order_latency if controls.metrics is not None else None
     execution = Execution(broker, open_ts, crash=controls.crash, on_latency=latency)
     trader = Trader(settings, journal, execution, plan, alert=controls.alert, crash=controls.crash)
+    trader.resend_exits = market_sim is None
     if market_sim is not None:
         market_sim.crash = controls.crash
 
@@ -257,6 +270,10 @@ def run_session(
     states = warm_states(intraday, daily, settings)
     if trader.state.session != trader.sid:
         marks = {sym: st.last_close for sym, st in sorted(states.items()) if st.last_close == st.last_close}
+        try:  # positions of an earlier session the broker has closed: corrected before the day starts
+            trader.settle_earlier(open_ts, marks)
+        except (BrokerError, BrokerTimeoutError) as exc:
+            log.error("cannot ask the broker about an earlier session yet", extra={"fields": {"error": str(exc)}})
         trader.open_session(open_ts, bias, bias_reason, marks)
     else:
         log.warning(
@@ -279,6 +296,8 @@ def run_session(
     done_today = {sym: float(s.volume[(s.ts >= open_ts) & (s.ts < start_ts)].sum()) for sym, s in intraday.items()}
     builder = BarBuilder(open_ts, max_jump_pct=settings.live.max_tick_jump_pct, day_volume=done_today)
     boundaries = [b for b in range(open_ts + BAR_SECONDS, plan.close_ts + 1, BAR_SECONDS) if b > resume]
+    trader.last_tick = builder.last_ts
+    squareoff_at = squareoff_start(plan, settings, controls.squareoff_lead_seconds)
 
     def on_boundary(b: int) -> None:
         closed, setups = _close_bars(builder.close_until(b), states, b)
@@ -314,6 +333,8 @@ def run_session(
         if now >= next_heartbeat:
             next_heartbeat = now + settings.live.heartbeat_seconds
             _heartbeat(trader, ticks, controls)
+        if ev is not None and ev.ts < open_ts:  # silence before the open is normal: staleness counts from it
+            last_tick_wall = now
         if now - last_tick_wall > stale_after and gate.feed_fresh and not isinstance(ev, Tick):
             gate.feed_fresh = False
             stale_since = now
@@ -339,6 +360,8 @@ def run_session(
                 market_sim.checkpoint(last_seq)
             on_boundary(boundaries[bi])
             bi += 1
+        if squareoff_at is not None and ev.ts >= squareoff_at and not trader.state.squareoff_started:
+            trader.square_off(ev.ts)
         if ev.ts >= next_retry:  # exchange time, so a replay retries exactly as the market ran
             next_retry = ev.ts + retry_every
             trader.retry(ev.ts)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from tfl.core.decide import ClosedBar, Core, SessionPlan, covered
 from tfl.core.events import (
     AlertRaised,
     CancelRequested,
+    ClosedByBroker,
     Event,
     Filled,
     Halted,
@@ -37,15 +38,15 @@ from tfl.core.events import (
 )
 from tfl.core.orders import Leg, Oddity, OrderRecord, OrderStatus, Report, attempt_of, transition
 from tfl.core.risk import Gate
-from tfl.core.state import UNSURE, AnomalyKind, CoreState, apply
+from tfl.core.state import UNSURE, AnomalyKind, CoreState, apply, fill_known
 from tfl.domain import Bias, ExitReason, HaltReason
-from tfl.live.broker import BrokerError, BrokerTimeoutError
+from tfl.live.broker import STOP_CROSSED, BrokerError, BrokerTimeoutError
 from tfl.live.execution import Execution, Modified
 from tfl.live.faults import CrashPoints
 from tfl.live.journal import Journal, JournalConflictError, read_events, to_record
-from tfl.settings import Settings
+from tfl.settings import EXIT_RESEND_RETRIES, Settings, parse_hhmm
 from tfl.strategy.rules import Setup
-from tfl.timeutil import ist_date, slot_of
+from tfl.timeutil import epoch_of_ist, iso_ist, ist_date, slot_of
 
 log = logging.getLogger("tfl.trader")
 
@@ -92,9 +93,17 @@ class Trader:
         self._reacting = False  # protecting: an order that ends meanwhile waits for the next step
         self._cancel_asked: dict[str, int] = {}  # when each cancel was last sent (one ask per step)
         self._placed_at: dict[str, int] = {}  # when each order was decided (market time)
+        self._sent_at: dict[str, int] = {}  # when this process sent it to the broker (market time)
         self._flatten_due: dict[str, int] = {}  # when a refused square-off exit may be tried again
         self._applied = 0  # events applied by this process: what ``retry`` found settled is keyed on it
         self._settled = (-1, -1)  # (events applied, slot) when all was last found settled
+        # From this time a fill by an order that is not ours closing one of our positions is the
+        # broker's own square-off (reason EOD); before it, someone else closed it (MANUAL).
+        # At a real broker a market exit can stand unfilled (FYERS' price protection, a circuit
+        # limit): it is sent again. A simulated market fills it at the symbol's next tick.
+        self.resend_exits = False
+        self.last_tick: Callable[[str], int | None] = lambda symbol: None  # exchange time of its last trade
+        self.broker_squareoff_ts = epoch_of_ist(plan.date, parse_hhmm(settings.live.broker_squareoff_time))
 
     # ------------------------------------------------------------------ the journal
 
@@ -182,8 +191,14 @@ class Trader:
         entry, reported together, resize its stop once rather than forty times."""
         fills: list[Filled] = []
         lost_exits: list[str] = []
+        crossed: list[str] = []
         stop_gone = False
-        for fact in events:
+        for fact in self._broker_closes(events):
+            if isinstance(fact, ClosedByBroker):
+                if self.record(fact, ts):
+                    self._alert_broker_close(fact, ts)
+                    stop_gone = True  # its stop and target must go (the retired legs are cancelled)
+                continue
             ev = self._numbered(fact)
             if ev is None:
                 continue
@@ -199,6 +214,8 @@ class Trader:
                 if lost is Leg.EXIT:
                     lost_exits.append(rec.request.symbol)
                 stop_gone |= lost is Leg.STOP
+                if self._crossed(rec, ev):
+                    crossed.append(rec.request.symbol)
         self.journal.flush()
         now = slot_of(ts, self.plan.open_ts)
         for f in fills:
@@ -210,11 +227,66 @@ class Trader:
             # another exit in the same step, which the broker would refuse again); the next
             # retry exits them again once trading has stopped, the next boundary otherwise.
             self.decide(self.core.protect(self.state, sym), ts)
+        for sym in crossed:
+            # Sending the stop again cannot help: the position is closed at market now, as the
+            # backtest closes it on the bar where the price crossed its stop.
+            self.decide(self.core.exit_crossed(self.state, sym), ts)
         if stop_gone and not self._reacting:
             # One reaction per step: a replacement the broker also ends waits for the next
             # retry (never a burst of orders it would refuse again), and the gap is alerted.
             self.protect(ts)
         self._after_facts(ts)
+
+    def _crossed(self, rec: OrderRecord, ev: OrderReported) -> bool:
+        """Whether the broker refused the current stop of an open position because the price
+        had already crossed its trigger."""
+        sym = rec.request.symbol
+        pos = self.state.book.positions.get(sym)
+        return (
+            rec.leg is Leg.STOP
+            and rec.status is OrderStatus.REJECTED
+            and ev.reason.startswith(STOP_CROSSED)
+            and pos is not None
+            and pos.setup_ts == rec.setup_ts
+            and self.state.legs.get(sym, {}).get(Leg.STOP) == rec.request.client_id
+        )
+
+    def _broker_closes(self, events: Iterable[Event]) -> Iterator[Event]:
+        """The facts, with fills by orders that are not ours that close one of our positions
+        turned into :class:`ClosedByBroker` (the broker's own square-off, or a hand-placed
+        order): the position is really smaller, and must never be exited again."""
+        for ev in events:
+            if isinstance(ev, Filled) and ev.cid not in self.state.orders and ev.fill_id not in self.state.fills_seen:
+                pos = self.state.book.positions.get(ev.symbol)
+                if pos is not None and ev.side == -int(pos.side) and ev.qty > 0:
+                    take = min(ev.qty, pos.qty)
+                    reason = ExitReason.EOD if ev.ts >= self.broker_squareoff_ts else ExitReason.MANUAL
+                    yield ClosedByBroker(ev.symbol, pos.setup_ts, take, ev.price, ev.slot, ev.fill_id, reason)
+                    if ev.qty > take:  # more than the position: the rest is someone else's
+                        yield dataclasses.replace(ev, fill_id=f"{ev.fill_id}+", qty=ev.qty - take)
+                    continue
+            yield ev
+
+    def _alert_broker_close(self, ev: ClosedByBroker, ts: int) -> None:
+        if ev.reason is ExitReason.EOD:
+            self.raise_alert(
+                "ERROR",
+                "BROKER_SQUARED_OFF",
+                f"TFL: the broker's own square-off closed {ev.qty} {ev.symbol} at {ev.price}; booked as EOD. "
+                "TFL's square-off should have finished before it: look for refused or unfilled exits in the log",
+                ev.ref,
+                ts,
+            )
+            return
+        self.raise_alert(
+            "CRITICAL",
+            "CLOSED_OUTSIDE",
+            f"TFL: an order that is not TFL's closed {ev.qty} {ev.symbol} at {ev.price}; booked as a MANUAL "
+            "exit. No new entries today: check who traded on the account",
+            ev.ref,
+            ts,
+        )
+        self.set_reduce_only(ts, f"{ev.symbol} closed by an order that is not TFL's")
 
     def _order_ended(self, rec: OrderRecord, was: OrderStatus, ev: OrderReported, ts: int) -> Leg | None:
         """Alert an order of an open position that ended without filling, unasked (rejected,
@@ -251,7 +323,7 @@ class Trader:
         """The fact as it is journalled, or None when it tells nothing new: a fill reported
         again, or a status the order already has (the broker repeats itself)."""
         if isinstance(ev, Filled):
-            if ev.fill_id in self.state.fills_seen:
+            if fill_known(self.state, ev.fill_id, ev.cid):
                 log.info("a fill reported again: ignored", extra={"fields": {"fill_id": ev.fill_id, "cid": ev.cid}})
                 return None
             return ev
@@ -297,6 +369,7 @@ class Trader:
                 self.decide(self.core.exit_uncovered(self.state, sym, why), ts)
             return
         self.journal.flush()
+        self._sent_at[cid] = ts
         self.facts(self.execution.place(rec, ts), ts)
 
     def _cancel(self, cid: str, ts: int) -> None:
@@ -328,6 +401,18 @@ class Trader:
         outcome = self.execution.modify(rec, ts, rec.request.trigger, rec.request.qty)
         if outcome is Modified.CONFIRMED:
             self.record(StopConfirmed(cid, rec.modifications), ts)
+        elif outcome is Modified.CROSSED:
+            # The ratchet asked for a level the price has already passed: the old stop is
+            # cancelled and the position closed at market (the backtest exits on this bar too).
+            self.raise_alert(
+                "WARNING",
+                "STOP_CROSSED",
+                f"TFL: the price of {rec.request.symbol} crossed its new stop {rec.request.trigger} before the "
+                "broker took it; the position is closed at market",
+                cid,
+                ts,
+            )
+            self.decide(self.core.exit_crossed(self.state, rec.request.symbol), ts)
         elif outcome is Modified.REFUSED:
             self._stop_refused(rec, ts)
 
@@ -416,7 +501,7 @@ class Trader:
         except (BrokerError, BrokerTimeoutError) as exc:
             log.error("could not read the broker's fills", extra={"fields": {"error": str(exc)}})
             return False
-        unseen = [f for f in fills if f.fill_id not in self.state.fills_seen and f.tag in self.state.orders]
+        unseen = [f for f in fills if f.tag in self.state.orders and not fill_known(self.state, f.fill_id, f.tag)]
         if unseen:
             self.facts([self.execution.fill_fact(f) for f in unseen], ts)
         return True
@@ -637,6 +722,8 @@ class Trader:
                 return True
             if rec.leg is Leg.STOP and rec.modifications > rec.confirmed:
                 return True
+        if self._unfilled_exits(ts):
+            return True
         return any(
             pos.qty > covered(self.state, pos, acknowledged=True) or covered(self.state, pos) > pos.qty
             for pos in self.state.book.positions.values()
@@ -657,18 +744,119 @@ class Trader:
             if not self.gate.reconciled:
                 return
         key = (self._applied, slot_of(ts, self.plan.open_ts))
-        if key == self._settled:
+        if key == self._settled and not self._exits_standing():
             return  # nothing has happened since all was found settled in this slot
         if not self.unsettled(ts):
             self._settled = key
             return
         self.resolve_unknown(ts)
+        self._send_again(ts)
         self.protect(ts)
         self.check_cover(ts)
+
+    def _exits_standing(self) -> bool:
+        """Whether an exit that may need sending again is working (its time can come with no
+        new event)."""
+        return self.resend_exits and any(r.leg in (Leg.EXIT, Leg.FLATTEN) for r in self.state.working.values())
+
+    def _unfilled_exits(self, ts: int) -> list[OrderRecord]:
+        """Market exits the broker has taken but not filled for ``EXIT_RESEND_RETRIES``
+        retries while their symbol kept trading: FYERS turns a market order into a
+        price-protected limit, which a fast market or a circuit limit can leave standing.
+        (While the symbol does not trade, sending the order again would not help.)"""
+        if not self.resend_exits:
+            return []
+        every = self.settings.live.retry_seconds
+        out = []
+        for r in self.state.working.values():
+            if r.leg not in (Leg.EXIT, Leg.FLATTEN) or r.status not in (
+                OrderStatus.SUBMITTED,
+                OrderStatus.ACCEPTED,
+                OrderStatus.PARTIALLY_FILLED,
+            ):
+                continue
+            placed = self._sent_at.get(r.request.client_id, self._placed_at.get(r.request.client_id, ts))
+            traded = self.last_tick(r.request.symbol)
+            if ts - placed >= EXIT_RESEND_RETRIES * every and traded is not None and traded - placed >= every:
+                out.append(r)
+        return out
+
+    def _send_again(self, ts: int) -> None:
+        """An unfilled exit is cancelled; once the broker confirms, the position's exit is sent
+        again (a new attempt, at a fresh protected price) by the protection pass. Alerted each
+        time, CRITICAL from the third attempt."""
+        for rec in self._unfilled_exits(ts):
+            cid = rec.request.client_id
+            age = ts - self._sent_at.get(cid, self._placed_at.get(cid, ts))
+            self.raise_alert(
+                "CRITICAL" if attempt_of(cid) >= 2 else "ERROR",
+                "EXIT_UNFILLED",
+                f"TFL: the market exit for {rec.request.symbol} ({rec.remaining} shares) is not filled after "
+                f"{age} s (the broker's price protection, or a circuit limit); TFL cancels it and sends it again",
+                cid,
+                ts,
+            )
+            self.decide([CancelRequested(cid, rec.cancel_requests + 1, "not filled: sent again")], ts)
 
     def halt(self, ts: int, reason: HaltReason) -> None:
         """The kill switch: no new entries today, every position closed at market."""
         self.decide(self.core.halt(self.state, reason), ts)
+
+    def square_off(self, ts: int) -> None:
+        """Paper and live: the square-off, begun ``live.squareoff_lead_seconds`` before the
+        broker's own (or before the square-off bar), so every exit is filled before it."""
+        if self.done or self.state.squareoff_started:
+            return
+        log.warning(
+            "square-off: closing every position before the broker's own square-off",
+            extra={"fields": {"positions": sorted(self.state.book.positions), "at": iso_ist(ts)}},
+        )
+        self.decide(self.core.square_off(self.state, ts), ts)
+        self.check_cover(ts)
+
+    def settle_earlier(self, ts: int, marks: Mapping[str, float]) -> None:
+        """Positions and orders the journal holds from an earlier session (the process died,
+        the token was lost): the broker's intraday positions do not outlive their day (FYERS
+        squares them off), and DAY orders expire at the close. Each is corrected in the
+        journal with an explicit event and an alert; nothing is ever sent for them. A
+        position the broker still holds is real: it is alerted and kept (protected and
+        squared off like any other).
+        Raises the broker's error when its positions cannot be read (asked again later)."""
+        today = self.plan.date
+        old_positions = {s: p for s, p in self.state.book.positions.items() if ist_date(p.setup_ts) < today}
+        old_orders = [r for r in self.state.working.values() if ist_date(r.setup_ts) < today]
+        if not old_positions and not old_orders:
+            return
+        held = self.execution.broker_positions() if old_positions else {}
+        for rec in old_orders:
+            why = "a DAY order of an earlier session: expired at its close"
+            self.record(OrderReported(rec.request.client_id, Report.EXPIRED, reason=why, n=rec.reports + 1), ts)
+        for sym, pos in sorted(old_positions.items()):
+            day = ist_date(pos.setup_ts)
+            if held.get(sym, 0) * int(pos.side) > 0:
+                self.raise_alert(
+                    "CRITICAL",
+                    "CARRIED_HELD",
+                    f"TFL: the broker still holds {held[sym]:+d} {sym} and the journal has {pos.qty} from {day}; "
+                    "TFL protects and squares them off today as its own. If you converted them to delivery, "
+                    "cancel TFL's orders for them by hand",
+                    f"{sym}:{day}",
+                    ts,
+                )
+                continue
+            price = marks.get(sym) or self.state.marks.get(sym) or pos.entry_price
+            at = epoch_of_ist(day, parse_hhmm(self.settings.live.broker_squareoff_time))
+            ref = f"carried:{day.isoformat()}:{sym}:{pos.setup_ts}"
+            self.record(ClosedByBroker(sym, pos.setup_ts, pos.qty, price, at, ref, ExitReason.EOD, True), ts)
+            self.raise_alert(
+                "CRITICAL",
+                "CARRIED_CLOSED",
+                f"TFL: {pos.qty} {sym} from {day} were still open in the journal; the broker squared them off "
+                f"after TFL stopped. Booked as EOD at {price}, the last price TFL knew: check the contract note",
+                ref,
+                ts,
+            )
+        self.journal.flush()
 
     def resolve_unknown(self, ts: int) -> None:
         """Ask about what is unsettled: orders of unknown fate (one the broker does not list

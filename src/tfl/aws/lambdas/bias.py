@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tfl.aws.calendar_table import CalendarTableError, CalendarTableExpired, load_table
+from tfl.aws.calendar_table import CalendarTableError, CalendarTableExpired, load_table, next_year_missing
 from tfl.aws.clients import aws_code, client
 from tfl.aws.daily_bars import (
     DAILY_PREFIX,
@@ -353,7 +353,11 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
         alert(notifier, "ERROR", f"TFL bias for {day}: {reason}: the trader will not trade today")
         return {"status": "error", "session": day.isoformat(), "bias": record.bias, "reason": reason, "written": False}
     rerun = "" if write else " (rerun: not written to SSM)"
-    published = publish(notifier, f"TFL bias for {day}: {record.bias}{rerun}", bias_message(record, cfg, inputs))
+    text = bias_message(record, cfg, inputs)
+    next_year = next_year_missing(table.last_year, day)  # the morning e-mail carries the warning
+    published = publish(
+        notifier, f"TFL bias for {day}: {record.bias}{rerun}", f"{next_year}\n\n{text}" if next_year else text
+    )
     decide(
         log,
         "bias published" if write else "bias computed for a rerun: SSM not written",

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tfl.aws.calendar_table import CalendarTableError, load_table
+from tfl.aws.calendar_table import CalendarTableError, load_table, next_year_missing
 from tfl.aws.dynamo_journal import DynamoJournal
 from tfl.aws.lambdas.common import (
     ConfigError,
@@ -65,9 +65,11 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
         alert(notifier, "ERROR", f"TFL report job: {exc}")
         return {"status": "error", "reason": str(exc)}
     sid = day.isoformat()
-    calendar_note = ""
+    calendar_note = next_year = ""
     try:
-        is_session: bool | None = load_table().session(day) is not None
+        calendar = load_table()
+        next_year = next_year_missing(calendar.last_year, day)
+        is_session: bool | None = calendar.session(day) is not None
     except CalendarTableError as exc:  # unknown: report whatever the journal holds
         is_session = None
         calendar_note = str(exc)
@@ -89,7 +91,8 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
         decide(log, "report: no journal events", logging.ERROR, session=sid, reason=reason)
         alert(notifier, "ERROR", reason)
         return {"status": "error", "session": sid, "reason": reason}
-    published = publish(notifier, subject(report), message(report))
+    text = message(report)
+    published = publish(notifier, subject(report), f"{next_year}\n\n{text}" if next_year else text)
     export, export_error = _export(cfg, sid, report)
     if export_error:
         alert(notifier, "ERROR", f"TFL report for {sid}: could not write the trades export ({export_error})")

@@ -1,0 +1,294 @@
+"""The live trader against what FYERS really does (issue 10), one scripted scenario at a time.
+
+The broker's own square-off closing our positions, a stop refused because the price has
+already crossed it, a market exit left standing by the broker's price protection, the
+square-off begun early enough to finish before the broker's, and positions of an earlier
+session that the broker closed while the trader was away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+from scripted import DATE, OPEN, PLAN, S, ScriptedBroker, at, enter, leg_of, new_trader, placed, poll
+
+from tfl.core.events import AlertRaised, ClosedByBroker, OrderPlaced, SquareOffStarted, StopMoved
+from tfl.core.orders import Leg, OrderRequest, OrderStatus
+from tfl.domain import Bias, ExitReason
+from tfl.live.broker import Fill, OrderUpdate, StopCrossedError
+from tfl.live.execution import Execution
+from tfl.live.journal import MemoryJournal, read_events
+from tfl.live.runtime import squareoff_start
+from tfl.live.trader import Trader
+from tfl.settings import SettingsError, check_squareoff_lead, squareoff_lead_needed
+from tfl.timeutil import epoch_of_ist
+
+
+def alerting() -> tuple[Trader, ScriptedBroker, list[tuple[str, str]]]:
+    sent: list[tuple[str, str]] = []
+    t, b = new_trader()
+    t.alert = lambda level, msg: sent.append((level, msg))
+    return t, b, sent
+
+
+def long_aaa(t: Trader, b: ScriptedBroker, hhmm: str = "09:50") -> str:
+    """A 100-share long in AAA whose stop (99.0) rests at the broker; returns the stop's tag."""
+    cid = enter(t, qty=100)
+    b.fill(cid, 100, 101.0, at(hhmm))
+    poll(t, at(hhmm))
+    stop = t.state.legs["AAA"][Leg.STOP]
+    assert b.book[stop].status == "PENDING"
+    return stop
+
+
+def journalled(t: Trader) -> list[object]:
+    return [ev for _, ev in read_events(t.journal)]
+
+
+def causes(t: Trader) -> list[str]:
+    return [ev.cause for ev in journalled(t) if isinstance(ev, AlertRaised)]
+
+
+# ---------------------------------------------------------------------- the broker's own square-off
+
+
+@pytest.mark.parametrize("cancel_first", [True, False])
+def test_the_brokers_own_square_off_is_booked_as_eod_and_nothing_is_sent_for_it(cancel_first: bool) -> None:
+    """FYERS' risk system cancels our stop and sells the shares itself (an order that is not
+    ours): the fill is booked as the position's EOD exit with an alert that says the broker
+    did it; no exit or stop is sent for shares the broker no longer holds."""
+    t, b, sent = alerting()
+    stop = long_aaa(t, b)
+    rms = Fill("RMS-1", "B900", "", "AAA", -1, 100, 100.4, at("15:16"))
+    b.fill_list.append(rms)  # the broker's books: the position is gone
+    b.book[stop] = dataclasses.replace(b.book[stop], status="CANCELLED")
+    cancelled = OrderUpdate(stop, b.book[stop].broker_id, "CANCELLED", 0, "cancelled by RMS")
+    b.events += [cancelled, rms] if cancel_first else [rms, cancelled]
+    poll(t, at("15:16"))
+    assert "AAA" not in t.state.book.positions
+    trade = t.state.book.trades[-1]
+    assert trade.exit_reason is ExitReason.EOD and trade.exit_price == 100.4 and trade.qty == 100
+    closed = [ev for ev in journalled(t) if isinstance(ev, ClosedByBroker)]
+    assert len(closed) == 1 and not closed[0].estimated
+    assert "BROKER_SQUARED_OFF" in causes(t)
+    assert any("broker's own square-off" in m for _, m in sent)
+    assert placed(b, Leg.EXIT) == 0 and placed(b, Leg.STOP) == 1  # nothing sent for it
+    assert not t.state.reduce_only and not t.state.anomalies
+    assert b.positions().get("AAA", 0) == 0
+    poll(t, at("15:17"))  # reported again: booked once
+    assert len(t.state.book.trades) == 1
+
+
+def test_a_position_closed_by_an_order_that_is_not_ours_before_the_square_off_is_booked_and_stops_entries() -> None:
+    t, b, sent = alerting()
+    stop = long_aaa(t, b)
+    hand = Fill("HAND-1", "B901", "", "AAA", -1, 40, 100.9, at("11:02"))
+    b.fill_list.append(hand)
+    b.events.append(hand)
+    poll(t, at("11:02"))
+    pos = t.state.book.positions["AAA"]
+    assert pos.qty == 60  # the broker holds 60: so does the journal
+    assert "CLOSED_OUTSIDE" in causes(t) and t.state.reduce_only
+    assert any(level == "CRITICAL" for level, _ in sent)
+    # The stop is brought down to the shares that are left, never more than the broker holds.
+    assert t.state.orders[stop].request.qty == 60
+    assert placed(b, Leg.EXIT) == 0
+
+
+# ---------------------------------------------------------------------- crossed stops
+
+
+def test_a_protective_stop_refused_because_the_price_crossed_it_becomes_a_market_exit_at_once() -> None:
+    t, b, _ = alerting()
+
+    def refuse_stops(req: OrderRequest) -> None:
+        if leg_of(req.client_id) is Leg.STOP:
+            raise StopCrossedError("RMS: trigger price for sell stop order should be less than LTP")
+
+    b.on_place = refuse_stops
+    cid = enter(t, qty=100)
+    b.fill(cid, 100, 101.0, at("09:50"))
+    poll(t, at("09:50"))  # the entry fills, the price is already below the stop: refused
+    assert placed(b, Leg.STOP) == 1  # asked once, never again
+    exits = [o for o in b.book.values() if leg_of(o.tag) is Leg.EXIT]
+    assert len(exits) == 1 and exits[0].qty == 100 and exits[0].type == "MARKET"
+    assert t.state.exit_pending["AAA"][0] is ExitReason.STOP
+    t.retry(at("09:50") + 10)
+    t.retry(at("09:50") + 20)
+    assert placed(b, Leg.STOP) == 1 and placed(b, Leg.EXIT) == 1  # no retry loop
+    b.fill(exits[0].tag, 100, 98.7, at("09:50") + 2)
+    poll(t, at("09:50") + 2)
+    assert t.state.book.trades[-1].exit_reason is ExitReason.STOP and not t.state.book.positions
+
+
+def test_a_stop_move_refused_because_the_price_crossed_it_cancels_the_stop_then_exits() -> None:
+    t, b, _ = alerting()
+    stop = long_aaa(t, b)
+
+    def crossed(tag: str, ts: int, **kw: object) -> None:
+        raise StopCrossedError("RMS: trigger price for sell stop order should be less than LTP")
+
+    b.modify = crossed  # type: ignore[method-assign, assignment]
+    n = t.state.orders[stop].modifications + 1
+    t.decide([StopMoved(stop, n, 101.5, None)], at("10:30"))  # the ratchet, above the price now
+    calls = [c[:2] for c in b.calls]
+    assert ("cancel", stop) in calls
+    exit_tag = next(o.tag for o in b.book.values() if leg_of(o.tag) is Leg.EXIT)
+    assert calls.index(("cancel", stop)) < calls.index(("place", exit_tag))  # never both able to sell
+    assert b.book[stop].status == "CANCELLED" and b.book[exit_tag].qty == 100
+    assert "STOP_CROSSED" in causes(t)
+
+
+# ---------------------------------------------------------------------- unfilled exits
+
+
+def test_an_exit_left_standing_while_the_symbol_trades_is_sent_again_with_an_alert() -> None:
+    t, b, sent = alerting()
+    long_aaa(t, b)
+    t.resend_exits = True
+    start = at("15:13")
+    traded = {"AAA": start}
+    t.last_tick = traded.get
+    t.square_off(start)
+    first = next(o for o in b.book.values() if leg_of(o.tag) is Leg.EXIT)
+    for s in (10, 20):  # not yet: FYERS' protected price may still fill
+        traded["AAA"] = start + s
+        t.retry(start + s)
+    assert placed(b, Leg.EXIT) == 1
+    traded["AAA"] = start + 29
+    t.retry(start + 30)
+    assert b.book[first.tag].status == "CANCELLED"
+    again = [o for o in b.book.values() if leg_of(o.tag) is Leg.EXIT and o.status == "PENDING"]
+    assert len(again) == 1 and again[0].qty == 100 and again[0].tag[-1] == "1"
+    assert "EXIT_UNFILLED" in causes(t)
+    assert any("not filled" in m for _, m in sent)
+
+
+def test_an_exit_is_not_sent_again_while_its_symbol_does_not_trade() -> None:
+    t, b, _ = alerting()
+    long_aaa(t, b)
+    t.resend_exits = True
+    start = at("15:13")
+    t.last_tick = lambda symbol: start - 5  # no trade since the exit went out (a frozen symbol)
+    t.square_off(start)
+    for s in range(10, 121, 10):
+        t.retry(start + s)
+    assert placed(b, Leg.EXIT) == 1 and "EXIT_UNFILLED" not in causes(t)
+
+
+# ---------------------------------------------------------------------- the square-off's timing
+
+
+def test_the_early_square_off_stops_entries_and_exits_each_position_right_after_its_own_cancels() -> None:
+    t, b, _ = alerting()
+    stop = long_aaa(t, b)
+    late_entry = enter(t, qty=50, setup="14:45")  # an entry still resting for the 15:00 bar
+    t.square_off(at("15:13"))
+    assert any(isinstance(ev, SquareOffStarted) for ev in journalled(t))
+    exit_tag = next(o.tag for o in b.book.values() if leg_of(o.tag) is Leg.EXIT)
+    order = [c[:2] for c in b.calls if c[0] in ("cancel", "place")]
+    tail = order[order.index(("cancel", stop)) :]
+    assert tail[:2] == [("cancel", stop), ("place", exit_tag)]  # the exit before other cancels
+    assert ("cancel", late_entry) in tail[2:]
+    assert t.state.exit_pending["AAA"][0] is ExitReason.EOD
+    # An entry that fills after the square-off began is exited at once, not protected.
+    b.book[late_entry] = dataclasses.replace(b.book[late_entry], status="PENDING")
+    b.fill(exit_tag, 100, 100.8, at("15:13") + 1)
+    poll(t, at("15:13") + 1)
+    assert not t.state.book.positions and t.state.book.trades[-1].exit_reason is ExitReason.EOD
+    t.square_off(at("15:13") + 5)  # once a day
+    assert sum(isinstance(ev, SquareOffStarted) for ev in journalled(t)) == 1
+
+
+def test_the_square_off_starts_its_lead_before_the_brokers_own_or_the_bar_whichever_is_first() -> None:
+    lead = S.live.squareoff_lead_seconds
+    assert squareoff_start(PLAN, S, 0) is None  # replay: at the bar, exactly as the backtest
+    assert squareoff_start(PLAN, S, lead) == at("15:15") - lead
+    half_day = dataclasses.replace(PLAN, squareoff_ts=at("12:15"))
+    assert squareoff_start(half_day, S, lead) == at("12:15") - lead
+
+
+def test_the_square_off_lead_is_checked_against_the_full_book_at_the_rate_limit() -> None:
+    check_squareoff_lead(S)  # the defaults are consistent
+    big = S.replace({"risk.max_positions": 100})
+    assert squareoff_lead_needed(big) > S.live.squareoff_lead_seconds
+    with pytest.raises(SettingsError, match=r"live\.squareoff_lead_seconds.*100 positions"):
+        check_squareoff_lead(big)
+    check_squareoff_lead(big.replace({"live.squareoff_lead_seconds": squareoff_lead_needed(big)}))
+
+
+# ---------------------------------------------------------------------- an earlier session's positions
+
+
+def yesterday_with_a_position(broker: ScriptedBroker) -> MemoryJournal:
+    """A journal whose previous session (the day before DATE) ended with AAA open."""
+    journal = MemoryJournal()
+    day = DATE - dt.timedelta(days=1)
+    plan = dataclasses.replace(
+        PLAN,
+        date=day,
+        open_ts=OPEN - 86400,
+        last_bar_ts=PLAN.last_bar_ts - 86400,
+        squareoff_ts=PLAN.squareoff_ts - 86400,
+    )
+    t = Trader(S, journal, Execution(broker, plan.open_ts), plan)
+    t.load()
+    t.open_session(plan.open_ts, Bias.LONGS, "test", {"AAA": 100.0})
+    t.gate.reconciled = t.gate.feed_fresh = True
+    s_ts = plan.open_ts + 900
+    from tfl.core.events import Allocated
+    from tfl.core.orders import OrderType, client_id
+    from tfl.domain import Side
+
+    cid = client_id(day, "AAA", s_ts, Leg.ENTRY)
+    t.decide(
+        [
+            Allocated(cid, "AAA", Side.LONG, 101.0, 99.0, 100, 101.0, 200.0, 80.0, s_ts, s_ts + 900, None),
+            OrderPlaced(cid, Leg.ENTRY, "AAA", 1, OrderType.STOP, 100, 101.0, None, None, s_ts),
+        ],
+        s_ts + 900,
+    )
+    broker.fill(cid, 100, 101.0, s_ts + 1000)
+    t.facts(t.execution.facts(broker.poll()), s_ts + 1000)
+    assert "AAA" in t.state.book.positions and t.state.working  # it died with its stop resting
+    return journal
+
+
+@pytest.mark.parametrize("broker_holds", [False, True])
+def test_an_earlier_sessions_position_is_corrected_from_the_broker_and_never_traded(broker_holds: bool) -> None:
+    broker = ScriptedBroker()
+    journal = yesterday_with_a_position(broker)
+    if not broker_holds:
+        broker.fill_list.clear()  # the broker squared it off that afternoon
+    broker.book.clear()  # DAY orders are gone from today's order book
+    broker.calls.clear()
+    sent: list[tuple[str, str]] = []
+    t = Trader(S, journal, Execution(broker, OPEN), PLAN, alert=lambda lv, m: sent.append((lv, m)))
+    t.load()
+    t.settle_earlier(OPEN, {"AAA": 100.5})
+    t.open_session(OPEN, Bias.LONGS, "test", {"AAA": 100.5})
+    from tfl.live.reconcile import reconcile
+
+    t.gate.feed_fresh = True
+    reconcile(t, OPEN)
+    sent_orders = [c for c in broker.calls if c[0] in ("place", "cancel", "modify")]
+    assert not [c for c in sent_orders if c[0] != "place" or leg_of(str(c[1])) is not Leg.STOP]
+    yesterday = (DATE - dt.timedelta(days=1)).strftime("%y%m%d")
+    old_orders = [r for r in t.state.orders.values() if r.request.client_id.startswith(yesterday)]
+    assert [r.status for r in old_orders if r.leg is Leg.STOP] == [OrderStatus.EXPIRED]
+    if broker_holds:
+        # The broker still holds the shares: they are real, TFL's journal owns them, so they
+        # are protected and squared off like any position; the operator is told at once.
+        assert "CARRIED_HELD" in causes(t)
+        assert "AAA" in t.state.book.positions and len(sent_orders) == 1
+    else:
+        t.on_slot(at("15:15"), [], [])  # the square-off: still nothing for those shares
+        assert not [c for c in broker.calls if c[0] in ("place", "cancel", "modify")]
+        assert not t.state.working
+        assert "AAA" not in t.state.book.positions
+        trade = t.state.book.trades[-1]
+        assert trade.exit_reason is ExitReason.EOD and trade.exit_price == 100.5
+        assert trade.exit_ts == epoch_of_ist(DATE - dt.timedelta(days=1), 15 * 60 + 15)
+        assert "CARRIED_CLOSED" in causes(t) and not t.state.reduce_only
