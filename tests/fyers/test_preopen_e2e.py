@@ -81,9 +81,9 @@ def test_fyers_day_block_is_alerted_once_and_nothing_that_cannot_succeed_is_sent
 SESSION_TIMEOUT = 600.0
 
 
-def carried_journal(path: Path, nse_dir: Path) -> str:
+def carried_journal(path: Path, nse_dir: Path) -> tuple[str, int]:
     """A journal whose last session (the Friday before DAY) ended unflat: its trader died right
-    after its first entry filled. Returns the symbol it holds."""
+    after its first entry filled. Returns the symbol and the (signed) shares it holds."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "live"))
     from tfl.core.state import CoreState, apply
     from tfl.live.journal import to_event
@@ -106,7 +106,8 @@ def carried_journal(path: Path, nse_dir: Path) -> str:
     full.close()
     died.close()
     assert len(state.book.positions) == 1, "the Friday had an entry that filled"
-    return next(iter(state.book.positions))
+    sym, pos = next(iter(state.book.positions.items()))
+    return sym, int(pos.side) * pos.qty
 
 
 def test_positions_carried_from_an_earlier_session_get_no_order_before_the_open(
@@ -116,8 +117,9 @@ def test_positions_carried_from_an_earlier_session_get_no_order_before_the_open(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The pre-open takes no stop (trigger) or market orders: a trader started before the open
-    with a position in its journal must not send its stop then, but at the open."""
-    held = carried_journal(tmp_path / "j.sqlite", nse_dir)
+    with a position in its journal that FYERS still holds must not send its stop then, but at
+    the open."""
+    held, shares = carried_journal(tmp_path / "j.sqlite", nse_dir)
     holder: list[FakeFyers] = []
     orig_init = FakeFyers.__init__
 
@@ -133,9 +135,40 @@ def test_positions_carried_from_an_earlier_session_get_no_order_before_the_open(
 
     monkeypatch.setattr(FakeFyers, "__init__", capture)
     monkeypatch.setattr(live_cmds.WaitBeat, "__call__", wait)
-    scenario = Scenario(refuse_orders_before_open=True)
+    still_held = {"symbol": held, "side": 1 if shares > 0 else -1, "qty": abs(shares), "price": 100.0}
+    scenario = Scenario(refuse_orders_before_open=True, external_orders=[still_held])
     _, fake, _, logs = trade(fyers_market, nse_dir, tmp_path, monkeypatch, "live", scenario)
     assert fake.preopen_refused == []  # no stop or market order reached FYERS before the open
-    assert all(o.placed >= fake.open_ts for o in fake.orders.values())
+    assert all(o.placed >= fake.open_ts for o in fake.orders.values() if o.tag)  # ours (not the seeded one)
     assert waited and fake.open_ts - 1800 + sum(waited) == fake.open_ts  # it waited from 08:45 to the open
     assert any("carried from an earlier session" in r["event"] and held in r["symbols"] for r in records(logs))
+    assert any(o.symbol == held and o.type == 3 and o.tag for o in fake.orders.values())  # its stop, at the open
+
+
+def test_the_hold_waits_only_for_positions_the_broker_still_holds(tmp_path: Path, nse_dir: Path) -> None:
+    from tfl.live.broker import BrokerTimeoutError
+
+    held, _ = carried_journal(tmp_path / "j.sqlite", nse_dir)
+    journal = SqliteJournal(tmp_path / "j.sqlite")
+    opens = 10_000.0
+
+    def run(holds: Any) -> list[float]:
+        t = [opens - 1800]
+        paused: list[float] = []
+
+        def pause(s: float) -> None:
+            paused.append(s)
+            t[0] += s
+
+        live_cmds.hold_orders_until_open(journal, opens, lambda: t[0], pause, holds)
+        return paused
+
+    def unknown() -> set[str]:
+        raise BrokerTimeoutError("no answer")
+
+    try:
+        assert run(set) == []  # the broker closed it: the journal is corrected, nothing is sent
+        assert sum(run(lambda: {held})) == 1800  # still held: its stop waits for the open
+        assert sum(run(unknown)) == 1800  # the broker cannot say: wait
+    finally:
+        journal.close()

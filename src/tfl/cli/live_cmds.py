@@ -251,7 +251,8 @@ def _trade_fyers(
         bias, why = _bias_today(args.bias, market, session, settings, bias_file, pause)
     if args.world == "live":
         state[0] = "holding carried positions' orders until the open"
-        hold_orders_until_open(journal, epoch_of_ist(today, session.open_minute), fy.market_now, pause)
+        opens = epoch_of_ist(today, session.open_minute)
+        hold_orders_until_open(journal, opens, fy.market_now, pause, lambda: set(broker.positions()))
     try:
         result = run_session(
             session,
@@ -274,23 +275,36 @@ def _trade_fyers(
 
 
 def hold_orders_until_open(
-    journal: Any, open_ts: float, now: Callable[[], float], pause: Callable[[float], None]
+    journal: Any,
+    open_ts: float,
+    now: Callable[[], float],
+    pause: Callable[[float], None],
+    broker_holds: Callable[[], set[str]],
 ) -> None:
-    """Live: start the session at the open when the journal carries positions or orders from an
-    earlier session. The start-up reconciliation covers them at once (a protective stop, an exit,
-    a flatten), and FYERS takes no stop (trigger) or market orders before 09:15: the pre-open
-    (09:00-09:08) takes limit orders only, and nothing is accepted in its matching and buffer
-    minutes. Waiting loses nothing: no stop could rest at the exchange before the open anyway."""
+    """Live: start the session at the open when the journal carries positions (or stray shares)
+    from an earlier session that the broker still holds. The start-up reconciliation covers them
+    at once (a protective stop, an exit, a flatten), and FYERS takes no stop (trigger) or market
+    orders before 09:15: the pre-open (09:00-09:08) takes limit orders only, and nothing is
+    accepted in its matching and buffer minutes. Positions the broker no longer holds are only
+    corrected in the journal, which needs no wait; a broker that cannot be asked is waited for.
+    Waiting loses nothing: no stop could rest at the exchange before the open anyway."""
+    from tfl.live.broker import BrokerError, BrokerTimeoutError
     from tfl.live.report import rebuild
 
     if now() >= open_ts:
         return
     state = rebuild(journal)
-    held = set(state.book.positions) | set(state.book.stray) | {r.request.symbol for r in state.working.values()}
+    carried = set(state.book.positions) | set(state.book.stray)
+    if not carried:
+        return
+    try:
+        held = carried & broker_holds()
+    except (BrokerError, BrokerTimeoutError):
+        held = carried
     if not held:
         return
     log.warning(
-        "positions or orders carried from an earlier session: the session starts at the open, "
+        "positions carried from an earlier session: the session starts at the open, "
         "when FYERS takes their stop and market orders",
         extra={"fields": {"symbols": sorted(held), "seconds": round(open_ts - now())}},
     )
