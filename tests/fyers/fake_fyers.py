@@ -39,6 +39,8 @@ from tfl.timeutil import date_to_day, epoch_of_ist
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 TYPE_OF = {1: OrderType.LIMIT, 2: OrderType.MARKET, 3: OrderType.STOP}
 STATUS_CODE = {"PENDING": 6, "PARTIAL": 6, "FILLED": 2, "CANCELLED": 1, "REJECTED": 5}
+IP_REFUSAL = {"s": "error", "code": -403, "message": "Order request not allowed: the request IP is not whitelisted"}
+RATE_LIMITED = {"s": "error", "code": -429, "message": "Request limit reached"}
 
 
 def make_token(exp: int, name: str = "TEST") -> str:
@@ -84,6 +86,16 @@ class Scenario:
     # a str body is sent as text (not JSON). One is used per request to that path.
     raw_answers: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
     ticks: dict[str, float] = field(default_factory=dict)  # the exchange's tick, where not the band table's
+    # FYERS' static-IP rule: order calls (place, modify, cancel, exit) from this client are refused
+    # with ``ip_refusal`` (FYERS' exact answer is not documented: HTTP 403 and words about the IP).
+    ip_not_whitelisted: bool = False
+    ip_refusal: tuple[int, dict[str, Any]] = field(default_factory=lambda: (403, dict(IP_REFUSAL)))
+    # FYERS' per-minute limit (on the simulated clock): requests beyond it get 429; an app that
+    # breaches it more than ``block_after_breaches`` times is blocked for the day (every request 429).
+    per_minute_limit: int | None = None
+    block_after_breaches: int = 3
+    # The pre-open takes no trigger (stop) or market orders: before the open they are refused.
+    refuse_orders_before_open: bool = False
 
 
 @dataclass
@@ -161,6 +173,12 @@ class FakeFyers:
         self.after_next_orderbook: list[Any] = []  # engine events held back until the next order-book read
         self.overfilled = ""  # and the over-fill scenario
         self.start_market_on_subscribe = False
+        self.ip_refused = 0  # order calls refused for the IP
+        self.minute_counts: dict[int, int] = {}  # requests per simulated minute (the per-minute limit)
+        self.breach_minutes: set[int] = set()
+        self.day_blocked = False
+        self.after_block = 0  # requests that reached the fake once it had blocked the app
+        self.preopen_refused: list[str] = []  # tags of stop and market orders refused before the open
         self.market_started = False
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -371,9 +389,29 @@ class FakeFyers:
     def _new_id(self) -> str:
         return f"2611{next(self._ids):08d}"
 
+    def over_limit(self, path: str) -> bool:
+        """FYERS' per-minute limit and its day block (only when the scenario sets a limit)."""
+        limit = self.s.per_minute_limit
+        if limit is None or path == "/sym_details/NSE_CM.csv":
+            return False
+        if self.day_blocked:
+            self.after_block += 1
+            return True
+        minute = int(self.clock // 60)
+        self.minute_counts[minute] = self.minute_counts.get(minute, 0) + 1
+        if self.minute_counts[minute] <= limit:
+            return False
+        self.breach_minutes.add(minute)
+        self.day_blocked = len(self.breach_minutes) > self.s.block_after_breaches
+        return True
+
     def place(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
         """Returns (HTTP status, JSON, behaviour) for POST /orders/sync."""
         self.place_calls += 1
+        if self.s.refuse_orders_before_open and self.clock < self.open_ts and int(body.get("type", 0)) != 1:
+            self.preopen_refused.append(str(body.get("orderTag", "")))
+            message = "Order type not allowed in the pre-open session"
+            return 200, {"s": "error", "code": -99, "message": message}, "refused"
         outcome = self.s.place_outcomes.pop(0) if self.s.place_outcomes else "ok"
         if outcome == "drop":
             return 500, {"s": "error", "code": -1, "message": "Internal error"}, outcome
@@ -679,6 +717,9 @@ class FakeFyers:
                             {"Retry-After": str(fake.s.retry_after)},
                         )
                         return
+                    if fake.over_limit(path):  # FYERS' answer to a blocked app is not documented: a 429 like any
+                        self._send(429, dict(RATE_LIMITED), {"Retry-After": str(fake.s.retry_after)})
+                        return
                 if path == "/api/v3/generate-authcode":
                     code = make_token(int(fake.clock) + 300, "AUTHCODE")
                     fake.codes[code] = q.get("state", "")
@@ -741,6 +782,11 @@ class FakeFyers:
                 self, method: str, path: str, q: dict[str, str], body: dict[str, Any]
             ) -> tuple[int, dict[str, Any]] | None:
                 ok = {"s": "ok", "code": 200, "message": ""}
+                order_call = method != "GET" and path.startswith(("/api/v3/orders", "/api/v3/positions"))
+                if fake.s.ip_not_whitelisted and order_call:
+                    fake.ip_refused += 1
+                    self._send(*fake.s.ip_refusal)
+                    return None
                 if path == "/api/v3/profile":
                     self._send(200, {**ok, "data": {"name": "TEST USER", "fy_id": "XY00001", "email_id": "t***@x.in"}})
                 elif path == "/api/v3/funds":

@@ -180,6 +180,8 @@ def _trade_fyers(
     from tfl.cli import fyers_cmds as fy
     from tfl.data.market import load_market
     from tfl.fyers.auth import check_token
+    from tfl.fyers.dayblock import DayBlock
+    from tfl.fyers.preflight import order_access_gate
     from tfl.live.report import day_report
     from tfl.live.runtime import run_session
     from tfl.timeutil import IST, REGULAR_CLOSE, epoch_of_ist
@@ -201,6 +203,7 @@ def _trade_fyers(
     pause.beat()
     args.data.mkdir(parents=True, exist_ok=True)
     kit = fy.build_kit(settings, args.data)
+    kit.rest.day_block = DayBlock(fy.market_now, controls.alert)  # FYERS' all-day block: alerted, then nothing sent
     close_at = dt.datetime.fromtimestamp(epoch_of_ist(today, session.close_minute), IST)
     if today_so_far.opened and not check_token(kit.rest, kit.store, today).ok:
         held = ", ".join(today_so_far.positions) or "none"
@@ -221,6 +224,9 @@ def _trade_fyers(
     controls.market_now = fy.market_now
     controls.squareoff_lead_seconds = settings.live.squareoff_lead_seconds
     controls.token_recheck_seconds = settings.live.token_recheck_seconds
+    # Live: FYERS takes order calls only from the app's static IP. Checked as early as possible,
+    # so that a fix (and a restart) before the session opens still saves the day.
+    no_orders = order_access_gate(kit.rest, controls.alert, pause=pause) if args.world == "live" else None
     state[0] = "checking history"
     symbols = _fresh_symbols(args, settings, kit, calendar, session, controls, pause, today_so_far.positions)
     market = load_market(args.data, settings, symbols)
@@ -238,9 +244,15 @@ def _trade_fyers(
         broker, sim = paper, paper
     if today_so_far.bias is not None and args.bias is None:
         bias, why = Bias(today_so_far.bias), f"resumed: the bias the session opened with ({today_so_far.bias_reason})"
+    elif no_orders is not None:
+        bias, why = Bias.NO_TRADES, f"{no_orders}: no entries today"
     else:
         state[0] = "waiting for the bias"
         bias, why = _bias_today(args.bias, market, session, settings, bias_file, pause)
+    if args.world == "live":
+        state[0] = "holding carried positions' orders until the open"
+        opens = epoch_of_ist(today, session.open_minute)
+        hold_orders_until_open(journal, opens, fy.market_now, pause, lambda: set(broker.positions()))
     try:
         result = run_session(
             session,
@@ -260,6 +272,44 @@ def _trade_fyers(
             broker.close()
     _log_day_report(day_report(list(read_events(journal)), today))
     return 0 if result.flat else EXIT_NOT_FLAT
+
+
+def hold_orders_until_open(
+    journal: Any,
+    open_ts: float,
+    now: Callable[[], float],
+    pause: Callable[[float], None],
+    broker_holds: Callable[[], set[str]],
+) -> None:
+    """Live: start the session at the open when the journal carries positions (or stray shares)
+    from an earlier session that the broker still holds. The start-up reconciliation covers them
+    at once (a protective stop, an exit, a flatten), and FYERS takes no stop (trigger) or market
+    orders before 09:15: the pre-open (09:00-09:08) takes limit orders only, and nothing is
+    accepted in its matching and buffer minutes. Positions the broker no longer holds are only
+    corrected in the journal, which needs no wait; a broker that cannot be asked is waited for.
+    Waiting loses nothing: no stop could rest at the exchange before the open anyway."""
+    from tfl.live.broker import BrokerError, BrokerTimeoutError
+    from tfl.live.report import rebuild
+
+    if now() >= open_ts:
+        return
+    state = rebuild(journal)
+    carried = set(state.book.positions) | set(state.book.stray)
+    if not carried:
+        return
+    try:
+        held = carried & broker_holds()
+    except (BrokerError, BrokerTimeoutError):
+        held = carried
+    if not held:
+        return
+    log.warning(
+        "positions carried from an earlier session: the session starts at the open, "
+        "when FYERS takes their stop and market orders",
+        extra={"fields": {"symbols": sorted(held), "seconds": round(open_ts - now())}},
+    )
+    while (left := open_ts - now()) > 0:
+        pause(left)
 
 
 def _calendar_session(calendar: Any, today: dt.date, controls: Any) -> tuple[Any, bool]:

@@ -28,6 +28,7 @@ from tfl.fyers.errors import (
     FyersAmbiguous,
     FyersAuthError,
     FyersError,
+    FyersIpRefused,
     FyersRateLimited,
     FyersRejected,
     FyersStopCrossed,
@@ -35,6 +36,7 @@ from tfl.fyers.errors import (
     rejection,
 )
 from tfl.fyers.payloads import PayloadError, parse_time, read_fill, read_order, read_position, strip_tag
+from tfl.fyers.preflight import IP_FIX
 from tfl.fyers.rest import FyersRest
 from tfl.fyers.sockets import OrderStream
 from tfl.fyers.symbols import SymbolMap, round_to_tick
@@ -117,6 +119,8 @@ class FyersBroker:
             return BrokerError(f"{exc} (the access token is not valid)")
         if isinstance(exc, FyersAmbiguous | FyersRateLimited):
             return BrokerTimeoutError(str(exc))
+        if isinstance(exc, FyersIpRefused):  # a refusal that names its fix (the static-IP rule)
+            return BrokerError(f"{exc}: order calls refused from this IP; {IP_FIX}")
         if isinstance(exc, FyersStopCrossed):  # __cause__ is exc: the caller exits at market
             return StopCrossedError(f"{exc} (trigger crossed: the price is already beyond the stop)")
         return BrokerError(str(exc))

@@ -57,3 +57,14 @@ def rejection(endpoint: str, message: str, code: int | None, status: int | None)
             return FyersTickError(endpoint, message, code, status)
         return FyersInvalidInput(endpoint, message, code, status)
     return FyersRejected(endpoint, message, code, status)
+
+
+class FyersIpRefused(FyersRejected):
+    """FYERS refused an order call because it did not come from the app's whitelisted static IP
+    (SEBI's retail-algo rules, in force from 1 April 2026): nothing was done, and no order call
+    from this machine will succeed until its IP is registered in the FYERS API dashboard."""
+
+
+class FyersDayBlocked(FyersError):  # noqa: N818 - a state, named for what it is
+    """FYERS has blocked the app for the rest of the day after repeated per-minute rate-limit
+    breaches: not a 429 to wait out. The request was not done (FYERS answers before the work)."""

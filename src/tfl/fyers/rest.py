@@ -13,6 +13,10 @@ with a keep-alive session). Every answer is classified:
   code 201 "no acknowledgement" to an order request. The caller resolves by order tag.
   (Only the SDK uses -99 for its own network failures; we do not use the SDK for REST.)
 - :class:`FyersRateLimited`: HTTP 429 / code -429 after retrying within the limiter.
+- :class:`FyersDayBlocked`: FYERS blocked the app for the day after repeated per-minute
+  breaches (see :mod:`tfl.fyers.dayblock`); requests are then not sent at all.
+- :class:`FyersIpRefused`: an order call refused because this machine's IP is not the
+  app's whitelisted static IP (or the app may not place orders).
 
 Answers of an unexpected shape (a list where a dict is expected, a short candle row, a
 value that is not a number) are logged and skipped, never raised to the trading loop.
@@ -23,12 +27,14 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 import requests
 
-from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersRateLimited, rejection
+from tfl.fyers.dayblock import DayBlock
+from tfl.fyers.errors import FyersAmbiguous, FyersAuthError, FyersIpRefused, FyersRateLimited, rejection
 from tfl.fyers.ratelimit import RateLimiter
 
 log = logging.getLogger("tfl.fyers")
@@ -37,6 +43,10 @@ AUTH_CODES = {-8, -15, -16, -17}
 AMBIGUOUS_CODES = {201}  # "request made, no acknowledgement received: check the orderbook"
 NO_DATA = "no_data"  # a history answer for a range without candles
 CANDLE_FIELDS = 6  # epoch, open, high, low, close, volume (a 7th, open interest, is ignored)
+# An order call refused for where it came from: FYERS' exact words are not documented, so any
+# refusal of an order call that speaks of the IP (or HTTP 403, "permission error") counts.
+IP_WORDS = re.compile(r"\bip\b|ip address|whitelist|white list|white-list|static ip|unregistered", re.IGNORECASE)
+ORDER_PATHS = ("/orders", "/multi-order", "/positions")
 
 
 class FyersRest:
@@ -52,6 +62,7 @@ class FyersRest:
         session: requests.Session | None = None,
         rate_limit_backoff: float = 5.0,
         max_rate_retries: int = 2,
+        day_block: DayBlock | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.data_url = data_url.rstrip("/")
@@ -62,6 +73,7 @@ class FyersRest:
         self._session = session or requests.Session()
         self._backoff = rate_limit_backoff
         self._retries = max_rate_retries
+        self.day_block = day_block or DayBlock()
 
     def twin(self) -> FyersRest:
         """The same client on its own HTTP session (a ``requests`` session is not promised to be
@@ -75,6 +87,7 @@ class FyersRest:
             timeout=self.timeout,
             rate_limit_backoff=self._backoff,
             max_rate_retries=self._retries,
+            day_block=self.day_block,  # one app, one day block: every thread sees it
         )
 
     # ------------------------------------------------------------------ transport
@@ -106,6 +119,7 @@ class FyersRest:
         url = (self.data_url if data else self.api_url) + path
         endpoint = f"{method} {path}"
         for attempt in range(self._retries + 1):
+            self.day_block.before(endpoint)  # blocked for the day: not sent at all
             self.limiter.acquire()
             try:
                 resp = self._session.request(
@@ -133,6 +147,7 @@ class FyersRest:
                 payload = {}
             code = payload.get("code")
             if resp.status_code == 429 or code == -429:
+                self.day_block.limited(endpoint, str(payload.get("message", "")))  # raises once it is the day block
                 wait = _retry_after(resp.headers.get("Retry-After"), self._backoff)
                 self.limiter.retry_after(wait)
                 log.warning(
@@ -142,6 +157,7 @@ class FyersRest:
                 if attempt < self._retries:
                     continue
                 raise FyersRateLimited(endpoint, "rate limited", code, resp.status_code)
+            self.day_block.answered()
             return self._classify(endpoint, resp.status_code, payload, idempotent, empty_ok)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -152,6 +168,8 @@ class FyersRest:
         """Transport failures are ambiguous; FYERS' own refusals (-99 included) are rejections."""
         code = _int_or_none(payload.get("code"))
         message = str(payload.get("message", ""))[:200]
+        if payload.get("s") != "ok" and _refused_for_ip(endpoint, status, message):  # the static-IP rule
+            raise FyersIpRefused(endpoint, message or f"order calls refused (HTTP {status})", code, status)
         if status == 401 or code in AUTH_CODES:
             raise FyersAuthError(endpoint, message or "token expired or invalid", code, status)
         if status >= 500:
@@ -258,6 +276,14 @@ class FyersRest:
             idempotent=False,
             body={"grant_type": "authorization_code", "appIdHash": app_id_hash, "code": code},
         )
+
+
+def _refused_for_ip(endpoint: str, status: int, message: str) -> bool:
+    """An order call (place, modify, cancel, exit) refused because of where it came from."""
+    method, _, path = endpoint.partition(" ")
+    if method not in ("POST", "PATCH", "DELETE") or not path.startswith(ORDER_PATHS):
+        return False
+    return status == 403 or bool(IP_WORDS.search(message))
 
 
 def _retry_after(header: str | None, default: float) -> float:
