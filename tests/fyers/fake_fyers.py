@@ -40,7 +40,9 @@ def make_token(exp: int, name: str = "TEST") -> str:
     def b64(obj: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
 
-    return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'exp': exp, 'fy_id': name, 'sub': 'access_token'})}.sig"
+    # hsm_key: what the SDK's data socket logs in with (it decodes the token for it)
+    claims = {"exp": exp, "fy_id": name, "sub": "access_token", "hsm_key": f"hsm{name}"}
+    return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64(claims)}.sig"
 
 
 @dataclass
@@ -125,6 +127,7 @@ class FakeFyers:
         self.after_next_orderbook: list[Any] = []  # engine events held back until the next order-book read
         self.overfilled = ""  # and the over-fill scenario
         self.start_market_on_subscribe = False
+        self.bar_gate: Callable[[int], None] | None = None  # called with each boundary after its first tick
         self.market_started = False
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -189,6 +192,8 @@ class FakeFyers:
             if bar != last_bar:
                 last_bar = bar
                 time.sleep(self.bar_pause)  # a trader has a moment at each bar boundary
+                if self.bar_gate is not None and bar > 0:  # or waits until the trader has acted on it
+                    self.bar_gate(self.open_ts + bar * 900)
             time.sleep(self.tick_pause)
         time.sleep(self.bar_pause * 6)  # the last bar's late orders still reach the exchange
         with self.lock:
