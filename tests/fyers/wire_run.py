@@ -134,7 +134,7 @@ def run_wire(
     with os.fdopen(fd, "w") as fh:
         json.dump({"access_token": token, "token_date": DAY.isoformat(), "secret_key": fake.secret}, fh)
     (tmp / "bias.json").write_text(json.dumps({"bias": "LONGS", "session": DAY.isoformat()}))
-    src = str(Path(__file__).resolve().parents[2] / "src")
+    src = os.environ.get("TFL_WIRE_SRC") or str(Path(__file__).resolve().parents[2] / "src")
     child_env = {
         k: v for k, v in os.environ.items() if not k.startswith("TFL_") and k not in ("AWS_PROFILE", "AWS_REGION")
     }

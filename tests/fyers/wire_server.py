@@ -58,6 +58,7 @@ class WireFyers:
         self.data_refused = 0
         self.order_connects = 0
         self.acks = 0
+        self.duplicates = 0  # order-socket reports sent twice
         self.token_lookups = 0
         self.subscribed = threading.Event()  # a data client subscribed since the last drop/mute
         self.order_subscribed = threading.Event()
@@ -353,6 +354,7 @@ class OrderConn(_Conn):
             return
         times = 2 if self.server.fake.s.duplicate_socket_events else 1
         self.sent_twice += times - 1
+        self.server.duplicates += times - 1
         frame = json.dumps(wire_order.to_wire(kind, body))
         for _ in range(times):
             self.put(frame)

@@ -241,12 +241,25 @@ def _trade_fyers(
         else:
             broker, sim = paper, paper
         if today_so_far.bias is not None and args.bias is None:
-            bias, why = Bias(today_so_far.bias), f"resumed: the bias the session opened with ({today_so_far.bias_reason})"
+            bias, why = (
+                Bias(today_so_far.bias),
+                f"resumed: the bias the session opened with ({today_so_far.bias_reason})",
+            )
         else:
             state[0] = "waiting for the bias"
             bias, why = _bias_today(args.bias, market, session, settings, bias_file, pause)
         result = run_session(
-            session, market, symbols, journal, broker, settings, bias, why, controls, feed_factory=factory, market_sim=sim
+            session,
+            market,
+            symbols,
+            journal,
+            broker,
+            settings,
+            bias,
+            why,
+            controls,
+            feed_factory=factory,
+            market_sim=sim,
         )
     finally:
         _close_sockets(opened, settings.fyers.socket_close_seconds)
