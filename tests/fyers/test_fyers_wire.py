@@ -132,3 +132,28 @@ def test_no_token_exits_with_its_code(fyers_market, nse_dir: Path, tmp_path: Pat
     assert re.search(r"token", run.log_text)
     for secret in run.secrets:
         assert secret not in run.log_text and secret not in run.output
+
+
+def test_a_day_that_ends_unflat_exits_3_with_both_sockets_reconnecting(
+    fyers_market, nse_dir: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The token dies at 14:50 with positions open and nobody logs in again: FYERS closes both
+    sockets and refuses every reconnect, the SDK keeps retrying on its own threads, no exit
+    can be sent, and the day ends unflat. The trader must still exit, with 3 (final)."""
+    expiry = float(epoch_of_ist(DAY, 14 * 60 + 50))
+    wait = 120.0  # the runtime waits (wall clock) this long at the close for square-off fills
+    run = run_wire(fyers_market, nse_dir, tmp_path, Scenario(token_expires_at=expiry), exit_timeout=wait + EXIT_TIMEOUT)
+    assert run.rc is not None, "the trader did not exit: a thread held it\n" + run.output[-3000:]
+    assert run.rc == 3, run.output[-3000:]
+    assert run.exit_after("session closed") < EXIT_TIMEOUT
+    journal = SqliteJournal(run.journal)
+    try:
+        rep = day_report([(r, to_event(r)) for r in journal.records()], DAY)
+    finally:
+        journal.close()
+    assert rep.open_positions, "the day ended with positions (the scenario's point)"
+    assert run.wire.data_refused + run.fake.requests.count(("GET", "/api/v3/profile")) > 0
+    assert any(r["level"] in ("ERROR", "FATAL") and "token" in r["event"].lower() for r in run.records())
+    for secret in run.secrets:
+        for text in (run.log_text, run.output, run.sdk_logs):
+            assert secret not in text

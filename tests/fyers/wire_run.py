@@ -90,7 +90,16 @@ class WireRun:
     sdk_logs: str
     output: str
     exit_seconds: float | None = None  # from the exchange's close to the process's exit
+    exited_at: float | None = None  # wall-clock time of the process's exit
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def exit_after(self, event: str) -> float:
+        """Seconds from the trader's last log record ``event`` to the process's exit."""
+        import datetime as dt
+
+        when = [r["time"] for r in self.records() if r["event"] == event]
+        assert when and self.exited_at is not None, f"no '{event}' record, or no exit"
+        return self.exited_at - dt.datetime.fromisoformat(when[-1]).timestamp()
 
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log_text.splitlines() if line.startswith("{")]
@@ -114,6 +123,7 @@ def run_wire(
     env: dict[str, str] | None = None,
     setup: Any = None,
     bar_pause: float = 0.05,
+    exit_timeout: float = EXIT_TIMEOUT,
 ) -> WireRun:
     """One live session in a subprocess; ``setup(fake, wire)`` may script faults before it starts."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -155,15 +165,15 @@ def run_wire(
     cmd = [sys.executable, str(HERE / "wire_trader.py"), str(clock_file), "trade", "--world", "live"]
     cmd += ["--data", str(data_view(nse_dir, tmp)), "--journal", str(journal), "--symbols", ",".join(SYMBOLS)]
     rc: int | None = None
-    exit_seconds = None
+    exit_seconds = exited_at = None
     with open(out, "wb") as fh:
         proc = subprocess.Popen(cmd, env=child_env, stdout=fh, stderr=subprocess.STDOUT, cwd=tmp)
         gate.alive = lambda: proc.poll() is None
         try:
             ended = _wait_for_close(fake, proc)
             try:
-                rc = proc.wait(EXIT_TIMEOUT)
-                exit_seconds = time.monotonic() - ended
+                rc = proc.wait(exit_timeout)
+                exit_seconds, exited_at = time.monotonic() - ended, time.time()
             except subprocess.TimeoutExpired:
                 rc = None  # hung: the caller's assertion says so
         finally:
@@ -185,6 +195,7 @@ def run_wire(
         sdk_logs,
         out.read_text(errors="replace"),
         exit_seconds,
+        exited_at,
         {"gate": gate},
     )
 
