@@ -146,11 +146,22 @@ class LiveSettings:
 @dataclass(frozen=True)
 class FyersSettings:
     """The FYERS adapters. URLs are settings so tests and operators can point them elsewhere;
-    TFL_FYERS_API_URL, TFL_FYERS_DATA_URL and TFL_FYERS_CLIENT_ID override them too."""
+    TFL_FYERS_API_URL, TFL_FYERS_DATA_URL and TFL_FYERS_CLIENT_ID override them too, and
+    TFL_FYERS_DATA_SOCKET_URL, TFL_FYERS_ORDER_SOCKET_URL, TFL_FYERS_SYMBOL_TOKEN_URL and
+    TFL_FYERS_INDEX_MAP_URL the endpoints the SDK's sockets use (defaults: the SDK 3.2.0's own)."""
 
     api_url: str = "https://api-t1.fyers.in/api/v3"
     data_url: str = "https://api-t1.fyers.in/data"
     symbol_master_url: str = "https://public.fyers.in/sym_details/NSE_CM.csv"
+    data_socket_url: str = "wss://socket.fyers.in/hsm/v1-5/prod"  # the binary market-data socket
+    order_socket_url: str = "wss://socket.fyers.in/trade/v3"  # order, trade and position updates
+    # The data socket asks these over HTTP before each subscription: symbol -> HSM token, and
+    # the index tokens (the SDK falls back to its bundled map when the latter fails).
+    symbol_token_url: str = "https://api-t1.fyers.in/data/symbol-token"
+    index_map_url: str = "https://public.fyers.in/sym_details/index_hsm_mapping.json"
+    # At exit: how long closing the sockets (and the SDK's threads) may take before the
+    # process exits regardless, with its code (the SDK's ping thread sleeps 10 s).
+    socket_close_seconds: float = field(default=15.0, metadata=_num(0.1, 120))
     client_id: str = ""  # the app id, e.g. ABCD1234-100 (not a secret)
     redirect_uri: str = "https://trade.fyers.in/api-login/redirect-uri/index.html"
     secrets_file: str = ""  # 0600 JSON with secret_key and the daily access token; empty: ~/.tfl/secrets.json
@@ -167,6 +178,16 @@ class FyersSettings:
     tick_size: float = field(default=0.05, metadata=_num(0, 100, lo_open=True))  # when the symbol master lacks it
     symbol_format: str = "NSE:{symbol}-EQ"
     index_symbols: str = "NIFTY50=NSE:NIFTY50-INDEX,INDIAVIX=NSE:INDIAVIX-INDEX,NIFTY200_INDEX=NSE:NIFTY200-INDEX"
+
+
+# The SDK's socket endpoints and the URL schemes each accepts (a wrong one fails at start-up,
+# not as a socket that never connects).
+FYERS_URL_SCHEMES: dict[str, tuple[str, ...]] = {
+    "data_socket_url": ("wss://", "ws://"),
+    "order_socket_url": ("wss://", "ws://"),
+    "symbol_token_url": ("https://", "http://"),
+    "index_map_url": ("https://", "http://"),
+}
 
 
 @dataclass(frozen=True)
@@ -357,6 +378,10 @@ def _cross_check(s: Settings) -> None:
             parse_hhmm(getattr(getattr(s, section), key))
         except ValueError as exc:
             raise SettingsError(f"setting '{section}.{key}': {exc}") from None
+    for key, schemes in FYERS_URL_SCHEMES.items():
+        url = getattr(s.fyers, key)
+        if not url.startswith(schemes):
+            raise SettingsError(f"setting 'fyers.{key}': '{url}' is not a {' or '.join(schemes)} URL")
     if parse_hhmm(s.fyers.login_grace) > parse_hhmm(s.fyers.token_deadline):
         raise SettingsError("setting 'fyers.login_grace' must not be after 'fyers.token_deadline'")
     if st.min_run > st.max_run:
@@ -411,6 +436,10 @@ def load_settings(
         ("TFL_FYERS_API_URL", "api_url"),
         ("TFL_FYERS_DATA_URL", "data_url"),
         ("TFL_FYERS_CLIENT_ID", "client_id"),
+        ("TFL_FYERS_DATA_SOCKET_URL", "data_socket_url"),
+        ("TFL_FYERS_ORDER_SOCKET_URL", "order_socket_url"),
+        ("TFL_FYERS_SYMBOL_TOKEN_URL", "symbol_token_url"),
+        ("TFL_FYERS_INDEX_MAP_URL", "index_map_url"),
     ):
         if env.get(var):
             env_data.setdefault("fyers", {})[key] = env[var]

@@ -47,7 +47,9 @@ def make_token(exp: int, name: str = "TEST") -> str:
     def b64(obj: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
 
-    return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'exp': exp, 'fy_id': name, 'sub': 'access_token'})}.sig"
+    # hsm_key: what the SDK's data socket logs in with (it decodes the token for it)
+    claims = {"exp": exp, "fy_id": name, "sub": "access_token", "hsm_key": f"hsm{name}"}
+    return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64(claims)}.sig"
 
 
 # The fake's ticks reach its exchange engine with sequence numbers this far apart, so a market
@@ -179,6 +181,7 @@ class FakeFyers:
         self.day_blocked = False
         self.after_block = 0  # requests that reached the fake once it had blocked the app
         self.preopen_refused: list[str] = []  # tags of stop and market orders refused before the open
+        self.bar_gate: Callable[[int], None] | None = None  # called with each boundary after its first tick
         self.market_started = False
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -244,6 +247,8 @@ class FakeFyers:
             if bar != last_bar:
                 last_bar = bar
                 time.sleep(self.bar_pause)  # a trader has a moment at each bar boundary
+                if self.bar_gate is not None and bar > 0:  # or waits until the trader has acted on it
+                    self.bar_gate(self.open_ts + bar * 900)
             time.sleep(self.tick_pause)
         time.sleep(self.bar_pause * 6)  # the last bar's late orders still reach the exchange
         with self.lock:

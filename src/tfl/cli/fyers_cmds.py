@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import getpass
 import sys
 import time
@@ -225,14 +226,17 @@ def fyers_feed_factory(
     from tfl.fyers.feed import FyersFeed
     from tfl.live.runtime import log_alert
 
+    f = kit.settings.fyers
+
     def factory(events: list[Any], start_ts: int, side_of: Any) -> FyersFeed:
         feed = FyersFeed(
-            sockets.sdk_data_socket,
+            functools.partial(sockets.sdk_data_socket, token_url=f.symbol_token_url, index_url=f.index_map_url),
             kit.session_token,
             kit.symbols,
             names,
             close_ts,
             log_dir=log_dir,
+            url=f.data_socket_url,
             silence_seconds=kit.settings.fyers.socket_silence_seconds,
             now=market_now,
             open_ts=start_ts,  # the session's open (or the resumed slot): no forced reconnects before it
@@ -248,7 +252,8 @@ def fyers_feed_factory(
 def fyers_broker(kit: FyersKit, log_dir: Path) -> Any:
     from tfl.fyers.broker import FyersBroker
 
-    stream = sockets.OrderStream(sockets.sdk_order_socket, kit.session_token, log_dir)
+    url = kit.settings.fyers.order_socket_url
+    stream = sockets.OrderStream(sockets.sdk_order_socket, kit.session_token, log_dir, url=url)
     stream.start()
     return FyersBroker(
         kit.rest, kit.symbols, stream=stream, fallback_seconds=kit.settings.fyers.order_socket_fallback_seconds

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tfl import logs
+from tfl.cli.exit_guard import EXIT_STUCK_AFTER_ERROR, exit_if_stuck, non_daemon_threads
 from tfl.cli.wiring import alert_channel, metrics_sink, open_journal, side_base, ssm_bias
 from tfl.data.loader import DataError
 from tfl.domain import Bias
@@ -74,9 +75,13 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
     bias_file = Path(settings.live.bias_file) if settings.live.bias_file else files["bias"]
     speed = None if args.speed == "max" else float(args.speed)
     exit_code = 0
+    before = non_daemon_threads()  # any thread the FYERS run leaves behind must not hold the exit
+    failed = True
     try:
         if feed == "fyers":
-            return _trade_fyers(args, settings, journal, paper, calendar, controls, bias_file, files)
+            exit_code = _trade_fyers(args, settings, journal, paper, calendar, controls, bias_file, files)
+            failed = False
+            return exit_code
         market = load_market(args.data, settings, args.symbols)
         symbols = [s for s in (args.symbols or market.universe) if s in market.intraday]
         if not symbols:
@@ -96,10 +101,13 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
             if not result.flat:
                 exit_code = EXIT_NOT_FLAT
             _log_day_report(day_report(list(read_events(journal)), sess.date))
+        failed = False
     finally:
         files["pid"].unlink(missing_ok=True)
         journal.close()
         paper.close()
+        if feed == "fyers":
+            exit_if_stuck(before, EXIT_STUCK_AFTER_ERROR if failed else exit_code, settings.fyers.socket_close_seconds)
     return exit_code
 
 
@@ -236,24 +244,29 @@ def _trade_fyers(
     fy.refresh_today(kit, market, symbols, today, epoch_of_ist(today, session.open_minute))
     log_dir = files["sdk_logs"]
     close_ts = epoch_of_ist(today, min(session.close_minute, REGULAR_CLOSE))
-    factory = fy.fyers_feed_factory(kit, symbols, close_ts, log_dir, alert=controls.alert)
-    if args.world == "live":
-        broker, sim = fy.fyers_broker(kit, log_dir), None
-        controls.on_token_recovered = broker.refresh_auth
-    else:
-        broker, sim = paper, paper
-    if today_so_far.bias is not None and args.bias is None:
-        bias, why = Bias(today_so_far.bias), f"resumed: the bias the session opened with ({today_so_far.bias_reason})"
-    elif no_orders is not None:
-        bias, why = Bias.NO_TRADES, f"{no_orders}: no entries today"
-    else:
-        state[0] = "waiting for the bias"
-        bias, why = _bias_today(args.bias, market, session, settings, bias_file, pause)
-    if args.world == "live":
-        state[0] = "holding carried positions' orders until the open"
-        opens = epoch_of_ist(today, session.open_minute)
-        hold_orders_until_open(journal, opens, fy.market_now, pause, lambda: set(broker.positions()))
+    opened: list[Any] = []  # the sockets' adapters (the feed, the broker): closed however the session ends
     try:
+        factory = _tracked(fy.fyers_feed_factory(kit, symbols, close_ts, log_dir, alert=controls.alert), opened)
+        if args.world == "live":
+            broker, sim = fy.fyers_broker(kit, log_dir), None
+            opened.append(broker)  # its book poller and its order socket
+            controls.on_token_recovered = broker.refresh_auth
+        else:
+            broker, sim = paper, paper
+        if today_so_far.bias is not None and args.bias is None:
+            bias, why = (
+                Bias(today_so_far.bias),
+                f"resumed: the bias the session opened with ({today_so_far.bias_reason})",
+            )
+        elif no_orders is not None:
+            bias, why = Bias.NO_TRADES, f"{no_orders}: no entries today"
+        else:
+            state[0] = "waiting for the bias"
+            bias, why = _bias_today(args.bias, market, session, settings, bias_file, pause)
+        if args.world == "live":
+            state[0] = "holding carried positions' orders until the open"
+            opens = epoch_of_ist(today, session.open_minute)
+            hold_orders_until_open(journal, opens, fy.market_now, pause, lambda: set(broker.positions()))
         result = run_session(
             session,
             market,
@@ -268,8 +281,7 @@ def _trade_fyers(
             market_sim=sim,
         )
     finally:
-        if sim is None:  # the FYERS broker: its book poller and order socket
-            broker.close()
+        _close_sockets(opened, settings.fyers.socket_close_seconds)
     _log_day_report(day_report(list(read_events(journal)), today))
     return 0 if result.flat else EXIT_NOT_FLAT
 
@@ -364,6 +376,25 @@ def _broker_backed(calendar: Any, kit: Any, settings: Settings) -> Any:
 
     ticker = kit.symbols.ticker(settings.bias.benchmark_symbol)
     return BrokerBackedCalendar(calendar, lambda day: broker_previous_session(kit.rest.history, ticker, day))
+
+
+def _tracked(factory: Callable[..., Any], opened: list[Any]) -> Callable[..., Any]:
+    """The feed factory, remembering each feed it builds (to close its socket at the end)."""
+
+    def build(*args: Any) -> Any:
+        feed = factory(*args)
+        opened.append(feed)
+        return feed
+
+    return build
+
+
+def _close_sockets(opened: list[Any], timeout: float) -> None:
+    from tfl.cli.exit_guard import close_all
+
+    stuck = close_all([x.close for x in opened if x is not None], timeout)
+    if stuck:
+        log.warning("a socket did not close in time", extra={"fields": {"closers": stuck, "timeout_s": timeout}})
 
 
 @dataclass

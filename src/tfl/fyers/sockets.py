@@ -4,8 +4,11 @@
   again, so we subscribe inside ``on_connect`` every time.
 - The SDK always writes log files; we point ``log_path`` at a directory of ours, never
   the working directory.
-- The socket URLs are hard-coded in the SDK; a setting can override them (name-mangled
-  attributes), so operators and tests can point them elsewhere.
+- The socket URLs and the data socket's symbol look-up URLs are hard-coded in the SDK;
+  settings override them (name-mangled attributes, and a per-socket copy of the SDK's
+  look-up), so operators and tests can point the real SDK elsewhere.
+- The SDK's threads are not daemons unless it runs in "background" mode: we use that
+  mode, so no SDK thread can keep the process from exiting.
 - Tests replace the factories with fakes that expose the same methods and callbacks.
 """
 
@@ -32,6 +35,14 @@ class SocketLike(Protocol):
 DataSocketFactory = Callable[..., Any]
 OrderSocketFactory = Callable[..., Any]
 
+# SDK 3.2.0 makes its websocket thread a daemon only when ``write_to_file`` is set (its
+# "background" mode), and the ping and send threads it starts from that thread inherit it.
+# Non-daemon SDK threads keep the process alive after ``sys.exit``: the trader must always
+# exit with its code, so the SDK runs in background mode. Its only other effect: what it
+# would print to stdout (our JSON log stream), such as reconnect attempts and each order
+# update, goes to its own log file in ``log_dir`` instead.
+SDK_DAEMON_THREADS = True
+
 
 def sdk_data_socket(
     *,
@@ -42,14 +53,18 @@ def sdk_data_socket(
     on_connect: Callable[[], None],
     on_close: Callable[[Any], None],
     on_error: Callable[[Any], None],
+    token_url: str | None = None,
+    index_url: str | None = None,
 ) -> Any:
+    """The SDK's data socket, pointed at ``url`` (the binary HSM socket) and at ``token_url`` /
+    ``index_url`` (the HTTP look-ups it makes before subscribing)."""
     from fyers_apiv3.FyersWebsocket.data_ws import FyersDataSocket
 
     log_dir.mkdir(parents=True, exist_ok=True)
     sock = FyersDataSocket(
         access_token=access_token,
         log_path=str(log_dir),
-        write_to_file=False,
+        write_to_file=SDK_DAEMON_THREADS,
         litemode=False,
         reconnect=True,
         on_message=on_message,
@@ -60,7 +75,47 @@ def sdk_data_socket(
     )
     if url:
         sock._FyersDataSocket__url = url
+    if token_url or index_url:
+        _point_symbol_lookups(sock, token_url, index_url)
     return sock
+
+
+def _point_symbol_lookups(sock: Any, token_url: str | None, index_url: str | None) -> None:
+    """Send this socket's symbol look-ups to ``token_url`` and ``index_url``.
+
+    SDK 3.2.0 hard-codes both: ``SymbolConversion.__init__`` sets ``symbols_token_api`` and
+    ``load_index_hsm_mapping_from_api`` reads ``defines.INDEX_HSM_MAPPING_API``, and the
+    socket's private ``__symbol_conversion`` builds a ``SymbolConversion`` from its module's
+    globals. Without editing the SDK or its module state, this socket gets its own copy of
+    that method whose globals name a subclass with our URLs; the SDK's code is what runs.
+    """
+    import types
+
+    import requests
+    from fyers_apiv3.FyersWebsocket import data_ws
+
+    class Lookup(data_ws.SymbolConversion):  # type: ignore[misc]
+        _index_hsm_mapping_cache = None  # this class's own cache, not the SDK's
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if token_url:
+                self.symbols_token_api = token_url
+
+        @classmethod
+        def load_index_hsm_mapping_from_api(cls) -> Any:
+            if not index_url:
+                return super().load_index_hsm_mapping_from_api()
+            if cls._index_hsm_mapping_cache is None:
+                resp = requests.get(index_url, timeout=10)
+                resp.raise_for_status()
+                cls._index_hsm_mapping_cache = resp.json()
+            return cls._index_hsm_mapping_cache
+
+    method = data_ws.FyersDataSocket._FyersDataSocket__symbol_conversion
+    scope = dict(method.__globals__, SymbolConversion=Lookup)
+    copy = types.FunctionType(method.__code__, scope, method.__name__, method.__defaults__, method.__closure__)
+    sock._FyersDataSocket__symbol_conversion = types.MethodType(copy, sock)
 
 
 def sdk_order_socket(
@@ -81,7 +136,7 @@ def sdk_order_socket(
     sock = FyersOrderSocket(
         access_token=access_token,
         log_path=str(log_dir),
-        write_to_file=False,
+        write_to_file=SDK_DAEMON_THREADS,
         on_orders=on_orders,
         on_trades=on_trades,
         on_positions=on_positions,
