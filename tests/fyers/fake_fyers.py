@@ -84,6 +84,10 @@ class Scenario:
     # other market order fills at once at the last price, as in a liquid stock.
     mpp_unfilled: set[str] = field(default_factory=set)
     mpp_until: float = 0.0
+    # The next N protective stops (and M of them as crossed: the price already beyond the
+    # trigger) are refused with -99 and a reason, as FYERS' risk system does.
+    refuse_stops: int = 0
+    cross_stops: int = 0
     # Answers sent as they are, whatever FYERS would say: path -> queue of (HTTP status, body);
     # a str body is sent as text (not JSON). One is used per request to that path.
     raw_answers: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
@@ -169,6 +173,7 @@ class FakeFyers:
         self._tick_seq = 0  # the exchange engine's tick sequence (ticks step by TICK_SEQ_STEP)
         self.last_data: dict[str, dict[str, Any]] = {}  # each ticker's last data-socket message
         self.rms_orders: list[str] = []  # orders FYERS' own square-off placed
+        self.refused_stops: list[str] = []  # tags of protective stops a scenario refused
         self.trade_log: list[tuple[int, str, int]] = []  # (simulated epoch, symbol, signed qty) per trade
         self.market_done = threading.Event()
         self.late_filled = ""  # the tag of the order the late-fill scenario hit
@@ -442,6 +447,16 @@ class FakeFyers:
             return 400, {"s": "error", "code": -50, "message": off_tick}, outcome
         self.orders[o.id] = o
         crossed = self._crossed(symbol, o.side, o.type, o.stop)
+        protective = len(tag) > 10 and tag[10] == "S"
+        if protective and self.s.cross_stops > 0 and not crossed:
+            self.s.cross_stops -= 1
+            self.refused_stops.append(tag)
+            side = "sell" if o.side < 0 else "buy"
+            crossed = f"RMS:Trigger price for stop loss {side} orders is beyond the last traded price"
+        elif protective and self.s.refuse_stops > 0:
+            self.s.refuse_stops -= 1
+            self.refused_stops.append(tag)
+            outcome = "-99"
         if symbol in self.s.reject_symbols or outcome == "-99" or crossed:
             o.status = 5
             o.message = crossed or "RMS:Rule: Check circuit limit including square off order exceeds"

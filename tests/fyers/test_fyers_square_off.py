@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fake_fyers import FakeFyers, Scenario
-from fyers_harness import BROKER_SQUARE_OFF, SYMBOLS, Run, check_invariants, held, run_live, start_fake
+from fyers_harness import BROKER_SQUARE_OFF, SETTINGS, SYMBOLS, Run, check_invariants, held, run_live, start_fake
 from test_fyers_scenarios import no_secrets
 
 from tfl.core.orders import Leg
@@ -76,3 +76,60 @@ def test_exits_left_standing_then_the_brokers_own_square_off_is_booked_as_eod(go
     assert late == [], "an order was sent after the broker's square-off"
     assert fake.duplicate_tags() == {}
     assert not run.state.anomalies
+
+
+# ---------------------------------------------------------------------- refused protective stops
+
+
+def journal_times(path: Path) -> dict[tuple[str, str], int]:
+    """(kind, client id) -> the exchange time the trader journalled it at (the first time)."""
+    from tfl.live.journal import SqliteJournal, read_events
+
+    journal = SqliteJournal(path)
+    out: dict[tuple[str, str], int] = {}
+    for rec, ev in read_events(journal):
+        cid = getattr(ev, "cid", None)
+        if isinstance(cid, str):
+            out.setdefault((rec.kind, cid), rec.ts)
+    journal.close()
+    return out
+
+
+def test_a_refused_protective_stop_is_placed_again_within_seconds(go, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """FYERS refuses the first protective stop (-99, with a reason): a refusal, not an unknown
+    outcome. It is alerted, and a new stop goes to FYERS within a retry (10 s of exchange
+    time, as the trader saw it: the replayed market itself runs far faster)."""
+    run = go(Scenario(refuse_stops=1))
+    check_invariants(run)
+    (tag,) = run.fake.refused_stops
+    rec = run.state.orders[tag]
+    assert rec.status.value == "REJECTED"
+    times = journal_times(tmp_path / "run" / "journal.sqlite")
+    refused_at = times[("ORDER", tag)]
+    again = [
+        t
+        for (kind, cid), t in times.items()
+        if kind == "INTENT" and cid != tag and cid[:-1] == tag[:-1] and t >= refused_at
+    ]
+    # The retry comes at the first market event 10 s on; the replay's events are seconds apart.
+    assert again and min(again) - refused_at <= 2 * SETTINGS.live.retry_seconds, (refused_at, again)
+    assert any("rejected" in m for _, m in run.alerts)
+
+
+def test_a_stop_refused_because_the_price_crossed_it_is_an_exit_at_once(go, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run = go(Scenario(cross_stops=1))
+    check_invariants(run)
+    (tag,) = run.fake.refused_stops
+    rec = run.state.orders[tag]
+    sym, setup = rec.request.symbol, rec.setup_ts
+    stops = [
+        r for r in run.state.orders.values() if r.leg is Leg.STOP and r.request.symbol == sym and r.setup_ts == setup
+    ]
+    assert len(stops) == 1  # never sent again
+    exits = [
+        r for r in run.state.orders.values() if r.leg is Leg.EXIT and r.request.symbol == sym and r.setup_ts == setup
+    ]
+    times = journal_times(tmp_path / "run" / "journal.sqlite")
+    assert exits and times[("INTENT", exits[0].request.client_id)] == times[("ORDER", tag)]  # in the same step
+    trade = next(t for t in run.state.book.trades if t.symbol == sym and t.entry_ts >= setup)
+    assert trade.exit_reason is ExitReason.STOP
