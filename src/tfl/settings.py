@@ -141,6 +141,8 @@ class LiveSettings:
     # exit is filled first; checked against the full book at the rate limit.
     broker_squareoff_time: str = "15:15"
     squareoff_lead_seconds: int = field(default=120, metadata=_num(0, 3600))
+    # Live: at the close, how long (wall clock) the trader waits for the last exits' fills.
+    close_wait_seconds: float = field(default=120.0, metadata=_num(0, 3600))
 
 
 @dataclass(frozen=True)

@@ -141,8 +141,15 @@ def test_a_day_that_ends_unflat_exits_3_with_both_sockets_reconnecting(
     sockets and refuses every reconnect, the SDK keeps retrying on its own threads, no exit
     can be sent, and the day ends unflat. The trader must still exit, with 3 (final)."""
     expiry = float(epoch_of_ist(DAY, 14 * 60 + 50))
-    wait = 120.0  # the runtime waits (wall clock) this long at the close for square-off fills
-    run = run_wire(fyers_market, nse_dir, tmp_path, Scenario(token_expires_at=expiry), exit_timeout=wait + EXIT_TIMEOUT)
+    wait = 5.0  # live.close_wait_seconds: the runtime waits (wall clock) this long at the close for fills
+    run = run_wire(
+        fyers_market,
+        nse_dir,
+        tmp_path,
+        Scenario(token_expires_at=expiry),
+        exit_timeout=wait + EXIT_TIMEOUT,
+        env={"TFL_LIVE__CLOSE_WAIT_SECONDS": str(wait)},
+    )
     assert run.rc is not None, "the trader did not exit: a thread held it\n" + run.output[-3000:]
     assert run.rc == 3, run.output[-3000:]
     assert run.exit_after("session closed") < EXIT_TIMEOUT

@@ -292,3 +292,83 @@ def test_an_earlier_sessions_position_is_corrected_from_the_broker_and_never_tra
         assert trade.exit_reason is ExitReason.EOD and trade.exit_price == 100.5
         assert trade.exit_ts == epoch_of_ist(DATE - dt.timedelta(days=1), 15 * 60 + 15)
         assert "CARRIED_CLOSED" in causes(t) and not t.state.reduce_only
+
+
+# ---------------------------------------------------------------------- what an independent review found
+
+
+def test_a_crossed_stop_whose_exit_is_refused_too_is_asked_once_a_step_not_in_a_burst() -> None:
+    from tfl.live.broker import BrokerError
+
+    t, b, _ = alerting()
+
+    def refuse(req: OrderRequest) -> None:
+        if leg_of(req.client_id) is Leg.STOP:
+            raise StopCrossedError("RMS: trigger price for sell stop order should be less than LTP")
+        if leg_of(req.client_id) is Leg.EXIT:
+            raise BrokerError("RED: market orders are not allowed for this scrip")
+
+    b.on_place = refuse
+    cid = enter(t, qty=100)
+    b.fill(cid, 100, 101.0, at("09:50"))
+    poll(t, at("09:50"))
+    assert (placed(b, Leg.STOP), placed(b, Leg.EXIT)) == (1, 1)  # one of each, not 36 of each
+    t.retry(at("09:50") + 10)
+    assert placed(b, Leg.STOP) + placed(b, Leg.EXIT) <= 4  # the next retry asks again, once
+    assert "UNCOVERED" in causes(t)  # and the bare shares are alerted
+
+
+def test_a_same_day_restart_books_a_close_by_an_order_not_ours_before_protecting_anything() -> None:
+    from scripted import restart
+
+    t, b = new_trader()
+    stop = long_aaa(t, b)
+    # The process dies; meanwhile FYERS' risk system (or a hand) cancels the stop and sells.
+    b.book[stop] = dataclasses.replace(b.book[stop], status="CANCELLED")
+    b.fill_list.append(Fill("B900/7", "B900", "", "AAA", -1, 100, 100.4, at("11:00")))
+    assert b.positions().get("AAA", 0) == 0
+    b.calls.clear()
+    again = restart(t, b)
+    assert placed(b, Leg.STOP) == 0 and placed(b, Leg.EXIT) == 0  # nothing for shares not held
+    assert "AAA" not in again.state.book.positions
+    assert again.state.book.trades[-1].exit_reason is ExitReason.MANUAL
+
+
+def test_an_earlier_sessions_position_partly_closed_by_the_broker_keeps_only_what_it_holds() -> None:
+    broker = ScriptedBroker()
+    journal = yesterday_with_a_position(broker)
+    broker.fill_list.append(Fill("B901/1", "B901", "", "AAA", -1, 60, 100.2, OPEN - 60000))  # 40 left
+    broker.book.clear()
+    t = Trader(S, journal, Execution(broker, OPEN), PLAN)
+    t.load()
+    t.settle_earlier(OPEN, {"AAA": 100.5})
+    assert t.state.book.positions["AAA"].qty == 40 == broker.positions()["AAA"]
+    assert "CARRIED_HELD" in causes(t)
+
+
+def test_an_exit_left_standing_is_sent_again_a_few_times_then_kept_working() -> None:
+    t, b, _ = alerting()
+    long_aaa(t, b)
+    t.real_broker = True
+    start = at("14:00")
+    traded = {"AAA": start}
+    t.last_tick = traded.get
+    t.square_off(start)  # an early square-off, to have an exit working far from 15:15
+    for s in range(10, 601, 10):
+        traded["AAA"] = start + s - 1
+        t.retry(start + s)
+    working = [o for o in b.book.values() if leg_of(o.tag) is Leg.EXIT and o.status == "PENDING"]
+    assert len(working) == 1  # never left with nothing working
+    assert placed(b, Leg.EXIT) == 4  # the first and three more, then it stays
+    assert "EXIT_STANDING" in causes(t)
+
+
+def test_no_exit_is_cancelled_for_sending_again_right_before_the_brokers_square_off() -> None:
+    t, b, _ = alerting()
+    long_aaa(t, b)
+    t.real_broker = True
+    start = at("15:14") + 20
+    t.last_tick = lambda symbol: start + 25
+    t.square_off(start)
+    t.retry(start + 31)  # 15:14:51: a cancel now could not be followed by a new exit
+    assert placed(b, Leg.EXIT) == 1 and not any(c[0] == "cancel" and leg_of(str(c[1])) is Leg.EXIT for c in b.calls)

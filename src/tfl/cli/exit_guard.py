@@ -75,6 +75,7 @@ def exit_if_stuck(before: set[int], code: int, grace: float) -> None:
     log.error(
         "threads still running at exit: exiting now",
         extra={"fields": {"threads": [t.name for t in left][:10], "exit_code": code}},
+        exc_info=sys.exc_info()[0] is not None,  # a crash in flight: its traceback, before os._exit
     )
     flush_logs()
     os._exit(code)

@@ -231,6 +231,7 @@ def _trade_fyers(
     controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
     controls.market_now = fy.market_now
     controls.squareoff_lead_seconds = settings.live.squareoff_lead_seconds
+    controls.exit_wait_seconds = settings.live.close_wait_seconds
     controls.token_recheck_seconds = settings.live.token_recheck_seconds
     # Live: FYERS takes order calls only from the app's static IP. Checked as early as possible,
     # so that a fix (and a restart) before the session opens still saves the day.

@@ -526,6 +526,10 @@ class Core:
                 out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "position closed"))
             elif rec.leg is Leg.TARGET and rec.remaining > held.qty:
                 out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "position shrank"))
+            elif rec.leg is Leg.EXIT and exiting(state, held) > held.qty:
+                # The broker closed part of the position itself: an exit for more than is held
+                # would open one the other way. It is withdrawn; the rest is exited again.
+                out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "position shrank"))
         return out
 
     def flatten_stray(self, state: CoreState) -> list[Event]:

@@ -49,7 +49,6 @@ from tfl.core.orders import (
     OrderRequest,
     OrderStatus,
     Report,
-    legacy_fill_id,
     transition,
 )
 from tfl.costs import CostModel
@@ -276,15 +275,13 @@ def _anomaly(state: CoreState, kind: AnomalyKind, ref: str, symbol: str, detail:
 def fill_known(state: CoreState, fill_id: str, cid: str) -> bool:
     """Whether this fill is booked already. A journal written before fill ids named their order
     holds bare trade numbers: a fill is known under that id on its own order (another order's
-    fill with the same trade number is a different fill, which older code lost), or anywhere
-    for an order that is not ours (as older code read it)."""
+    fill with the same trade number is a different fill, which older code lost), and
+    never for an order that is not ours (bare trade numbers repeat across days and symbols:
+    such a fill is reported, never dropped as a repeat)."""
     if fill_id in state.fills_seen:
         return True
     rec = state.orders.get(cid)
-    if rec is not None:
-        return rec.has_fill(fill_id)
-    old = legacy_fill_id(fill_id)
-    return old is not None and old in state.fills_seen
+    return rec is not None and rec.has_fill(fill_id)
 
 
 def _fill(state: CoreState, ev: Filled) -> None:

@@ -382,6 +382,9 @@ class FyersBroker:
     def _emit_fill(self, f: Fill | None, events: list[BrokerEvent]) -> None:
         if f is None or f.fill_id in self._seen_fills:
             return  # an untagged fill goes on too: the broker's own square-off has no tag of ours
+        if not f.tag:  # one of our own orders' trades reported without its tag: named by its order id
+            tag = next((t for t, oid in self._ids.items() if oid == f.broker_id), "")
+            f = dataclasses.replace(f, tag=tag) if tag else f
         self._seen_fills.add(f.fill_id)
         events.append(f)
 

@@ -44,6 +44,17 @@ def _reconcile(trader: Trader, ts: int) -> list[str]:
     ex = trader.execution
     diffs: list[str] = []
     ours = set(st.orders)
+    fills = ex.broker_fills()
+    # First, fills by orders that are not ours that closed one of our positions while this
+    # process was away (FYERS' own square-off, a hand-placed order): booked before anything
+    # could protect or exit shares the broker no longer holds.
+    closing = [
+        f
+        for f in fills
+        if f.tag not in ours and f.symbol in st.book.positions and not fill_known(st, f.fill_id, f.tag)
+    ]
+    if closing:
+        trader.facts([ex.fill_fact(f) for f in closing], ts)
     for order in ex.broker_orders():
         if order.tag not in ours:
             diffs.append(f"external order {order.tag or order.broker_id} ({order.symbol}, {order.status})")
@@ -52,7 +63,7 @@ def _reconcile(trader: Trader, ts: int) -> list[str]:
             _resolve_intent(trader, rec.request.client_id, ts)
         elif rec.open:
             trader.look_up(rec, ts)
-    for f in ex.broker_fills():
+    for f in fills:
         if f.tag in ours and not fill_known(st, f.fill_id, f.tag):
             diffs.append(f"fill {f.fill_id} ({f.tag}) was not in the journal: booked now")
             trader.facts([ex.fill_fact(f)], ts)

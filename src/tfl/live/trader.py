@@ -59,6 +59,9 @@ UNLISTED_GRACE_SECONDS = 60
 # A square-off or halt exit that the broker refused is tried again after 10 s, 20 s, 40 s ...
 # (``live.retry_seconds`` doubled at each attempt), never more than this apart.
 FLATTEN_BACKOFF_MAX_SECONDS = 300  # (also an exit sent because no stop attempt is left)
+# An exit left standing by the broker's price protection is sent again at most this many
+# times; then it stays working (its place in the queue) and the alert is CRITICAL.
+EXIT_RESENDS = 3
 
 
 def _no_alert(level: str, message: str) -> None:
@@ -94,6 +97,7 @@ class Trader:
         self._cancel_asked: dict[str, int] = {}  # when each cancel was last sent (one ask per step)
         self._placed_at: dict[str, int] = {}  # when each order was decided (market time)
         self._sent_at: dict[str, int] = {}  # when this process sent it to the broker (market time)
+        self._crossed_at: dict[str, int] = {}  # symbol -> the step its stop was last refused as crossed
         self._flatten_due: dict[str, int] = {}  # when a refused square-off exit may be tried again
         self._applied = 0  # events applied by this process: what ``retry`` found settled is keyed on it
         self._settled = (-1, -1)  # (events applied, slot) when all was last found settled
@@ -228,10 +232,16 @@ class Trader:
             # The shares are not being exited after all: they get a stop back now (never
             # another exit in the same step, which the broker would refuse again); the next
             # retry exits them again once trading has stopped, the next boundary otherwise.
-            self.decide(self.core.protect(self.state, sym), ts)
+            # Not when the price crossed their stop in this step: that stop would be refused
+            # too; the next retry tries again (once a step, never a burst).
+            if self._crossed_at.get(sym) != ts:
+                self.decide(self.core.protect(self.state, sym), ts)
         for sym in crossed:
             # Sending the stop again cannot help: the position is closed at market now, as the
-            # backtest closes it on the bar where the price crossed its stop.
+            # backtest closes it on the bar where the price crossed its stop. Once a step.
+            if self._crossed_at.get(sym) == ts:
+                continue
+            self._crossed_at[sym] = ts
             self.decide(self.core.exit_crossed(self.state, sym), ts)
         if stop_gone and not self._reacting:
             # One reaction per step: a replacement the broker also ends waits for the next
@@ -812,11 +822,25 @@ class Trader:
         for rec in self._unfilled_exits(ts):
             cid = rec.request.client_id
             age = ts - self._sent_at.get(cid, self._placed_at.get(cid, ts))
+            sym, left = rec.request.symbol, rec.remaining
+            late = ts + self.settings.live.retry_seconds >= self.broker_squareoff_ts
+            if attempt_of(cid) >= EXIT_RESENDS or late:
+                # Sent again enough (or too near the broker's square-off for a new one to go
+                # out): it stays, standing in the queue, rather than leave nothing working.
+                self.raise_alert(
+                    "CRITICAL",
+                    "EXIT_STANDING",
+                    f"TFL: the market exit for {sym} ({left} shares) is still not filled after {age} s; it stays "
+                    "working. Check the stock (a circuit limit?) and the broker",
+                    cid,
+                    ts,
+                )
+                continue
             self.raise_alert(
-                "CRITICAL" if attempt_of(cid) >= 2 else "ERROR",
+                "ERROR",
                 "EXIT_UNFILLED",
-                f"TFL: the market exit for {rec.request.symbol} ({rec.remaining} shares) is not filled after "
-                f"{age} s (the broker's price protection, or a circuit limit); TFL cancels it and sends it again",
+                f"TFL: the market exit for {sym} ({left} shares) is not filled after {age} s (the broker's "
+                "price protection, or a circuit limit); TFL cancels it and sends it again",
                 cid,
                 ts,
             )
@@ -857,20 +881,24 @@ class Trader:
             self.record(OrderReported(rec.request.client_id, Report.EXPIRED, reason=why, n=rec.reports + 1), ts)
         for sym, pos in sorted(old_positions.items()):
             day = ist_date(pos.setup_ts)
-            if held.get(sym, 0) * int(pos.side) > 0:
+            still = max(0, held.get(sym, 0) * int(pos.side))  # shares of this side the broker holds
+            price = marks.get(sym) or self.state.marks.get(sym) or pos.entry_price
+            at = epoch_of_ist(day, parse_hhmm(self.settings.live.broker_squareoff_time))
+            ref = f"carried:{day.isoformat()}:{sym}:{pos.setup_ts}"
+            if 0 < still < pos.qty:  # the broker closed part of it: that part is booked, the rest kept
+                gone = pos.qty - still
+                self.record(ClosedByBroker(sym, pos.setup_ts, gone, price, at, ref, ExitReason.EOD, True), ts)
+            if still > 0:
                 self.raise_alert(
                     "CRITICAL",
                     "CARRIED_HELD",
-                    f"TFL: the broker still holds {held[sym]:+d} {sym} and the journal has {pos.qty} from {day}; "
+                    f"TFL: the broker still holds {held[sym]:+d} {sym} and the journal had {pos.qty} from {day}; "
                     "TFL protects and squares them off today as its own. If you converted them to delivery, "
                     "cancel TFL's orders for them by hand",
                     f"{sym}:{day}",
                     ts,
                 )
                 continue
-            price = marks.get(sym) or self.state.marks.get(sym) or pos.entry_price
-            at = epoch_of_ist(day, parse_hhmm(self.settings.live.broker_squareoff_time))
-            ref = f"carried:{day.isoformat()}:{sym}:{pos.setup_ts}"
             self.record(ClosedByBroker(sym, pos.setup_ts, pos.qty, price, at, ref, ExitReason.EOD, True), ts)
             self.raise_alert(
                 "CRITICAL",
