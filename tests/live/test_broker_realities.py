@@ -372,3 +372,38 @@ def test_no_exit_is_cancelled_for_sending_again_right_before_the_brokers_square_
     t.square_off(start)
     t.retry(start + 31)  # 15:14:51: a cancel now could not be followed by a new exit
     assert placed(b, Leg.EXIT) == 1 and not any(c[0] == "cancel" and leg_of(str(c[1])) is Leg.EXIT for c in b.calls)
+
+
+def test_an_entry_refused_because_the_price_gapped_through_its_trigger_goes_in_at_market_as_the_backtest() -> None:
+    """FYERS refuses a buy stop whose trigger is already below the last price (a gap up at the
+    bar's open). The backtest fills that entry at the open, so live enters at market at once,
+    with the same allocation; the position gets its stop as usual."""
+    t, b, _ = alerting()
+
+    def gap(req: OrderRequest) -> None:
+        if leg_of(req.client_id) is Leg.ENTRY and req.type.value == "STOP":
+            raise StopCrossedError("RMS: trigger price for buy stop order should be higher than LTP")
+
+    b.on_place = gap
+    first = enter(t, qty=100)  # decided at the 09:45 boundary for the 09:45 bar
+    assert t.state.orders[first].status is OrderStatus.REJECTED
+    market = [o for o in b.book.values() if leg_of(o.tag) is Leg.ENTRY and o.type == "MARKET"]
+    assert len(market) == 1 and market[0].qty == 100 and market[0].tag[-1] == "1"
+    b.fill(market[0].tag, 100, 101.6, at("09:45") + 1)
+    poll(t, at("09:45") + 1)
+    pos = t.state.book.positions["AAA"]
+    assert pos.qty == 100 and pos.entry_price == 101.6 and pos.stop == 99.0
+    assert placed(b, Leg.STOP) == 1
+
+
+def test_a_gapped_entry_is_not_chased_once_its_bar_is_over() -> None:
+    t, b, _ = alerting()
+    b.on_place = None
+    cid = enter(t, qty=100)
+    from tfl.core.events import OrderReported
+    from tfl.core.orders import Report
+    from tfl.live.broker import STOP_CROSSED
+
+    # The refusal reaches the trader only after the entry's bar has ended (a late socket report).
+    t.facts([OrderReported(cid, Report.REJECTED, reason=f"{STOP_CROSSED}trigger below LTP")], at("10:01"))
+    assert placed(b, Leg.ENTRY) == 1 and "AAA" not in t.state.book.positions

@@ -38,7 +38,7 @@ from tfl.core.events import (
 from tfl.core.fills import touches
 from tfl.core.orders import MAX_ATTEMPTS, Leg, OrderRecord, OrderStatus, OrderType, attempt_of, client_id, oco_group
 from tfl.core.risk import Gate, entry_block
-from tfl.core.state import CoreState
+from tfl.core.state import CoreState, allocation_of
 from tfl.costs import CostModel
 from tfl.domain import ExitReason, HaltReason, RejectReason, Side
 from tfl.settings import Settings
@@ -101,7 +101,7 @@ class Core:
         cancel: dict[str, str] = {}
         for rec in state.working.values():
             if rec.leg is Leg.ENTRY:
-                a = state.allocations.get(rec.request.client_id)
+                a = allocation_of(state, rec.request.client_id)
                 if a is None or a.entry_ts < boundary:
                     cancel[rec.request.client_id] = "its bar is over"
         positions = state.book.positions
@@ -401,6 +401,29 @@ class Core:
         if pos is not None:
             self._exit_uncovered(state, pos, reason, out)
         return out
+
+    def enter_crossed(self, state: CoreState, cid: str, now_slot: int) -> list[Event]:
+        """The broker refused an entry stop because the price was already beyond its trigger
+        (a gap through it, or a move before the order arrived). The backtest fills such an
+        entry at once (at the bar's open, or the trigger when the bar opened short of it), so
+        it goes in at market now, with the same allocation, while its bar lasts and entries
+        are still taken."""
+        a = allocation_of(state, cid)
+        rec = state.orders.get(cid)
+        if a is None or rec is None or a.reject is not None or now_slot != a.entry_ts:
+            return []
+        if self.stopped(state, now_slot) or state.reduce_only or a.symbol in state.book.positions:
+            return []
+        attempt = _next_attempt(state, a.symbol, a.setup_ts, Leg.ENTRY)
+        if attempt >= MAX_ATTEMPTS:
+            return []
+        again = client_id(self.plan.date, a.symbol, a.setup_ts, Leg.ENTRY, attempt)
+        side = int(a.side)
+        return [
+            OrderPlaced(
+                again, Leg.ENTRY, a.symbol, side, OrderType.MARKET, rec.request.qty, None, None, None, a.setup_ts
+            )
+        ]
 
     def exit_crossed(self, state: CoreState, symbol: str) -> list[Event]:
         """The broker refused a stop (or a stop move) because the price has already crossed

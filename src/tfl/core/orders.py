@@ -202,6 +202,11 @@ def attempt_of(cid: str) -> int:
     return _ATTEMPTS.index(cid[-1])
 
 
+def first_attempt(cid: str) -> str:
+    """The client id of the first attempt of the same order (a replacement's original)."""
+    return cid[:-1] + _ATTEMPTS[0] if cid else cid
+
+
 def is_client_id(tag: str) -> bool:
     """Whether a broker order tag has the form :func:`client_id` gives (one of ours, placed by
     this process or an earlier one): date, HHMM, a leg, the symbol part, an attempt."""

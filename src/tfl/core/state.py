@@ -49,6 +49,7 @@ from tfl.core.orders import (
     OrderRequest,
     OrderStatus,
     Report,
+    first_attempt,
     transition,
 )
 from tfl.costs import CostModel
@@ -339,7 +340,7 @@ def _fill(state: CoreState, ev: Filled) -> None:
 
 def _book_entry(state: CoreState, rec: OrderRecord, qty: int, price: float, fill_id: str) -> None:
     sym = rec.request.symbol
-    a = state.allocations.get(rec.request.client_id)
+    a = allocation_of(state, rec.request.client_id)
     book = state.book
     pos = book.positions.get(sym)
     if a is None or (pos is not None and pos.setup_ts != a.setup_ts):
@@ -408,6 +409,12 @@ def _closed_by_broker(state: CoreState, ev: ClosedByBroker) -> None:
     if trade is not None:
         state.legs.pop(ev.symbol, None)
         state.exit_pending.pop(ev.symbol, None)
+
+
+def allocation_of(state: CoreState, cid: str) -> Allocated | None:
+    """The allocation an entry order carries out: its own, or its first attempt's (an entry
+    sent again at market after the broker refused its stop)."""
+    return state.allocations.get(cid) or state.allocations.get(first_attempt(cid))
 
 
 def order_status(state: CoreState, cid: str) -> OrderStatus | None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from tfl.core.events import OrderReported, ReconcileDifference
 from tfl.core.orders import Leg, OrderStatus, Report
-from tfl.core.state import fill_known
+from tfl.core.state import allocation_of, fill_known
 from tfl.live.broker import BrokerError, BrokerTimeoutError
 from tfl.timeutil import BAR_SECONDS
 
@@ -49,9 +49,7 @@ def _reconcile(trader: Trader, ts: int) -> list[str]:
     # process was away (FYERS' own square-off, a hand-placed order): booked before anything
     # could protect or exit shares the broker no longer holds.
     closing = [
-        f
-        for f in fills
-        if f.tag not in ours and f.symbol in st.book.positions and not fill_known(st, f.fill_id, f.tag)
+        f for f in fills if f.tag not in ours and f.symbol in st.book.positions and not fill_known(st, f.fill_id, f.tag)
     ]
     if closing:
         trader.facts([ex.fill_fact(f) for f in closing], ts)
@@ -102,7 +100,7 @@ def _resolve_intent(trader: Trader, cid: str, ts: int) -> None:
     if trader.look_up(rec, ts) is not None:
         return  # adopted, or the broker could not be asked: try again later
     if rec.leg is Leg.ENTRY:
-        alloc = trader.state.allocations.get(cid)
+        alloc = allocation_of(trader.state, cid)
         if alloc is None or alloc.entry_ts + BAR_SECONDS <= ts:
             trader.facts([OrderReported(cid, Report.CANCELLED, reason="not sent before its bar ended")], ts)
             return

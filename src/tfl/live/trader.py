@@ -198,6 +198,7 @@ class Trader:
         fills: list[Filled] = []
         lost_exits: list[str] = []
         crossed: list[str] = []
+        gapped: list[str] = []  # entries refused because the price was already beyond their trigger
         stop_gone = False
         for fact in self._broker_closes(events):
             if isinstance(fact, ClosedByBroker):
@@ -222,6 +223,8 @@ class Trader:
                 stop_gone |= lost is Leg.STOP
                 if self._crossed(rec, ev):
                     crossed.append(rec.request.symbol)
+                elif rec.leg is Leg.ENTRY and rec.status is OrderStatus.REJECTED and ev.reason.startswith(STOP_CROSSED):
+                    gapped.append(rec.request.client_id)
         self.journal.flush()
         now = slot_of(ts, self.plan.open_ts)
         for f in fills:
@@ -236,6 +239,8 @@ class Trader:
             # too; the next retry tries again (once a step, never a burst).
             if self._crossed_at.get(sym) != ts:
                 self.decide(self.core.protect(self.state, sym), ts)
+        for cid in gapped:
+            self.decide(self.core.enter_crossed(self.state, cid, slot_of(ts, self.plan.open_ts)), ts)
         for sym in crossed:
             # Sending the stop again cannot help: the position is closed at market now, as the
             # backtest closes it on the bar where the price crossed its stop. Once a step.
