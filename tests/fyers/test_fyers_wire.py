@@ -43,7 +43,7 @@ def check_session(run: WireRun, expected_rc: int = 0) -> Any:
     assert rep.trades, "the session traded"
     assert fake.duplicate_tags() == {}, f"duplicate orders at FYERS: {fake.duplicate_tags()}"
     assert {o.tag for o in fake.orders.values()} == set(state.orders)
-    assert {t["tradeNumber"] for t in fake.trades} == state.fills_seen, "a fill was lost (or invented)"
+    assert fake.fill_ids() == state.fills_seen, "a fill was lost (or invented)"
     open_at_fyers = {p["symbol"]: p["netQty"] for p in fake.positions() if p["netQty"]}
     assert open_at_fyers == {}, f"positions left open at FYERS: {open_at_fyers}"
     assert not state.book.positions and not rep.open_positions

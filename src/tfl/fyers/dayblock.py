@@ -27,7 +27,7 @@ from tfl.timeutil import IST
 log = logging.getLogger("tfl.fyers.dayblock")
 
 DAY_BLOCK_BREACHES = 4  # FYERS: blocked when the per-minute limit is exceeded "more than 3 times in the day"
-RECHECK_SECONDS = 900.0  # while blocked: one request every 15 minutes asks whether the block is over
+RECHECK_SECONDS = 15 * 60.0  # while blocked: one request every 15 minutes asks whether the block is over
 
 BLOCKED_ALERT = (
     "TFL: FYERS has blocked this app for the rest of the day after repeated per-minute rate-limit "
