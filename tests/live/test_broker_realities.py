@@ -407,3 +407,20 @@ def test_a_gapped_entry_is_not_chased_once_its_bar_is_over() -> None:
     # The refusal reaches the trader only after the entry's bar has ended (a late socket report).
     t.facts([OrderReported(cid, Report.REJECTED, reason=f"{STOP_CROSSED}trigger below LTP")], at("10:01"))
     assert placed(b, Leg.ENTRY) == 1 and "AAA" not in t.state.book.positions
+
+
+def test_an_exit_larger_than_a_position_the_broker_shrank_is_withdrawn_and_the_rest_exited() -> None:
+    t, b, _ = alerting()
+    long_aaa(t, b)
+    start = at("15:13")
+    t.square_off(start)
+    first = next(o for o in b.book.values() if leg_of(o.tag) is Leg.EXIT)
+    hand = Fill("HAND-9", "B909", "", "AAA", -1, 60, 100.9, start + 2)  # 60 sold by an order not ours
+    b.fill_list.append(hand)
+    b.events.append(hand)
+    poll(t, start + 2)
+    assert t.state.book.positions["AAA"].qty == 40
+    assert b.book[first.tag].status == "CANCELLED"  # it would have sold 100 of 40
+    t.retry(start + 10)
+    working = [o for o in b.book.values() if leg_of(o.tag) is Leg.EXIT and o.status == "PENDING"]
+    assert [o.qty for o in working] == [40]

@@ -549,9 +549,10 @@ class Core:
                 out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "position closed"))
             elif rec.leg is Leg.TARGET and rec.remaining > held.qty:
                 out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "position shrank"))
-            elif rec.leg is Leg.EXIT and exiting(state, held) > held.qty:
+            elif rec.leg is Leg.EXIT and rec.status not in UNACKNOWLEDGED and exiting(state, held) > held.qty:
                 # The broker closed part of the position itself: an exit for more than is held
-                # would open one the other way. It is withdrawn; the rest is exited again.
+                # would open one the other way. It is withdrawn; the rest is exited again. (One
+                # not sent yet is checked as it is sent, and replaced at once: ``_still_open``.)
                 out.append(CancelRequested(rec.request.client_id, rec.cancel_requests + 1, "position shrank"))
         return out
 
