@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from scripted import DATE, OPEN, PLAN, S, ScriptedBroker, at, enter, leg_of, new_trader, placed, poll
@@ -424,3 +425,16 @@ def test_an_exit_larger_than_a_position_the_broker_shrank_is_withdrawn_and_the_r
     t.retry(start + 10)
     working = [o for o in b.book.values() if leg_of(o.tag) is Leg.EXIT and o.status == "PENDING"]
     assert [o.qty for o in working] == [40]
+
+
+def test_tfl_trade_refuses_a_square_off_lead_too_short_for_the_book_and_makes_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tfl.cli.main import main
+
+    monkeypatch.setenv("TFL_RISK__MAX_POSITIONS", "100")
+    monkeypatch.chdir(tmp_path)
+    code = main(["trade", "--world", "live", "--data", "d", "--journal", "j.sqlite"])
+    assert code == 2
+    assert "live.squareoff_lead_seconds" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -59,6 +59,8 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
     feed = args.feed or ("replay" if args.world == "replay" else "fyers")
     if args.world == "live" and feed != "fyers":
         raise ValueError("the live world trades on the FYERS feed")
+    if feed == "fyers":  # before any file is made: the square-off must fit before the broker's own
+        check_squareoff_lead(settings)
     files = side_files(side_base(args.journal, args.state_dir))
     log_file = args.log_file or files["log"]
     logs.configure(args.log_level or "INFO", "json", stream=sys.stdout, files=[str(log_file)])
@@ -194,7 +196,6 @@ def _trade_fyers(
     from tfl.live.runtime import run_session
     from tfl.timeutil import IST, REGULAR_CLOSE, epoch_of_ist
 
-    check_squareoff_lead(settings)
     today = fy.today_ist()
     if args.date is not None and args.date != today:
         raise ValueError(f"the {args.world} world trades today's session ({today}), not {args.date}")
