@@ -116,9 +116,19 @@ def run_live(
     :func:`hold_the_market`); ``rms``: then FYERS' own square-off closes what is left."""
     if world == "live":
         fake.s.at.append((BROKER_SQUARE_OFF, hold_the_market(fake, hold_until)))
+    seen = [0]  # the exchange time the trader has reached (its last market event)
     if rms:
 
         def rms_now() -> None:
+            """FYERS' own square-off, once the trader's own time has reached 15:15 too: in
+            the real market both clocks are one, while here the trader lags the fast replay.
+            The trader handles one event at a time, so nothing it decided before 15:15 is
+            still on its way then (a generous wall-clock bound, never a fixed pause)."""
+            with fake.lock:
+                fake.clock = max(fake.clock, float(BROKER_SQUARE_OFF))
+            deadline = time.monotonic() + 60.0
+            while seen[0] < BROKER_SQUARE_OFF and time.monotonic() < deadline:
+                time.sleep(0.01)
             with fake.lock:
                 fake.rms_square_off()
 
@@ -166,6 +176,15 @@ def run_live(
             limiter=limiter,
         )
         feed.start()
+        ask = feed.next
+
+        def next_event(timeout: float) -> Any:
+            ev = ask(timeout)
+            if ev is not None:
+                seen[0] = max(seen[0], ev.ts)
+            return ev
+
+        feed.next = next_event  # type: ignore[method-assign]
         threading.Thread(target=fake.run_market, daemon=True).start()
         if on_market_start is not None:
             on_market_start(feed)
