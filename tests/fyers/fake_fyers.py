@@ -173,6 +173,7 @@ class FakeFyers:
         self._tick_seq = 0  # the exchange engine's tick sequence (ticks step by TICK_SEQ_STEP)
         self.last_data: dict[str, dict[str, Any]] = {}  # each ticker's last data-socket message
         self.rms_orders: list[str] = []  # orders FYERS' own square-off placed
+        self.before_rms: set[str] | None = None  # the order ids that existed when it began
         self.refused_stops: list[str] = []  # tags of protective stops a scenario refused
         self.trade_log: list[tuple[int, str, int]] = []  # (simulated epoch, symbol, signed qty) per trade
         self.market_done = threading.Event()
@@ -579,6 +580,7 @@ class FakeFyers:
         an open intraday position is cancelled, then the position is closed by a market order
         of its own (no tag of the client's), at the last price. Call with the lock held."""
         self.clock = max(self.clock, float(epoch_of_ist(self.session, 15 * 60 + 15)))
+        self.before_rms = set(self.orders)
         for p in self.positions():
             net, symbol = int(p["netQty"]), str(p["symbol"])[4:-3]
             if not net or symbol not in self.ltp:

@@ -72,8 +72,9 @@ def test_exits_left_standing_then_the_brokers_own_square_off_is_booked_as_eod(go
     assert rms_symbols <= {t.symbol for t in booked}
     messages = [m for _, m in run.alerts]
     assert any("broker's own square-off closed" in m for m in messages)
-    late = [o for o in fake.orders.values() if o.tag in run.state.orders and o.placed >= BROKER_SQUARE_OFF]
-    assert late == [], "an order was sent after the broker's square-off"
+    assert fake.before_rms is not None
+    late = [o for i, o in fake.orders.items() if o.tag in run.state.orders and i not in fake.before_rms]
+    assert late == [], "an order was sent after the broker's square-off began"
     assert fake.duplicate_tags() == {}
     assert not run.state.anomalies
 

@@ -438,3 +438,20 @@ def test_tfl_trade_refuses_a_square_off_lead_too_short_for_the_book_and_makes_no
     assert code == 2
     assert "live.squareoff_lead_seconds" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_nothing_is_sent_from_the_brokers_own_square_off_time_on() -> None:
+    """At a real broker, from 15:15 an order would be a delivery trade: a position still open
+    then (its exits refused) gets no new order; the alert says the broker's own square-off
+    closes it. Cancels still go."""
+    t, b, _ = alerting()
+    stop = long_aaa(t, b)
+    t.real_broker = True
+    b.calls.clear()
+    t.on_slot(at("15:15"), [], [])  # the square-off comes only now (say the process was late)
+    assert ("cancel", stop) in [c[:2] for c in b.calls]
+    assert placed(b, Leg.EXIT) == 0 and placed(b, Leg.STOP) == 0
+    assert "AFTER_BROKER_SQUARE_OFF" in causes(t)
+    t.retry(at("15:15") + 10)
+    t.retry(at("15:15") + 20)
+    assert placed(b, Leg.EXIT) == 0 and placed(b, Leg.STOP) == 0
