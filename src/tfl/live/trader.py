@@ -556,7 +556,10 @@ class Trader:
             message = f"{rec.leg.name} order for {rec.request.symbol} rejected: {ev.reason}"
             # Once per symbol, leg and slot: attempts refused again and again are one cause.
             ref = f"{rec.request.symbol}:{rec.leg.name}@{slot_of(ts, self.plan.open_ts)}"
-            self.raise_alert("ERROR", "REJECTED", message, ref, ts)
+            # A stop the price had already crossed is handled at once (an exit at market, as the
+            # backtest's stop on that bar): a warning, not an error needing the operator.
+            level = "WARNING" if ev.reason.startswith(STOP_CROSSED) else "ERROR"
+            self.raise_alert(level, "REJECTED", message, ref, ts)
 
     def _log_fill(self, f: Filled) -> None:
         rec = self.state.orders.get(f.cid)
