@@ -61,7 +61,11 @@ def _progress(total: int, desc: str, enabled: bool) -> Iterator[tqdm]:
 
 
 def run_backtest(
-    req: BacktestRequest, *, show_progress: bool | None = None, market: Market | None = None
+    req: BacktestRequest,
+    *,
+    show_progress: bool | None = None,
+    market: Market | None = None,
+    frames: list[SymbolFrame] | None = None,
 ) -> BacktestRun:
     """Run one backtest; indicators always warm up on all history before ``start``."""
     if req.end < req.start:
@@ -73,9 +77,12 @@ def run_backtest(
     traded = [sym for sym in (req.symbols or market.universe) if sym in market.intraday]
     if not traded:
         raise DataError(req.data_dir, "none of the requested symbols has usable 15-minute data")
-    with _progress(len(traded), "indicators", enabled) as bar:
-        frames = prepare_symbols([(market.intraday[sym], market.daily.get(sym)) for sym in traded], s, leak=req.leak)
-        bar.update(len(traded))
+    if frames is None:
+        with _progress(len(traded), "indicators", enabled) as bar:
+            frames = prepare_symbols(
+                [(market.intraday[sym], market.daily.get(sym)) for sym in traded], s, leak=req.leak
+            )
+            bar.update(len(traded))
 
     start_day, end_day = date_to_day(req.start), date_to_day(req.end)
     session_days = _session_days(frames, start_day, end_day)

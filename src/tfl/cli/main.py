@@ -381,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tfl.cli import calendar_cmds
 
     calendar_cmds.add_parsers(sub)
+    from tfl.cli import research_cmds
+
+    research_cmds.add_parsers(sub, _date, _symbols, _add_config, _settings)
     return p
 
 
