@@ -209,6 +209,7 @@ class Workbench:
     ) -> None:
         self.data_dir = data_dir
         self.symbols = symbols
+        self.base = base
         self.market = market if market is not None else load_market(data_dir, base, symbols)
         self._frames: OrderedDict[tuple[object, ...], list[SymbolFrame]] = OrderedDict()
         self.frame_builds = 0  # how many times setups were computed (the cache's misses)
