@@ -144,7 +144,7 @@ def cmd_sweep(args: argparse.Namespace, base: Settings) -> int:
         dims = parse_ranges(args.grid)
         points = random_points(dims, args.random, args.seed)
     else:
-        if any(":" in c.partition("=")[2] for c in args.grid.split(";")):
+        if any(d.is_range for d in parse_ranges(args.grid)):
             raise SpaceError("--grid: a range lo:hi needs --random N or --search optuna")
         dims = parse_grid(args.grid)
         points = grid_points(dims)

@@ -137,8 +137,9 @@ def run_walkforward(
         sweeper.close()
     curve = stitch_oos(fold_returns, spec.base.backtest.capital)
     run = SweepRun(spec, sweeper.dataset, sweeper.ledger_path, full, sweeper.ran, sweeper.cached)
-    analysis = analyse(run, spec.base, spec.objective, bench=bench, null_draws=null_draws, seed=seed,
-                       oos_net_pnl=oos_net)
+    analysis = analyse(
+        run, spec.base, spec.objective, bench=bench, null_draws=null_draws, seed=seed, oos_net_pnl=oos_net
+    )
     deg = degradation(is_scores, oos_scores)
     stab = param_stability(choices, {d.key: list(d.values) for d in dims})
     oos_rets = np.array(curve.returns)
