@@ -184,7 +184,7 @@ def test_cost_variants_reprice_the_same_trades(markets: dict[str, Path]) -> None
         BacktestRequest(markets["edge"], dt.date(2023, 6, 1), dt.date(2023, 12, 29), s), show_progress=False, market=m
     )
     assert len(run.result.trades) > 50
-    days, rets, raw, cost = session_series(run)
+    _days, rets, raw, cost = session_series(run)
     # The book is flat every night: each session's raw P&L less its costs is its equity change.
     eq = s.backtest.capital * np.cumprod(1 + rets)
     assert np.allclose(np.diff(np.concatenate([[s.backtest.capital], eq])), raw - cost, atol=1e-4)

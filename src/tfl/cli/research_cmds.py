@@ -161,9 +161,7 @@ def cmd_sweep(args: argparse.Namespace, base: Settings) -> int:
     )
     write_verdict(out / "verdict.json", data)
     _write_report(out)
-    _out(
-        f"{data['verdict']}: {data['verdict_text'][len(data['verdict']) + 2 :] if data['verdict'] == 'no edge' else data['verdict_text']}"
-    )
+    _out(data["verdict_text"])
     _out(
         f"trials: {len(run.results)} in this sweep ({run.ran} run, {run.cached} from the ledger); "
         f"{analysis.trials_total} on this data in the ledger {run.ledger_path}"

@@ -19,7 +19,7 @@ import numpy as np
 
 from tfl.research.analysis import analyse, verdict_dict, write_returns, write_trials, write_verdict
 from tfl.research.space import canonical, grid_points, parse_grid, settings_for, validate
-from tfl.research.sweep import SweepRun, SweepSpec, Sweeper, check_spec
+from tfl.research.sweep import Sweeper, SweepRun, SweepSpec, check_spec
 from tfl.research.trial import TrialResult, Workbench
 from tfl.research.walkforward import (
     Fold,
