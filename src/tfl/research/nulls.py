@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 _BLOCK_CELLS = 1 << 20
 # Relative agreement required between the vectorised charges and CostModel.charge_total itself.
 _CHARGE_RTOL = 1e-9
+# A standard deviation below this fraction of the mean is rounding noise (a Sharpe ratio of 1e9).
+_FLAT_SD = 1e-9
 # Turnovers re-priced by CostModel.charge_total to check the vectorised charges.
 _CHARGE_SAMPLES = 64
 
@@ -244,23 +246,19 @@ def _plan(trades: Sequence[Trade], bars_by_symbol: Mapping[str, BarSeries], days
 def _charge_totals(cost: CostModel, c: CostSettings, turnover: F64, is_buy: bool) -> F64:
     """``cost.charge_total`` of every turnover, vectorised.
 
-    The charges are linear in turnover except for the brokerage cap, so they are interpolated
-    between values that :meth:`CostModel.charge_total` itself computes at 0, at the cap's kink and
-    at the largest turnover. A sample of turnovers is re-priced by the model to check it; should the
-    model ever stop being piecewise linear there, every turnover is priced one by one instead.
+    The charges are linear in turnover on either side of the brokerage cap's kink, so each piece
+    is drawn through values that :meth:`CostModel.charge_total` itself computes (at the kink and at
+    twice it; charges of nothing are nothing). The pieces do not depend on which turnovers are
+    priced together, so neither do the results. A sample of turnovers is re-priced by the model to
+    check it; should the model ever stop being piecewise linear, every turnover is priced one by one.
     """
     if turnover.shape[0] == 0:
         return np.zeros(0)
-    hi = float(turnover.max())
-    knots = [0.0]
-    if c.model != "flat" and c.brokerage_pct > 0:
-        kink = c.brokerage_cap / (c.brokerage_pct / 100.0)
-        if 0.0 < kink < hi:
-            knots.append(kink)
-    if hi > 0.0:
-        knots.append(hi)
-    values = [cost.charge_total(x, is_buy) for x in knots]
-    out: F64 = np.interp(turnover, knots, values)
+    capped = c.model != "flat" and c.brokerage_pct > 0
+    kink = c.brokerage_cap / (c.brokerage_pct / 100.0) if capped else 1.0
+    at_kink = cost.charge_total(kink, is_buy)
+    slope_beyond = (cost.charge_total(2.0 * kink, is_buy) - at_kink) / kink
+    out: F64 = np.where(turnover <= kink, turnover * (at_kink / kink), at_kink + (turnover - kink) * slope_beyond)
     step = max(1, turnover.shape[0] // _CHARGE_SAMPLES)
     sample = np.arange(0, turnover.shape[0], step)
     exact = np.array([cost.charge_total(float(turnover[j]), is_buy) for j in sample])
@@ -289,7 +287,8 @@ def _blocks(plan: _Plan, settings: Settings, n_draws: int, seed: int) -> Iterato
     done = 0
     while done < n_draws:
         k = min(per_block, n_draws - done)
-        pick = rng.integers(0, plan.cand_size, size=(k, m))
+        # One double per cell (never a buffered draw), so how the draws are blocked never changes them.
+        pick = np.minimum((rng.random((k, m)) * plan.cand_size).astype(np.int64), plan.cand_size - 1)
         entry = plan.candidates[plan.cand_start + pick]
         entry_px = plan.open[entry] * entry_mult
         qty = np.maximum(1, np.rint(plan.notional / entry_px)).astype(np.int64)
@@ -363,10 +362,11 @@ _DRAW_FIELDS = ("entry_ts", "exit_ts", "entry_price", "exit_price", "qty", "char
 
 def session_sharpe(daily_returns: F64) -> F64:
     """Per-session Sharpe ratio along the last axis: mean / sample standard deviation, not
-    annualised, zero risk-free rate; 0 where the returns do not vary (no risk, no ratio)."""
+    annualised, zero risk-free rate; 0 where the returns do not vary beyond rounding (no risk, no
+    ratio: a constant series' computed deviation is rounding noise, not risk)."""
     mean = daily_returns.mean(axis=-1)
     sd = daily_returns.std(axis=-1, ddof=1)
-    out: F64 = np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 0)
+    out: F64 = np.divide(mean, sd, out=np.zeros_like(mean), where=sd > _FLAT_SD * np.abs(mean))
     return out
 
 
