@@ -4,7 +4,9 @@ end run on the shared data."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 import math
 import statistics
 from pathlib import Path
@@ -337,6 +339,33 @@ def test_bad_inputs_are_named() -> None:
         random_entry_nulls([], bars, sessions, 1e6, S)
     with pytest.raises(NullModelError, match="not in any session of the run"):
         actual_daily_returns(trades, sessions[1:], 1e6)
+
+
+@pytest.mark.parametrize("model", ["nse_intraday", "flat"])
+@pytest.mark.parametrize("is_buy", [True, False])
+def test_vectorised_charges_are_the_cost_models(model: str, is_buy: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """Across the brokerage cap's kink (about 66,667 rupees by default), every turnover is charged
+    what CostModel.charges itemises, with no fallback taken."""
+    c = dataclasses.replace(S.costs, model=model)
+    cost = CostModel(c)
+    turnover = np.concatenate([np.geomspace(1.0, 5e7, 997), [66_666.0, 66_667.0, 66_668.0]])
+    with caplog.at_level(logging.WARNING, logger="tfl.research.nulls"):
+        got = nulls._charge_totals(cost, c, turnover, is_buy)
+    want = np.array([cost.charges(float(x), is_buy).total for x in turnover])
+    assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert not caplog.records
+
+
+def test_charges_not_piecewise_linear_are_priced_one_by_one(caplog: pytest.LogCaptureFixture) -> None:
+    class Curved(CostModel):
+        def charge_total(self, turnover: float, is_buy: bool) -> float:
+            return float(turnover**1.1)
+
+    turnover = np.geomspace(10.0, 1e6, 500)
+    with caplog.at_level(logging.WARNING, logger="tfl.research.nulls"):
+        got = nulls._charge_totals(Curved(S.costs), S.costs, turnover, True)
+    assert np.array_equal(got, np.array([float(x) ** 1.1 for x in turnover]))
+    assert "not piecewise linear" in caplog.text
 
 
 # --------------------------------------------------------------------------- the shared data
