@@ -33,7 +33,7 @@ from tfl.research.nulls import (
 )
 from tfl.settings import Settings
 from tfl.strategy.book import Trade
-from tfl.timeutil import date_to_day, epoch_of_ist
+from tfl.timeutil import date_to_day, day_to_date, epoch_of_ist
 
 from builders import series
 
@@ -265,6 +265,8 @@ def test_same_seed_same_result_and_blocks_do_not_matter(monkeypatch: pytest.Monk
     c = random_entry_nulls(trades, bars, sessions, 1e6, S, n_draws=40, seed=10)
     assert np.array_equal(a.null_sharpes, b.null_sharpes) and a.p_value == b.p_value
     assert not np.array_equal(a.null_sharpes, c.null_sharpes)
+    by_date = random_entry_nulls(trades, bars, [day_to_date(d) for d in sessions], 1e6, S, n_draws=40, seed=9)
+    assert np.array_equal(a.null_sharpes, by_date.null_sharpes)
     rt = random_trades(trades, bars, sessions, S, 40, seed=9)
     assert np.allclose(rt.pnl.sum(axis=1), a.null_net_pnls, rtol=1e-12)
     # Priced 7 cells at a time (so blocks of one draw): the very same draws.
