@@ -74,6 +74,9 @@ _FLAT_SD = 1e-9
 _CHARGE_SAMPLES = 64
 
 
+Sessions = Sequence[int] | Sequence[dt.date] | I64  # the run's sessions: IST day numbers or dates
+
+
 class NullModelError(ValueError):
     """Inputs the null model cannot use (the message names the problem)."""
 
@@ -121,7 +124,6 @@ class _Plan:
     sessions (concatenated), the square-off point of each bar's session, and per actual trade its
     block of candidate entry bars, holding, notional and side."""
 
-    sessions: I64
     ts: I64
     open: F64
     session_of_bar: I64
@@ -135,9 +137,6 @@ class _Plan:
     side: I64
     holding: I64
     notional: F64
-
-
-Sessions = Sequence[int] | Sequence[dt.date] | I64  # the run's sessions: IST day numbers or dates
 
 
 def _session_days(sessions: Sessions) -> I64:
@@ -236,7 +235,6 @@ def _plan(trades: Sequence[Trade], bars_by_symbol: Mapping[str, BarSeries], days
         )
     session_of_bar = np.searchsorted(days, day)
     return _Plan(
-        days,
         ts,
         opens,
         session_of_bar,
@@ -312,14 +310,14 @@ def _blocks(plan: _Plan, settings: Settings, n_draws: int, seed: int) -> Iterato
         entry_turn = (qty * entry_px).ravel()
         exit_turn = (qty * exit_px).ravel()
         buy_in = np.broadcast_to(long, (k, m)).ravel()
-        charges = np.empty(k * m)
-        charges[buy_in] = _charge_totals(cost, settings.costs, entry_turn[buy_in], True)
-        charges[buy_in] += _charge_totals(cost, settings.costs, exit_turn[buy_in], False)
         sell_in = ~buy_in
-        charges[sell_in] = _charge_totals(cost, settings.costs, entry_turn[sell_in], False)
-        charges[sell_in] += _charge_totals(cost, settings.costs, exit_turn[sell_in], True)
-        charges2 = charges.reshape(k, m)
-        pnl = plan.side * qty * (exit_px - entry_px) - charges2
+        cells = np.empty(k * m)
+        cells[buy_in] = _charge_totals(cost, settings.costs, entry_turn[buy_in], True)
+        cells[buy_in] += _charge_totals(cost, settings.costs, exit_turn[buy_in], False)
+        cells[sell_in] = _charge_totals(cost, settings.costs, entry_turn[sell_in], False)
+        cells[sell_in] += _charge_totals(cost, settings.costs, exit_turn[sell_in], True)
+        charges = cells.reshape(k, m)
+        pnl = plan.side * qty * (exit_px - entry_px) - charges
         yield RandomTrades(
             plan.symbols,
             plan.side,
@@ -330,7 +328,7 @@ def _blocks(plan: _Plan, settings: Settings, n_draws: int, seed: int) -> Iterato
             entry_px,
             exit_px,
             qty,
-            charges2,
+            charges,
             pnl,
             plan.session_of_bar[entry],
         )
