@@ -34,11 +34,12 @@ Limits, stated so nobody reads more into the p-value than it holds:
 - the actual's stop, target, breakeven and trail path is not reproduced: holding time is matched
   instead (as the issue asks), so the null answers "does the timing of the entries carry an
   edge?", not "do the exits?";
-- an actual stopped out inside its entry bar (0 bars) is matched by a one-bar hold. A zero-bar
-  random trade would carry no price risk at all, which would make the null's daily returns calmer
-  than the actual's and the p-value smaller than it should be; one bar errs the other way;
+- an actual stopped out inside its entry bar (0 bars; about 6% of the default strategy's trades)
+  is matched by a one-bar hold. A zero-bar random trade would pay its costs with no price risk at
+  all, which would make the null's days calmer than the actual's and push its Sharpe ratios
+  towards the sign of their mean; one bar holds a little more risk than the actual's part of a bar;
 - entries are at bar opens while the actual's stop entries fill inside the bar; slippage is the
-  same fraction either way.
+  same fraction either way;
 - nothing matches the market's mood: breakout entries come on wilder bars than random ones, so the
   actual's daily returns can vary more than the null's (on the shared data, 2020-2025, the default
   strategy's daily P&L has a standard deviation of about 3,600 rupees against the null's 2,800).
