@@ -46,7 +46,9 @@ class Analysis:
     pbo: stats.PboResult | None
     pbo_trials: int
     min_trl_sessions: float
-    null_p: float
+    null_p: float  # the larger of the two random-entry p-values (Sharpe and net P&L)
+    null_sharpe_p: float
+    null_net_p: float
     null_sharpes: Sequence[float]
     bootstrap: stats.BootstrapResult
     cost_per_trade: float
@@ -118,7 +120,7 @@ def analyse(
         dsr=deflated.dsr,
         n_trials=trials_total,
         pbo=pbo.pbo if pbo is not None and pbo.reason is None else math.nan,
-        null_p=nulls.p_value,
+        null_p=max(nulls.p_value, nulls.net_pnl_p_value),
         bootstrap_p=boot.p_value,
         oos_net_pnl=oos_net_pnl,
     )
@@ -131,7 +133,9 @@ def analyse(
         pbo=pbo,
         pbo_trials=len(peers),
         min_trl_sessions=min_trl,
-        null_p=nulls.p_value,
+        null_p=max(nulls.p_value, nulls.net_pnl_p_value),
+        null_sharpe_p=nulls.p_value,
+        null_net_p=nulls.net_pnl_p_value,
         null_sharpes=[float(x) for x in nulls.null_sharpes],
         bootstrap=boot,
         cost_per_trade=cost_per_trade,
@@ -230,6 +234,8 @@ def verdict_dict(a: Analysis, run: SweepRun, extra: dict[str, Any] | None = None
         "null_p_value": _f(max(a.null_p, a.bootstrap.p_value)),
         "null_detail": {
             "random_entries_p_value": _f(a.null_p),
+            "random_entries_sharpe_p_value": _f(a.null_sharpe_p),
+            "random_entries_net_pnl_p_value": _f(a.null_net_p),
             "random_entries_draws": len(a.null_sharpes),
             "random_entries_sharpes_pct": {str(q): _f(float(np.percentile(a.null_sharpes, q))) for q in (5, 50, 95)}
             if a.null_sharpes
