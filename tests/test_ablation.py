@@ -15,12 +15,13 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
+from test_rules import BASE, FILL, SHORT_BASE, SLIP, R, atr_at, quiet, zigzag_daily
+from test_rules_both_worlds import replay_scenario
 from tfl.backtest.run import BacktestRequest, run_backtest
 from tfl.backtest.signals import SymbolFrame, valid_setups
 from tfl.backtest.simulator import SimResult, simulate
@@ -36,8 +37,6 @@ from tfl.trade_csv import trade_rows
 
 from builders import TEST_DAY, daily_series, frame, hhmm_of, intraday
 from test_indicators import SYMBOLS
-from test_rules import BASE, FILL, R, SHORT_BASE, SLIP, atr_at, quiet, zigzag_daily
-from test_rules_both_worlds import replay_scenario
 
 Bar = tuple[str, float, float, float, float]
 
@@ -82,7 +81,7 @@ def mvwap_at(bars: list[Bar], hhmm: str, n: int = 50) -> float:
     s = intraday("X", bars)
     end = len(s) - len(bars) + [b[0] for b in bars].index(hhmm) + 1
     c, v = s.close.tolist()[end - n : end], s.volume.tolist()[end - n : end]
-    return sum(ci * vi for ci, vi in zip(c, v, strict=True)) / sum(v)
+    return float(sum(ci * vi for ci, vi in zip(c, v, strict=True)) / sum(v))
 
 
 # ------------------------------------------------------------------ the bias filter
@@ -170,7 +169,7 @@ LOW_BASE = [(t, o - 10.0, h - 10.0, lo - 10.0, c - 10.0) for t, o, h, lo, c in B
 
 def test_use_trend_filter_off_takes_setups_under_the_mvwap(both: BothWorlds) -> None:
     day = [*LOW_BASE, *quiet(95.6, "10:15")]
-    assert 95.2 < mvwap_at(day, "09:45")  # the setup bar closes under its MVWAP(50)
+    assert mvwap_at(day, "09:45") > 95.2  # the setup bar closes under its MVWAP(50)
     assert both([frame("X", day)], Settings()).trades == []
     s = off("use_trend_filter")
     t = only_trade(both([frame("X", day, settings=s)], s))
@@ -385,7 +384,7 @@ def test_a_bad_boolean_from_toml_or_env_names_the_key(tmp_path: Path) -> None:
 
 
 def test_other_types_still_refuse_booleans() -> None:
-    with pytest.raises(SettingsError, match="risk.max_positions"):
+    with pytest.raises(SettingsError, match=r"risk\.max_positions"):
         Settings().replace({"risk.max_positions": True})
 
 
@@ -422,4 +421,3 @@ def test_paper_and_live_refuse_switches_that_are_off(
     assert main([*bt, "--set", "strategy.use_bias=false", "--bias", "SHORTS"]) == 2
     assert "strategy.use_bias" in capsys.readouterr().err
     assert not out.exists()
-
