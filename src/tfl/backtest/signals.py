@@ -70,8 +70,12 @@ def valid_setups(
     r = rsi_bar[idx]
     c = bars.close[idx]
     tl = line[idx]
-    with np.errstate(invalid="ignore"):
-        ok = ((side == 1) & (r > st.long_rsi_min) & (c > tl)) | ((side == -1) & (r < st.short_rsi_max) & (c < tl))
+    with np.errstate(invalid="ignore"):  # as rules.setup_passes: a switched-off filter is not applied
+        up = (r > st.long_rsi_min) if st.use_rsi_filter else ~np.isnan(r)
+        down = (r < st.short_rsi_max) if st.use_rsi_filter else ~np.isnan(r)
+        if st.use_trend_filter:
+            up, down = up & (c > tl), down & (c < tl)
+        ok = ((side == 1) & up) | ((side == -1) & down)
     return idx[ok], side[ok], ph[ok], pl[ok], r[ok]
 
 
