@@ -64,8 +64,8 @@ def _as_1d(returns: npt.ArrayLike, name: str = "returns") -> FloatArray:
 def _sharpe_from_moments(mean: FloatArray, var: FloatArray) -> FloatArray:
     """Sharpe from a mean and a sample variance, 0 where the series is flat (see :func:`sharpe`)."""
     flat = var <= _FLAT_VARIANCE_FRACTION * (mean * mean + var)
-    safe = np.where(flat, 1.0, var)
-    return np.where(flat, 0.0, mean / np.sqrt(safe))
+    out = np.divide(mean, np.sqrt(var), out=np.zeros_like(mean, dtype=np.float64), where=~flat)
+    return np.asarray(out, dtype=np.float64)
 
 
 def sharpe(returns: npt.ArrayLike) -> float:
@@ -293,14 +293,16 @@ class _BlockMoments:
         self.sumsq = (centred * centred).sum(axis=1)  # S x N
         self.block_len = blocks.shape[1]
 
-    def mean_var(self, combos: npt.NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
-        """Mean and sample variance (ddof=1) of the union of the blocks in each row of ``combos``."""
-        n = combos.shape[1] * self.block_len
-        s = self.sums[combos].sum(axis=1)  # k x N
-        ss = self.sumsq[combos].sum(axis=1)
-        mean_c = s / n
-        var = np.maximum(ss - n * mean_c * mean_c, 0.0) / (n - 1)
-        return mean_c + self.col_mean, var
+    def mean_var(self, member: FloatArray, n_blocks: int) -> tuple[FloatArray, FloatArray]:
+        """Mean and sample variance (ddof=1) of the union of blocks marked 1.0 in each row of ``member``."""
+        n = n_blocks * self.block_len
+        mean_c = (member @ self.sums) / n  # k x N
+        var = member @ self.sumsq
+        var -= n * mean_c * mean_c
+        np.maximum(var, 0.0, out=var)
+        var /= n - 1
+        mean_c += self.col_mean
+        return mean_c, var
 
 
 def _fast_objective(objective: Objective) -> Callable[[FloatArray, FloatArray], FloatArray] | None:
@@ -361,33 +363,35 @@ def pbo_cscv(returns_matrix: npt.ArrayLike, n_splits: int = 16, objective: Objec
         log.info("cscv drops oldest rows", extra={"fields": {"dropped": dropped, "n_splits": n_splits}})
     blocks = matrix[dropped:].reshape(n_splits, block_len, n_trials)
     combos, complement = _combinations(n_splits)
+    n_comb = combos.shape[0]
+    # The objective of every trial on every half of the blocks; the OOS half of combination i is the
+    # IS half of combination complement[i], so each half is evaluated once.
+    objective_of = np.empty((n_comb, n_trials), dtype=np.float64)
     fast = _fast_objective(objective)
     block_moments = _BlockMoments(blocks) if fast is not None else None
-
-    def evaluate(rows: npt.NDArray[np.intp]) -> FloatArray:
-        if fast is not None and block_moments is not None:
-            return fast(*block_moments.mean_var(combos[rows]))
-        return _slow_objective(objective, blocks, combos[rows])
-
-    n_comb = combos.shape[0]
-    logits = np.empty(n_comb, dtype=np.float64)
-    is_best = np.empty(n_comb, dtype=np.float64)
-    oos_best = np.empty(n_comb, dtype=np.float64)
     for start in range(0, n_comb, _CSCV_CHUNK):
-        rows = np.arange(start, min(start + _CSCV_CHUNK, n_comb))
-        is_obj = evaluate(rows)
-        oos_obj = evaluate(complement[rows])
-        if not (np.all(np.isfinite(is_obj)) and np.all(np.isfinite(oos_obj))):
-            raise StatsInputError("the CSCV objective returned NaN or infinite values")
-        best = np.argmax(is_obj, axis=1)
-        pick = np.arange(rows.size)
-        chosen_oos = oos_obj[pick, best]
-        below = np.sum(oos_obj < chosen_oos[:, None], axis=1)
-        equal = np.sum(oos_obj == chosen_oos[:, None], axis=1) - 1
+        part = combos[start : start + _CSCV_CHUNK]
+        if fast is not None and block_moments is not None:
+            member = np.zeros((part.shape[0], n_splits), dtype=np.float64)
+            np.put_along_axis(member, part, 1.0, axis=1)
+            objective_of[start : start + part.shape[0]] = fast(*block_moments.mean_var(member, part.shape[1]))
+        else:
+            objective_of[start : start + part.shape[0]] = _slow_objective(objective, blocks, part)
+    if not np.all(np.isfinite(objective_of)):
+        raise StatsInputError("the CSCV objective returned NaN or infinite values")
+    best = np.argmax(objective_of, axis=1)
+    pick = np.arange(n_comb)
+    is_best = objective_of[pick, best]
+    oos_best = objective_of[complement, best]
+    logits = np.empty(n_comb, dtype=np.float64)
+    for start in range(0, n_comb, _CSCV_CHUNK):
+        rows = pick[start : start + _CSCV_CHUNK]
+        oos = objective_of[complement[rows]]
+        chosen = oos_best[rows, None]
+        below = np.count_nonzero(oos < chosen, axis=1)
+        equal = np.count_nonzero(oos == chosen, axis=1) - 1
         w = (1.0 + below + 0.5 * equal) / (n_trials + 1.0)
         logits[rows] = np.log(w / (1.0 - w))
-        is_best[rows] = is_obj[pick, best]
-        oos_best[rows] = chosen_oos
     slope, intercept = _ols(is_best, oos_best)
     return PboResult(
         pbo=float(np.mean(logits <= 0.0)),
