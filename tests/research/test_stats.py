@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -82,7 +83,8 @@ def test_deflated_sharpe_composes_psr_and_expected_max() -> None:
     res = s.deflated_sharpe(x, n_trials=40, sr_variance=0.002)
     skew, kurt = sps.skew(x), sps.kurtosis(x, fisher=False)
     sr = float(np.mean(x) / np.std(x, ddof=1))
-    assert (res.sr, res.n_obs, res.n_trials, res.sr_variance) == (pytest.approx(sr), 750, 40, 0.002)
+    assert res.sr == pytest.approx(sr)
+    assert (res.n_obs, res.n_trials, res.sr_variance) == (750, 40, 0.002)
     assert res.sr_benchmark == pytest.approx(s.expected_max_sharpe(40, 0.002))
     assert res.dsr == pytest.approx(s.probabilistic_sharpe(sr, res.sr_benchmark, 750, skew, kurt))
     # More trials raise the bar, so the probability falls.
@@ -98,7 +100,9 @@ def test_expected_max_sharpe_against_exact_expectation() -> None:
     """
     errors = []
     for n in (10, 100, 1_000, 10_000):
-        exact = integrate.quad(lambda x, n=n: x * n * sps.norm.pdf(x) * sps.norm.cdf(x) ** (n - 1), -12, 12, limit=400)[0]
+        exact = integrate.quad(lambda x, n=n: x * n * sps.norm.pdf(x) * sps.norm.cdf(x) ** (n - 1), -12, 12, limit=400)[
+            0
+        ]
         approx = s.expected_max_sharpe(n, 1.0)
         errors.append(abs(approx / exact - 1.0))
         assert s.expected_max_sharpe(n, 0.04) == pytest.approx(0.2 * approx)
@@ -204,7 +208,15 @@ def test_min_track_record_length_is_where_psr_reaches_the_confidence(
 # ------------------------------------------------------------------------------------------------ PBO
 
 
-def _brute_force_cscv(matrix: np.ndarray, n_splits: int, objective: s.Objective) -> dict[str, object]:
+class _Cscv(NamedTuple):
+    logits: np.ndarray
+    is_best: np.ndarray
+    oos_best: np.ndarray
+    pbo: float
+    loss: float
+
+
+def _brute_force_cscv(matrix: np.ndarray, n_splits: int, objective: s.Objective) -> _Cscv:
     """CSCV written straight from Bailey et al. (2016), section 2, with plain loops.
 
     Oldest rows beyond a multiple of S dropped; S contiguous blocks; every S/2 subset in-sample;
@@ -236,13 +248,13 @@ def _brute_force_cscv(matrix: np.ndarray, n_splits: int, objective: s.Objective)
         logits.append(math.log(w / (1 - w)))
         is_best.append(is_scores[best])
         oos_best.append(oos_scores[best])
-    return {
-        "logits": np.array(logits),
-        "is_best": np.array(is_best),
-        "oos_best": np.array(oos_best),
-        "pbo": sum(lam <= 0 for lam in logits) / len(logits),
-        "loss": sum(v < 0 for v in oos_best) / len(oos_best),
-    }
+    return _Cscv(
+        logits=np.array(logits),
+        is_best=np.array(is_best),
+        oos_best=np.array(oos_best),
+        pbo=sum(lam <= 0 for lam in logits) / len(logits),
+        loss=sum(v < 0 for v in oos_best) / len(oos_best),
+    )
 
 
 def _median(x: np.ndarray) -> float:
@@ -270,11 +282,11 @@ def test_pbo_fast_equals_brute_force(
     assert fast.reason is None
     assert fast.n_rows_dropped == extra
     assert fast.n_combinations == math.comb(n_splits, n_splits // 2)
-    np.testing.assert_allclose(fast.logits, slow["logits"], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(fast.is_best, slow["is_best"], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(fast.oos_best, slow["oos_best"], rtol=1e-9, atol=1e-12)
-    assert fast.pbo == slow["pbo"]
-    assert fast.prob_oos_loss == slow["loss"]
+    np.testing.assert_allclose(fast.logits, slow.logits, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fast.is_best, slow.is_best, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fast.oos_best, slow.oos_best, rtol=1e-9, atol=1e-12)
+    assert fast.pbo == slow.pbo
+    assert fast.prob_oos_loss == slow.loss
     if np.ptp(fast.is_best) > 0:
         slope, intercept = np.polyfit(fast.is_best, fast.oos_best, 1)
         assert fast.degradation_slope == pytest.approx(slope, rel=1e-6, abs=1e-9)

@@ -39,7 +39,7 @@ NORMAL_KURTOSIS = 3.0
 # A series whose variance is below this fraction of its mean square is treated as flat (no dispersion):
 # its Sharpe ratio would exceed 1e7 per period, which only a constant series produces.
 _FLAT_VARIANCE_FRACTION = 1e-14
-# Combinations handled per vectorised step of CSCV: bounds memory at about 4 * chunk * N floats.
+# Combinations per vectorised step of CSCV: temporaries of a few chunk x N floats beside the C x N objectives.
 _CSCV_CHUNK = 512
 # Bootstrap resamples drawn per vectorised step.
 _BOOT_CHUNK = 500
@@ -436,8 +436,7 @@ class BootstrapResult:
 
 def _stationary_indices(rng: np.random.Generator, n_boot: int, n_obs: int, mean_block: float) -> npt.NDArray[np.intp]:
     """Politis-Romano resample indices: blocks start at uniform positions, lengths ~ Geometric(1/b), wrap."""
-    new_block = rng.random((n_boot, n_obs)) < 1.0 / mean_block
-    new_block[:, 0] = True
+    new_block = rng.random((n_boot, n_obs)) < 1.0 / mean_block  # position 0 always opens a block below
     starts = rng.integers(0, n_obs, size=(n_boot, n_obs))
     t = np.arange(n_obs)
     block_start = np.maximum.accumulate(np.where(new_block, t, 0), axis=1)
