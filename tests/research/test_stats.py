@@ -269,14 +269,28 @@ def _median(x: np.ndarray) -> float:
     extra_rows=st.integers(0, 7),
     n_trials=st.integers(2, 9),
     objective=st.sampled_from([s.sharpe, s.mean_return, _median]),
+    duplicate=st.booleans(),
+    flat=st.booleans(),
 )
 def test_pbo_fast_equals_brute_force(
-    seed: int, n_splits: int, block_len: int, extra_rows: int, n_trials: int, objective: s.Objective
+    seed: int,
+    n_splits: int,
+    block_len: int,
+    extra_rows: int,
+    n_trials: int,
+    objective: s.Objective,
+    duplicate: bool,
+    flat: bool,
 ) -> None:
-    """The vectorised CSCV equals the loop version on random matrices (incl. rows to drop)."""
+    """The vectorised CSCV equals the loop version on random matrices, with rows to drop, and with
+    the ties a real sweep produces: two trials with identical returns, a trial that never trades."""
     extra = extra_rows % n_splits
     rng = np.random.default_rng(seed)
     matrix = rng.normal(rng.normal(0, 0.1, n_trials), 1.0, size=(n_splits * block_len + extra, n_trials))
+    if duplicate:
+        matrix[:, -1] = matrix[:, 0]
+    if flat and n_trials >= 3:
+        matrix[:, 1] = 0.0
     fast = s.pbo_cscv(matrix, n_splits=n_splits, objective=objective)
     slow = _brute_force_cscv(matrix, n_splits, objective)
     assert fast.reason is None
@@ -291,6 +305,23 @@ def test_pbo_fast_equals_brute_force(
         slope, intercept = np.polyfit(fast.is_best, fast.oos_best, 1)
         assert fast.degradation_slope == pytest.approx(slope, rel=1e-6, abs=1e-9)
         assert fast.degradation_intercept == pytest.approx(intercept, rel=1e-6, abs=1e-9)
+
+
+def test_pbo_hand_worked_two_blocks() -> None:
+    """S = 2 by hand. Trials A and B are identical in block 0; in block 1, B beats A.
+
+    IS block 0: A and B tie, A (first) is chosen; OOS block 1: A ranks 1 of 2, w = 1/3, logit -ln 2.
+    IS block 1: B wins; OOS block 0: A and B tie, averaged rank 1.5, w = 1/2, logit 0.
+    Both logits <= 0, so PBO = 1; the chosen trials' OOS Sharpes: A's in block 1, B's in block 0.
+    """
+    block0 = [0.01, -0.02, 0.03, 0.0]
+    a = np.array([*block0, 0.01, -0.01, 0.0, 0.005])
+    b = np.array([*block0, 0.02, 0.01, 0.03, 0.015])
+    res = s.pbo_cscv(np.column_stack([a, b]), n_splits=2)
+    np.testing.assert_allclose(res.logits, [-math.log(2.0), 0.0], atol=1e-12)
+    assert res.pbo == 1.0
+    np.testing.assert_allclose(res.oos_best, [s.sharpe(a[4:]), s.sharpe(b[:4])])
+    np.testing.assert_allclose(res.is_best, [s.sharpe(a[:4]), s.sharpe(b[4:])])
 
 
 def test_pbo_drops_the_oldest_rows() -> None:

@@ -39,8 +39,8 @@ NORMAL_KURTOSIS = 3.0
 # A series whose variance is below this fraction of its mean square is treated as flat (no dispersion):
 # its Sharpe ratio would exceed 1e7 per period, which only a constant series produces.
 _FLAT_VARIANCE_FRACTION = 1e-14
-# Combinations per vectorised step of CSCV: temporaries of a few chunk x N floats beside the C x N objectives.
-_CSCV_CHUNK = 512
+# Combination pairs per vectorised step of CSCV: memory stays at a few chunk x N arrays whatever C is.
+_CSCV_CHUNK = 128
 # Bootstrap resamples drawn per vectorised step.
 _BOOT_CHUNK = 500
 
@@ -287,22 +287,47 @@ class _BlockMoments:
     def __init__(self, blocks: FloatArray) -> None:
         # blocks: S x L x N. Centre each column first: the variance from sums of squares then keeps
         # its precision (sumsq - n*mean^2 on raw returns would cancel catastrophically).
+        n_blocks = blocks.shape[0]
+        self.n_blocks = n_blocks
         self.col_mean = blocks.mean(axis=(0, 1))
         centred = blocks - self.col_mean
-        self.sums = centred.sum(axis=1)  # S x N
-        self.sumsq = (centred * centred).sum(axis=1)  # S x N
+        sums = centred.sum(axis=1)  # S x N
+        sumsq = (centred * centred).sum(axis=1)
+        # Sums over every pair of blocks (a < b at row a*S + b): a half of S blocks is S/4 pairs,
+        # half the additions of adding blocks one by one.
+        first, second = np.triu_indices(n_blocks, k=1)
+        self.pair_sums = np.zeros((n_blocks * n_blocks, sums.shape[1]))
+        self.pair_sumsq = np.zeros_like(self.pair_sums)
+        self.pair_sums[first * n_blocks + second] = sums[first] + sums[second]
+        self.pair_sumsq[first * n_blocks + second] = sumsq[first] + sumsq[second]
+        self.sums = sums
+        self.sumsq = sumsq
         self.block_len = blocks.shape[1]
 
-    def mean_var(self, member: FloatArray, n_blocks: int) -> tuple[FloatArray, FloatArray]:
-        """Mean and sample variance (ddof=1) of the union of blocks marked 1.0 in each row of ``member``."""
-        n = n_blocks * self.block_len
-        mean_c = (member @ self.sums) / n  # k x N
-        var = member @ self.sumsq
-        var -= n * mean_c * mean_c
-        np.maximum(var, 0.0, out=var)
-        var /= n - 1
+    def mean_var(self, combos: npt.NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
+        """Mean and sample variance (ddof=1) of the union of the blocks in each row of ``combos``.
+
+        Rows of ``combos`` are increasing block indices. Sums are added element by element in a
+        fixed order (not by a matrix product), so identical trials get bit-identical values and tie
+        exactly, as they do when computed directly.
+        """
+        width = combos.shape[1]
+        n = width * self.block_len
+        pairs = combos[:, 0 : width - 1 : 2] * self.n_blocks + combos[:, 1:width:2]
+        s = self.pair_sums[pairs[:, 0]] if width > 1 else self.sums[combos[:, 0]]
+        ss = self.pair_sumsq[pairs[:, 0]] if width > 1 else self.sumsq[combos[:, 0]]
+        for j in range(1, pairs.shape[1]):
+            s += self.pair_sums[pairs[:, j]]
+            ss += self.pair_sumsq[pairs[:, j]]
+        if width > 1 and width % 2:
+            s += self.sums[combos[:, -1]]
+            ss += self.sumsq[combos[:, -1]]
+        mean_c = s / n
+        ss -= n * mean_c * mean_c
+        np.maximum(ss, 0.0, out=ss)
+        ss /= n - 1
         mean_c += self.col_mean
-        return mean_c, var
+        return mean_c, ss
 
 
 def _fast_objective(objective: Objective) -> Callable[[FloatArray, FloatArray], FloatArray] | None:
@@ -364,34 +389,31 @@ def pbo_cscv(returns_matrix: npt.ArrayLike, n_splits: int = 16, objective: Objec
     blocks = matrix[dropped:].reshape(n_splits, block_len, n_trials)
     combos, complement = _combinations(n_splits)
     n_comb = combos.shape[0]
-    # The objective of every trial on every half of the blocks; the OOS half of combination i is the
-    # IS half of combination complement[i], so each half is evaluated once.
-    objective_of = np.empty((n_comb, n_trials), dtype=np.float64)
     fast = _fast_objective(objective)
     block_moments = _BlockMoments(blocks) if fast is not None else None
-    for start in range(0, n_comb, _CSCV_CHUNK):
-        part = combos[start : start + _CSCV_CHUNK]
+
+    def evaluate(halves: npt.NDArray[np.intp]) -> FloatArray:
+        """The objective of every trial on each given half (row of block indices): k x N."""
         if fast is not None and block_moments is not None:
-            member = np.zeros((part.shape[0], n_splits), dtype=np.float64)
-            np.put_along_axis(member, part, 1.0, axis=1)
-            objective_of[start : start + part.shape[0]] = fast(*block_moments.mean_var(member, part.shape[1]))
+            values = fast(*block_moments.mean_var(halves))
         else:
-            objective_of[start : start + part.shape[0]] = _slow_objective(objective, blocks, part)
-    if not np.all(np.isfinite(objective_of)):
-        raise StatsInputError("the CSCV objective returned NaN or infinite values")
-    best = np.argmax(objective_of, axis=1)
-    pick = np.arange(n_comb)
-    is_best = objective_of[pick, best]
-    oos_best = objective_of[complement, best]
+            values = _slow_objective(objective, blocks, halves)
+        if not np.all(np.isfinite(values)):
+            raise StatsInputError("the CSCV objective returned NaN or infinite values")
+        return values
+
     logits = np.empty(n_comb, dtype=np.float64)
-    for start in range(0, n_comb, _CSCV_CHUNK):
-        rows = pick[start : start + _CSCV_CHUNK]
-        oos = objective_of[complement[rows]]
-        chosen = oos_best[rows, None]
-        below = np.count_nonzero(oos < chosen, axis=1)
-        equal = np.count_nonzero(oos == chosen, axis=1) - 1
-        w = (1.0 + below + 0.5 * equal) / (n_trials + 1.0)
-        logits[rows] = np.log(w / (1.0 - w))
+    is_best = np.empty(n_comb, dtype=np.float64)
+    oos_best = np.empty(n_comb, dtype=np.float64)
+    # A combination and its complement swap IS and OOS: evaluate each pair of halves once, use it twice.
+    leaders = np.flatnonzero(np.arange(n_comb) < complement)
+    for start in range(0, leaders.size, _CSCV_CHUNK):
+        rows = leaders[start : start + _CSCV_CHUNK]
+        mirror = complement[rows]
+        first = evaluate(combos[rows])
+        second = evaluate(combos[mirror])
+        for target, is_obj, oos_obj in ((rows, first, second), (mirror, second, first)):
+            logits[target], is_best[target], oos_best[target] = _rank_is_winner(is_obj, oos_obj)
     slope, intercept = _ols(is_best, oos_best)
     return PboResult(
         pbo=float(np.mean(logits <= 0.0)),
@@ -407,6 +429,18 @@ def pbo_cscv(returns_matrix: npt.ArrayLike, n_splits: int = 16, objective: Objec
         n_rows_used=used,
         n_rows_dropped=dropped,
     )
+
+
+def _rank_is_winner(is_obj: FloatArray, oos_obj: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per row (combination): the logit of the IS winner's relative OOS rank, its IS and OOS objective."""
+    n_trials = is_obj.shape[1]
+    pick = np.arange(is_obj.shape[0])
+    best = np.argmax(is_obj, axis=1)  # first trial on ties
+    chosen = oos_obj[pick, best]
+    below = np.count_nonzero(oos_obj < chosen[:, None], axis=1)
+    equal = np.count_nonzero(oos_obj == chosen[:, None], axis=1) - 1
+    w = (1.0 + below + 0.5 * equal) / (n_trials + 1.0)
+    return np.log(w / (1.0 - w)), is_obj[pick, best], chosen
 
 
 def _ols(x: FloatArray, y: FloatArray) -> tuple[float, float]:
