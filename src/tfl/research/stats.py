@@ -4,15 +4,18 @@ Every Sharpe ratio here is per period (per session for daily returns) and not an
 papers' formulas take the per-period ratio and the number of observations T; annualise only for
 display (:func:`annualise_sharpe`).
 
-Sources:
+Sources (each function's docstring restates the formula it implements):
 
 - PSR and MinTRL: Bailey and López de Prado, "The Sharpe Ratio Efficient Frontier", Journal of
-  Risk 15(2), 2012 (PSR eq. 9's form, MinTRL eq. 11's form as restated in the DSR paper).
-- Expected maximum Sharpe (the False Strategy Theorem) and DSR: Bailey and López de Prado, "The
-  Deflated Sharpe Ratio: Correcting for Selection Bias, Backtest Overfitting and Non-Normality",
-  Journal of Portfolio Management 40(5), 2014, eqs. (1)-(2).
-- PBO by combinatorially symmetric cross-validation: Bailey, Borwein, López de Prado and Zhu, "The
-  Probability of Backtest Overfitting", Journal of Computational Finance 20(4), 2016/17, section 2.
+  Risk 15(2), 2012; both are restated in the DSR paper.
+- DSR and its benchmark, the expected maximum Sharpe of N unskilled trials: Bailey and López de
+  Prado, "The Deflated Sharpe Ratio: Correcting for Selection Bias, Backtest Overfitting and
+  Non-Normality", Journal of Portfolio Management 40(5), 2014. The expected-maximum approximation
+  comes from Bailey, Borwein, López de Prado and Zhu, "Pseudo-Mathematics and Financial
+  Charlatanism", Notices of the AMS 61(5), 2014; López de Prado later named it the False Strategy
+  Theorem.
+- PBO by combinatorially symmetric cross-validation (CSCV): Bailey, Borwein, López de Prado and
+  Zhu, "The Probability of Backtest Overfitting", Journal of Computational Finance 20(4), 2017.
 - Stationary bootstrap: Politis and Romano, "The Stationary Bootstrap", JASA 89(428), 1994.
 """
 
@@ -132,7 +135,7 @@ def probabilistic_sharpe(sr: float, sr_benchmark: float, n_obs: int, skew: float
     """Probability that the true Sharpe ratio exceeds ``sr_benchmark`` (PSR).
 
     PSR = Phi((SR - SR*) * sqrt(T - 1) / sqrt(1 - gamma3*SR + (gamma4 - 1)/4 * SR^2)), Bailey and
-    López de Prado (2012), restated as eq. (2) of the DSR paper (2014). ``sr`` and ``sr_benchmark``
+    López de Prado (2012), restated in the DSR paper (2014). ``sr`` and ``sr_benchmark``
     are per period (not annualised), ``n_obs`` is T, ``skew`` is gamma3 and ``kurtosis`` is the
     ORDINARY kurtosis gamma4 (3 for normal returns), not the excess kurtosis.
     """
@@ -148,8 +151,8 @@ def probabilistic_sharpe(sr: float, sr_benchmark: float, n_obs: int, skew: float
 def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
     """Expected maximum Sharpe of ``n_trials`` unskilled trials (True SR = 0): the DSR's benchmark SR0.
 
-    E[max SR] ~= sqrt(V) * ((1 - gamma) * Phi^-1(1 - 1/N) + gamma * Phi^-1(1 - 1/(N e))), the False
-    Strategy Theorem, eq. (1) of Bailey and López de Prado (2014); gamma is the Euler-Mascheroni
+    E[max SR] ~= sqrt(V) * ((1 - gamma) * Phi^-1(1 - 1/N) + gamma * Phi^-1(1 - 1/(N e))), the DSR
+    paper's SR0 (Bailey and López de Prado 2014; the False Strategy Theorem); gamma is the Euler-Mascheroni
     constant and V the variance of the trials' Sharpe estimates (same periodicity as the result).
     One trial has no selection: the benchmark is 0.
     """
@@ -180,7 +183,7 @@ class DeflatedSharpe:
 
 
 def deflated_sharpe(returns: npt.ArrayLike, n_trials: int, sr_variance: float) -> DeflatedSharpe:
-    """DSR = PSR(SR0) with SR0 = E[max SR] of ``n_trials`` trials (Bailey and López de Prado 2014, eq. 2).
+    """DSR = PSR(SR0) with SR0 = E[max SR] of ``n_trials`` trials (Bailey and López de Prado 2014).
 
     ``returns`` are the selected trial's per-period returns; its Sharpe, skewness and kurtosis come
     from them. ``n_trials`` must be every trial tried on the data (not just this run's), and
@@ -351,7 +354,7 @@ def _slow_objective(objective: Objective, rows: FloatArray, combos: npt.NDArray[
 def pbo_cscv(returns_matrix: npt.ArrayLike, n_splits: int = 16, objective: Objective = sharpe) -> PboResult:
     """Probability of backtest overfitting by combinatorially symmetric cross-validation.
 
-    Bailey, Borwein, López de Prado and Zhu (2016), section 2: the T x N matrix (rows = sessions in
+    Bailey, Borwein, López de Prado and Zhu (2017): the T x N matrix (rows = sessions in
     time order, columns = trials) is cut into ``n_splits`` (S, even) contiguous blocks of equal length;
     for each of the C(S, S/2) choices of S/2 blocks as in-sample (IS), the rest out-of-sample (OOS),
     the trial with the best IS objective is taken, w = its OOS rank / (N + 1) (rank 1 = worst, ties
@@ -369,7 +372,7 @@ def pbo_cscv(returns_matrix: npt.ArrayLike, n_splits: int = 16, objective: Objec
     if matrix.ndim != 2:
         raise StatsInputError(f"returns_matrix must be 2-D (sessions x trials), got shape {matrix.shape}")
     if not np.all(np.isfinite(matrix)):
-        raise StatsInputError("returns_matrix contains NaN or infinite values")
+        raise StatsInputError("returns_matrix contains NaN or infinite values (a session without trades is a 0 return)")
     n_rows, n_trials = matrix.shape
     block_len = n_rows // n_splits
     dropped = n_rows - block_len * n_splits
