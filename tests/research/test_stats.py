@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import integrate
 from scipy import stats as sps
@@ -186,6 +186,7 @@ def test_min_track_record_length_hand_value() -> None:
         s.min_track_record_length(0.1, 0.0, 0.0, 3.0, confidence=1.0)
 
 
+@settings(deadline=None)
 @given(
     sr=st.floats(0.01, 0.5),
     gap=st.floats(0.005, 0.3),
@@ -262,7 +263,7 @@ def _median(x: np.ndarray) -> float:
     return float(np.median(x))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
     n_splits=st.sampled_from([2, 4, 6, 8]),
