@@ -1,1 +1,1 @@
-"""Research at scale: parameter sweeps, walk-forward and the statistics that keep them honest."""
+"""Research: parameter search, walk-forward and the statistics that keep it honest."""
