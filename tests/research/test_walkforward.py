@@ -381,6 +381,9 @@ def test_plateau_ignores_missing_cells_and_nan_neighbours() -> None:
 def test_ties_are_broken_by_own_score_then_order() -> None:
     pts: list[dict[str, object]] = [{"x": v} for v in (1, 2, 3, 4)]
     assert choose_params(pts, [1.0, 3.0, 3.0, 0.0], method="best").index == 1
+    # NaN never wins, wherever it stands (NaN compares false both ways).
+    assert choose_params(pts, [math.nan, 1.0, 2.0, 0.0], method="best").index == 2
+    assert choose_params(pts, [math.nan, 1.0, 2.0, 0.0]).index == 1  # averages: -, 1.5, 1, 1
     # Plateau averages: 2, 2, 3, 3 -> tie between x=3 (own 2) and x=4 (own 4): x=4.
     c = choose_params(pts, [1.0, 3.0, 2.0, 4.0])
     assert (c.index, c.smoothed) == (3, 3.0)
