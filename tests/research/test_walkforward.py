@@ -424,6 +424,66 @@ def test_categorical_parameters_are_one_step_apart() -> None:
     assert c.params == {"alloc": "x", "n": 1} and c.smoothed == pytest.approx(4.5)
 
 
+def brute_force_plateau(points: list[dict[str, object]], scores: list[float], kind: str, k: int) -> list[float]:
+    """Each point's plateau average by the definitions, pair by pair, without the module's machinery."""
+    names = sorted(points[0])
+    values = {n: sorted({float(p[n]) for p in points}) for n in names}  # type: ignore[arg-type]
+
+    def x(i: int, n: str) -> float:
+        return float(points[i][n])  # type: ignore[arg-type]
+
+    def grid_nb(i: int, j: int) -> bool:
+        diff = [n for n in names if x(i, n) != x(j, n)]
+        return len(diff) == 1 and abs(values[diff[0]].index(x(i, diff[0])) - values[diff[0]].index(x(j, diff[0]))) == 1
+
+    def dist2(i: int, j: int) -> float:
+        total = 0.0
+        for n in names:
+            lo, hi = values[n][0], values[n][-1]
+            if hi > lo:
+                total += ((x(i, n) - lo) / (hi - lo) - (x(j, n) - lo) / (hi - lo)) ** 2
+        return total
+
+    out: list[float] = []
+    for i in range(len(points)):
+        others = [j for j in range(len(points)) if j != i]
+        nb = (
+            [j for j in others if grid_nb(i, j)]
+            if kind == "grid"
+            else sorted(others, key=lambda j: (dist2(i, j), j))[:k]
+        )
+        vals = [scores[i]] + [scores[j] for j in nb if not math.isnan(scores[j])]
+        out.append(math.nan if math.isnan(scores[i]) else sum(vals) / len(vals))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cells=st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 3), st.one_of(st.floats(-5, 5), st.just(math.nan))),
+        min_size=2,
+        max_size=25,
+        unique_by=lambda c: (c[0], c[1]),
+    ),
+    kind=st.sampled_from(["grid", "nearest"]),
+    k=st.integers(1, 6),
+)
+def test_plateau_matches_the_definition(cells: list[tuple[int, int, float]], kind: str, k: int) -> None:
+    points: list[dict[str, object]] = [{"a": 10 * a, "b": 0.5 * b} for a, b, _ in cells]
+    scores = [sc for _, _, sc in cells]
+    if all(math.isnan(v) for v in scores):
+        return
+    c = choose_params(points, scores, neighbourhood=kind, k=k)  # type: ignore[arg-type]
+    avg = brute_force_plateau(points, scores, kind, min(k, len(points) - 1))
+    top = max(v for v in avg if not math.isnan(v))
+    assert c.neighbourhood == kind
+    assert c.smoothed == pytest.approx(avg[c.index], abs=1e-12)
+    assert avg[c.index] >= top - 1e-9
+    near_top = [i for i, v in enumerate(avg) if v >= top - 1e-9]
+    if len(near_top) == 1:  # no tie, not even one the last bit of a sum could decide
+        assert c.index == near_top[0]
+
+
 def test_choice_rejects_bad_input() -> None:
     with pytest.raises(WalkForwardError, match="2 points but 1 scores"):
         choose_params([{"a": 1}, {"a": 2}], [1.0])

@@ -372,23 +372,21 @@ def _param_names(points: Sequence[Mapping[str, object]]) -> tuple[str, ...]:
     return names
 
 
-def _distinct(values: Iterable[object]) -> list[object]:
-    """Distinct values, numbers in ascending order, anything else in order of first appearance."""
-    out: list[object] = []
-    for v in values:
-        if v not in out:
-            out.append(v)
-    if all(_is_number(v) for v in out):
-        out.sort(key=float)  # type: ignore[arg-type]
-    return out
+def _levels(values: Iterable[object]) -> dict[object, int]:
+    """Each distinct value's position in step order: numbers by size, anything else by first
+    appearance (equal values such as 75 and 75.0 are one value)."""
+    distinct = list(dict.fromkeys(values))
+    if all(_is_number(v) for v in distinct):
+        distinct.sort(key=float)  # type: ignore[arg-type]
+    return {v: i for i, v in enumerate(distinct)}
 
 
 def _grid_neighbours(points: Sequence[Mapping[str, object]], names: tuple[str, ...]) -> list[tuple[int, ...]]:
     """Cells one step away in exactly one parameter. A numeric step: the adjacent distinct value;
     a non-numeric parameter (a choice) has every other value one step away."""
-    levels = {n: _distinct(p[n] for p in points) for n in names}
+    levels = {n: _levels(p[n] for p in points) for n in names}
     numeric = {n: all(_is_number(v) for v in levels[n]) for n in names}
-    keys = [tuple(levels[n].index(p[n]) for n in names) for p in points]
+    keys = [tuple(levels[n][p[n]] for n in names) for p in points]
     cells: dict[tuple[int, ...], list[int]] = {}
     for i, key in enumerate(keys):
         cells.setdefault(key, []).append(i)
@@ -408,30 +406,36 @@ def _nearest_neighbours(
     points: Sequence[Mapping[str, object]], names: tuple[str, ...], k: int
 ) -> list[tuple[int, ...]]:
     """The k nearest points by Euclidean distance, each numeric parameter scaled to [0, 1] by its
-    range, a non-numeric one contributing 0 (same value) or 1; equal distances: lower index first."""
+    range, a non-numeric one contributing 0 (same value) or 1; equal distances: lower index first.
+    One row of distances at a time: memory stays linear in the number of points."""
     n = len(points)
-    d2 = np.zeros((n, n))
+    num_cols: list[np.ndarray] = []
+    cat_cols: list[np.ndarray] = []
     for name in names:
         vals = [p[name] for p in points]
         if all(_is_number(v) for v in vals):
             x = np.array(vals, dtype=float)
             span = float(x.max() - x.min())
-            z = (x - x.min()) / span if span > 0 else np.zeros(n)
-            d2 += (z[:, None] - z[None, :]) ** 2
+            num_cols.append((x - x.min()) / span if span > 0 else np.zeros(n))
         else:
-            codes = np.array([vals.index(v) for v in vals])
-            d2 += (codes[:, None] != codes[None, :]).astype(float)
+            codes = _levels(vals)
+            cat_cols.append(np.array([codes[v] for v in vals]))
+    z = np.column_stack(num_cols) if num_cols else np.zeros((n, 0))
+    c = np.column_stack(cat_cols) if cat_cols else np.zeros((n, 0), dtype=int)
     out: list[tuple[int, ...]] = []
     for i in range(n):
-        order = [j for j in np.argsort(d2[i], kind="stable").tolist() if j != i]
-        out.append(tuple(sorted(order[:k])))
+        d2 = ((z - z[i]) ** 2).sum(axis=1) + (c != c[i]).sum(axis=1)
+        d2[i] = math.inf
+        kth = np.partition(d2, k - 1)[k - 1]
+        cand = np.flatnonzero(d2 <= kth)  # ascending index, so the stable sort keeps ties in order
+        out.append(tuple(sorted(cand[np.argsort(d2[cand], kind="stable")][:k].tolist())))
     return out
 
 
 def _grid_fill(points: Sequence[Mapping[str, object]], names: tuple[str, ...]) -> float:
     """The share of the Cartesian product of the distinct values that the points occupy."""
-    levels = {n: _distinct(p[n] for p in points) for n in names}
-    occupied = {tuple(levels[n].index(p[n]) for n in names) for p in points}
+    levels = {n: _levels(p[n] for p in points) for n in names}
+    occupied = {tuple(levels[n][p[n]] for n in names) for p in points}
     return len(occupied) / math.prod(len(v) for v in levels.values())
 
 
@@ -613,7 +617,7 @@ def param_stability(
     (no move can be measured); 0 for a parameter with a single value."""
     out: dict[str, float] = {}
     for name, values in grid_values.items():
-        levels = _distinct(values)
+        levels = _levels(values)
         steps = len(levels) - 1
         pos: list[int] = []
         for i, c in enumerate(choices):
@@ -621,7 +625,7 @@ def param_stability(
                 raise WalkForwardError(f"fold {i}'s choice has no parameter '{name}'")
             if c[name] not in levels:
                 raise WalkForwardError(f"fold {i}'s choice {name}={c[name]!r} is not among its grid values")
-            pos.append(levels.index(c[name]))
+            pos.append(levels[c[name]])
         if len(pos) < 2:
             out[name] = math.nan
         elif steps == 0:
