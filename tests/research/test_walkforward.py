@@ -99,6 +99,11 @@ def test_rolling_folds_by_hand() -> None:
         Fold(3, D(2024, 2, 12), D(2024, 3, 8), D(2024, 3, 14), D(2024, 3, 22), days(3, 11, 12, 13), 20, 7, True),
     ]
     assert folds == expected
+    assert folds[3].as_row() == {
+        "fold": 3, "train_start": "2024-02-12", "train_end": "2024-03-08", "gap_sessions": 3,
+        "test_start": "2024-03-14", "test_end": "2024-03-22", "train_sessions": 20, "test_sessions": 7,
+        "partial": True,
+    }  # fmt: skip
 
 
 def test_expanding_folds_keep_the_first_session() -> None:

@@ -9,6 +9,14 @@ rules that keep it honest:
 * Each fold's train window ends ``gap`` sessions before its test window starts (the embargo, see
   :func:`gap_for`); the parameters are chosen from train-window scores only.
 * Trades are scored in a window only if they lie entirely inside it (:func:`purge_trades`).
+
+The wiring, in outline: ``folds = make_folds(sessions, parse_period("24m"), parse_period("6m"),
+mode=..., gap_sessions=gap_for(cells))``; for each fold, score every cell on the train window
+(its purged trades, its daily returns on the train sessions), ``choose_params`` on those scores,
+then score the chosen cell on the test window; ``stitch_oos`` the test windows' daily returns,
+``degradation`` of the chosen cells' train scores against their test scores, ``param_stability``
+of the choices. Score windows on daily *returns* (or on a fresh run per window): the P&L of a
+run that crosses windows depends, through position sizing, on the equity the earlier window left.
 """
 
 from __future__ import annotations
@@ -152,6 +160,20 @@ class Fold:
 
     def in_test(self, d: dt.date) -> bool:
         return self.test_start <= d <= self.test_end
+
+    def as_row(self) -> dict[str, str | int | bool]:
+        """One flat row (ISO dates) for ``folds.csv``."""
+        return {
+            "fold": self.index,
+            "train_start": self.train_start.isoformat(),
+            "train_end": self.train_end.isoformat(),
+            "gap_sessions": len(self.gap),
+            "test_start": self.test_start.isoformat(),
+            "test_end": self.test_end.isoformat(),
+            "train_sessions": self.train_sessions,
+            "test_sessions": self.test_sessions,
+            "partial": self.partial,
+        }
 
 
 def make_folds(
