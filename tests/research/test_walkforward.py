@@ -12,7 +12,7 @@ import statistics
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from tfl.costs import Charges
@@ -177,23 +177,41 @@ periods = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(
     start=st.dates(D(2000, 1, 1), D(2030, 12, 31)),
-    steps=st.lists(st.integers(1, 6), min_size=0, max_size=400),
+    n=st.integers(1, 800),
+    weekdays_only=st.booleans(),
+    holes=st.lists(st.tuples(st.integers(0, 799), st.integers(1, 90)), max_size=4),
     train=periods,
     test=periods,
     gap=st.integers(0, 40),
     mode=st.sampled_from(["rolling", "expanding"]),
+    step=st.one_of(st.none(), periods),
 )
 def test_folds_never_look_ahead(
-    start: dt.date, steps: list[int], train: Period, test: Period, gap: int, mode: str
+    start: dt.date,
+    n: int,
+    weekdays_only: bool,
+    holes: list[tuple[int, int]],
+    train: Period,
+    test: Period,
+    gap: int,
+    mode: str,
+    step: Period | None,
 ) -> None:
+    # n sessions, every day or every weekday, with a few holes (closures, missing data).
+    extra = dict(holes)
     sessions = [start]
-    for k in steps:
-        sessions.append(sessions[-1] + dt.timedelta(days=k))
+    while len(sessions) < n:
+        d = sessions[-1] + dt.timedelta(days=1 + extra.get(len(sessions), 0))
+        while weekdays_only and d.weekday() >= 5:
+            d += dt.timedelta(days=1)
+        sessions.append(d)
     try:
-        folds = make_folds(sessions, train, test, mode=mode, gap_sessions=gap)  # type: ignore[arg-type]
+        folds = make_folds(sessions, train, test, mode=mode, gap_sessions=gap, step=step)  # type: ignore[arg-type]
     except WalkForwardError as exc:
-        assert "too few for one fold" in str(exc)
+        assert "too few for one fold" in str(exc) or (step is not None and "would overlap" in str(exc))
+        event("refused")
         return
+    event(f"folds: {min(len(folds), 5)}{'+' if len(folds) > 5 else ''}")
     pos = {d: i for i, d in enumerate(sessions)}
     prev: Fold | None = None
     for k, f in enumerate(folds):
@@ -219,7 +237,7 @@ def test_folds_never_look_ahead(
             # In order, without overlap, and with the default step without hole: the test
             # windows are consecutive sessions.
             assert prev.test_end < f.test_start
-            assert pos[f.test_start] == pos[prev.test_end] + 1
+            assert step is not None or pos[f.test_start] == pos[prev.test_end] + 1
             assert prev.train_end < f.train_end
         assert not f.partial or k == len(folds) - 1  # only the last may be partial
         prev = f
