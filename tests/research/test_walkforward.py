@@ -123,6 +123,9 @@ def test_last_partial_test_window_kept_from_half() -> None:
     to_tue = [d for d in SIXTY if d <= D(2024, 3, 19)]  # 6 of 14 days -> dropped
     folds = make_folds(to_tue, Period(days=28), Period(days=14), gap_sessions=3)
     assert len(folds) == 3 and folds[-1].test_end == D(2024, 3, 13) and not folds[-1].partial
+    to_27 = weekdays(D(2024, 1, 1), 63)  # data to Wed 27 Mar: the window is complete, not partial
+    last = make_folds(to_27, Period(days=28), Period(days=14), gap_sessions=3)[-1]
+    assert (last.test_end, last.test_sessions, last.partial) == (D(2024, 3, 27), 10, False)
 
 
 def test_gap_zero_and_a_longer_step() -> None:
