@@ -302,3 +302,36 @@ def test_ray_engine_gives_the_local_engines_trials(markets: dict[str, Path], tmp
     b = pd.read_csv(tmp_path / "loc" / "trials.csv").sort_values("hash").reset_index(drop=True)
     assert a["trades"].min() > 0
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_walkforward_end_to_end(markets: dict[str, Path], tmp_path: Path) -> None:
+    """Folds from the CLI: each test window after its train window and the gap, one stitched
+    curve from the test sessions only, and every train and test trial in the ledger."""
+    out, ledger = tmp_path / "wf", tmp_path / "l.sqlite"
+    args = [
+        "research", "walkforward", "--data", str(markets["edge"]), "--start", "2023-03-01", "--end", END,
+        "--grid", "strategy.target_r=0.5,3,10", "--bias", "BOTH", "--train", "3m", "--test", "2m",
+        "--out", str(out), "--ledger", str(ledger), "--null-draws", "50", "--no-progress", "--workers", "1",
+        "--set", "bias.short_index_sma=20", "--set", "bias.breadth_sma=20", "--set", "bias.long_index_sma=20",
+    ]  # fmt: skip
+    assert main(args) == 0
+    folds = pd.read_csv(out / "folds.csv", parse_dates=["train_start", "train_end", "test_start", "test_end"])
+    curve = pd.read_csv(out / "oos_equity.csv", parse_dates=["session"])
+    v = _verdict(out)
+    assert len(folds) >= 2 and (folds["gap_sessions"] == 20).all()
+    assert folds["oos_trades"].sum() > 0
+    sessions = sorted(pd.read_parquet(out / "returns.parquet")["session"].map(pd.Timestamp))
+    for f in folds.itertuples():
+        between = [s for s in sessions if f.train_end < s < f.test_start]
+        assert len(between) == f.gap_sessions  # the embargo, in sessions
+        own = curve[curve["fold"] == f.fold]["session"]
+        assert own.min() >= f.test_start and own.max() <= f.test_end
+    assert curve["session"].is_monotonic_increasing and curve["session"].is_unique
+    assert (folds["test_start"].iloc[1:].values > folds["test_end"].iloc[:-1].values).all()
+    wf = v["walkforward"]
+    assert wf["folds"] == len(folds) and wf["oos_sessions"] == len(curve)
+    # 3 cells per train window, one test trial per fold, 3 over the whole period (some may coincide).
+    with sqlite3.connect(ledger) as db:
+        n = db.execute("SELECT COUNT(DISTINCT trial_hash) FROM trials").fetchone()[0]
+    assert n == v["trials_total"] and n >= 3 * len(folds) + len(folds)
+    assert {c["name"] for c in v["checks"]} >= {"out of sample"}
