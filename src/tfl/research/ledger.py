@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -141,11 +142,19 @@ class Ledger:
             yield _decode(row)
 
 
+def _blob(value: object, dtype: str) -> np.ndarray[tuple[int], np.dtype[np.generic]]:
+    if not isinstance(value, bytes):
+        raise LedgerError(f"ledger: a stored series is {type(value).__name__}, not bytes")
+    return np.frombuffer(value, dtype=dtype)
+
+
 def _decode(row: Sequence[object]) -> TrialResult:
     (_, trial_hash, _, settings_hash, point, _, start, end, metrics, costs, days, rets, raw, cost, _) = row
     m = json.loads(str(metrics))
     c = json.loads(str(costs))
-    fields = {k: (_unfloat(v) if k not in ("trades", "long_trades", "short_trades") else int(v)) for k, v in m.items()}
+    fields: dict[str, Any] = {
+        k: (_unfloat(v) if k not in ("trades", "long_trades", "short_trades") else int(v)) for k, v in m.items()
+    }
     return TrialResult(
         trial_hash=str(trial_hash),
         settings_hash=str(settings_hash),
@@ -153,10 +162,10 @@ def _decode(row: Sequence[object]) -> TrialResult:
         start=dt.date.fromisoformat(str(start)),
         end=dt.date.fromisoformat(str(end)),
         metrics=TrialMetrics(**fields),
-        days=np.frombuffer(days, dtype="<i8").astype(np.int64),  # type: ignore[arg-type]
-        returns=np.frombuffer(rets, dtype="<f8").astype(np.float64),  # type: ignore[arg-type]
-        day_raw_pnl=np.frombuffer(raw, dtype="<f8").astype(np.float64),  # type: ignore[arg-type]
-        day_cost=np.frombuffer(cost, dtype="<f8").astype(np.float64),  # type: ignore[arg-type]
+        days=_blob(days, "<i8").astype(np.int64),
+        returns=_blob(rets, "<f8").astype(np.float64),
+        day_raw_pnl=_blob(raw, "<f8").astype(np.float64),
+        day_cost=_blob(cost, "<f8").astype(np.float64),
         cost_variants=tuple(CostVariant(a, b, _unfloat(s), d) for a, b, s, d in c["variants"]),
         breakeven_multiple=float(c["breakeven_multiple"]),
         breakeven_cost_per_trade=float(c["breakeven_cost_per_trade"]),
