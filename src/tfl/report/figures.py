@@ -34,7 +34,8 @@ _TEMPLATE = go.layout.Template()  # no default template: plotly's would add ~7 k
 def base_layout(height: int, **extra: Any) -> dict[str, Any]:
     """The common look: small margins that grow to fit labels (automargin), a horizontal
     legend above the plot, grid lines that do not compete with the data."""
-    axis = {"automargin": True, "gridcolor": "#e2e8f0", "zerolinecolor": "#94a3b8", "linecolor": "#cbd5e1"}
+    # Labels that do not fit turn upright rather than to 30 degrees, where they would touch.
+    axis = {"automargin": True, "autotickangles": [0, 90], "gridcolor": "#e2e8f0", "zerolinecolor": "#94a3b8", "linecolor": "#cbd5e1"}
     layout: dict[str, Any] = {
         "template": _TEMPLATE,
         "height": height,
