@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import itertools
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import pandas as pd
 import pytest
 
 from tfl.backtest.run import BacktestRequest, run_backtest, write_outputs
-from tfl.report.browser import VIEWPORTS, BrowserMissing, chromium, open_page
+from tfl.report.browser import VIEWPORTS, BrowserMissingError, chromium, open_page
 from tfl.report.html import TRADE_FIELDS
 from tfl.settings import Settings
 
@@ -49,7 +50,7 @@ def browser() -> Iterator[Any]:
     try:
         with chromium() as b:
             yield b
-    except BrowserMissing as exc:
+    except BrowserMissingError as exc:
         pytest.fail(str(exc))
 
 
@@ -153,7 +154,7 @@ def _check_page(kind: str, page: Any, log: Any, width: int, sessions: list[str],
         for t in c["ticks"]:
             assert box["left"] - 1 <= t["left"] and t["right"] <= box["right"] + 1, (c["id"], t, box)
         ts = sorted(c["ticks"], key=lambda b: b["left"])
-        for a, b in zip(ts, ts[1:], strict=False):
+        for a, b in itertools.pairwise(ts):
             apart = a["right"] <= b["left"] + 0.5 or a["bottom"] <= b["top"] + 0.5 or b["bottom"] <= a["top"] + 0.5
             assert apart, (c["id"], a, b)
 

@@ -8,6 +8,7 @@ yearly drawdown is the summary's).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -180,7 +181,7 @@ def pack_session(bars: BarSeries, day: int) -> list[object] | None:
     base = int(units[0])
     deltas = np.diff(units, prepend=base).tolist()
     minutes = bars.minute[sel].tolist()
-    contiguous = all(b - a == 15 for a, b in zip(minutes, minutes[1:], strict=False))
+    contiguous = all(b - a == 15 for a, b in itertools.pairwise(minutes))
     return [day_to_date(day).isoformat(), minutes[0] if contiguous else minutes, unit, base, *deltas]
 
 

@@ -33,7 +33,7 @@ READY_TIMEOUT_MS = 60_000  # a ceiling for a loaded machine, not a measurement
 VIEWPORTS = {"desktop": (1280, 900), "tablet": (700, 900), "phone": (390, 844)}
 
 
-class BrowserMissing(RuntimeError):
+class BrowserMissingError(RuntimeError):
     """Chromium is not installed where the checks expect it."""
 
 
@@ -56,9 +56,9 @@ class PageLog:
 
 @contextmanager
 def chromium() -> Iterator[Browser]:
-    """Headless Chromium, closed on exit; :class:`BrowserMissing` names the fix if absent."""
+    """Headless Chromium, closed on exit; :class:`BrowserMissingError` names the fix if absent."""
     if not CHROMIUM.is_file():
-        raise BrowserMissing(f"{CHROMIUM} is missing: run `make browser` (installs Debian's chromium with apt-get)")
+        raise BrowserMissingError(f"{CHROMIUM} is missing: run `make browser` (apt-get installs Debian's chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

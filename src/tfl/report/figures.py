@@ -35,7 +35,13 @@ def base_layout(height: int, **extra: Any) -> dict[str, Any]:
     """The common look: small margins that grow to fit labels (automargin), a horizontal
     legend above the plot, grid lines that do not compete with the data."""
     # Labels that do not fit turn upright rather than to 30 degrees, where they would touch.
-    axis = {"automargin": True, "autotickangles": [0, 90], "gridcolor": "#e2e8f0", "zerolinecolor": "#94a3b8", "linecolor": "#cbd5e1"}
+    axis = {
+        "automargin": True,
+        "autotickangles": [0, 90],
+        "gridcolor": "#e2e8f0",
+        "zerolinecolor": "#94a3b8",
+        "linecolor": "#cbd5e1",
+    }
     layout: dict[str, Any] = {
         "template": _TEMPLATE,
         "height": height,
@@ -72,22 +78,36 @@ def equity_figure(dates: list[str], equity: list[float], dd: list[float], bench:
     """End-of-session equity (and the benchmark) above, drawdown below, one shared date axis."""
     traces: list[go.BaseTraceType] = [
         go.Scatter(
-            x=dates, y=equity, name="Equity", mode="lines", line={"color": LINE, "width": 1.6},
+            x=dates,
+            y=equity,
+            name="Equity",
+            mode="lines",
+            line={"color": LINE, "width": 1.6},
             hovertemplate="₹%{y:,.0f}<extra>equity</extra>",
         )
     ]
     if bench is not None:
         traces.append(
             go.Scatter(
-                x=dates, y=bench.values, name=f"{bench.symbol} (rebased)", mode="lines", connectgaps=True,
+                x=dates,
+                y=bench.values,
+                name=f"{bench.symbol} (rebased)",
+                mode="lines",
+                connectgaps=True,
                 line={"color": MUTED, "width": 1.2, "dash": "dot"},
                 hovertemplate=f"₹%{{y:,.0f}}<extra>{bench.symbol}</extra>",
             )
         )
     traces.append(
         go.Scatter(
-            x=dates, y=dd, name="Drawdown", mode="lines", yaxis="y2", fill="tozeroy",
-            line={"color": NEG, "width": 1}, fillcolor="rgba(220,38,38,0.15)",
+            x=dates,
+            y=dd,
+            name="Drawdown",
+            mode="lines",
+            yaxis="y2",
+            fill="tozeroy",
+            line={"color": NEG, "width": 1},
+            fillcolor="rgba(220,38,38,0.15)",
             hovertemplate="%{y:.1f}%<extra>drawdown</extra>",
         )
     )
@@ -98,8 +118,12 @@ def equity_figure(dates: list[str], equity: list[float], dd: list[float], bench:
         xaxis={"type": "date", "anchor": "y2"},
         yaxis={"domain": [0.34, 1.0], "tickprefix": "₹", "tickformat": ",.0f"},
         yaxis2={
-            "domain": [0.0, 0.26], "title": {"text": "drawdown"}, "automargin": True, "gridcolor": "#e2e8f0",
-            "rangemode": "tozero", "ticksuffix": "%",
+            "domain": [0.0, 0.26],
+            "title": {"text": "drawdown"},
+            "automargin": True,
+            "gridcolor": "#e2e8f0",
+            "rangemode": "tozero",
+            "ticksuffix": "%",
         },
     )
     return _fig(traces, layout, None if dates else "no sessions")
@@ -114,7 +138,10 @@ def bias_figure(records: Sequence[BiasRecord]) -> Fig:
             continue
         traces.append(
             go.Bar(
-                x=[r.session for r in rows], y=[1] * len(rows), name=bias, marker={"color": colour, "line": {"width": 0}},
+                x=[r.session for r in rows],
+                y=[1] * len(rows),
+                name=bias,
+                marker={"color": colour, "line": {"width": 0}},
                 customdata=[
                     [
                         "–" if r.breadth_above is None else f"{r.breadth_above:.1f}",
@@ -143,28 +170,46 @@ def bias_figure(records: Sequence[BiasRecord]) -> Fig:
 
 
 def bar_figure(
-    labels: list[str], values: list[float], *, height: int, title_y: str, signed: bool, hover: list[str] | None = None,
-    empty: str = "no trades", horizontal: bool = False, y_format: str = ",.0f",
+    labels: list[str],
+    values: list[float],
+    *,
+    height: int,
+    title_y: str,
+    signed: bool,
+    hover: list[str] | None = None,
+    empty: str = "no trades",
+    horizontal: bool = False,
+    y_format: str = ",.0f",
 ) -> Fig:
     """A bar per label; green and red by sign when the values are money."""
     colours = [POS if v > 0 else NEG if v < 0 else MUTED for v in values] if signed else [MUTED] * len(values)
     text = hover if hover is not None else [f"{v:,.0f}" for v in values]
     if horizontal:
         trace = go.Bar(
-            y=labels, x=values, orientation="h", marker={"color": colours}, customdata=text,
+            y=labels,
+            x=values,
+            orientation="h",
+            marker={"color": colours},
+            customdata=text,
             hovertemplate="%{y}: %{customdata}<extra></extra>",
         )
         layout = base_layout(
-            height, xaxis={"title": {"text": title_y}, "tickformat": y_format},
+            height,
+            xaxis={"title": {"text": title_y}, "tickformat": y_format},
             yaxis={"type": "category", "autorange": "reversed"},
         )
     else:
         trace = go.Bar(
-            x=labels, y=values, marker={"color": colours}, customdata=text,
+            x=labels,
+            y=values,
+            marker={"color": colours},
+            customdata=text,
             hovertemplate="%{x}: %{customdata}<extra></extra>",
         )
         layout = base_layout(
-            height, xaxis={"type": "category"}, yaxis={"title": {"text": title_y}, "tickformat": y_format},
+            height,
+            xaxis={"type": "category"},
+            yaxis={"title": {"text": title_y}, "tickformat": y_format},
         )
     return _fig([trace], layout, None if labels else empty)
 
@@ -172,8 +217,7 @@ def bar_figure(
 def group_pnl_figure(groups: Sequence[GroupStats], *, height: int = 260) -> Fig:
     """Net P&L per group (entry time, weekday), with trades and win rate on hover."""
     hover = [
-        f"₹{g.net_pnl:,.0f} over {g.trades} trades"
-        + ("" if g.win_rate_pct is None else f", {g.win_rate_pct:.1f}% won")
+        f"₹{g.net_pnl:,.0f} over {g.trades} trades" + ("" if g.win_rate_pct is None else f", {g.win_rate_pct:.1f}% won")
         for g in groups
     ]
     if not any(g.trades for g in groups):
@@ -189,25 +233,45 @@ def trade_figure_template(height: int = 420, empty: str | None = None) -> Fig:
     0 candles, 1 entry, 2 exit, 3 initial stop, 4 target."""
     traces: list[go.BaseTraceType] = [
         go.Candlestick(
-            x=[], open=[], high=[], low=[], close=[], name="15-min bars",
-            increasing={"line": {"color": POS}}, decreasing={"line": {"color": NEG}},
+            x=[],
+            open=[],
+            high=[],
+            low=[],
+            close=[],
+            name="15-min bars",
+            increasing={"line": {"color": POS}},
+            decreasing={"line": {"color": NEG}},
         ),
         go.Scatter(
-            x=[], y=[], name="entry", mode="markers",
+            x=[],
+            y=[],
+            name="entry",
+            mode="markers",
             marker={"symbol": "triangle-right", "size": 13, "color": LINE, "line": {"color": "#0f172a", "width": 1}},
             hovertemplate="entry %{x}<br>₹%{y:,.2f}<extra></extra>",
         ),
         go.Scatter(
-            x=[], y=[], name="exit", mode="markers",
+            x=[],
+            y=[],
+            name="exit",
+            mode="markers",
             marker={"symbol": "x", "size": 12, "color": "#0f172a"},
             hovertemplate="exit %{x}<br>₹%{y:,.2f}<extra></extra>",
         ),
         go.Scatter(
-            x=[], y=[], name="initial stop", mode="lines", line={"color": NEG, "dash": "dash", "width": 1.2},
+            x=[],
+            y=[],
+            name="initial stop",
+            mode="lines",
+            line={"color": NEG, "dash": "dash", "width": 1.2},
             hovertemplate="initial stop ₹%{y:,.2f}<extra></extra>",
         ),
         go.Scatter(
-            x=[], y=[], name="target", mode="lines", line={"color": POS, "dash": "dash", "width": 1.2},
+            x=[],
+            y=[],
+            name="target",
+            mode="lines",
+            line={"color": POS, "dash": "dash", "width": 1.2},
             hovertemplate="target ₹%{y:,.2f}<extra></extra>",
         ),
     ]

@@ -26,7 +26,7 @@ from tfl.report.breakdown import (
     side_stats,
 )
 from tfl.report.page import Col, asset, chart, fmt, json_blob, scripts, table
-from tfl.timeutil import day_to_date, ist_day, iso_ist
+from tfl.timeutil import day_to_date, iso_ist, ist_day
 
 if TYPE_CHECKING:
     from tfl.backtest.run import BacktestRun
@@ -187,7 +187,9 @@ def _cards(sm: dict[str, Any]) -> str:
     out = []
     for k, v, how in items:
         cls = "card" + ((" pos" if net > 0 else " neg" if net < 0 else "") if how == "sign" else "")
-        out.append(f'<div class="{cls}"><div class="k">{html.escape(k)}</div><div class="v">{html.escape(v)}</div></div>')
+        out.append(
+            f'<div class="{cls}"><div class="k">{html.escape(k)}</div><div class="v">{html.escape(v)}</div></div>'
+        )
     return f'<div id="cards">{"".join(out)}</div>'
 
 
@@ -241,7 +243,13 @@ def render_report(run: BacktestRun, symbols: list[dict[str, Any]]) -> str:
     }
     sides = side_stats(trades)
     side_table = table(
-        [Col("Side"), Col("Trades", "int"), Col("Win %", "pct"), Col("Net P&L", "money", True), Col("Avg R", "r", True)],
+        [
+            Col("Side"),
+            Col("Trades", "int"),
+            Col("Win %", "pct"),
+            Col("Net P&L", "money", True),
+            Col("Avg R", "r", True),
+        ],
         [[g.label, g.trades, g.win_rate_pct, g.net_pnl, g.avg_r] for g in sides],
         table_id="sides",
         sortable=False,
@@ -261,7 +269,13 @@ def render_report(run: BacktestRun, symbols: list[dict[str, Any]]) -> str:
         sortable=False,
     )
     symbol_table = table(
-        [Col("Symbol"), Col("Trades", "int"), Col("Win %", "pct"), Col("Net P&L", "money", True), Col("Avg R", "r", True)],
+        [
+            Col("Symbol"),
+            Col("Trades", "int"),
+            Col("Win %", "pct"),
+            Col("Net P&L", "money", True),
+            Col("Avg R", "r", True),
+        ],
         [
             [r["symbol"], r["trades"], r["win_rate_pct"], r["net_pnl"], finite_or_none(r["avg_r"], 4)]
             for r in sorted(symbols, key=lambda r: (-r["net_pnl"], r["symbol"]))
