@@ -23,12 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--viewport", action="append", choices=sorted(VIEWPORTS), help="only these (repeatable)")
     args = ap.parse_args(argv)
     if not args.report.is_file():
+        sys.stderr.write(f"error: {args.report} is not a file\n")
         return 2
     chosen = {k: VIEWPORTS[k] for k in (args.viewport or VIEWPORTS)}
     try:
-        for _p in screenshot_report(args.report, args.out, chosen):
-            pass
-    except (BrowserMissingError, RuntimeError):
+        for shot in screenshot_report(args.report, args.out, chosen):
+            sys.stdout.write(f"{shot}\n")
+    except (BrowserMissingError, RuntimeError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
         return 1
     return 0
 

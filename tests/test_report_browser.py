@@ -25,6 +25,7 @@ import pytest
 from tfl.backtest.run import BacktestRequest, run_backtest, write_outputs
 from tfl.report.browser import VIEWPORTS, BrowserMissingError, chromium, open_page
 from tfl.report.html import TRADE_FIELDS
+from tfl.report.research import render_research_report
 from tfl.settings import Settings
 
 SYMBOLS = ["RELIANCE", "TCS", "SBIN", "TATASTEEL", "ADANIENT", "BEL"]
@@ -64,7 +65,7 @@ CHARTS_JS = """() => Array.from(document.querySelectorAll('.chart')).map(d => {
 # Bounding boxes of each chart's x tick labels, and of the chart itself.
 TICKS_JS = """() => Array.from(document.querySelectorAll('.chart')).map(d => ({
   id: d.id, box: d.getBoundingClientRect().toJSON(),
-  ticks: Array.from(d.querySelectorAll('.xtick text, .x2tick text')).map(t => t.getBoundingClientRect().toJSON())
+  ticks: Array.from(d.querySelectorAll('.xaxislayer-above text')).map(t => t.getBoundingClientRect().toJSON())
     .filter(b => b.width > 0)}))"""
 
 BIAS_JS = """() => {
@@ -139,11 +140,11 @@ def test_report_in_chromium(
             print(f"screenshots in {tmp_path}")
 
 
-def _check_page(kind: str, page: Any, log: Any, width: int, sessions: list[str], nse_dir: Path) -> None:
-    assert log.problems == []
-
+def _check_charts(page: Any, width: int, expected: set[str]) -> None:
+    """Every chart container holds a drawn plotly SVG inside the viewport, the page does not
+    scroll sideways, and no chart's tick labels are clipped or on top of each other."""
     charts = page.evaluate(CHARTS_JS)
-    assert {c["id"] for c in charts} >= {"equity", "bias", "by-time", "by-weekday", "rdist", "reasons", "trade"}
+    assert {c["id"] for c in charts} == expected
     for c in charts:  # a drawn plotly SVG in every chart container, inside the viewport
         assert c["svgs"] >= 1 and c["w"] > 100 and c["h"] > 100 and c["nodes"] > 20, c
         assert c["right"] <= width + 0.5, c
@@ -157,6 +158,12 @@ def _check_page(kind: str, page: Any, log: Any, width: int, sessions: list[str],
         for a, b in itertools.pairwise(ts):
             apart = a["right"] <= b["left"] + 0.5 or a["bottom"] <= b["top"] + 0.5 or b["bottom"] <= a["top"] + 0.5
             assert apart, (c["id"], a, b)
+
+
+def _check_page(kind: str, page: Any, log: Any, width: int, sessions: list[str], nse_dir: Path) -> None:
+    assert log.problems == []
+
+    _check_charts(page, width, {"equity", "bias", "by-time", "by-weekday", "rdist", "reasons", "rejected", "trade"})
 
     bias = page.evaluate(BIAS_JS)  # one bar per session, none outside the plot
     assert bias["n"] == bias["inside"] == len(sessions) > 200
@@ -194,3 +201,25 @@ def _check_page(kind: str, page: Any, log: Any, width: int, sessions: list[str],
     page.wait_for_function(f"document.getElementById('trade').dataset.trade === '{picked}'")
     _check_trade_chart(page, nse_dir, trades[picked])
     assert log.problems == []
+
+
+@pytest.mark.parametrize("kind", ["sweep", "walkforward"])
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_research_report_in_chromium(kind: str, viewport: str, browser: Any, tmp_path: Path) -> None:
+    from test_report_research import write_fixture
+
+    out = write_fixture(tmp_path / kind, walkforward=kind == "walkforward")
+    page_file = out / "report.html"
+    page_file.write_text(render_research_report(out), encoding="utf-8")
+    width, height = VIEWPORTS[viewport]
+    expected = {"equity", "heatmap", "scatter", "sharpes", "pbo", "costs"} | (
+        {"oos"} if kind == "walkforward" else set()
+    )
+    with open_page(browser, page_file, width, height) as (page, log):
+        try:
+            assert log.problems == []
+            _check_charts(page, width, expected)
+            assert "no edge" in page.inner_text("header")
+            assert log.problems == []
+        finally:
+            page.screenshot(path=str(tmp_path / f"research-{kind}-{viewport}-{width}px.png"), full_page=True)

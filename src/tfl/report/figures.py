@@ -64,7 +64,7 @@ def base_layout(height: int, **extra: Any) -> dict[str, Any]:
     return layout
 
 
-def _fig(data: Sequence[go.BaseTraceType], layout: dict[str, Any], empty: str | None = None) -> Fig:
+def make_figure(data: Sequence[go.BaseTraceType], layout: dict[str, Any], empty: str | None = None) -> Fig:
     fig = go.Figure(data=list(data), layout=layout)
     if empty:
         fig.add_annotation(
@@ -126,7 +126,7 @@ def equity_figure(dates: list[str], equity: list[float], dd: list[float], bench:
             "ticksuffix": "%",
         },
     )
-    return _fig(traces, layout, None if dates else "no sessions")
+    return make_figure(traces, layout, None if dates else "no sessions")
 
 
 def bias_figure(records: Sequence[BiasRecord]) -> Fig:
@@ -166,7 +166,7 @@ def bias_figure(records: Sequence[BiasRecord]) -> Fig:
         xaxis={"type": "date"},
         yaxis={"visible": False, "range": [0, 1], "fixedrange": True},
     )
-    return _fig(traces, layout, None if records else "no sessions")
+    return make_figure(traces, layout, None if records else "no sessions")
 
 
 def bar_figure(
@@ -211,7 +211,7 @@ def bar_figure(
             xaxis={"type": "category"},
             yaxis={"title": {"text": title_y}, "tickformat": y_format},
         )
-    return _fig([trace], layout, None if labels else empty)
+    return make_figure([trace], layout, None if labels else empty)
 
 
 def group_pnl_figure(groups: Sequence[GroupStats], *, height: int = 260) -> Fig:
@@ -282,4 +282,4 @@ def trade_figure_template(height: int = 420, empty: str | None = None) -> Fig:
         xaxis={"type": "date", "rangeslider": {"visible": False}},
         yaxis={"tickprefix": "₹", "tickformat": ",.2f"},
     )
-    return _fig(traces, layout, empty)
+    return make_figure(traces, layout, empty)

@@ -324,7 +324,7 @@ def render_report(run: BacktestRun, symbols: list[dict[str, Any]]) -> str:
 <section><h2>Trades</h2><input id="tfilter" placeholder="filter (symbol, side, reason, date)"> <span id="tcount"></span>
 <div class="scroll"><table id="trades"><thead><tr>{trade_cols}</tr></thead><tbody></tbody></table></div></section>
 <section><h2>How the exits are priced</h2><p>{html.escape(str(sm.get("eod_exit", "")))}</p></section>
-<section><h2>Settings</h2><pre>{settings}</pre></section>
+<section><details><summary><h2>Settings</h2></summary><pre>{settings}</pre></details></section>
 </main>
 {json_blob("tfl-data", data)}
 {scripts(asset("report.js"))}
