@@ -130,7 +130,7 @@ def per_year(trades: Sequence[Trade], equity_ts: I64, equity: F64, capital: floa
                 (closing / opening - 1.0) * 100.0,
                 trade_years.get(y, 0),
                 sum(1 for t in ts if t.pnl > 0),
-                max(dd, 0.0),
+                dd if dd > 0 else 0.0,  # never "-0.0"
             )
         )
         opening = closing

@@ -66,7 +66,9 @@ def base_layout(height: int, **extra: Any) -> dict[str, Any]:
 
 def make_figure(data: Sequence[go.BaseTraceType], layout: dict[str, Any], empty: str | None = None) -> Fig:
     fig = go.Figure(data=list(data), layout=layout)
-    if empty:
+    if empty:  # nothing to plot: say so instead of drawing meaningless axes
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
         fig.add_annotation(
             text=empty, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5, font={"size": 14, "color": MUTED}
         )

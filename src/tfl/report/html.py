@@ -166,21 +166,26 @@ def report_figures(run: BacktestRun, trades: list[Trade]) -> dict[str, figures.F
     }
 
 
+def _pct(x: float | None) -> str:
+    text = fmt(x, "num")
+    return text if x is None else text + "%"
+
+
 def _cards(sm: dict[str, Any]) -> str:
     items: list[tuple[str, str, str]] = [
         ("Net P&L", fmt(sm.get("net_pnl"), "money"), "sign"),
         ("Final equity", fmt(sm.get("final_equity"), "money"), ""),
-        ("CAGR", fmt(sm.get("cagr_pct"), "num") + "%", ""),
-        ("Max drawdown", fmt(sm.get("max_drawdown_pct"), "num") + "%", ""),
+        ("CAGR", _pct(sm.get("cagr_pct")), ""),
+        ("Max drawdown", _pct(sm.get("max_drawdown_pct")), ""),
         ("Sharpe", fmt(sm.get("sharpe"), "num"), ""),
         ("Sortino", fmt(sm.get("sortino"), "num"), ""),
         ("Trades", fmt(sm.get("trades"), "int"), ""),
-        ("Win rate", fmt(sm.get("win_rate_pct"), "num") + "%", ""),
+        ("Win rate", _pct(sm.get("win_rate_pct")), ""),
         ("Profit factor", fmt(sm.get("profit_factor"), "num"), ""),
         ("Avg R", fmt(sm.get("avg_r"), "r"), ""),
         ("Expectancy", fmt(sm.get("expectancy"), "money"), ""),
         ("SQN", fmt(sm.get("sqn"), "num"), ""),
-        ("Exposure", fmt(sm.get("exposure_pct"), "num") + "%", ""),
+        ("Exposure", _pct(sm.get("exposure_pct")), ""),
         ("Charges", fmt(sm.get("total_charges"), "money"), ""),
     ]
     net = sm.get("net_pnl") or 0.0

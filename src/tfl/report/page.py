@@ -55,7 +55,8 @@ def fmt(x: float | int | None, kind: Kind) -> str:
         return DASH
     if kind == "int":
         return f"{int(x):,}"
-    return f"{x:,.{_DIGITS[kind]}f}"
+    text = f"{x:,.{_DIGITS[kind]}f}"
+    return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text  # no "-0.00"
 
 
 @dataclass(frozen=True)
