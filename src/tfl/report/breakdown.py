@@ -47,13 +47,22 @@ class GroupStats:
 
 def _group(label: str, trades: Iterable[Trade]) -> GroupStats:
     ts = list(trades)
+    pnls = [t.pnl for t in ts]  # computed once: Trade.pnl and r_multiple both sum the charges
     return GroupStats(
         label,
         len(ts),
-        sum(1 for t in ts if t.pnl > 0),  # a win is net P&L above zero, as in the summary
-        float(sum(t.pnl for t in ts)),
-        float(sum(t.r_multiple for t in ts)),
+        sum(1 for p in pnls if p > 0),  # a win is net P&L above zero, as in the summary
+        float(sum(pnls)),
+        float(sum(p / (t.qty * t.r) for p, t in zip(pnls, ts, strict=True))),  # Trade.r_multiple
     )
+
+
+def _grouped(trades: Sequence[Trade], keys: Sequence[str], shown: Sequence[str]) -> list[GroupStats]:
+    """One group per label in ``shown`` (in that order), each trade in the group of its key."""
+    members: dict[str, list[Trade]] = {k: [] for k in shown}
+    for t, k in zip(trades, keys, strict=True):
+        members.setdefault(k, []).append(t)
+    return [_group(k, members[k]) for k in shown]
 
 
 def side_stats(trades: Sequence[Trade]) -> list[GroupStats]:
@@ -73,15 +82,15 @@ def entry_time(t: Trade) -> str:
 
 def by_entry_time(trades: Sequence[Trade]) -> list[GroupStats]:
     """Trades grouped by their entry bar's IST time, earliest first."""
-    keys = sorted({entry_time(t) for t in trades})
-    return [_group(k, (t for t in trades if entry_time(t) == k)) for k in keys]
+    keys = [entry_time(t) for t in trades]
+    return _grouped(trades, keys, sorted(set(keys)))
 
 
 def by_weekday(trades: Sequence[Trade]) -> list[GroupStats]:
     """Trades grouped by the IST weekday of their entry; Monday to Friday always shown."""
     wd = [day_to_date(ist_day(t.entry_ts)).weekday() for t in trades]
     shown = sorted(set(range(5)) | set(wd))
-    return [_group(WEEKDAYS[k], (t for t, w in zip(trades, wd, strict=True) if w == k)) for k in shown]
+    return _grouped(trades, [WEEKDAYS[w] for w in wd], [WEEKDAYS[k] for k in shown])
 
 
 def rejections_by_reason(rejections: Sequence[SignalRejected]) -> list[tuple[str, int]]:
@@ -171,8 +180,10 @@ def pack_session(bars: BarSeries, day: int) -> list[object] | None:
     common factor ``unit``; ``d`` is the open, high, low, close of each bar in turn, each as a
     difference from the value before it (``base`` before the first). ``minutes`` is the first
     bar's IST minute of day when the bars are every 15 minutes without a gap, else the list."""
-    sel = np.flatnonzero(bars.day == day)
-    if sel.shape[0] == 0:
+    start = day * SECONDS_PER_DAY - IST_OFFSET_S  # IST midnight; bars are sorted by time
+    lo, hi = np.searchsorted(bars.ts, [start, start + SECONDS_PER_DAY])
+    sel = slice(int(lo), int(hi))
+    if hi <= lo:
         return None
     ohlc = np.stack([bars.open[sel], bars.high[sel], bars.low[sel], bars.close[sel]], axis=1).reshape(-1)
     paise = np.rint(ohlc * PAISE).astype(np.int64)
@@ -180,7 +191,7 @@ def pack_session(bars: BarSeries, day: int) -> list[object] | None:
     units = paise // unit
     base = int(units[0])
     deltas = np.diff(units, prepend=base).tolist()
-    minutes = bars.minute[sel].tolist()
+    minutes = (((bars.ts[sel] + IST_OFFSET_S) % SECONDS_PER_DAY) // 60).tolist()
     contiguous = all(b - a == 15 for a, b in itertools.pairwise(minutes))
     return [day_to_date(day).isoformat(), minutes[0] if contiguous else minutes, unit, base, *deltas]
 
