@@ -136,6 +136,8 @@ def cmd_sweep(args: argparse.Namespace, base: Settings) -> int:
     out = _out_dir(args.out)
     spec = _spec(args, base)
     if args.search == "optuna":
+        if args.trials < 1:
+            raise SpaceError(f"--trials {args.trials}: must be at least 1")
         dims = parse_ranges(args.grid)
         points = None
     elif args.random is not None:

@@ -151,7 +151,12 @@ class Sweeper:
 
 
 def optuna_points(
-    sweeper: Sweeper, dims: Sequence[Dimension], n_trials: int, seed: int, objective: str
+    sweeper: Sweeper,
+    dims: Sequence[Dimension],
+    n_trials: int,
+    seed: int,
+    objective: str,
+    bar: tqdm | None = None,
 ) -> Iterator[list[TrialResult]]:
     """Optuna's TPE sampler over ``dims``, asked in batches of one per worker."""
     import optuna
@@ -164,7 +169,10 @@ def optuna_points(
         batch = min(spec.workers, n_trials - done)
         asked = [study.ask() for _ in range(batch)]
         points = [canonical({d.key: _suggest(t, d) for d in dims}) for t in asked]
-        results = sweeper.run_points(points, spec.start, spec.end)
+        before = sweeper.cached
+        results = sweeper.run_points(points, spec.start, spec.end, bar=bar)
+        if bar is not None:
+            bar.update(sweeper.cached - before)  # trials the ledger already had
         by_point = {r.point: r for r in results}
         for t, p in zip(asked, points, strict=True):
             study.tell(t, max(by_point[p].objective(objective), -1e12))
@@ -205,8 +213,10 @@ def run_sweep(
         if points is not None:
             results = sweeper.run_points(points, spec.start, spec.end)
         else:
-            for batch in optuna_points(sweeper, dims, optuna_trials, seed, spec.objective):
-                results.extend(batch)
+            enabled = sys.stderr.isatty() if spec.progress is None else spec.progress
+            with _bar(optuna_trials, 0, enabled) as bar:
+                for batch in optuna_points(sweeper, dims, optuna_trials, seed, spec.objective, bar):
+                    results.extend(batch)
             results = list({r.trial_hash: r for r in results}.values())
     finally:
         sweeper.close()
