@@ -330,8 +330,31 @@ def test_walkforward_end_to_end(markets: dict[str, Path], tmp_path: Path) -> Non
     assert (folds["test_start"].iloc[1:].values > folds["test_end"].iloc[:-1].values).all()
     wf = v["walkforward"]
     assert wf["folds"] == len(folds) and wf["oos_sessions"] == len(curve)
-    # 3 cells per train window, one test trial per fold, 3 over the whole period (some may coincide).
+    # Runs: 3 cells per train window, one test run per fold, 3 over the whole period. Trials
+    # (what the deflated Sharpe counts): the 3 configurations, whatever windows they ran over.
     with sqlite3.connect(ledger) as db:
-        n = db.execute("SELECT COUNT(DISTINCT trial_hash) FROM trials").fetchone()[0]
-    assert n == v["trials_total"] and n >= 3 * len(folds) + len(folds)
+        runs = db.execute("SELECT COUNT(DISTINCT trial_hash) FROM trials").fetchone()[0]
+        configs = db.execute("SELECT COUNT(DISTINCT config_hash) FROM trials").fetchone()[0]
+    assert runs == 3 * len(folds) + len(folds) + 3
+    assert configs == v["trials_total"] == 3
     assert {c["name"] for c in v["checks"]} >= {"out of sample"}
+
+
+def test_a_sweep_where_nothing_trades_says_so(markets: dict[str, Path], tmp_path: Path) -> None:
+    grid = "strategy.long_rsi_min=100;strategy.short_rsi_max=0,1"
+    assert _sweep(markets["walk"], tmp_path / "out", tmp_path / "l.sqlite", grid, "--workers", "1") == 0
+    v = _verdict(tmp_path / "out")
+    assert pd.read_csv(tmp_path / "out" / "trials.csv")["trades"].max() == 0
+    assert v["verdict"] == "no edge" and "the best trial made no trades" in v["verdict_text"]
+    assert v["null_p_value"] == 1.0
+
+
+def test_a_period_without_sessions_is_refused_before_the_ledger(
+    markets: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = tmp_path / "l.sqlite"
+    args = ["research", "sweep", "--data", str(markets["walk"]), "--start", "2023-06-03", "--end", "2023-06-04",
+            "--grid", "strategy.target_r=3", "--out", str(tmp_path / "out"), "--ledger", str(ledger)]  # fmt: skip
+    assert main(args) == 2
+    assert "0 trading session(s) between 2023-06-03 and 2023-06-04" in capsys.readouterr().err
+    assert not ledger.exists() and not (tmp_path / "out").exists()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,21 @@ log = logging.getLogger(__name__)
 
 AddConfig = Callable[[argparse.ArgumentParser], None]
 Conv = Callable[[str], Any]
+
+
+@contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """SIGTERM (kill, timeout, systemd) unwinds like Ctrl-C, so the pool's workers are shut
+    down and every finished trial is already in the ledger; the next run resumes."""
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _out(text: str) -> None:
@@ -73,7 +90,7 @@ def add_parsers(sub: Any, date: Conv, symbols: Conv, add_config: AddConfig, sett
     sw.add_argument("--random", type=int, metavar="N", help="N random points over the --grid ranges or lists")
     sw.add_argument("--search", choices=("grid", "optuna"), default="grid")
     sw.add_argument("--trials", type=int, default=50, help="--search optuna: how many trials")
-    sw.set_defaults(func=lambda a: cmd_sweep(a, settings(a, _extra(a))))
+    sw.set_defaults(func=lambda a: _guarded(cmd_sweep, a, settings(a, _extra(a))))
 
     wf = rsub.add_parser("walkforward", help="choose on each train window, test on the next; one stitched OOS curve")
     _common(wf, date, symbols, add_config)
@@ -86,11 +103,16 @@ def add_parsers(sub: Any, date: Conv, symbols: Conv, add_config: AddConfig, sett
         default="plateau",
         help="plateau (default): the objective averaged over neighbouring grid cells",
     )
-    wf.set_defaults(func=lambda a: cmd_walkforward(a, settings(a, _extra(a))))
+    wf.set_defaults(func=lambda a: _guarded(cmd_walkforward, a, settings(a, _extra(a))))
 
     rp = rsub.add_parser("report", help="(re)write report.html from a research output folder")
     rp.add_argument("dir", type=Path)
     rp.set_defaults(func=cmd_report)
+
+
+def _guarded(cmd: Callable[[argparse.Namespace, Settings], int], args: argparse.Namespace, base: Settings) -> int:
+    with _terminate_cleanly():
+        return cmd(args, base)
 
 
 def _extra(args: argparse.Namespace) -> dict[str, Any]:

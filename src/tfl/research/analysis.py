@@ -30,6 +30,7 @@ PBO_SPLITS = 16
 NULL_DRAWS = 500
 BOOTSTRAP_DRAWS = 2000
 BOOTSTRAP_BLOCK = 5.0  # sessions: about a week, so short runs of good and bad days stay together
+MIN_PBO_TRIALS = 4  # fewer trials on the same sessions cannot show how a choice among them fares
 
 
 def _f(x: float | None) -> float | None:
@@ -56,10 +57,24 @@ class Analysis:
 
 
 def best_of(results: Sequence[TrialResult], objective: str) -> TrialResult:
-    """The trial with the highest objective; ties go to the earlier trial (stable)."""
+    """The trial with the highest objective among those that traded (a trial that never
+    traded is not a strategy); ties go to the earlier trial. If none traded, the first."""
     if not results:
         raise ValueError("no trials to choose from")
-    return max(results, key=lambda r: (r.objective(objective), -results.index(r)))
+    traded = [r for r in results if r.metrics.trades > 0]
+    if not traded:
+        return results[0]
+    return max(traded, key=lambda r: (r.objective(objective), -traded.index(r)))
+
+
+def _deflated(best: TrialResult, n_trials: int, sr_var: float) -> stats.DeflatedSharpe:
+    """The deflated Sharpe ratio, or an undefined one (NaN) for a trial without a Sharpe ratio."""
+    try:
+        return stats.deflated_sharpe(best.returns, n_trials, sr_var)
+    except stats.StatsInputError:
+        bench = stats.expected_max_sharpe(n_trials, sr_var)
+        nan = math.nan
+        return stats.DeflatedSharpe(nan, bench, int(best.returns.shape[0]), nan, nan, n_trials, sr_var, nan)
 
 
 def same_sessions(trials: Sequence[TrialResult], days: np.ndarray) -> list[TrialResult]:
@@ -88,30 +103,42 @@ def analyse(
         trials_total = ledger.distinct_trials(run.dataset.data_hash)
     finally:
         ledger.close()
-    srs = np.array([stats.sharpe(t.returns) for t in everything if t.returns.shape[0] > 1])
+    peers = same_sessions(everything, best.days)
+    # The variance of the trials' Sharpe ratios, over trials of the same sessions as the best:
+    # a short window's Sharpe ratio is far noisier and would inflate the bar. Only when there
+    # is no such peer does it fall back to every trial (stricter, never kinder).
+    pool = peers if len(peers) >= 2 else everything
+    srs = np.array([stats.sharpe(t.returns) for t in pool if t.returns.shape[0] > 1])
     srs = srs[np.isfinite(srs)]
     sr_var = float(srs.var(ddof=1)) if srs.shape[0] > 1 else 0.0
-    deflated = stats.deflated_sharpe(best.returns, max(trials_total, 1), sr_var)
-    peers = same_sessions(everything, best.days)
+    deflated = _deflated(best, max(trials_total, 1), sr_var)
     pbo: stats.PboResult | None = None
-    if len(peers) >= 2:
+    if len(peers) >= MIN_PBO_TRIALS:
         matrix = np.column_stack([t.returns for t in peers])
         splits = PBO_SPLITS
         while splits > 2 and matrix.shape[0] < splits * 4:
             splits -= 2
         pbo = stats.pbo_cscv(matrix, n_splits=splits)
-    min_trl = stats.min_track_record_length(deflated.sr, 0.0, deflated.skew, deflated.kurtosis)
+    try:
+        min_trl = stats.min_track_record_length(deflated.sr, 0.0, deflated.skew, deflated.kurtosis)
+    except (stats.StatsInputError, ValueError):
+        min_trl = math.nan
 
     s = settings_for(base, best.point)
     if bench is None:
-        bench = Workbench(run.spec.data_dir, run.spec.symbols, base)
-    bt = bench.backtest(s, best.start, best.end)
-    trades = bt.result.trades
-    nulls = random_entry_nulls(
-        trades, bench.market.intraday, best.days, s.backtest.capital, s, n_draws=null_draws, seed=seed
-    )
-    boot = stats.block_bootstrap_pvalue(best.returns, n_boot=BOOTSTRAP_DRAWS, block=BOOTSTRAP_BLOCK, seed=seed)
+        bench = run.bench or Workbench(run.spec.data_dir, run.spec.symbols, base)
     n = best.metrics.trades
+    if n:
+        trades = bench.backtest(s, best.start, best.end).result.trades
+        nulls = random_entry_nulls(
+            trades, bench.market.intraday, best.days, s.backtest.capital, s, n_draws=null_draws, seed=seed
+        )
+        null_sharpe_p, null_net_p, null_sharpes = nulls.p_value, nulls.net_pnl_p_value, nulls.null_sharpes.tolist()
+        boot = stats.block_bootstrap_pvalue(best.returns, n_boot=BOOTSTRAP_DRAWS, block=BOOTSTRAP_BLOCK, seed=seed)
+    else:  # nothing traded: nothing to beat chance with
+        null_sharpe_p = null_net_p = 1.0
+        null_sharpes = []
+        boot = stats.BootstrapResult(1.0, 0.0, "sharpe", 0, BOOTSTRAP_BLOCK, seed)
     cost_per_trade = float(best.day_cost.sum()) / n if n else 0.0
     verdict = decide(
         net_pnl=best.metrics.net_pnl if n else 0.0,
@@ -120,8 +147,9 @@ def analyse(
         dsr=deflated.dsr,
         n_trials=trials_total,
         pbo=pbo.pbo if pbo is not None and pbo.reason is None else math.nan,
-        null_p=max(nulls.p_value, nulls.net_pnl_p_value),
+        null_p=max(null_sharpe_p, null_net_p),
         bootstrap_p=boot.p_value,
+        traded=n > 0,
         oos_net_pnl=oos_net_pnl,
     )
     return Analysis(
@@ -133,10 +161,10 @@ def analyse(
         pbo=pbo,
         pbo_trials=len(peers),
         min_trl_sessions=min_trl,
-        null_p=max(nulls.p_value, nulls.net_pnl_p_value),
-        null_sharpe_p=nulls.p_value,
-        null_net_p=nulls.net_pnl_p_value,
-        null_sharpes=[float(x) for x in nulls.null_sharpes],
+        null_p=max(null_sharpe_p, null_net_p),
+        null_sharpe_p=null_sharpe_p,
+        null_net_p=null_net_p,
+        null_sharpes=[float(x) for x in null_sharpes],
         bootstrap=boot,
         cost_per_trade=cost_per_trade,
         verdict=verdict,

@@ -12,6 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -74,7 +77,19 @@ def run_task(ctx: SweepContext, task: Task, market: Market | None = None) -> Tri
     return _BENCHES.get(ctx, market).run(task.point, task.settings, task.start, task.end)
 
 
-def _warm(ctx: SweepContext) -> None:
+ORPHAN_CHECK_SECONDS = 1.0
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """A pool worker whose sweep process died (killed, say) exits instead of holding the market."""
+    while True:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _warm(ctx: SweepContext, parent: int) -> None:
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True, name="orphan-check").start()
     _BENCHES.get(ctx)
 
 
@@ -88,7 +103,7 @@ class Engine:
         engine: str = "local",
         workers: int = 1,
         address: str | None = None,
-        market: Market | None = None,
+        bench: Workbench | None = None,
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"--engine '{engine}': expected one of {', '.join(ENGINES)}")
@@ -101,7 +116,8 @@ class Engine:
         self._ray: Any = None
         self._remote: Any = None
         self._market_ref: Any = None
-        self._market = market
+        self._own_ray = False
+        self._bench = bench  # in this process: the sweep's own workbench (the market loaded once)
         if engine == "ray":
             self._start_ray(address)
         elif workers > 1:
@@ -109,23 +125,20 @@ class Engine:
                 max_workers=workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_warm,
-                initargs=(ctx,),
+                initargs=(ctx, os.getpid()),
             )
 
     def _start_ray(self, address: str | None) -> None:
         import ray
 
         if not ray.is_initialized():
+            self._own_ray = True
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
                 ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
-        market = (
-            self._market
-            if self._market is not None
-            else Workbench(self.ctx.data_dir, self.ctx.symbols, self.ctx.base).market
-        )
-        self._market_ref = ray.put(market)
+        bench = self._bench or Workbench(self.ctx.data_dir, self.ctx.symbols, self.ctx.base)
+        self._market_ref = ray.put(bench.market)
         self._remote = ray.remote(run_task)
         self._ray = ray
 
@@ -135,8 +148,9 @@ class Engine:
         elif self._pool is not None:
             yield from self._run_pool(tasks)
         else:
+            bench = self._bench or _BENCHES.get(self.ctx)
             for t in tasks:
-                yield run_task(self.ctx, t, self._market)
+                yield bench.run(t.point, t.settings, t.start, t.end)
 
     def _run_pool(self, tasks: Sequence[Task]) -> Iterator[TrialResult]:
         assert self._pool is not None
@@ -163,7 +177,8 @@ class Engine:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         if self._ray is not None:
-            self._ray.shutdown()
+            if self._own_ray:  # never tear down a Ray instance the caller started
+                self._ray.shutdown()
             self._ray = None
 
     def __enter__(self) -> Engine:

@@ -21,7 +21,19 @@ from tfl.settings import Settings
 
 HASH_CHARS = 16
 # The packages whose code decides a backtest's trades; a change to any of them is a new code version.
-DECIDING_CODE = ("core", "strategy", "backtest", "indicators", "data", "regime.py", "costs.py", "settings.py")
+DECIDING_CODE = (
+    "core",
+    "strategy",
+    "backtest",
+    "indicators",
+    "data",
+    "regime.py",
+    "costs.py",
+    "settings.py",
+    "domain.py",
+    "timeutil.py",
+    "research/trial.py",  # the session returns, cost variants and metrics a trial records
+)
 
 
 def _digest(payload: object) -> str:
@@ -50,8 +62,16 @@ class Dataset:
     bytes: int
 
 
+def config_hash(settings: Settings, symbols: tuple[str, ...] | None) -> str:
+    """One configuration: its settings and symbols, whatever period it ran over. The ledger
+    counts configurations, so walk-forward windows of one setting are one trial."""
+    return _digest(
+        {"settings": research_settings(settings), "symbols": list(symbols) if symbols is not None else "all"}
+    )
+
+
 def trial_hash(settings: Settings, symbols: tuple[str, ...] | None, start: dt.date, end: dt.date) -> str:
-    """One trial: its settings, its symbols and its period."""
+    """One run of a configuration over one period: the ledger's cache key."""
     return _digest(
         {
             "settings": research_settings(settings),

@@ -22,12 +22,13 @@ import numpy as np
 
 from tfl.research.trial import CostVariant, TrialMetrics, TrialResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (
     data_hash TEXT NOT NULL,
     trial_hash TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
     code_version TEXT NOT NULL,
     settings_hash TEXT NOT NULL,
     point TEXT NOT NULL,
@@ -93,10 +94,11 @@ class Ledger:
     def put(self, data_hash: str, code_version: str, settings_json: str, r: TrialResult) -> None:
         seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM trials").fetchone()[0]
         self.db.execute(
-            "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 data_hash,
                 r.trial_hash,
+                r.config_hash,
                 code_version,
                 r.settings_hash,
                 json.dumps([[k, v] for k, v in r.point]),
@@ -124,12 +126,10 @@ class Ledger:
         self.db.commit()
 
     def distinct_trials(self, data_hash: str) -> int:
-        """Distinct trials (settings, symbols and period) ever run on this data, by any code."""
-        return int(
-            self.db.execute("SELECT COUNT(DISTINCT trial_hash) FROM trials WHERE data_hash=?", (data_hash,)).fetchone()[
-                0
-            ]
-        )
+        """Distinct configurations (settings and symbols) ever run on this data, by any code,
+        over any period: the N of the deflated Sharpe ratio."""
+        row = self.db.execute("SELECT COUNT(DISTINCT config_hash) FROM trials WHERE data_hash=?", (data_hash,))
+        return int(row.fetchone()[0])
 
     def latest(self, data_hash: str) -> Iterator[TrialResult]:
         """Each distinct trial on this data once (its most recent run)."""
@@ -149,7 +149,7 @@ def _blob(value: object, dtype: str) -> np.ndarray[tuple[int], np.dtype[np.gener
 
 
 def _decode(row: Sequence[object]) -> TrialResult:
-    (_, trial_hash, _, settings_hash, point, _, start, end, metrics, costs, days, rets, raw, cost, _) = row
+    (_, trial_hash, config_hash, _, settings_hash, point, _, start, end, metrics, costs, days, rets, raw, cost, _) = row
     m = json.loads(str(metrics))
     c = json.loads(str(costs))
     fields: dict[str, Any] = {
@@ -157,6 +157,7 @@ def _decode(row: Sequence[object]) -> TrialResult:
     }
     return TrialResult(
         trial_hash=str(trial_hash),
+        config_hash=str(config_hash),
         settings_hash=str(settings_hash),
         point=tuple((str(k), v) for k, v in json.loads(str(point))),
         start=dt.date.fromisoformat(str(start)),

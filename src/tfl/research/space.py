@@ -114,7 +114,7 @@ def parse_ranges(text: str) -> list[Dimension]:
     """``"strategy.long_rsi_min=60:85;strategy.use_trail=true,false"``: numeric ranges
     (``lo:hi``, inclusive; integers for integer settings) or lists to choose from."""
     dims = []
-    for key, rhs in _clauses(text, "--space"):
+    for key, rhs in _clauses(text, "--grid"):
         kind = field_kind(key)
         lo, colon, hi = rhs.partition(":")
         if colon and kind in ("int", "float"):

@@ -17,12 +17,13 @@ from tfl.research.engine import Engine, SweepContext, Task
 from tfl.research.identity import Dataset, code_version, dataset_of, research_settings, trial_hash
 from tfl.research.ledger import Ledger
 from tfl.research.space import Dimension, Point, SpaceError, canonical, settings_for, validate
-from tfl.research.trial import LOAD_KEYS, OBJECTIVES, TrialResult
+from tfl.research.trial import LOAD_KEYS, OBJECTIVES, TrialResult, Workbench, setup_key
 from tfl.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LEDGER_SUFFIX = ".tfl-trials.sqlite"
+MIN_SESSIONS = 2  # a Sharpe ratio needs two returns
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class SweepRun:
     results: list[TrialResult] = field(default_factory=list)
     ran: int = 0
     cached: int = 0
+    bench: Workbench | None = None  # the parent's workbench, for the analysis
 
 
 def default_ledger(data_dir: Path) -> Path:
@@ -63,6 +65,8 @@ def default_ledger(data_dir: Path) -> Path:
 def check_spec(spec: SweepSpec, dims: Sequence[Dimension]) -> None:
     if spec.end < spec.start:
         raise SpaceError(f"--end {spec.end} is before --start {spec.start}")
+    if spec.address and spec.engine != "ray":
+        raise SpaceError("--address joins a Ray cluster: it needs --engine ray")
     if spec.objective not in OBJECTIVES:
         raise SpaceError(f"--objective '{spec.objective}': expected one of {', '.join(OBJECTIVES)}")
     for d in dims:
@@ -86,8 +90,9 @@ def _bar(total: int, initial: int, enabled: bool) -> tqdm:
 class Sweeper:
     """Runs points against one dataset and records every trial in the ledger."""
 
-    def __init__(self, spec: SweepSpec) -> None:
+    def __init__(self, spec: SweepSpec, bench: Workbench) -> None:
         self.spec = spec
+        self.bench = bench
         self.dataset = dataset_of(spec.data_dir, spec.symbols)
         self.ledger_path = spec.ledger if spec.ledger is not None else default_ledger(spec.data_dir)
         self.ledger = Ledger(self.ledger_path)
@@ -100,7 +105,7 @@ class Sweeper:
     def engine(self) -> Engine:
         if self._engine is None:
             s = self.spec
-            self._engine = Engine(self.ctx, engine=s.engine, workers=s.workers, address=s.address)
+            self._engine = Engine(self.ctx, engine=s.engine, workers=s.workers, address=s.address, bench=self.bench)
         return self._engine
 
     def close(self) -> None:
@@ -132,6 +137,8 @@ class Sweeper:
                 self.cached += 1
             else:
                 todo.append(Task(p, s, start, end))
+        # Trials that share setups run one after another, so each worker's cache serves them.
+        todo.sort(key=lambda t: repr(setup_key(t.settings)))
         own_bar = bar is None
         if bar is None:
             enabled = sys.stderr.isatty() if self.spec.progress is None else self.spec.progress
@@ -190,6 +197,21 @@ def _suggest(trial: object, d: Dimension) -> bool | int | float | str:
     return t.suggest_categorical(d.key, list(d.values))  # type: ignore[attr-defined,no-any-return]
 
 
+def open_bench(spec: SweepSpec, start: dt.date | None = None) -> Workbench:
+    """Load the market in this process and check the period has sessions, before any file
+    (the ledger included) is created."""
+    if not spec.data_dir.is_dir():
+        raise DataError(spec.data_dir, "data directory does not exist")
+    bench = Workbench(spec.data_dir, spec.symbols, spec.base)
+    first = start or spec.start
+    n = len(bench.sessions(first, spec.end))
+    if n < MIN_SESSIONS:
+        raise SpaceError(
+            f"{n} trading session(s) between {first} and {spec.end}: a trial needs at least {MIN_SESSIONS}"
+        )
+    return bench
+
+
 def run_sweep(
     spec: SweepSpec,
     dims: Sequence[Dimension],
@@ -203,9 +225,8 @@ def run_sweep(
     check_spec(spec, dims)
     if points is not None:
         validate(spec.base, points)  # every combination, before anything runs
-    if not spec.data_dir.is_dir():
-        raise DataError(spec.data_dir, "data directory does not exist")
-    sweeper = Sweeper(spec)
+    bench = open_bench(spec)
+    sweeper = Sweeper(spec, bench)
     if on_sweeper is not None:
         on_sweeper(sweeper)
     try:
@@ -220,4 +241,4 @@ def run_sweep(
             results = list({r.trial_hash: r for r in results}.values())
     finally:
         sweeper.close()
-    return SweepRun(spec, sweeper.dataset, sweeper.ledger_path, results, sweeper.ran, sweeper.cached)
+    return SweepRun(spec, sweeper.dataset, sweeper.ledger_path, results, sweeper.ran, sweeper.cached, bench)

@@ -21,11 +21,11 @@ from tfl.backtest.signals import SymbolFrame, prepare_symbols
 from tfl.data.bars import F64, I64
 from tfl.data.market import Market, load_market
 from tfl.domain import ExitReason, Side
-from tfl.research.identity import settings_hash, trial_hash
+from tfl.research.identity import config_hash, settings_hash, trial_hash
 from tfl.research.space import Point
 from tfl.settings import Settings
 from tfl.strategy.book import Trade
-from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY
+from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, date_to_day, day_to_date
 
 # Settings that change what is loaded, not what is decided: one sweep keeps them fixed.
 LOAD_KEYS = ("strategy.session_open", "strategy.last_bar", "backtest.universe_file", "backtest.index_symbols")
@@ -87,7 +87,8 @@ class CostVariant:
 
 @dataclass(frozen=True)
 class TrialResult:
-    trial_hash: str
+    trial_hash: str  # the configuration over this period (the cache key)
+    config_hash: str  # the configuration (settings and symbols): what the ledger counts
     settings_hash: str
     point: Point
     start: dt.date
@@ -214,6 +215,13 @@ class Workbench:
         self._frames: OrderedDict[tuple[object, ...], list[SymbolFrame]] = OrderedDict()
         self.frame_builds = 0  # how many times setups were computed (the cache's misses)
 
+    def sessions(self, start: dt.date, end: dt.date) -> list[dt.date]:
+        """Trading sessions in [start, end]: days with a bar of a traded symbol (as a backtest counts them)."""
+        lo, hi = date_to_day(start), date_to_day(end)
+        parts = [np.unique(self.market.intraday[s].day) for s in self._traded()]
+        days = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+        return [day_to_date(int(d)) for d in days[(days >= lo) & (days <= hi)]]
+
     def _traded(self) -> list[str]:
         m = self.market
         return [s for s in (self.symbols or m.universe) if s in m.intraday]
@@ -262,6 +270,7 @@ def result_of(run: BacktestRun, point: Point, symbols: tuple[str, ...] | None) -
     turnover = float(sum(t.qty * (t.entry_price + t.exit_price) for t in run.result.trades))
     return TrialResult(
         trial_hash=trial_hash(s, symbols, run.request.start, run.request.end),
+        config_hash=config_hash(s, symbols),
         settings_hash=settings_hash(s),
         point=point,
         start=run.request.start,

@@ -7,7 +7,7 @@ An edge must pass every test, each with the number behind it:
 - **selection**: its deflated Sharpe ratio (the probability that its true Sharpe beats the
   best of that many unskilled trials, counting every trial in the ledger) is at least 0.95;
 - **overfitting**: the probability of backtest overfitting (CSCV over the ledger's trials on
-  the same sessions) is below 0.25; with fewer than two such trials it is not established;
+  the same sessions) is below 0.25; with fewer than four such trials it is not established;
 - **luck**: the same trades with random entries (matched on symbol, side, time of day and
   holding time), and a block bootstrap of its sessions, each give a p-value of at most 0.05;
 - **out of sample** (walk-forward only): the stitched test windows make money after costs.
@@ -56,6 +56,7 @@ def decide(
     null_p: float,
     bootstrap_p: float,
     oos_net_pnl: float | None = None,
+    traded: bool = True,
 ) -> Verdict:
     """Apply every test; the verdict is "edge" only if all pass."""
     checks = [
@@ -73,9 +74,9 @@ def decide(
         Check(
             "overfitting",
             math.isfinite(pbo) and pbo < PBO_MAX,
-            f"probability of backtest overfitting {_fmt(pbo, 2)} (needs < {PBO_MAX})"
+            f"probability of backtest overfitting {_fmt(pbo, 2)} (out-of-sample ranks by CSCV; needs < {PBO_MAX})"
             if math.isfinite(pbo)
-            else "probability of backtest overfitting not established (fewer than two trials on these sessions)",
+            else "probability of backtest overfitting not established (fewer than four trials on these sessions)",
         ),
         Check(
             "luck",
@@ -87,6 +88,8 @@ def decide(
         checks.append(
             Check("out of sample", oos_net_pnl > 0, f"walk-forward out-of-sample net P&L ₹{oos_net_pnl:,.0f}")
         )
+    if not traded:
+        checks.insert(0, Check("trades", False, "the best trial made no trades"))
     edge = all(c.passed for c in checks)
     if edge:
         head = "an edge that survives costs and out-of-sample: " + "; ".join(c.text for c in checks)

@@ -19,10 +19,11 @@ import numpy as np
 
 from tfl.research.analysis import analyse, verdict_dict, write_returns, write_trials, write_verdict
 from tfl.research.space import canonical, grid_points, parse_grid, settings_for, validate
-from tfl.research.sweep import Sweeper, SweepRun, SweepSpec, check_spec
+from tfl.research.sweep import Sweeper, SweepRun, SweepSpec, check_spec, open_bench
 from tfl.research.trial import TrialResult, Workbench
 from tfl.research.walkforward import (
     Fold,
+    WalkForwardError,
     choose_params,
     degradation,
     gap_for,
@@ -32,20 +33,7 @@ from tfl.research.walkforward import (
     purge_trades,
     stitch_oos,
 )
-from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, date_to_day, day_to_date
-
-
-def sessions_of(bench: Workbench, start: dt.date, end: dt.date) -> list[dt.date]:
-    """Trading sessions in [start, end]: days with a bar of a traded symbol (as the backtest counts them)."""
-    lo, hi = date_to_day(start), date_to_day(end)
-    parts = []
-    for sym in bench.symbols or bench.market.universe:
-        bars = bench.market.intraday.get(sym)
-        if bars is not None and len(bars):
-            d = np.unique(bars.day)
-            parts.append(d[(d >= lo) & (d <= hi)])
-    days = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-    return [day_to_date(int(d)) for d in days]
+from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, day_to_date
 
 
 def _purged_returns(bench: Workbench, r: TrialResult, fold: Fold) -> tuple[np.ndarray, int]:
@@ -82,11 +70,11 @@ def run_walkforward(
     points = grid_points(dims)
     settings = validate(spec.base, points)
     train_p, test_p = parse_period(train), parse_period(test)
-    sweeper = Sweeper(spec)
-    bench = Workbench(spec.data_dir, spec.symbols, spec.base)
-    sessions = sessions_of(bench, spec.start, spec.end)
+    bench = open_bench(spec)
+    sessions = bench.sessions(spec.start, spec.end)
     gap = gap_for(settings)
     folds = make_folds(sessions, train_p, test_p, mode=mode, gap_sessions=gap)  # type: ignore[arg-type]
+    sweeper = Sweeper(spec, bench)  # creates the ledger: only once the folds are known to exist
     point_dicts = [dict(p) for p in points]
     rows: list[dict[str, Any]] = []
     fold_returns: list[tuple[Fold, Sequence[dt.date], Sequence[float]]] = []
@@ -95,22 +83,29 @@ def run_walkforward(
     oos_scores: list[float] = []
     all_results: list[TrialResult] = []
     oos_net = 0.0
+    skipped: list[int] = []
     try:
         for f in folds:
             train_res = sweeper.run_points(points, f.train_start, f.train_end)
-            scores = [r.objective(spec.objective) for r in train_res]
+            all_results.extend(train_res)
+            scores = [r.objective(spec.objective) if r.metrics.trades else math.nan for r in train_res]
             scores = [s if math.isfinite(s) else math.nan for s in scores]
+            if not any(math.isfinite(s) for s in scores):  # nothing traded: nothing to choose by
+                skipped.append(f.index)
+                continue
             choice = choose_params(point_dicts, scores, method=choose)  # type: ignore[arg-type]
             chosen = canonical(dict(choice.params))  # type: ignore[arg-type]
             test_res = sweeper.run_points([chosen], f.test_start, f.test_end)[0]
             rets, dropped = _purged_returns(bench, test_res, f)
             fold_returns.append((f, [day_to_date(int(d)) for d in test_res.days], rets.tolist()))
             oos_score = test_res.objective(spec.objective)
+            oos_value = float(getattr(test_res.metrics, spec.objective))
+            is_value = float(getattr(train_res[choice.index].metrics, spec.objective))
             choices.append(dict(choice.params))
             is_scores.append(choice.score)
             oos_scores.append(oos_score if math.isfinite(oos_score) else math.nan)
             oos_net += test_res.metrics.net_pnl if test_res.metrics.trades else 0.0
-            all_results.extend([*train_res, test_res])
+            all_results.append(test_res)
             row: dict[str, Any] = {
                 "fold": f.index,
                 "train_start": f.train_start.isoformat(),
@@ -122,9 +117,9 @@ def run_walkforward(
             row.update({k: v for k, v in chosen})
             row.update(
                 {
-                    "is_objective": round(choice.score, 6) if math.isfinite(choice.score) else "",
+                    "is_objective": round(is_value, 6) if math.isfinite(is_value) else "",
                     "is_plateau": round(choice.smoothed, 6) if math.isfinite(choice.smoothed) else "",
-                    "oos_objective": round(oos_score, 6) if math.isfinite(oos_score) else "",
+                    "oos_objective": round(oos_value, 6) if math.isfinite(oos_value) else "",
                     "oos_net_pnl": round(test_res.metrics.net_pnl, 2) if test_res.metrics.trades else 0.0,
                     "oos_trades": test_res.metrics.trades,
                     "purged_trades": dropped,
@@ -135,8 +130,10 @@ def run_walkforward(
         full = sweeper.run_points(points, spec.start, spec.end)
     finally:
         sweeper.close()
+    if not fold_returns:
+        raise WalkForwardError(f"no fold had a trade in its train window ({len(folds)} folds): nothing was tested")
     curve = stitch_oos(fold_returns, spec.base.backtest.capital)
-    run = SweepRun(spec, sweeper.dataset, sweeper.ledger_path, full, sweeper.ran, sweeper.cached)
+    run = SweepRun(spec, sweeper.dataset, sweeper.ledger_path, full, sweeper.ran, sweeper.cached, bench)
     analysis = analyse(
         run, spec.base, spec.objective, bench=bench, null_draws=null_draws, seed=seed, oos_net_pnl=oos_net
     )
@@ -165,6 +162,7 @@ def run_walkforward(
         },
         "param_stability": {k: _r(v) for k, v in stab.items()},
         "purged_trades": sum(int(r["purged_trades"]) for r in rows),
+        "skipped_folds": skipped,
     }
     keys = [d.key for d in dims]
     out.mkdir(exist_ok=True)
