@@ -26,7 +26,7 @@ from tfl.data.market import Market, load_market
 from tfl.domain import Bias
 from tfl.regime import BiasRecord
 from tfl.settings import Settings
-from tfl.timeutil import date_to_day, day_to_date, iso_ist
+from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, date_to_day, day_to_date, iso_ist
 from tfl.trade_csv import TRADE_COLUMNS, trade_rows, write_csv
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,8 @@ def _session_days(frames: list[SymbolFrame], start_day: int, end_day: int) -> li
     """IST days with at least one bar of a traded symbol inside [start, end]."""
     parts = []
     for f in frames:
-        d = f.day[(f.day >= start_day) & (f.day <= end_day)]
+        lo, hi = f.bars.day_range(start_day, end_day)
+        d = (f.bars.ts[lo:hi] + IST_OFFSET_S) // SECONDS_PER_DAY
         if d.shape[0]:
             keep = np.ones(d.shape[0], dtype=bool)
             keep[1:] = d[1:] != d[:-1]

@@ -16,7 +16,7 @@ from tfl.data.bars import F64, I64, BarSeries
 from tfl.indicators import vectorised as vec
 from tfl.settings import Settings, parse_hhmm
 from tfl.strategy.pattern import pattern_bars, pattern_extremes
-from tfl.timeutil import BAR_SECONDS
+from tfl.timeutil import BAR_SECONDS, IST_OFFSET_S, SECONDS_PER_DAY
 
 
 @dataclass(frozen=True)
@@ -25,14 +25,21 @@ class SymbolFrame:
 
     symbol: str
     bars: BarSeries
-    day: I64
-    minute: I64
     atr: F64
     setup_idx: I64  # setup bar T-1
     side: NDArray[np.int8]
     pattern_high: F64
     pattern_low: F64
     rsi: F64  # previous-session daily RSI (the priority key)
+
+    @property
+    def day(self) -> I64:
+        """IST day number of each bar (computed when asked: not kept for every bar)."""
+        return self.bars.day
+
+    @property
+    def minute(self) -> I64:
+        return self.bars.minute
 
 
 def previous_session_values(bar_days: I64, daily_days: I64, values: F64, *, leak: bool = False) -> F64:
@@ -73,7 +80,7 @@ def valid_setups(
         daily_rsi = vec.rsi(daily.close, settings.indicators.rsi_period)
     line = trend_line(bars, settings, bars.symbol in settings.backtest.index_symbols) if trend is None else trend
     idx, side, first = pattern_bars(bars.open, bars.close, st.min_run, st.max_run)
-    r = previous_session_values(bars.day[idx], daily.day, daily_rsi, leak=leak)
+    r = previous_session_values((bars.ts[idx] + IST_OFFSET_S) // SECONDS_PER_DAY, daily.day, daily_rsi, leak=leak)
     c = bars.close[idx]
     tl = line[idx]
     with np.errstate(invalid="ignore"):
@@ -172,15 +179,14 @@ def prepare_symbol(
 def _frame(ind: SymbolIndicators, settings: Settings, leak: bool) -> SymbolFrame:
     """The setups whose entry bar is the very next bar, in the same session, before square-off."""
     bars, daily = ind.bars, ind.daily
-    day = bars.day
-    minute = bars.minute
     if daily is None or len(daily) == 0 or len(bars) < 2:
         z = np.zeros(0)
-        return SymbolFrame(bars.symbol, bars, day, minute, ind.atr, np.zeros(0, np.int64), np.zeros(0, np.int8), z, z, z)
+        return SymbolFrame(bars.symbol, bars, ind.atr, np.zeros(0, np.int64), np.zeros(0, np.int8), z, z, z)
     idx, side, ph, pl, r = valid_setups(bars, daily, settings, leak=leak, daily_rsi=ind.daily_rsi, trend=ind.trend)
     entry = idx + 1
     ok = entry < len(bars)
-    entry_c = np.minimum(entry, len(bars) - 1)
-    ok &= bars.ts[entry_c] - bars.ts[idx] == BAR_SECONDS  # the very next bar: a missing bar expires it
-    ok &= minute[entry_c] < parse_hhmm(settings.strategy.squareoff_time)
-    return SymbolFrame(bars.symbol, bars, day, minute, ind.atr, idx[ok], side[ok], ph[ok], pl[ok], r[ok])
+    entry_ts = bars.ts[np.minimum(entry, len(bars) - 1)]
+    ok &= entry_ts - bars.ts[idx] == BAR_SECONDS  # the very next bar: a missing bar expires it
+    entry_minute = ((entry_ts + IST_OFFSET_S) % SECONDS_PER_DAY) // 60
+    ok &= entry_minute < parse_hhmm(settings.strategy.squareoff_time)
+    return SymbolFrame(bars.symbol, bars, ind.atr, idx[ok], side[ok], ph[ok], pl[ok], r[ok])
