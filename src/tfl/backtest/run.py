@@ -60,27 +60,59 @@ def _progress(total: int, desc: str, enabled: bool) -> Iterator[tqdm]:
         bar.close()
 
 
+class PrecomputedMismatch(ValueError):
+    """Precomputed inputs handed to :func:`run_backtest` do not fit the run."""
+
+
+def traded_symbols(req: BacktestRequest, market: Market) -> list[str]:
+    """The symbols a run trades: those requested (or the universe) with 15-minute bars."""
+    traded = [sym for sym in (req.symbols or market.universe) if sym in market.intraday]
+    if not traded:
+        raise DataError(req.data_dir, "none of the requested symbols has usable 15-minute data")
+    return traded
+
+
+def session_dates(frames: list[SymbolFrame], req: BacktestRequest) -> list[dt.date]:
+    """The run's sessions: the days with a bar of a traded symbol from start to end."""
+    return [day_to_date(d) for d in _session_days(frames, date_to_day(req.start), date_to_day(req.end))]
+
+
 def run_backtest(
-    req: BacktestRequest, *, show_progress: bool | None = None, market: Market | None = None
+    req: BacktestRequest,
+    *,
+    show_progress: bool | None = None,
+    market: Market | None = None,
+    frames: list[SymbolFrame] | None = None,
+    records: list[BiasRecord] | None = None,
 ) -> BacktestRun:
-    """Run one backtest; indicators always warm up on all history before ``start``."""
+    """Run one backtest; indicators always warm up on all history before ``start``.
+
+    A caller running many backtests on the same data may pass what does not change between
+    them: ``frames`` (from :func:`~tfl.backtest.signals.frames_from` for these settings and
+    the symbols of :func:`traded_symbols`) and ``records`` (the computed bias records of
+    :func:`session_dates`, before any ``backtest.bias`` override, which is applied here).
+    The result is then the same as without them."""
     if req.end < req.start:
         raise ValueError(f"--end {req.end} is before --start {req.start}")
     s = req.settings
     enabled = sys.stderr.isatty() if show_progress is None else show_progress
     if market is None:
         market = load_market(req.data_dir, s, req.symbols)
-    traded = [sym for sym in (req.symbols or market.universe) if sym in market.intraday]
-    if not traded:
-        raise DataError(req.data_dir, "none of the requested symbols has usable 15-minute data")
-    with _progress(len(traded), "indicators", enabled) as bar:
-        frames = prepare_symbols([(market.intraday[sym], market.daily.get(sym)) for sym in traded], s, leak=req.leak)
-        bar.update(len(traded))
+    traded = traded_symbols(req, market)
+    if frames is None:
+        with _progress(len(traded), "indicators", enabled) as bar:
+            pairs = [(market.intraday[sym], market.daily.get(sym)) for sym in traded]
+            frames = prepare_symbols(pairs, s, leak=req.leak)
+            bar.update(len(traded))
+    elif [f.symbol for f in frames] != traded:
+        raise PrecomputedMismatch(f"precomputed frames are for other symbols than the run's {len(traded)}")
 
     start_day, end_day = date_to_day(req.start), date_to_day(req.end)
-    session_days = _session_days(frames, start_day, end_day)
-    sessions = [day_to_date(d) for d in session_days]
-    records = bias_records(market, sessions, s)
+    sessions = session_dates(frames, req)
+    if records is None:
+        records = bias_records(market, sessions, s)
+    elif [r.session for r in records] != [d.isoformat() for d in sessions]:
+        raise PrecomputedMismatch(f"precomputed bias records are not for the run's {len(sessions)} sessions")
     mode = s.backtest.bias
     if mode != "auto":
         records = [
@@ -88,7 +120,7 @@ def run_backtest(
         ]
     bias_by_day = {date_to_day(dt.date.fromisoformat(r.session)): Bias(r.bias) for r in records}
 
-    grid_len = sum(1 for _ in session_days) * 25
+    grid_len = len(sessions) * 25
     with tqdm(total=grid_len, desc="simulate", disable=not enabled, file=sys.stderr, leave=False, unit="bar") as sbar:
         last = [0]
 

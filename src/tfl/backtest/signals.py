@@ -141,9 +141,7 @@ def compute_indicators(
     return out
 
 
-def frames_from(
-    indicators: Sequence[SymbolIndicators], settings: Settings, *, leak: bool = False
-) -> list[SymbolFrame]:
+def frames_from(indicators: Sequence[SymbolIndicators], settings: Settings, *, leak: bool = False) -> list[SymbolFrame]:
     """The setups of each symbol from its indicators: patterns, filters and entry-bar checks
     (these depend on the ``strategy`` settings)."""
     return [_frame(ind, settings, leak) for ind in indicators]
