@@ -16,7 +16,7 @@ import pytest
 
 from tfl.backtest.run import (
     BacktestRequest,
-    PrecomputedMismatch,
+    PrecomputedMismatchError,
     run_backtest,
     session_dates,
     traded_symbols,
@@ -142,8 +142,8 @@ def test_precomputed_inputs_that_do_not_fit_are_refused(nse_dir: Path, nse_marke
     traded = traded_symbols(req, nse_market)
     frames = prepare_symbols([(nse_market.intraday[x], nse_market.daily.get(x)) for x in traded], s)
     records = bias_records(nse_market, session_dates(frames, req), s)
-    with pytest.raises(PrecomputedMismatch, match="symbols"):
+    with pytest.raises(PrecomputedMismatchError, match="symbols"):
         run_backtest(req, show_progress=False, market=nse_market, frames=frames[:-1], records=records)
     later = dataclasses.replace(req, start=dt.date(2023, 2, 1))
-    with pytest.raises(PrecomputedMismatch, match="sessions"):
+    with pytest.raises(PrecomputedMismatchError, match="sessions"):
         run_backtest(later, show_progress=False, market=nse_market, frames=frames, records=records)

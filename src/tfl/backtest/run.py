@@ -60,7 +60,7 @@ def _progress(total: int, desc: str, enabled: bool) -> Iterator[tqdm]:
         bar.close()
 
 
-class PrecomputedMismatch(ValueError):
+class PrecomputedMismatchError(ValueError):
     """Precomputed inputs handed to :func:`run_backtest` do not fit the run."""
 
 
@@ -105,14 +105,14 @@ def run_backtest(
             frames = prepare_symbols(pairs, s, leak=req.leak)
             bar.update(len(traded))
     elif [f.symbol for f in frames] != traded:
-        raise PrecomputedMismatch(f"precomputed frames are for other symbols than the run's {len(traded)}")
+        raise PrecomputedMismatchError(f"precomputed frames are for other symbols than the run's {len(traded)}")
 
     start_day, end_day = date_to_day(req.start), date_to_day(req.end)
     sessions = session_dates(frames, req)
     if records is None:
         records = bias_records(market, sessions, s)
     elif [r.session for r in records] != [d.isoformat() for d in sessions]:
-        raise PrecomputedMismatch(f"precomputed bias records are not for the run's {len(sessions)} sessions")
+        raise PrecomputedMismatchError(f"precomputed bias records are not for the run's {len(sessions)} sessions")
     mode = s.backtest.bias
     if mode != "auto":
         records = [
