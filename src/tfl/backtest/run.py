@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,23 +199,24 @@ def write_outputs(run: BacktestRun, out_dir: Path) -> list[Path]:
         dd.tolist(),
         strict=True,
     )
-    write_csv(
-        p,
-        ("time", "equity", "cash", "open_positions", "drawdown_pct"),
-        [
-            {"time": t, "equity": _f(e, 4), "cash": _f(c, 4), "open_positions": str(n), "drawdown_pct": _f(d, 4)}
-            for t, e, c, n, d in eq_cols
-        ],
-    )
+    # One formatted line per row (the long file): times and numbers never need CSV quoting,
+    # so these are the bytes write_csv would write.
+    with p.open("w", newline="", encoding="utf-8") as fh:
+        fh.write("time,equity,cash,open_positions,drawdown_pct\n")
+        fh.write("".join([f"{t},{e:.4f},{c:.4f},{n},{d:.4f}\n" for t, e, c, n, d in eq_cols]))
     paths.append(p)
 
     p = out_dir / "bias.csv"
-    cols = list(asdict(run.bias[0]).keys()) if run.bias else ["session", "bias"]
+    names = [f.name for f in fields(BiasRecord)]  # every field is a scalar: asdict's deep copy is not needed
+    cols = names if run.bias else ["session", "bias"]
     write_csv(
         p,
         cols,
         [
-            {k: "" if v is None else (_f(v, 4) if isinstance(v, float) else str(v)) for k, v in asdict(r).items()}
+            {
+                k: "" if v is None else (_f(v, 4) if isinstance(v, float) else str(v))
+                for k, v in zip(names, (getattr(r, k) for k in names), strict=True)
+            }
             for r in run.bias
         ],
     )
