@@ -94,7 +94,7 @@ class _BarIndex:
                 known = (lo, 0, -1, [])
             else:
                 ts = f.bars.ts[lo:hi]
-                if self._slot_step is not None and not ((ts - self._base) % BAR_SECONDS).any():
+                if self._slot_step is not None:  # the grid is on the lattice, so are its parts
                     where = self._slot_step[(ts - self._base) // BAR_SECONDS]
                 else:
                     where = np.searchsorted(self._grid, ts)

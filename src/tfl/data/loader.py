@@ -123,7 +123,7 @@ def last_bar_time(path: Path) -> int | None:
 
 def _read_parquet(path: Path) -> RawBars:
     try:
-        table = pq.read_table(path, use_threads=False)
+        table = pq.ParquetFile(path).read(use_threads=False)  # one file: no dataset machinery
     except (OSError, pa.ArrowException) as exc:
         raise DataError(path, f"not a readable Parquet file ({_short(exc)})") from None
     names = {n.lower(): n for n in table.column_names}
@@ -278,6 +278,8 @@ def clean_intraday(raw: RawBars, symbol: str, open_minute: int, last_bar_minute:
     """
     idx, _ = dedupe_sorted(raw)
     idx = idx[in_session(raw.ts[idx], open_minute, last_bar_minute)]
+    if all(bool((getattr(raw, c) > 0).all()) for c in PRICE_COLUMNS):
+        return _series(raw, symbol, idx)  # every price in the file is positive (the usual case)
     prices = np.stack([raw.open[idx], raw.high[idx], raw.low[idx], raw.close[idx]])
     ok = (prices > 0).all(axis=0)
     if not ok.all():
