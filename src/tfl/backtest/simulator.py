@@ -203,18 +203,18 @@ class _Backtest:
             if sel.shape[0] == 0:
                 continue
             gsteps = np.searchsorted(self.grid, ets[sel]).tolist()
-            ts = f.bars.ts
-            for j, g in zip(sel.tolist(), gsteps, strict=True):
-                e = int(entry[j])
-                setup = Setup(
-                    f.symbol,
-                    Side.LONG if f.side[j] == 1 else Side.SHORT,
-                    int(ts[e - 1]),
-                    int(ts[e]),
-                    float(f.pattern_high[j]),
-                    float(f.pattern_low[j]),
-                    float(f.rsi[j]),
-                )
+            rows = zip(
+                gsteps,
+                f.side[sel].tolist(),
+                f.bars.ts[entry[sel] - 1].tolist(),
+                ets[sel].tolist(),
+                f.pattern_high[sel].tolist(),
+                f.pattern_low[sel].tolist(),
+                f.rsi[sel].tolist(),
+                strict=True,
+            )
+            for g, side, setup_ts, entry_ts, ph, pl, rsi in rows:
+                setup = Setup(f.symbol, Side.LONG if side == 1 else Side.SHORT, setup_ts, entry_ts, ph, pl, rsi)
                 self.cands.setdefault(g, []).append(setup)
 
     # ------------------------------------------------------------------ the loop
@@ -235,30 +235,33 @@ class _Backtest:
             first_of_day[1:] = grid_day[1:] != grid_day[:-1]
         day_first = 0
         cands = self.cands
+        exchange, book, unreserved, reserve = self.exchange, st.book, st.unreserved, self.reserve
+        times, firsts, lasts = grid.tolist(), first_of_day.tolist(), last_of_day.tolist()  # plain lists: cheap to index
         for g in range(n):
-            t = int(grid[g])
-            if first_of_day[g]:
+            t = times[g]
+            if firsts[g]:
                 day_first = g
                 self.core = None
-            busy = bool(self.exchange) or bool(st.book.positions) or (g + 1) in cands or t in st.unreserved
-            if not busy and not (g in cands and not self.reserve):
+            busy = bool(exchange) or bool(book.positions) or (g + 1) in cands or t in unreserved
+            if not busy and not (g in cands and not reserve):
                 eq_out[g] = st.last_equity
-                cash_out[g] = float(st.book.cash)
+                cash_out[g] = float(book.cash)
                 if progress is not None and g % 2048 == 0:
                     progress(g)
                 continue
             core = self.core or self._open_session(day_first, g)
             self.t = t
-            exposed[g] = bool(st.book.positions)
-            held = set(st.book.positions)
+            exposed[g] = bool(book.positions)
+            held = set(book.positions)
             self._trade_bar(g)
-            if not self.reserve and not last_of_day[g]:
+            last = lasts[g]
+            if not reserve and not last:
                 self._bar_entries(core, g, t, held)
             exposed[g] = exposed[g] or self.entries > 0
             boundary = t + BAR_SECONDS
-            setups = cands.get(g + 1, ()) if self.reserve and not last_of_day[g] else ()
+            setups = cands.get(g + 1, ()) if reserve and not last else ()
             self._do(core.on_close(st, boundary, self._closed_bars(g, t), setups))
-            if last_of_day[g]:
+            if last:
                 self._end_session(core, t)
             eq_out[g] = st.equity()
             apply(st, SlotClosed(boundary, eq_out[g]))
