@@ -109,7 +109,8 @@ class _BarIndex:
 
     def at(self, f: SymbolFrame, g: int) -> int:
         """Index of ``f``'s bar at grid step ``g``, or -1."""
-        lo, first, last, missing = self._layout(f)
+        known = self._known.get(f.symbol)
+        lo, first, last, missing = known if known is not None else self._layout(f)
         if g < first or g > last:
             return -1
         if not missing:

@@ -258,6 +258,8 @@ def _short(exc: BaseException) -> str:
 
 def dedupe_sorted(raw: RawBars) -> tuple[I64, int]:
     """Indices of rows sorted by time keeping the first of duplicates; and the duplicate count."""
+    if raw.ts.shape[0] < 2 or bool((raw.ts[1:] > raw.ts[:-1]).all()):
+        return np.arange(raw.ts.shape[0], dtype=np.int64), 0  # already sorted and unique
     order = np.argsort(raw.ts, kind="stable")
     ts = raw.ts[order]
     keep = np.ones(ts.shape[0], dtype=bool)
