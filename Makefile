@@ -10,7 +10,7 @@ TEMPLATE := infra/tfl-infrastructure.yaml
 DEMO_DATA := build/demo-data
 DEMO_OUT  := build/demo
 
-.PHONY: setup tools demo test lint typecheck infra-lint pytest bench clean
+.PHONY: setup tools browser demo test lint typecheck infra-lint pytest bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ $(TSTAMP): constraints-tools.txt
 	$(TOOLS)/bin/python -m pip install --quiet -c constraints-tools.txt checkov
 	@touch $(TSTAMP)
 
+# The report's browser tests drive Debian's chromium (Playwright's own download is not used).
+SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
+browser:
+	@test -x /usr/bin/chromium || ( $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium )
+
 demo: setup
 	@test -d $(DEMO_DATA)/15min || $(BIN)/tfl data synth --out $(DEMO_DATA) --symbols 40 --days 500 --seed 7
 	$(BIN)/tfl backtest --data $(DEMO_DATA) --start 2023-06-01 --end 2024-12-31 --out $(DEMO_OUT)
@@ -46,7 +52,7 @@ infra-lint: setup tools
 	$(BIN)/cfn-lint --include-checks I --regions ap-south-1 -- $(TEMPLATE)
 	$(TOOLS)/bin/checkov --skip-download --quiet --compact --framework cloudformation -f $(TEMPLATE)
 
-pytest: setup
+pytest: setup browser
 	$(BIN)/pytest -n 2 -q
 
 test: lint typecheck infra-lint pytest

@@ -72,6 +72,30 @@ class StrategySettings:
     short_trail_atr: float = field(default=3.0, metadata=_num(0, 100, lo_open=True))
     short_aggressive_r: float = field(default=3.0, metadata=_num(0, 1000, lo_open=True))
     aggressive_trail_atr: float = field(default=1.0, metadata=_num(0, 100, lo_open=True))
+    # Ablation switches (research): each turns one part of the rules off, so a sweep can show
+    # which parts carry the result. The strategy page's rules are all on; paper and live refuse
+    # any switched off (docs/backtest-assumptions.md, "Ablation switches").
+    use_bias: bool = True  # false: every session trades both sides (as bias BOTH)
+    use_rsi_filter: bool = True  # false: no daily-RSI condition (the RSI still orders the setups)
+    use_trend_filter: bool = True  # false: no close-vs-MVWAP (EMA for indices) condition
+    use_breakeven: bool = True  # false: the stop never moves to breakeven
+    use_trail: bool = True  # false: no ATR trail, aggressive trail included
+    use_target: bool = True  # false: no target order; exits by stop, trail, EOD or the loss limit
+
+
+ABLATION_SWITCHES = (
+    "use_bias",
+    "use_rsi_filter",
+    "use_trend_filter",
+    "use_breakeven",
+    "use_trail",
+    "use_target",
+)
+
+
+def switched_off(st: StrategySettings) -> list[str]:
+    """The ablation switches that turn a part of the rules off, as 'strategy.<key>' names."""
+    return [f"strategy.{k}" for k in ABLATION_SWITCHES if not getattr(st, k)]
 
 
 @dataclass(frozen=True)
@@ -255,6 +279,21 @@ def parse_hhmm(text: str) -> int:
     return h * 60 + m
 
 
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _bool(value: Any) -> bool:
+    """A boolean from TOML (true/false), or text from the environment or --set; ints 0 and 1
+    too. Anything else is an error, never a silent default."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.strip().lower()]
+    raise ValueError(f"{value!r} is not a boolean (true/false, yes/no or 1/0)")
+
+
 def _coerce(name: str, ftype: Any, value: Any, meta: Mapping[str, Any]) -> Any:
     """Convert ``value`` to the field's type and check its bounds; errors name the key."""
     tname = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
@@ -273,6 +312,8 @@ def _coerce(name: str, ftype: Any, value: Any, meta: Mapping[str, Any]) -> Any:
             out = float(value)
             if not math.isfinite(out):
                 raise ValueError(f"{value!r} is not a finite number")
+        elif tname == "bool":
+            out = _bool(value)
         elif tname == "str":
             if not isinstance(value, str):
                 raise ValueError(f"{value!r} is not a string")
@@ -392,6 +433,11 @@ def _cross_check(s: Settings) -> None:
         raise SettingsError("setting 'strategy.short_rsi_max' must be below 'strategy.long_rsi_min'")
     if s.risk.risk_per_trade_pct > s.risk.open_risk_budget_pct:
         raise SettingsError("setting 'risk.risk_per_trade_pct' must not exceed 'risk.open_risk_budget_pct'")
+    if not st.use_bias and s.backtest.bias not in ("auto", "BOTH"):
+        raise SettingsError(
+            f"setting 'strategy.use_bias' is false (both sides every session), which contradicts "
+            f"'backtest.bias' {s.backtest.bias}: use one or the other"
+        )
     if not s.bias.benchmark_symbol or not s.bias.vix_symbol:
         raise SettingsError("settings 'bias.benchmark_symbol' and 'bias.vix_symbol' must not be empty")
 

@@ -26,6 +26,7 @@ from tfl.data.market import Market, load_market
 from tfl.domain import Bias
 from tfl.regime import BiasRecord
 from tfl.settings import Settings
+from tfl.strategy.rules import session_bias
 from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, date_to_day, day_to_date, iso_ist
 from tfl.trade_csv import TRADE_COLUMNS, trade_rows, write_csv
 
@@ -118,6 +119,8 @@ def run_backtest(
         records = [
             replace(r, bias=mode, reason=f"set by --bias {mode} (computed: {r.bias}; {r.reason})") for r in records
         ]
+    sides = [session_bias(Bias(r.bias), r.reason, s.strategy) for r in records]  # BOTH if the filter is off
+    records = [replace(r, bias=b.value, reason=why) for r, (b, why) in zip(records, sides, strict=True)]
     bias_by_day = {date_to_day(dt.date.fromisoformat(r.session)): Bias(r.bias) for r in records}
 
     grid_len = len(sessions) * 25

@@ -83,8 +83,12 @@ def valid_setups(
     r = previous_session_values((bars.ts[idx] + IST_OFFSET_S) // SECONDS_PER_DAY, daily.day, daily_rsi, leak=leak)
     c = bars.close[idx]
     tl = line[idx]
-    with np.errstate(invalid="ignore"):
-        ok = ((side == 1) & (r > st.long_rsi_min) & (c > tl)) | ((side == -1) & (r < st.short_rsi_max) & (c < tl))
+    with np.errstate(invalid="ignore"):  # as rules.setup_passes: a switched-off filter is not applied
+        up = (r > st.long_rsi_min) if st.use_rsi_filter else ~np.isnan(r)
+        down = (r < st.short_rsi_max) if st.use_rsi_filter else ~np.isnan(r)
+        if st.use_trend_filter:
+            up, down = up & (c > tl), down & (c < tl)
+        ok = ((side == 1) & up) | ((side == -1) & down)
     idx, first = idx[ok], first[ok]
     ph, pl = pattern_extremes(bars.high, bars.low, first, idx)  # only for the setups that passed
     return idx, side[ok], ph, pl, r[ok]

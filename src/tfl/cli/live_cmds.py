@@ -21,7 +21,7 @@ from tfl.data.loader import DataError
 from tfl.domain import Bias
 from tfl.errors import Unavailable
 from tfl.live.journal import read_events
-from tfl.settings import Settings, check_squareoff_lead, load_settings
+from tfl.settings import Settings, check_squareoff_lead, load_settings, switched_off
 
 log = logging.getLogger("tfl.cli")
 
@@ -56,6 +56,11 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError("risk.allocation 'bar' needs the rest of the bar in advance: only the backtester can use it")
     if args.bias == "BOTH" and args.world != "replay":
         raise ValueError("--bias BOTH is research-only: it is allowed in the replay world, not in paper or live")
+    off = switched_off(settings.strategy)
+    if off and args.world != "replay":
+        raise ValueError(f"{', '.join(off)} switched off: the ablation switches are research-only (backtest, replay)")
+    if not settings.strategy.use_bias and args.bias not in (None, "auto", "BOTH"):
+        raise ValueError(f"--bias {args.bias} contradicts strategy.use_bias=false (both sides every session)")
     feed = args.feed or ("replay" if args.world == "replay" else "fyers")
     if args.world == "live" and feed != "fyers":
         raise ValueError("the live world trades on the FYERS feed")

@@ -136,7 +136,15 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
     if args.symbols < 1 or args.days < 30:
         raise UsageError("--symbols must be >= 1 and --days >= 30")
-    info = synthesize(args.out, SynthSpec(symbols=args.symbols, days=args.days, seed=args.seed, start=args.start))
+    spec = SynthSpec(
+        symbols=args.symbols,
+        days=args.days,
+        seed=args.seed,
+        start=args.start,
+        momentum=args.momentum,
+        random_walk=args.random_walk,
+    )
+    info = synthesize(args.out, spec)
     _out(
         f"wrote a synthetic market to {args.out}: {info['symbols']} stocks + index + VIX, "
         f"{info['sessions']} sessions, {info['bars']} 15-minute stock bars (seed {args.seed})"
@@ -302,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--days", type=int, default=500)
     sy.add_argument("--seed", type=int, default=7)
     sy.add_argument("--start", type=_date, default=_date("2023-01-02"), help="first session (YYYY-MM-DD)")
+    sy.add_argument("--momentum", type=float, default=0.0, help="research: AR(1) of 15-minute noise (plants an edge)")
+    sy.add_argument("--random-walk", action="store_true", help="research: no regimes or bursts, nothing to find")
     sy.set_defaults(func=cmd_data_synth)
     fe = dsub.add_parser("fetch", help="download FYERS history into the Parquet layout (chunked, resumable)")
     fe.add_argument("--symbols", type=_symbol_list, required=True, help="A,B,C (our names, e.g. RELIANCE)")
@@ -381,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tfl.cli import calendar_cmds
 
     calendar_cmds.add_parsers(sub)
+    from tfl.cli import research_cmds
+
+    research_cmds.add_parsers(sub, _date, _symbols, _add_config, _settings)
     return p
 
 

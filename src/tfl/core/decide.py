@@ -152,7 +152,7 @@ class Core:
             rec = state.orders[stop_cid]
             if rec.open:
                 out.append(StopMoved(stop_cid, rec.modifications + 1, stop))
-        if Leg.TARGET not in legs and bar.start >= pos.entry_ts:
+        if self.settings.strategy.use_target and Leg.TARGET not in legs and bar.start >= pos.entry_ts:
             target = self._target(state, pos)
             if target is not None:
                 out.append(target)

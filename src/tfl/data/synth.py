@@ -34,6 +34,11 @@ class SynthSpec:
     start: dt.date = dt.date(2023, 1, 2)
     index_symbol: str = "NIFTY200_INDEX"
     vix_symbol: str = "INDIAVIX"
+    # Research fixtures. ``momentum``: each 15-minute bar's noise carries this fraction of the
+    # previous bar's (an AR(1) coefficient; > 0 plants an edge a breakout can catch).
+    # ``random_walk``: no regimes, no momentum bursts, no drift: nothing to find.
+    momentum: float = 0.0
+    random_walk: bool = False
 
 
 def nse_sessions(start: dt.date, count: int) -> list[dt.date]:
@@ -85,7 +90,11 @@ def synthesize(out_dir: Path, spec: SynthSpec) -> dict[str, int]:
     days = nse_sessions(spec.start, spec.days)
     nd, nb, ns = len(days), BARS_PER_DAY, spec.symbols
 
+    if not -0.95 <= spec.momentum <= 0.95:
+        raise ValueError(f"synth --momentum {spec.momentum}: must be between -0.95 and 0.95")
     regime = _regimes(rng, nd)
+    if spec.random_walk:
+        regime[:] = 0
     mkt_drift = np.where(regime == 1, 0.0011, np.where(regime == -1, -0.0016, 0.0))
     mkt_vol = np.where(regime == -1, 0.016, np.where(regime == 1, 0.008, 0.010))
     mkt_day = mkt_drift + mkt_vol * rng.standard_normal(nd)
@@ -110,6 +119,8 @@ def synthesize(out_dir: Path, spec: SynthSpec) -> dict[str, int]:
             sign = 1.0 if rng.random() < 0.6 else -1.0
             burst[i : i + length, k] = sign * rng.uniform(0.008, 0.02)
             i += length
+    if spec.random_walk:
+        burst[:] = 0.0
 
     day_ret = beta * mkt_day[:, None] + burst + idio_vol * rng.standard_normal((nd, ns)) * 0.6
     gaps = 0.004 * rng.standard_normal((nd, ns)) + 0.35 * day_ret  # part of the move happens overnight
@@ -117,6 +128,9 @@ def synthesize(out_dir: Path, spec: SynthSpec) -> dict[str, int]:
     intraday_ret = day_ret - gaps
     # Spread each day's intraday return over the bars with noise that has pullbacks.
     noise = rng.standard_normal((nd, nb, ns)) * (idio_vol[None, None, :] * 1.1) * vol_shape[None, :, None]
+    if spec.momentum:
+        for b in range(1, nb):
+            noise[:, b, :] += spec.momentum * noise[:, b - 1, :]
     noise -= noise.mean(axis=1, keepdims=True)
     bar_ret = intraday_ret[:, None, :] / nb + noise
 

@@ -40,7 +40,7 @@ from tfl.live.trader import Trader
 from tfl.live.warmup import warm_states
 from tfl.regime import parse_bias_record
 from tfl.settings import Settings, parse_hhmm
-from tfl.strategy.rules import Setup
+from tfl.strategy.rules import Setup, session_bias
 from tfl.strategy.symbol_state import SymbolState
 from tfl.timeutil import BAR_SECONDS, REGULAR_CLOSE, date_to_day, epoch_of_ist, iso_ist
 
@@ -274,6 +274,7 @@ def run_session(
             trader.settle_earlier(open_ts, marks)
         except (BrokerError, BrokerTimeoutError) as exc:
             log.error("cannot ask the broker about an earlier session yet", extra={"fields": {"error": str(exc)}})
+        bias, bias_reason = session_bias(bias, bias_reason, settings.strategy)  # BOTH if the filter is off
         trader.open_session(open_ts, bias, bias_reason, marks)
     else:
         log.warning(

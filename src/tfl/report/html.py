@@ -1,31 +1,46 @@
 """The backtest report: one self-contained, offline, interactive HTML page.
 
-All data is embedded as JSON and drawn by a small hand-written script (SVG), so the
-file opens anywhere without a network. The same run always renders the same bytes.
+Charts are plotly figures (zoom, pan, hover) drawn by the plotly.js shipped in the plotly
+wheel and inlined once; tables are plain HTML rendered here. No network, no wall-clock time,
+no random ids: the same run always renders the same bytes.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tfl.backtest.metrics import daily_equity, drawdown
-from tfl.timeutil import day_to_date, iso_ist
+from tfl.report import figures
+from tfl.report.breakdown import (
+    benchmark_curve,
+    by_entry_time,
+    by_weekday,
+    finite_or_none,
+    pack_session,
+    per_year,
+    rejections_by_reason,
+    side_stats,
+)
+from tfl.report.page import Col, asset, chart, fmt, json_blob, scripts, table
+from tfl.timeutil import day_to_date, iso_ist, ist_day
 
 if TYPE_CHECKING:
     from tfl.backtest.run import BacktestRun
+    from tfl.strategy.book import Trade
 
-
-def _asset(name: str) -> str:
-    return resources.files("tfl.report").joinpath(name).read_text(encoding="utf-8")
-
-
-def _round(x: float | None, nd: int) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), nd)
+R_BIN = 0.5
+R_LO, R_HI = -3.0, 10.0
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# Trade rows in the page's JSON; the page's script reads them by these positions.
+TRADE_FIELDS = (
+    "symbol", "side", "entry", "entry_price", "qty", "exit", "exit_price", "reason", "pnl", "r",
+    "initial_stop", "target", "session",
+)  # fmt: skip
+TABLE_FIELDS = 10  # the trades table shows the first ten
 
 
 def monthly_returns(
@@ -54,85 +69,269 @@ def monthly_returns(
     return monthly, yearly
 
 
-def report_data(run: BacktestRun, symbols: list[dict[str, Any]]) -> dict[str, Any]:
+def _minute_text(epoch: int) -> str:
+    return iso_ist(epoch)[:16].replace("T", " ")
+
+
+def _session_key(t: Trade) -> str:
+    return f"{t.symbol} {day_to_date(ist_day(t.entry_ts)).isoformat()}"
+
+
+def trade_rows(run: BacktestRun, trades: list[Trade]) -> list[list[Any]]:
+    """The trades as the page's JSON rows (see ``TRADE_FIELDS``); the target is the entry
+    plus ``target_r`` times the risk per share, as the rules place it."""
+    target_r = run.request.settings.strategy.target_r
+    return [
+        [
+            t.symbol,
+            t.side.label,
+            _minute_text(t.entry_ts),
+            round(t.entry_price, 4),
+            t.qty,
+            _minute_text(t.exit_ts),
+            round(t.exit_price, 4),
+            t.exit_reason.value,
+            round(t.pnl, 2),
+            round(t.r_multiple, 4),
+            round(t.initial_stop, 4),
+            round(t.entry_price + int(t.side) * target_r * t.r, 4),
+            _session_key(t),
+        ]
+        for t in trades
+    ]
+
+
+def trade_sessions(run: BacktestRun, trades: list[Trade]) -> dict[str, list[object]]:
+    """Each traded symbol-session's 15-minute bars from the run's own market data, packed
+    (one copy per symbol and day however many trades it had)."""
+    out: dict[str, list[object]] = {}
+    for t in trades:
+        key = _session_key(t)
+        if key in out:
+            continue
+        bars = run.market.intraday.get(t.symbol)
+        packed = None if bars is None else pack_session(bars, ist_day(t.entry_ts))
+        if packed is not None:
+            out[key] = packed
+    return out
+
+
+def _r_histogram(rs: list[float]) -> tuple[list[str], list[float]]:
+    """Counts of net R in bins of 0.5 from -3 to 10; the end bins hold everything beyond."""
+    n_bins = int((R_HI - R_LO) / R_BIN)
+    counts = [0] * n_bins
+    for r in rs:
+        counts[max(0, min(n_bins - 1, int(np.floor((r - R_LO) / R_BIN))))] += 1
+    labels = [f"{R_LO + k * R_BIN:.1f}" for k in range(n_bins)]
+    labels[0], labels[-1] = f"≤{R_LO + R_BIN:.1f}", f"≥{R_HI - R_BIN:.1f}"
+    return labels, [float(c) for c in counts]
+
+
+def report_figures(run: BacktestRun, trades: list[Trade]) -> dict[str, figures.Fig]:
+    """Every chart of the page, by the id of its container."""
     res = run.result
-    capital = run.request.settings.backtest.capital
+    s = run.request.settings
+    capital = s.backtest.capital
     days, eq = daily_equity(res)
     dd = drawdown(eq, capital)
-    monthly, yearly = monthly_returns(days, eq, capital)
-    trades = sorted(res.trades, key=lambda t: (t.entry_ts, t.symbol))
+    dates = [day_to_date(d).isoformat() for d in days.tolist()]
+    bench_sym = s.bias.benchmark_symbol
+    bench = benchmark_curve(run.market.daily.get(bench_sym), bench_sym, days, capital)
+    r_labels, r_counts = _r_histogram([t.r_multiple for t in trades])
+    reasons = [(k, v) for k, v in run.summary["exit_reasons"].items() if v]
+    rejected = rejections_by_reason(res.rejections)
     return {
-        "summary": {k: v for k, v in run.summary.items() if k != "settings"},
-        "daily": [
-            [day_to_date(d).isoformat(), round(float(e), 2), round(float(x), 4)]
-            for d, e, x in zip(days.tolist(), eq.tolist(), dd.tolist(), strict=True)
-        ],
-        "monthly": monthly,
-        "yearly": yearly,
-        "r": [round(t.r_multiple, 4) for t in trades],
-        "exit_reasons": run.summary["exit_reasons"],
-        "symbols": symbols,
-        "bias": [
-            [
-                b.session,
-                b.bias,
-                _round(b.breadth_above, 2),
-                _round(b.breadth_below, 2),
-                _round(b.index_close, 2),
-                _round(b.vix, 2),
-                b.reason,
-            ]
-            for b in run.bias
-        ],
-        "trades": [
-            [
-                t.symbol,
-                t.side.label,
-                iso_ist(t.entry_ts)[:16].replace("T", " "),
-                round(t.entry_price, 4),
-                t.qty,
-                iso_ist(t.exit_ts)[:16].replace("T", " "),
-                round(t.exit_price, 4),
-                t.exit_reason.value,
-                round(t.pnl, 2),
-                round(t.r_multiple, 4),
-            ]
-            for t in trades
-        ],
+        "equity": figures.equity_figure(
+            dates, [round(float(e), 2) for e in eq.tolist()], [round(float(x), 4) for x in dd.tolist()], bench
+        ),
+        "bias": figures.bias_figure(run.bias),
+        "by-time": figures.group_pnl_figure(by_entry_time(trades)),
+        "by-weekday": figures.group_pnl_figure(by_weekday(trades)),
+        "rdist": figures.bar_figure(
+            r_labels if trades else [], r_counts if trades else [], height=260, title_y="trades", signed=False
+        ),
+        "reasons": figures.bar_figure(
+            [k for k, _ in reasons], [float(v) for _, v in reasons], height=260, title_y="trades", signed=False
+        ),
+        "rejected": figures.bar_figure(
+            [k for k, _ in rejected],
+            [float(v) for _, v in rejected],
+            height=max(160, 60 + 34 * len(rejected)),
+            title_y="signals",
+            signed=False,
+            horizontal=True,
+            empty="no signal was rejected",
+        ),
+        "trade": figures.trade_figure_template(empty=None if trades else "no trades"),
     }
 
 
+def _pct(x: float | None) -> str:
+    text = fmt(x, "num")
+    return text if x is None else text + "%"
+
+
+def _cards(sm: dict[str, Any]) -> str:
+    items: list[tuple[str, str, str]] = [
+        ("Net P&L", fmt(sm.get("net_pnl"), "money"), "sign"),
+        ("Final equity", fmt(sm.get("final_equity"), "money"), ""),
+        ("CAGR", _pct(sm.get("cagr_pct")), ""),
+        ("Max drawdown", _pct(sm.get("max_drawdown_pct")), ""),
+        ("Sharpe", fmt(sm.get("sharpe"), "num"), ""),
+        ("Sortino", fmt(sm.get("sortino"), "num"), ""),
+        ("Trades", fmt(sm.get("trades"), "int"), ""),
+        ("Win rate", _pct(sm.get("win_rate_pct")), ""),
+        ("Profit factor", fmt(sm.get("profit_factor"), "num"), ""),
+        ("Avg R", fmt(sm.get("avg_r"), "r"), ""),
+        ("Expectancy", fmt(sm.get("expectancy"), "money"), ""),
+        ("SQN", fmt(sm.get("sqn"), "num"), ""),
+        ("Exposure", _pct(sm.get("exposure_pct")), ""),
+        ("Charges", fmt(sm.get("total_charges"), "money"), ""),
+    ]
+    net = sm.get("net_pnl") or 0.0
+    out = []
+    for k, v, how in items:
+        cls = "card" + ((" pos" if net > 0 else " neg" if net < 0 else "") if how == "sign" else "")
+        out.append(
+            f'<div class="{cls}"><div class="k">{html.escape(k)}</div><div class="v">{html.escape(v)}</div></div>'
+        )
+    return f'<div id="cards">{"".join(out)}</div>'
+
+
+def _monthly_table(monthly: dict[str, dict[int, float]], yearly: dict[str, float]) -> str:
+    head = "".join(f'<th class="num" scope="col">{h}</th>' for h in (*MONTHS, "Year"))
+    rows = []
+    for y in sorted(monthly):
+        cells = [f'<th class="txt" scope="row">{y}</th>']
+        for m in range(1, 14):
+            v = monthly[y].get(m) if m <= 12 else yearly.get(y)
+            if v is None:
+                cells.append('<td class="num"></td>')
+                continue
+            a = min(1.0, abs(v) / 10.0)
+            rgb = "22,163,74" if v >= 0 else "220,38,38"
+            when = MONTHS[m - 1] if m <= 12 else "total"
+            cells.append(
+                f'<td class="num" style="background:rgba({rgb},{0.15 + 0.75 * a:.3f})" '
+                f'title="{y} {when}: {v:.2f}%">{v:.1f}</td>'
+            )
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        '<div class="scroll"><table id="monthly" class="heat"><thead><tr><th class="txt" scope="col">Year</th>'
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _verdict(sm: dict[str, Any]) -> str:
+    if not sm.get("trades"):
+        return "no trades over this period"
+    net = sm.get("net_pnl") or 0.0
+    made = "made" if net > 0 else "lost" if net < 0 else "neither made nor lost"
+    return f"the strategy {made} money over this period (net of charges)"
+
+
 def render_report(run: BacktestRun, symbols: list[dict[str, Any]]) -> str:
-    data = report_data(run, symbols)
+    """The page for one backtest run; ``symbols`` are the per-symbol rows of the run."""
+    res = run.result
     sm = run.summary
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).replace("</", "<\\/")
-    settings = html.escape(json.dumps(run.request.settings.to_dict(), indent=2, sort_keys=True))
+    s = run.request.settings
+    capital = s.backtest.capital
+    trades = sorted(res.trades, key=lambda t: (t.entry_ts, t.symbol))
+    days, eq = daily_equity(res)
+    monthly, yearly = monthly_returns(days, eq, capital)
+    data = {
+        "config": figures.PLOTLY_CONFIG,
+        "figures": report_figures(run, trades),
+        "trade_fields": list(TRADE_FIELDS),
+        "trades": trade_rows(run, trades),
+        "sessions": trade_sessions(run, trades),
+    }
+    sides = side_stats(trades)
+    side_table = table(
+        [
+            Col("Side"),
+            Col("Trades", "int"),
+            Col("Win %", "pct"),
+            Col("Net P&L", "money", True),
+            Col("Avg R", "r", True),
+        ],
+        [[g.label, g.trades, g.win_rate_pct, g.net_pnl, g.avg_r] for g in sides],
+        table_id="sides",
+        sortable=False,
+    )
+    years = per_year(trades, res.equity_ts, res.equity, capital)
+    year_table = table(
+        [
+            Col("Year"),
+            Col("Net P&L", "money", True),
+            Col("Return %", "pct", True),
+            Col("Trades", "int"),
+            Col("Win %", "pct"),
+            Col("Max DD %", "pct"),
+        ],
+        [[str(y.year), y.net_pnl, y.return_pct, y.trades, y.win_rate_pct, y.max_drawdown_pct] for y in years],
+        table_id="years",
+        sortable=False,
+    )
+    symbol_table = table(
+        [
+            Col("Symbol"),
+            Col("Trades", "int"),
+            Col("Win %", "pct"),
+            Col("Net P&L", "money", True),
+            Col("Avg R", "r", True),
+        ],
+        [
+            [r["symbol"], r["trades"], r["win_rate_pct"], r["net_pnl"], finite_or_none(r["avg_r"], 4)]
+            for r in sorted(symbols, key=lambda r: (-r["net_pnl"], r["symbol"]))
+        ],
+        table_id="symbols",
+    )
+    settings = html.escape(json.dumps(s.to_dict(), indent=2, sort_keys=True))
     problems = "".join(f"<li>{html.escape(p)}</li>" for p in sm.get("data_problems", []))
-    verdict = "made" if (sm.get("net_pnl") or 0) > 0 else "lost"
     title = f"TFL backtest {sm['start']} to {sm['end']}"
+    bench = s.bias.benchmark_symbol
+    trade_cols = "".join(
+        f'<th class="{"txt" if j in (0, 1, 2, 5, 7) else "num"}" scope="col">{h}</th>'
+        for j, h in enumerate(("Symbol", "Side", "Entry", "Entry ₹", "Qty", "Exit", "Exit ₹", "Reason", "P&L", "R"))
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title><style>{_asset("report.css")}</style></head>
+<title>{html.escape(title)}</title><style>{asset("report.css")}</style></head>
 <body><header><h1>{html.escape(title)}</h1>
-<p>{sm["symbols"]} symbols · {sm["sessions"]} sessions · costs {html.escape(str(run.request.settings.costs.model))}
- · capital ₹{sm["initial_capital"]:,.0f} · the strategy {verdict} money over this period (net of charges)</p></header>
+<p>{sm["symbols"]} symbols · {sm["sessions"]} sessions · costs {html.escape(str(s.costs.model))}
+ · capital ₹{sm["initial_capital"]:,.0f} · {html.escape(_verdict(sm))}</p></header>
 <main>
-<section><h2>Summary</h2><div id="cards"></div></section>
+<section><h2>Summary</h2>{_cards(sm)}</section>
 {f'<section class="warn"><h2>Data problems (files skipped)</h2><ul>{problems}</ul></section>' if problems else ""}
-<section><h2>Equity (end of session)</h2><div id="equity"></div><h2>Drawdown</h2><div id="drawdown"></div></section>
-<section><h2>Daily bias</h2><div class="legend"><span><i class="l" style="background:#16a34a"></i>LONGS</span>
-<span><i style="background:#dc2626"></i>SHORTS</span><span><i style="background:#cbd5e1"></i>NO_TRADES</span>
-<span><i style="background:#2563eb"></i>BOTH</span></div><div id="bias"></div></section>
-<section><h2>Monthly returns (%)</h2><div id="monthly" class="scroll"></div></section>
-<div class="two"><section><h2>R-multiple distribution (net)</h2><div id="rdist"></div></section>
-<section><h2>Exit reasons</h2><div id="reasons"></div></section></div>
-<section><h2>Per symbol</h2><div id="symbols" class="scroll"></div></section>
+<section><h2>Equity and drawdown (end of session)</h2>{
+        chart(
+            "equity",
+            f"{bench} daily closes rebased to the capital at its last close before the first session; "
+            "drag to zoom, double-click to reset.",
+        )
+    }</section>
+<section><h2>Daily bias</h2>{chart("bias", "one bar per session of the run; hover for the inputs of the day")}</section>
+<div class="two"><section><h2>Long vs short</h2>{side_table}</section>
+<section><h2>Per year</h2>{year_table}<p class="note">Return from the previous year's last equity; max DD is the deepest
+ fall below a peak reached within the year (bar closes).</p></section></div>
+<section><h2>Monthly returns (%)</h2>{_monthly_table(monthly, yearly)}</section>
+<div class="two"><section><h2>Net P&amp;L by entry time (IST)</h2>{chart("by-time")}</section>
+<section><h2>Net P&amp;L by weekday</h2>{chart("by-weekday")}</section></div>
+<div class="two"><section><h2>R-multiple distribution (net)</h2>{chart("rdist")}</section>
+<section><h2>Exit reasons</h2>{chart("reasons")}</section></div>
+<section><h2>Rejected signals by reason</h2>{chart("rejected")}</section>
+<section><h2>One trade</h2><label for="trade-pick">Trade </label><select id="trade-pick"></select>
+<p id="trade-caption" class="note"></p>{chart("trade")}
+<p class="note">15-minute bars of the trade's session from the run's data; the target is the entry plus
+ {s.strategy.target_r:g} R. Pick a trade here or click a row of the trades table.</p></section>
+<section><h2>Per symbol</h2>{symbol_table}</section>
 <section><h2>Trades</h2><input id="tfilter" placeholder="filter (symbol, side, reason, date)"> <span id="tcount"></span>
-<div id="trades" class="scroll"></div></section>
+<div class="scroll"><table id="trades"><thead><tr>{trade_cols}</tr></thead><tbody></tbody></table></div></section>
 <section><h2>How the exits are priced</h2><p>{html.escape(str(sm.get("eod_exit", "")))}</p></section>
-<section><h2>Settings</h2><pre>{settings}</pre></section>
-</main><div id="tip"></div>
-<script type="application/json" id="tfl-data">{blob}</script>
-<script>{_asset("report.js")}</script>
+<section><details><summary><h2>Settings</h2></summary><pre>{settings}</pre></details></section>
+</main>
+{json_blob("tfl-data", data)}
+{scripts(asset("report.js"))}
 </body></html>
 """

@@ -1,177 +1,148 @@
-// TFL backtest report: renders the embedded JSON into SVG charts and tables.
-// Self-contained: no network, no libraries.
+// TFL backtest report: draws the embedded plotly figures, sorts the tables, fills the trades
+// table and the one-trade price chart. Offline: plotly.js is inlined in the page above this.
 (function () {
   "use strict";
   const D = JSON.parse(document.getElementById("tfl-data").textContent);
-  const NS = "http://www.w3.org/2000/svg";
-  const tip = document.getElementById("tip");
-  const fmt = (x, d = 2) => (x === null || x === undefined) ? "–" :
-    Number(x).toLocaleString("en-IN", { minimumFractionDigits: d, maximumFractionDigits: d });
+  const F = Object.fromEntries(D.trade_fields.map((k, i) => [k, i]));
+  const nf = (d) => new Intl.NumberFormat("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
+  const fmt = (x, d = 2) => (x === null || x === undefined) ? "–" : nf(d).format(x);
+  const pad = (n) => String(n).padStart(2, "0");
 
-  function el(tag, attrs, parent) {
-    const e = document.createElementNS(NS, tag);
-    for (const k in attrs) e.setAttribute(k, attrs[k]);
-    if (parent) parent.appendChild(e);
-    return e;
+  // ---- charts
+  const drawn = [];
+  for (const id of Object.keys(D.figures)) {
+    if (id === "trade" && D.trades.length) continue; // drawn by drawTrade below
+    const fig = D.figures[id];
+    drawn.push(Plotly.newPlot(id, fig.data, fig.layout, D.config));
   }
-  function showTip(ev, html) {
-    tip.innerHTML = html; tip.style.display = "block";
-    tip.style.left = (ev.pageX + 12) + "px"; tip.style.top = (ev.pageY + 12) + "px";
-  }
-  function hideTip() { tip.style.display = "none"; }
 
-  // ---- line chart with hover crosshair (equity, drawdown)
-  function lineChart(host, xs, ys, opts) {
-    const W = host.clientWidth || 900, H = opts.height || 260, P = { l: 70, r: 10, t: 10, b: 24 };
-    const svg = el("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}` }, host);
-    if (!ys.length) { el("text", { x: 20, y: 30 }, svg).textContent = "no data"; return; }
-    let lo = Math.min(...ys), hi = Math.max(...ys);
-    if (opts.zeroTop) hi = Math.max(hi, 0);
-    if (hi === lo) { hi += 1; lo -= 1; }
-    const X = i => P.l + (W - P.l - P.r) * (xs.length > 1 ? i / (xs.length - 1) : 0.5);
-    const Y = v => P.t + (H - P.t - P.b) * (1 - (v - lo) / (hi - lo));
-    for (let k = 0; k <= 4; k++) {
-      const v = lo + (hi - lo) * k / 4;
-      el("line", { x1: P.l, x2: W - P.r, y1: Y(v), y2: Y(v), class: "grid" }, svg);
-      el("text", { x: P.l - 6, y: Y(v) + 4, "text-anchor": "end", class: "axis" }, svg).textContent = fmt(v, opts.dp ?? 0);
-    }
-    const step = Math.max(1, Math.floor(xs.length / 6));
-    for (let i = 0; i < xs.length; i += step)
-      el("text", { x: X(i), y: H - 6, "text-anchor": "middle", class: "axis" }, svg).textContent = xs[i];
-    let d = "";
-    ys.forEach((v, i) => { d += (i ? "L" : "M") + X(i).toFixed(1) + "," + Y(v).toFixed(1); });
-    if (opts.fill) el("path", { d: d + `L${X(ys.length - 1)},${Y(Math.max(lo, Math.min(hi, 0)))}L${X(0)},${Y(Math.max(lo, Math.min(hi, 0)))}Z`, class: opts.fill }, svg);
-    el("path", { d, class: opts.cls || "line" }, svg);
-    const cross = el("line", { y1: P.t, y2: H - P.b, class: "cross", visibility: "hidden" }, svg);
-    svg.addEventListener("mousemove", ev => {
-      const r = svg.getBoundingClientRect();
-      const i = Math.max(0, Math.min(xs.length - 1, Math.round((ev.clientX - r.left - P.l) / (W - P.l - P.r) * (xs.length - 1))));
-      cross.setAttribute("x1", X(i)); cross.setAttribute("x2", X(i)); cross.setAttribute("visibility", "visible");
-      showTip(ev, `${xs[i]}<br><b>${fmt(ys[i], opts.dp ?? 2)}</b>${opts.unit || ""}`);
+  // ---- server-rendered tables: click a header to sort by its column
+  function sortBy(tbl, j, asc) {
+    const body = tbl.tBodies[0];
+    const rows = Array.from(body.rows);
+    const key = (r) => {
+      const c = r.cells[j];
+      return c.dataset.v !== undefined ? (c.dataset.v === "" ? -Infinity : parseFloat(c.dataset.v)) : c.textContent;
+    };
+    rows.sort((a, b) => { const x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1); });
+    rows.forEach((r) => body.appendChild(r));
+  }
+  document.querySelectorAll("table.sortable").forEach((tbl) => {
+    let last = -1, asc = true;
+    Array.from(tbl.tHead.rows[0].cells).forEach((th, j) => {
+      th.title = "click to sort";
+      th.addEventListener("click", () => { asc = last === j ? !asc : th.classList.contains("txt"); last = j; sortBy(tbl, j, asc); });
     });
-    svg.addEventListener("mouseleave", () => { cross.setAttribute("visibility", "hidden"); hideTip(); });
-  }
-
-  // ---- vertical bar chart (R histogram, exit reasons)
-  function barChart(host, labels, values, opts) {
-    const W = host.clientWidth || 600, H = opts.height || 220, P = { l: 50, r: 10, t: 10, b: 40 };
-    const svg = el("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}` }, host);
-    const hi = Math.max(1, ...values);
-    const bw = (W - P.l - P.r) / Math.max(1, values.length);
-    for (let k = 0; k <= 4; k++) {
-      const v = hi * k / 4, y = P.t + (H - P.t - P.b) * (1 - k / 4);
-      el("line", { x1: P.l, x2: W - P.r, y1: y, y2: y, class: "grid" }, svg);
-      el("text", { x: P.l - 6, y: y + 4, "text-anchor": "end", class: "axis" }, svg).textContent = Math.round(v);
-    }
-    values.forEach((v, i) => {
-      const h = (H - P.t - P.b) * v / hi;
-      const r = el("rect", { x: P.l + i * bw + 1, y: H - P.b - h, width: Math.max(1, bw - 2), height: h,
-        class: opts.colour ? opts.colour(labels[i]) : "bar" }, svg);
-      r.addEventListener("mousemove", ev => showTip(ev, `${labels[i]}: <b>${v}</b>`));
-      r.addEventListener("mouseleave", hideTip);
-      if (values.length <= 12 || i % Math.ceil(values.length / 12) === 0)
-        el("text", { x: P.l + i * bw + bw / 2, y: H - P.b + 14, "text-anchor": "middle", class: "axis" }, svg).textContent = labels[i];
-    });
-  }
-
-  // ---- sortable table
-  function table(host, cols, rows, opts) {
-    const t = document.createElement("table");
-    const thead = t.createTHead().insertRow();
-    const body = t.createTBody();
-    let key = opts.sort ?? 0, asc = opts.asc ?? true;
-    cols.forEach((c, j) => {
-      const th = document.createElement("th"); th.textContent = c; th.title = "click to sort";
-      th.onclick = () => { asc = key === j ? !asc : false; key = j; draw(); };
-      thead.appendChild(th);
-    });
-    function draw() {
-      const filt = opts.filter ? opts.filter() : "";
-      const rs = rows.filter(r => !filt || r.join(" ").toLowerCase().includes(filt));
-      rs.sort((a, b) => (a[key] < b[key] ? -1 : a[key] > b[key] ? 1 : 0) * (asc ? 1 : -1));
-      body.innerHTML = "";
-      rs.slice(0, opts.limit || rs.length).forEach(r => {
-        const tr = body.insertRow();
-        r.forEach((v, j) => {
-          const td = tr.insertCell();
-          td.textContent = typeof v === "number" ? fmt(v, (opts.dp || [])[j] ?? 2) : v;
-          if (typeof v === "number") td.className = "num" + (opts.signed && opts.signed.includes(j) ? (v > 0 ? " pos" : v < 0 ? " neg" : "") : "");
-        });
-      });
-      if (opts.count) opts.count.textContent = `${rs.length} rows` + (opts.limit && rs.length > opts.limit ? ` (first ${opts.limit} shown)` : "");
-    }
-    host.appendChild(t); draw();
-    return draw;
-  }
-
-  // ---- the page
-  const S = D.summary;
-  const cards = [
-    ["Net P&L", fmt(S.net_pnl)], ["Final equity", fmt(S.final_equity)], ["CAGR", fmt(S.cagr_pct) + "%"],
-    ["Max drawdown", fmt(S.max_drawdown_pct) + "%"], ["Sharpe", fmt(S.sharpe)], ["Sortino", fmt(S.sortino)],
-    ["Trades", S.trades], ["Win rate", fmt(S.win_rate_pct) + "%"], ["Profit factor", fmt(S.profit_factor)],
-    ["Avg R", fmt(S.avg_r, 3)], ["Expectancy", fmt(S.expectancy)], ["SQN", fmt(S.sqn)],
-    ["Exposure", fmt(S.exposure_pct) + "%"], ["Charges", fmt(S.total_charges)],
-  ];
-  const cardHost = document.getElementById("cards");
-  cards.forEach(([k, v]) => {
-    const c = document.createElement("div"); c.className = "card";
-    c.innerHTML = `<div class="k">${k}</div><div class="v">${v}</div>`; cardHost.appendChild(c);
-  });
-  if (S.net_pnl < 0) cardHost.children[0].classList.add("neg"); else cardHost.children[0].classList.add("pos");
-
-  const days = D.daily.map(r => r[0]);
-  lineChart(document.getElementById("equity"), days, D.daily.map(r => r[1]), { height: 280, unit: " ₹" });
-  lineChart(document.getElementById("drawdown"), days, D.daily.map(r => r[2]), { height: 160, cls: "line dd", fill: "ddfill", unit: "%", zeroTop: true, dp: 1 });
-
-  // monthly heat map
-  const mh = document.getElementById("monthly");
-  const mt = document.createElement("table"); mt.className = "heat";
-  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-  const hr = mt.createTHead().insertRow();
-  ["Year", ...MONTHS, "Year"].forEach(h => { const th = document.createElement("th"); th.textContent = h; hr.appendChild(th); });
-  const mb = mt.createTBody();
-  Object.keys(D.monthly).sort().forEach(y => {
-    const tr = mb.insertRow(); tr.insertCell().textContent = y;
-    for (let m = 1; m <= 13; m++) {
-      const v = m <= 12 ? D.monthly[y][m] : D.yearly[y];
-      const td = tr.insertCell();
-      if (v === undefined || v === null) { td.textContent = ""; continue; }
-      td.textContent = v.toFixed(1);
-      const a = Math.min(1, Math.abs(v) / 10);
-      td.style.background = v >= 0 ? `rgba(22,163,74,${0.15 + 0.75 * a})` : `rgba(220,38,38,${0.15 + 0.75 * a})`;
-      td.title = `${y} ${m <= 12 ? MONTHS[m - 1] : "total"}: ${v.toFixed(2)}%`;
-    }
-  });
-  mh.appendChild(mt);
-
-  // R distribution
-  const bins = [], counts = [];
-  for (let b = -3; b < 10; b += 0.5) { bins.push(b.toFixed(1)); counts.push(0); }
-  D.r.forEach(r => { const i = Math.max(0, Math.min(bins.length - 1, Math.floor((r + 3) / 0.5))); counts[i]++; });
-  barChart(document.getElementById("rdist"), bins, counts, { colour: l => parseFloat(l) < 0 ? "bar neg" : "bar pos" });
-  const reasons = Object.keys(D.exit_reasons);
-  barChart(document.getElementById("reasons"), reasons, reasons.map(k => D.exit_reasons[k]), {});
-
-  // bias strip
-  const bh = document.getElementById("bias");
-  const W = bh.clientWidth || 900, n = D.bias.length, cw = Math.max(1, W / Math.max(1, n));
-  const bsvg = el("svg", { width: W, height: 34, viewBox: `0 0 ${W} 34` }, bh);
-  D.bias.forEach((b, i) => {
-    const r = el("rect", { x: i * cw, y: 0, width: Math.max(1, cw), height: 26, class: "b-" + b[1] }, bsvg);
-    r.addEventListener("mousemove", ev => showTip(ev,
-      `${b[0]} <b>${b[1]}</b><br>breadth above ${fmt(b[2], 1)}% / below ${fmt(b[3], 1)}%<br>index ${fmt(b[4])} · VIX ${fmt(b[5])}<br>${b[6]}`));
-    r.addEventListener("mouseleave", hideTip);
   });
 
-  table(document.getElementById("symbols"), ["Symbol", "Trades", "Win %", "Net P&L", "Avg R"],
-    D.symbols.map(s => [s.symbol, s.trades, s.win_rate_pct, s.net_pnl, s.avg_r]),
-    { sort: 3, asc: false, dp: [0, 0, 1, 2, 3], signed: [3, 4] });
+  // ---- one trade's price chart
+  const pick = document.getElementById("trade-pick");
+  const caption = document.getElementById("trade-caption");
+  function unpack(p) {
+    const date = p[0], m = p[1], unit = p[2], n = (p.length - 4) / 4;
+    let v = p[3];
+    const x = [], cols = [[], [], [], []];
+    for (let k = 0; k < n; k++) {
+      const mm = typeof m === "number" ? m + 15 * k : m[k];
+      x.push(`${date} ${pad(Math.floor(mm / 60))}:${pad(mm % 60)}`);
+      for (let j = 0; j < 4; j++) { v += p[4 + 4 * k + j]; cols[j].push(v * unit / 100); }
+    }
+    return { x, open: cols[0], high: cols[1], low: cols[2], close: cols[3] };
+  }
+  function drawTrade(i) {
+    const t = D.trades[i];
+    const tpl = D.figures.trade;
+    const data = JSON.parse(JSON.stringify(tpl.data));
+    const layout = JSON.parse(JSON.stringify(tpl.layout));
+    const p = D.sessions[t[F.session]];
+    const b = p ? unpack(p) : { x: [], open: [], high: [], low: [], close: [] };
+    Object.assign(data[0], b);
+    const ends = b.x.length ? [b.x[0], b.x[b.x.length - 1]] : [t[F.entry], t[F.exit]];
+    data[1].x = [t[F.entry]]; data[1].y = [t[F.entry_price]];
+    data[2].x = [t[F.exit]]; data[2].y = [t[F.exit_price]];
+    data[3].x = ends; data[3].y = [t[F.initial_stop], t[F.initial_stop]];
+    const shown = [...b.low, ...b.high, t[F.entry_price], t[F.exit_price], t[F.initial_stop]];
+    let lo = Math.min(...shown), hi = Math.max(...shown);
+    const span = Math.max(hi - lo, 1e-6), target = t[F.target];
+    let note = "";
+    if (target >= lo - 2 * span && target <= hi + 2 * span) {
+      data[4].x = ends; data[4].y = [target, target];
+      lo = Math.min(lo, target); hi = Math.max(hi, target);
+    } else {
+      data[4].x = []; data[4].y = [];
+      note = ` · target ₹${fmt(target)} is far off the chart`;
+    }
+    const padY = (hi - lo) * 0.06 || 1;
+    layout.yaxis.range = [lo - padY, hi + padY];
+    const done = Plotly.react("trade", data, layout, D.config);
+    done.then(() => { document.getElementById("trade").dataset.trade = String(i); });
+    caption.textContent = `${t[F.symbol]} ${t[F.side]} ${fmt(t[F.qty], 0)} shares · entry ${t[F.entry]} at ₹${fmt(t[F.entry_price])}` +
+      ` · exit ${t[F.exit]} at ₹${fmt(t[F.exit_price])} (${t[F.reason]}) · net ₹${fmt(t[F.pnl])} (${fmt(t[F.r], 2)} R)` +
+      ` · initial stop ₹${fmt(t[F.initial_stop])}` + note + (p ? "" : " · no bars for this session in the data");
+    if (pick.value !== String(i)) pick.value = String(i);
+    return done;
+  }
+  if (D.trades.length) {
+    const frag = document.createDocumentFragment();
+    D.trades.forEach((t, i) => {
+      const o = document.createElement("option");
+      o.value = String(i);
+      o.textContent = `${t[F.entry]} ${t[F.symbol]} ${t[F.side]} ${fmt(t[F.pnl])}`;
+      frag.appendChild(o);
+    });
+    pick.appendChild(frag);
+    pick.addEventListener("change", () => drawTrade(parseInt(pick.value, 10)));
+    drawn.push(drawTrade(0));
+  } else {
+    pick.disabled = true;
+    caption.textContent = "no trades in this run";
+  }
 
+  // ---- trades table (rendered here: it can hold thousands of rows)
+  const LIMIT = 500;
+  const DP = [0, 0, 0, 2, 0, 0, 2, 0, 2, 2];
+  const SIGNED = [8, 9];
+  const ttab = document.getElementById("trades");
+  const tbody = ttab.tBodies[0];
   const filt = document.getElementById("tfilter");
-  const redraw = table(document.getElementById("trades"),
-    ["Symbol", "Side", "Entry", "Entry ₹", "Qty", "Exit", "Exit ₹", "Reason", "P&L", "R"],
-    D.trades, { sort: 2, asc: true, dp: [0, 0, 0, 2, 0, 0, 2, 0, 2, 2], signed: [8, 9], limit: 500,
-      filter: () => filt.value.trim().toLowerCase(), count: document.getElementById("tcount") });
-  filt.addEventListener("input", redraw);
+  const count = document.getElementById("tcount");
+  let key = 2, asc = true;
+  const order = D.trades.map((_, i) => i);
+  function drawTable() {
+    const q = filt.value.trim().toLowerCase();
+    const rows = order.filter((i) => !q || D.trades[i].slice(0, 10).join(" ").toLowerCase().includes(q));
+    rows.sort((a, b) => {
+      const x = D.trades[a][key], y = D.trades[b][key];
+      return (x < y ? -1 : x > y ? 1 : a - b) * (asc ? 1 : -1);
+    });
+    const frag = document.createDocumentFragment();
+    rows.slice(0, LIMIT).forEach((i) => {
+      const tr = document.createElement("tr");
+      tr.dataset.trade = String(i);
+      D.trades[i].slice(0, 10).forEach((v, j) => {
+        const td = document.createElement("td");
+        if (typeof v === "number") {
+          td.textContent = fmt(v, DP[j]);
+          td.className = "num" + (SIGNED.includes(j) ? (v > 0 ? " pos" : v < 0 ? " neg" : "") : "");
+        } else { td.textContent = v; td.className = "txt"; }
+        tr.appendChild(td);
+      });
+      frag.appendChild(tr);
+    });
+    tbody.replaceChildren(frag);
+    count.textContent = `${rows.length} trades` + (rows.length > LIMIT ? ` (first ${LIMIT} shown)` : "");
+  }
+  Array.from(ttab.tHead.rows[0].cells).forEach((th, j) => {
+    th.title = "click to sort";
+    th.addEventListener("click", () => { asc = key === j ? !asc : th.classList.contains("txt"); key = j; drawTable(); });
+  });
+  tbody.addEventListener("click", (ev) => {
+    const tr = ev.target.closest("tr");
+    if (!tr || tr.dataset.trade === undefined) return;
+    drawTrade(parseInt(tr.dataset.trade, 10));
+    document.getElementById("trade").scrollIntoView({ block: "center" });
+  });
+  filt.addEventListener("input", drawTable);
+  drawTable();
+  Promise.all(drawn).then(() => { document.body.dataset.ready = "1"; });
 })();

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from tfl.costs import CostModel
-from tfl.domain import ExitReason, Side
+from tfl.domain import Bias, ExitReason, Side
 from tfl.settings import StrategySettings
 
 
@@ -45,12 +45,23 @@ def priority_score(side: Side, rsi: float) -> float:
 
 
 def setup_passes(side: Side, rsi_prev: float, close: float, trend_line: float, p: StrategySettings) -> bool:
-    """Momentum and trend filters at the close of the setup bar (NaN inputs fail)."""
-    if math.isnan(rsi_prev) or math.isnan(trend_line):
+    """Momentum and trend filters at the close of the setup bar (NaN inputs fail). A filter
+    switched off is not applied; the RSI must still be known, as it orders the setups, but
+    the trend line is then not consulted at all."""
+    if math.isnan(rsi_prev):
         return False
-    if side is Side.LONG:
-        return rsi_prev > p.long_rsi_min and close > trend_line
-    return rsi_prev < p.short_rsi_max and close < trend_line
+    long = side is Side.LONG
+    trend_ok = not p.use_trend_filter or (close > trend_line if long else close < trend_line)
+    rsi_ok = not p.use_rsi_filter or (rsi_prev > p.long_rsi_min if long else rsi_prev < p.short_rsi_max)
+    return trend_ok and rsi_ok
+
+
+def session_bias(bias: Bias, reason: str, p: StrategySettings) -> tuple[Bias, str]:
+    """The bias a session trades: the traffic light's, or BOTH when the bias filter is switched
+    off (``strategy.use_bias``). The backtester and the live runtime both ask this."""
+    if p.use_bias:
+        return bias, reason
+    return Bias.BOTH, f"strategy.use_bias is false: both sides (the bias was {bias.value}: {reason})"
 
 
 def planned_entry(side: Side, trigger: float, cost: CostModel) -> float:
@@ -115,21 +126,21 @@ def open_position(
 
 
 def ratchet(pos: Position, h: float, lo: float, atr: float, p: StrategySettings) -> tuple[float, float]:
-    """The stop and best price after a bar closes: breakeven at 1R, then the ATR trail; the
-    stop never loosens. Pure: the caller records the result (an event)."""
+    """The stop and best price after a bar closes: breakeven at 1R, then the ATR trail (each
+    unless switched off); the stop never loosens. Pure: the caller records the result (an event)."""
     e, r, stop = pos.entry_price, pos.r, pos.stop
     if pos.side is Side.LONG:
         best = max(pos.best, h)
-        if best >= e + p.breakeven_trigger_r * r:
+        if p.use_breakeven and best >= e + p.breakeven_trigger_r * r:
             stop = max(stop, e + p.breakeven_lock_r * r)
         k = p.aggressive_trail_atr if best >= e + p.long_aggressive_r * r else p.long_trail_atr
-        if not math.isnan(atr):
+        if p.use_trail and not math.isnan(atr):
             stop = max(stop, h - k * atr)
         return stop, best
     best = min(pos.best, lo)
-    if best <= e - p.breakeven_trigger_r * r:
+    if p.use_breakeven and best <= e - p.breakeven_trigger_r * r:
         stop = min(stop, e - p.breakeven_lock_r * r)
     k = p.aggressive_trail_atr if best <= e - p.short_aggressive_r * r else p.short_trail_atr
-    if not math.isnan(atr):
+    if p.use_trail and not math.isnan(atr):
         stop = min(stop, lo + k * atr)
     return stop, best

@@ -1,0 +1,1 @@
+"""Research: parameter search, walk-forward and the statistics that keep it honest."""
