@@ -238,6 +238,7 @@ class _Backtest:
         cands = self.cands
         exchange, book, unreserved, reserve = self.exchange, st.book, st.unreserved, self.reserve
         times, firsts, lasts = grid.tolist(), first_of_day.tolist(), last_of_day.tolist()  # plain lists: cheap to index
+        cash_dec, cash_f = book.cash, float(book.cash)  # the ledger's Decimal as a float, redone when it changes
         for g in range(n):
             t = times[g]
             if firsts[g]:
@@ -246,7 +247,9 @@ class _Backtest:
             busy = bool(exchange) or bool(book.positions) or (g + 1) in cands or t in unreserved
             if not busy and not (g in cands and not reserve):
                 eq_out[g] = st.last_equity
-                cash_out[g] = float(book.cash)
+                if book.cash is not cash_dec:
+                    cash_dec, cash_f = book.cash, float(book.cash)
+                cash_out[g] = cash_f
                 if progress is not None and g % 2048 == 0:
                     progress(g)
                 continue
@@ -266,8 +269,10 @@ class _Backtest:
                 self._end_session(core, t)
             eq_out[g] = st.equity()
             apply(st, SlotClosed(boundary, eq_out[g]))
-            cash_out[g] = float(st.book.cash)
-            nopen_out[g] = len(st.book.positions)
+            if book.cash is not cash_dec:
+                cash_dec, cash_f = book.cash, float(book.cash)
+            cash_out[g] = cash_f
+            nopen_out[g] = len(book.positions)
             if progress is not None and g % 2048 == 0:
                 progress(g)
         if progress is not None:
