@@ -75,6 +75,19 @@ class SimExchange:
                     o.trigger = trigger
                     o.qty = o.qty if qty is None else qty
 
+    def reaches(self, symbol: str, h: float, lo: float) -> bool:
+        """Whether some resting order of ``symbol`` fills at some price in [lo, h]: when none
+        does, :meth:`run_bar` would do nothing, whatever the bar's path."""
+        orders = self.book.get(symbol)
+        if not orders:
+            return False
+        for r in orders:
+            if _reached(r, h, lo):
+                break
+        else:
+            return False
+        return True
+
     def run_bar(self, symbol: str, o: float, h: float, lo: float, c: float, side: Side, on_fill: OnFill) -> None:
         """Walk one bar of ``symbol`` and fill what its prices reach."""
         orders = self.book.get(symbol)

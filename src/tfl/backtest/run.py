@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from tfl.domain import Bias
 from tfl.regime import BiasRecord
 from tfl.settings import Settings
 from tfl.strategy.rules import session_bias
-from tfl.timeutil import date_to_day, day_to_date, iso_ist
+from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, date_to_day, day_to_date, iso_ist
 from tfl.trade_csv import TRADE_COLUMNS, trade_rows, write_csv
 
 log = logging.getLogger(__name__)
@@ -61,34 +61,59 @@ def _progress(total: int, desc: str, enabled: bool) -> Iterator[tqdm]:
         bar.close()
 
 
+class PrecomputedMismatchError(ValueError):
+    """Precomputed inputs handed to :func:`run_backtest` do not fit the run."""
+
+
+def traded_symbols(req: BacktestRequest, market: Market) -> list[str]:
+    """The symbols a run trades: those requested (or the universe) with 15-minute bars."""
+    traded = [sym for sym in (req.symbols or market.universe) if sym in market.intraday]
+    if not traded:
+        raise DataError(req.data_dir, "none of the requested symbols has usable 15-minute data")
+    return traded
+
+
+def session_dates(frames: list[SymbolFrame], req: BacktestRequest) -> list[dt.date]:
+    """The run's sessions: the days with a bar of a traded symbol from start to end."""
+    return [day_to_date(d) for d in _session_days(frames, date_to_day(req.start), date_to_day(req.end))]
+
+
 def run_backtest(
     req: BacktestRequest,
     *,
     show_progress: bool | None = None,
     market: Market | None = None,
     frames: list[SymbolFrame] | None = None,
+    records: list[BiasRecord] | None = None,
 ) -> BacktestRun:
-    """Run one backtest; indicators always warm up on all history before ``start``."""
+    """Run one backtest; indicators always warm up on all history before ``start``.
+
+    A caller running many backtests on the same data may pass what does not change between
+    them: ``frames`` (from :func:`~tfl.backtest.signals.frames_from` for these settings and
+    the symbols of :func:`traded_symbols`) and ``records`` (the computed bias records of
+    :func:`session_dates`, before any ``backtest.bias`` override, which is applied here).
+    The result is then the same as without them."""
     if req.end < req.start:
         raise ValueError(f"--end {req.end} is before --start {req.start}")
     s = req.settings
     enabled = sys.stderr.isatty() if show_progress is None else show_progress
     if market is None:
         market = load_market(req.data_dir, s, req.symbols)
-    traded = [sym for sym in (req.symbols or market.universe) if sym in market.intraday]
-    if not traded:
-        raise DataError(req.data_dir, "none of the requested symbols has usable 15-minute data")
+    traded = traded_symbols(req, market)
     if frames is None:
         with _progress(len(traded), "indicators", enabled) as bar:
-            frames = prepare_symbols(
-                [(market.intraday[sym], market.daily.get(sym)) for sym in traded], s, leak=req.leak
-            )
+            pairs = [(market.intraday[sym], market.daily.get(sym)) for sym in traded]
+            frames = prepare_symbols(pairs, s, leak=req.leak)
             bar.update(len(traded))
+    elif [f.symbol for f in frames] != traded:
+        raise PrecomputedMismatchError(f"precomputed frames are for other symbols than the run's {len(traded)}")
 
     start_day, end_day = date_to_day(req.start), date_to_day(req.end)
-    session_days = _session_days(frames, start_day, end_day)
-    sessions = [day_to_date(d) for d in session_days]
-    records = bias_records(market, sessions, s)
+    sessions = session_dates(frames, req)
+    if records is None:
+        records = bias_records(market, sessions, s)
+    elif [r.session for r in records] != [d.isoformat() for d in sessions]:
+        raise PrecomputedMismatchError(f"precomputed bias records are not for the run's {len(sessions)} sessions")
     mode = s.backtest.bias
     if mode != "auto":
         records = [
@@ -98,7 +123,7 @@ def run_backtest(
     records = [replace(r, bias=b.value, reason=why) for r, (b, why) in zip(records, sides, strict=True)]
     bias_by_day = {date_to_day(dt.date.fromisoformat(r.session)): Bias(r.bias) for r in records}
 
-    grid_len = sum(1 for _ in session_days) * 25
+    grid_len = len(sessions) * 25
     with tqdm(total=grid_len, desc="simulate", disable=not enabled, file=sys.stderr, leave=False, unit="bar") as sbar:
         last = [0]
 
@@ -121,7 +146,8 @@ def _session_days(frames: list[SymbolFrame], start_day: int, end_day: int) -> li
     """IST days with at least one bar of a traded symbol inside [start, end]."""
     parts = []
     for f in frames:
-        d = f.day[(f.day >= start_day) & (f.day <= end_day)]
+        lo, hi = f.bars.day_range(start_day, end_day)
+        d = (f.bars.ts[lo:hi] + IST_OFFSET_S) // SECONDS_PER_DAY
         if d.shape[0]:
             keep = np.ones(d.shape[0], dtype=bool)
             keep[1:] = d[1:] != d[:-1]
@@ -176,23 +202,24 @@ def write_outputs(run: BacktestRun, out_dir: Path) -> list[Path]:
         dd.tolist(),
         strict=True,
     )
-    write_csv(
-        p,
-        ("time", "equity", "cash", "open_positions", "drawdown_pct"),
-        [
-            {"time": t, "equity": _f(e, 4), "cash": _f(c, 4), "open_positions": str(n), "drawdown_pct": _f(d, 4)}
-            for t, e, c, n, d in eq_cols
-        ],
-    )
+    # One formatted line per row (the long file): times and numbers never need CSV quoting,
+    # so these are the bytes write_csv would write.
+    with p.open("w", newline="", encoding="utf-8") as fh:
+        fh.write("time,equity,cash,open_positions,drawdown_pct\n")
+        fh.write("".join([f"{t},{e:.4f},{c:.4f},{n},{d:.4f}\n" for t, e, c, n, d in eq_cols]))
     paths.append(p)
 
     p = out_dir / "bias.csv"
-    cols = list(asdict(run.bias[0]).keys()) if run.bias else ["session", "bias"]
+    names = [f.name for f in fields(BiasRecord)]  # every field is a scalar: asdict's deep copy is not needed
+    cols = names if run.bias else ["session", "bias"]
     write_csv(
         p,
         cols,
         [
-            {k: "" if v is None else (_f(v, 4) if isinstance(v, float) else str(v)) for k, v in asdict(r).items()}
+            {
+                k: "" if v is None else (_f(v, 4) if isinstance(v, float) else str(v))
+                for k, v in zip(names, (getattr(r, k) for k in names), strict=True)
+            }
             for r in run.bias
         ],
     )

@@ -18,7 +18,10 @@ live trader replays from its journal.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import gc
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,36 +66,62 @@ class SimResult:
     invariant_log: list[tuple[int, float, float]] = field(default_factory=list)
 
 
-class _Cursor:
-    """Where each symbol's bars stand as time moves forward (bar lookups by time)."""
+class _BarIndex:
+    """Which bar of a symbol is at a step of the grid (the union of all symbols' bar times).
 
-    __slots__ = ("_pos", "_seen", "_t")
+    A symbol's bars inside the run are the grid steps from its first to its last bar, less
+    a few it lacks (a halt, a late listing): a short sorted list of those missing steps turns
+    a step into a bar index with one bisection, and costs almost no memory. It is built the
+    first time the loop asks about the symbol."""
 
-    def __init__(self) -> None:
-        self._pos: dict[str, int] = {}
-        self._t = -1
-        self._seen: dict[str, int] = {}  # lookups already made at time _t
+    __slots__ = ("_base", "_grid", "_known", "_ranges", "_slot_step")
 
-    def at(self, f: SymbolFrame, t: int) -> int:
-        """Index of ``f``'s bar starting at ``t``, or -1."""
-        if t != self._t:
-            self._t = t
-            self._seen = {}
-        else:
-            hit = self._seen.get(f.symbol)
-            if hit is not None:
-                return hit
-        ts = f.bars.ts
-        n = ts.shape[0]
-        p = self._pos.get(f.symbol, 0)
-        if p >= n or ts[p] < t:
-            p = p + 1 if p + 1 < n and ts[p + 1] >= t else int(np.searchsorted(ts, t, side="left"))
-            self._pos[f.symbol] = p
-        out = p if p < n and ts[p] == t else -1
-        self._seen[f.symbol] = out
-        return out
+    def __init__(self, grid: I64, ranges: dict[str, tuple[int, int]]) -> None:
+        self._grid = grid
+        self._ranges = ranges  # symbol -> its bars inside the run: [lo, hi)
+        self._known: dict[str, tuple[int, int, int, list[int]]] = {}
+        self._base = int(grid[0]) if grid.shape[0] else 0
+        self._slot_step: I64 | None = None
+        if grid.shape[0] and not ((grid - self._base) % BAR_SECONDS).any():
+            slots = (grid - self._base) // BAR_SECONDS
+            self._slot_step = np.full(int(slots[-1]) + 1, -1, dtype=np.int64)
+            self._slot_step[slots] = np.arange(grid.shape[0], dtype=np.int64)
 
-    def last_before(self, f: SymbolFrame, t: int) -> int:
+    def _layout(self, f: SymbolFrame) -> tuple[int, int, int, list[int]]:
+        """(first bar index, its grid step, the last bar's step, the steps missing between)."""
+        known = self._known.get(f.symbol)
+        if known is None:
+            lo, hi = self._ranges[f.symbol]
+            if hi <= lo:
+                known = (lo, 0, -1, [])
+            else:
+                ts = f.bars.ts[lo:hi]
+                if self._slot_step is not None:  # the grid is on the lattice, so are its parts
+                    where = self._slot_step[(ts - self._base) // BAR_SECONDS]
+                else:
+                    where = np.searchsorted(self._grid, ts)
+                missing: list[int] = []
+                for i in np.flatnonzero(np.diff(where) > 1).tolist():
+                    missing.extend(range(int(where[i]) + 1, int(where[i + 1])))
+                known = (lo, int(where[0]), int(where[-1]), missing)
+            self._known[f.symbol] = known
+        return known
+
+    def at(self, f: SymbolFrame, g: int) -> int:
+        """Index of ``f``'s bar at grid step ``g``, or -1."""
+        known = self._known.get(f.symbol)
+        lo, first, last, missing = known if known is not None else self._layout(f)
+        if g < first or g > last:
+            return -1
+        if not missing:
+            return lo + g - first
+        k = bisect_left(missing, g)
+        if k < len(missing) and missing[k] == g:
+            return -1
+        return lo + g - first - k
+
+    @staticmethod
+    def last_before(f: SymbolFrame, t: int) -> int:
         """Index of ``f``'s last bar starting at or before ``t``, or -1."""
         return int(np.searchsorted(f.bars.ts, t, side="right")) - 1
 
@@ -108,7 +137,22 @@ def simulate(
     check_invariants: bool = False,
 ) -> SimResult:
     """Run the portfolio over sessions ``start_day``..``end_day`` (IST day numbers)."""
-    return _Backtest(frames, bias_by_day, start_day, end_day, settings, check_invariants).run(progress)
+    with _cyclic_gc_paused():
+        return _Backtest(frames, bias_by_day, start_day, end_day, settings, check_invariants).run(progress)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """The loop makes a few hundred thousand short-lived events and records, and no reference
+    cycles (reference counting frees them all): the cycle collector would only walk them, for
+    about a tenth of the loop's time. It is paused for the loop, and restored as it was."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Backtest:
@@ -126,7 +170,6 @@ class _Backtest:
         self.state = CoreState.fresh(settings)
         self.exchange = SimExchange(settings.costs.slippage_pct)
         self.by_sym = {f.symbol: f for f in frames}
-        self.cursor = _Cursor()
         self.reserve = settings.risk.allocation == "reserve"
         self.check = check_invariants
         self.max_ratio = 0.0
@@ -136,11 +179,13 @@ class _Backtest:
         self.t = 0
 
         parts = []
+        ranges: dict[str, tuple[int, int]] = {}
         for f in frames:
-            lo = int(np.searchsorted(f.day, start_day, side="left"))
-            hi = int(np.searchsorted(f.day, end_day, side="right"))
+            lo, hi = f.bars.day_range(start_day, end_day)
             parts.append(f.bars.ts[lo:hi])
+            ranges[f.symbol] = (lo, hi)
         self.grid = _union(parts)
+        self.bar_index = _BarIndex(self.grid, ranges)
         self.grid_day = (self.grid + IST_OFFSET_S) // SECONDS_PER_DAY
         # Candidate setups the day's bias allows, by the grid step of their entry bar.
         allowed_long = np.fromiter((d for d, b in bias_by_day.items() if b.allows(Side.LONG)), dtype=np.int64)
@@ -152,25 +197,25 @@ class _Backtest:
                 continue
             entry = f.setup_idx + 1
             ets = f.bars.ts[entry]
-            eday = f.day[entry]
+            eday = (ets + IST_OFFSET_S) // SECONDS_PER_DAY
             ok = (ets >= (self.grid[0] if n else 0)) & (eday >= start_day) & (eday <= end_day)
             ok &= np.where(f.side == 1, np.isin(eday, allowed_long), np.isin(eday, allowed_short))
             sel = np.flatnonzero(ok)
             if sel.shape[0] == 0:
                 continue
             gsteps = np.searchsorted(self.grid, ets[sel]).tolist()
-            ts = f.bars.ts
-            for j, g in zip(sel.tolist(), gsteps, strict=True):
-                e = int(entry[j])
-                setup = Setup(
-                    f.symbol,
-                    Side.LONG if f.side[j] == 1 else Side.SHORT,
-                    int(ts[e - 1]),
-                    int(ts[e]),
-                    float(f.pattern_high[j]),
-                    float(f.pattern_low[j]),
-                    float(f.rsi[j]),
-                )
+            rows = zip(
+                gsteps,
+                f.side[sel].tolist(),
+                f.bars.ts[entry[sel] - 1].tolist(),
+                ets[sel].tolist(),
+                f.pattern_high[sel].tolist(),
+                f.pattern_low[sel].tolist(),
+                f.rsi[sel].tolist(),
+                strict=True,
+            )
+            for g, side, setup_ts, entry_ts, ph, pl, rsi in rows:
+                setup = Setup(f.symbol, Side.LONG if side == 1 else Side.SHORT, setup_ts, entry_ts, ph, pl, rsi)
                 self.cands.setdefault(g, []).append(setup)
 
     # ------------------------------------------------------------------ the loop
@@ -191,35 +236,43 @@ class _Backtest:
             first_of_day[1:] = grid_day[1:] != grid_day[:-1]
         day_first = 0
         cands = self.cands
+        exchange, book, unreserved, reserve = self.exchange, st.book, st.unreserved, self.reserve
+        times, firsts, lasts = grid.tolist(), first_of_day.tolist(), last_of_day.tolist()  # plain lists: cheap to index
+        cash_dec, cash_f = book.cash, float(book.cash)  # the ledger's Decimal as a float, redone when it changes
         for g in range(n):
-            t = int(grid[g])
-            if first_of_day[g]:
+            t = times[g]
+            if firsts[g]:
                 day_first = g
                 self.core = None
-            busy = bool(self.exchange) or bool(st.book.positions) or (g + 1) in cands or t in st.unreserved
-            if not busy and not (g in cands and not self.reserve):
+            busy = bool(exchange) or bool(book.positions) or (g + 1) in cands or t in unreserved
+            if not busy and not (g in cands and not reserve):
                 eq_out[g] = st.last_equity
-                cash_out[g] = float(st.book.cash)
+                if book.cash is not cash_dec:
+                    cash_dec, cash_f = book.cash, float(book.cash)
+                cash_out[g] = cash_f
                 if progress is not None and g % 2048 == 0:
                     progress(g)
                 continue
             core = self.core or self._open_session(day_first, g)
             self.t = t
-            exposed[g] = bool(st.book.positions)
-            held = set(st.book.positions)
-            self._trade_bar(t)
-            if not self.reserve and not last_of_day[g]:
+            exposed[g] = bool(book.positions)
+            held = set(book.positions)
+            self._trade_bar(g)
+            last = lasts[g]
+            if not reserve and not last:
                 self._bar_entries(core, g, t, held)
             exposed[g] = exposed[g] or self.entries > 0
             boundary = t + BAR_SECONDS
-            setups = cands.get(g + 1, ()) if self.reserve and not last_of_day[g] else ()
-            self._do(core.on_close(st, boundary, self._closed_bars(t), setups))
-            if last_of_day[g]:
+            setups = cands.get(g + 1, ()) if reserve and not last else ()
+            self._do(core.on_close(st, boundary, self._closed_bars(g, t), setups))
+            if last:
                 self._end_session(core, t)
             eq_out[g] = st.equity()
             apply(st, SlotClosed(boundary, eq_out[g]))
-            cash_out[g] = float(st.book.cash)
-            nopen_out[g] = len(st.book.positions)
+            if book.cash is not cash_dec:
+                cash_dec, cash_f = book.cash, float(book.cash)
+            cash_out[g] = cash_f
+            nopen_out[g] = len(book.positions)
             if progress is not None and g % 2048 == 0:
                 progress(g)
         if progress is not None:
@@ -252,19 +305,22 @@ class _Backtest:
 
     # ------------------------------------------------------------------ the bar trades
 
-    def _trade_bar(self, t: int) -> None:
+    def _trade_bar(self, g: int) -> None:
         self.entries = 0
         ex = self.exchange
         if not ex:
             return
         for sym in sorted(ex.book):
             f = self.by_sym[sym]
-            p = self.cursor.at(f, t)
+            p = self.bar_index.at(f, g)
             if p < 0:
                 continue  # no bar: its orders keep resting (a market order fills at its next bar)
             b = f.bars
+            h, lo = float(b.high[p]), float(b.low[p])
+            if not ex.reaches(sym, h, lo):
+                continue  # nothing of its path can fill (the walk would do nothing)
             side = path_side(self.state, sym)
-            ex.run_bar(sym, float(b.open[p]), float(b.high[p]), float(b.low[p]), float(b.close[p]), side, self._on_fill)
+            ex.run_bar(sym, float(b.open[p]), h, lo, float(b.close[p]), side, self._on_fill)
 
     def _bar_entries(self, core: Core, g: int, t: int, held: set[str]) -> None:
         """The research-only "bar" rule: setups triggered in this bar compete after its exits."""
@@ -275,7 +331,7 @@ class _Backtest:
         triggered: list[tuple[Setup, float]] = []
         for setup in todays:
             f = self.by_sym[setup.symbol]
-            p = self.cursor.at(f, t)
+            p = self.bar_index.at(f, g)
             b = f.bars
             fill = _first_fill(setup, float(b.open[p]), float(b.high[p]), float(b.low[p]), float(b.close[p]), slip)
             if fill is not None:
@@ -285,7 +341,7 @@ class _Backtest:
         symbols = sorted({e.symbol for e in evs if isinstance(e, OrderPlaced)})
         for sym in symbols:
             f = self.by_sym[sym]
-            p = self.cursor.at(f, t)
+            p = self.bar_index.at(f, g)
             b = f.bars
             side = path_side(self.state, sym)
             self.exchange.run_bar(
@@ -309,7 +365,7 @@ class _Backtest:
 
     # ------------------------------------------------------------------ the bar closes
 
-    def _closed_bars(self, t: int) -> list[ClosedBar]:
+    def _closed_bars(self, g: int, t: int) -> list[ClosedBar]:
         """The bars of this step that the core needs: open positions and unreserved setups."""
         st = self.state
         want = set(st.book.positions)
@@ -319,7 +375,7 @@ class _Backtest:
         out = []
         for sym in sorted(want):
             f = self.by_sym[sym]
-            p = self.cursor.at(f, t)
+            p = self.bar_index.at(f, g)
             if p < 0:
                 continue
             b = f.bars
@@ -338,7 +394,7 @@ class _Backtest:
 
         def last_price(sym: str) -> float | None:
             f = self.by_sym[sym]
-            p = self.cursor.last_before(f, t)
+            p = self.bar_index.last_before(f, t)
             return float(f.bars.close[p]) if p >= 0 else None
 
         for cid in self.exchange.end_session(last_price, self._on_fill):

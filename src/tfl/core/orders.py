@@ -170,6 +170,7 @@ _ATTEMPTS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_ATTEMPTS = len(_ATTEMPTS)
 
 
+@functools.lru_cache(maxsize=8192)  # pure; the core asks for the same ids many times in a session
 def client_id(session: dt.date, symbol: str, setup_ts: int, leg: Leg, attempt: int = 0) -> str:
     """e.g. ``2403061000ERELIANCE3F2A0``: date, setup bar HHMM (IST), leg, symbol, hash, attempt.
 

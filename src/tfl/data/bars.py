@@ -18,7 +18,7 @@ class BarSeries:
     """Bars of one instrument, sorted, unique, in the trading session.
 
     ``ts`` is the bar's start as UTC epoch seconds; ``day`` and ``minute`` are its IST
-    calendar day number and minute of day, precomputed because every rule uses them.
+    calendar day number and minute of day, computed from it when asked.
     For daily series ``ts`` is IST midnight of the trading day.
     """
 
@@ -40,6 +40,14 @@ class BarSeries:
     @property
     def minute(self) -> I64:
         return ((self.ts + IST_OFFSET_S) % SECONDS_PER_DAY) // 60
+
+    def day_range(self, first_day: int, last_day: int) -> tuple[int, int]:
+        """``(lo, hi)``: the bars ``lo:hi`` are those whose IST day is in ``first_day..last_day``
+        (found from ``ts`` alone: the day is monotonic in it)."""
+        ts = self.ts
+        lo = int(np.searchsorted(ts, first_day * SECONDS_PER_DAY - IST_OFFSET_S, side="left"))
+        hi = int(np.searchsorted(ts, (last_day + 1) * SECONDS_PER_DAY - IST_OFFSET_S, side="left"))
+        return lo, hi
 
     def take(self, mask_or_index: NDArray[np.bool_] | I64 | slice) -> BarSeries:
         return BarSeries(

@@ -123,7 +123,7 @@ def last_bar_time(path: Path) -> int | None:
 
 def _read_parquet(path: Path) -> RawBars:
     try:
-        table = pq.read_table(path, use_threads=False)
+        table = pq.ParquetFile(path).read(use_threads=False)  # one file: no dataset machinery
     except (OSError, pa.ArrowException) as exc:
         raise DataError(path, f"not a readable Parquet file ({_short(exc)})") from None
     names = {n.lower(): n for n in table.column_names}
@@ -258,6 +258,8 @@ def _short(exc: BaseException) -> str:
 
 def dedupe_sorted(raw: RawBars) -> tuple[I64, int]:
     """Indices of rows sorted by time keeping the first of duplicates; and the duplicate count."""
+    if raw.ts.shape[0] < 2 or bool((raw.ts[1:] > raw.ts[:-1]).all()):
+        return np.arange(raw.ts.shape[0], dtype=np.int64), 0  # already sorted and unique
     order = np.argsort(raw.ts, kind="stable")
     ts = raw.ts[order]
     keep = np.ones(ts.shape[0], dtype=bool)
@@ -278,6 +280,8 @@ def clean_intraday(raw: RawBars, symbol: str, open_minute: int, last_bar_minute:
     """
     idx, _ = dedupe_sorted(raw)
     idx = idx[in_session(raw.ts[idx], open_minute, last_bar_minute)]
+    if all(bool((getattr(raw, c) > 0).all()) for c in PRICE_COLUMNS):
+        return _series(raw, symbol, idx)  # every price in the file is positive (the usual case)
     prices = np.stack([raw.open[idx], raw.high[idx], raw.low[idx], raw.close[idx]])
     ok = (prices > 0).all(axis=0)
     if not ok.all():

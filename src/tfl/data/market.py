@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from tfl.settings import Settings, parse_hhmm
 log = logging.getLogger(__name__)
 
 UNIVERSE_FILES = ("universe.csv", "nifty200.csv")
+# File readers: one per core, at most four (more threads than cores only add switching).
+_READERS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass
@@ -136,7 +139,7 @@ def _run_jobs(jobs: dict[str, Callable[[], BarSeries]]) -> dict[str, BarSeries |
         except DataError as exc:
             return exc
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=_READERS) as pool:
         results = list(pool.map(guarded, jobs.values()))
     return dict(zip(jobs, results, strict=True))
 

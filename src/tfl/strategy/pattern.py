@@ -61,47 +61,48 @@ class PatternTracker:
         return found
 
 
-def run_lengths(colour: NDArray[np.int8], target: int) -> tuple[I64, NDArray[np.bool_]]:
-    """Length of the run of ``target``-coloured bars ending at each index, and whether
-    the run is bounded (some bar precedes it)."""
-    n = colour.shape[0]
-    idx = np.arange(n, dtype=np.int64)
-    is_t = colour == target
-    last_other = np.maximum.accumulate(np.where(is_t, -1, idx))
-    run = np.where(is_t, idx - last_other, 0)
-    bounded = last_other >= 0
-    return run, bounded
+def pattern_bars(o: F64, c: F64, min_run: int = 1, max_run: int = 9) -> tuple[I64, NDArray[np.int8], I64]:
+    """Every completed pattern's setup bar, side and first bar (of its counter run), by colour
+    alone; the levels come from :func:`pattern_extremes`, so a caller that filters the setups
+    first computes them only for the survivors.
+
+    Both sides in one pass: a setup bar has a colour and the bar before it the opposite one;
+    that bar's run of its colour must be bounded and ``min_run``..``max_run`` long."""
+    n = c.shape[0]
+    colour = np.sign(c - o).astype(np.int8)
+    if n < 2:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int8), np.zeros(0, dtype=np.int64)
+    change = np.empty(n, dtype=bool)
+    change[0] = True
+    np.not_equal(colour[1:], colour[:-1], out=change[1:])
+    run_start = np.maximum.accumulate(np.where(change, np.arange(n, dtype=np.int64), 0))
+    setup = colour[1:]
+    idx = np.flatnonzero((setup != 0) & (setup == -colour[:-1])) + 1
+    first = run_start[idx - 1]  # first bar of the counter run
+    nrun = idx - first
+    ok = (nrun >= min_run) & (nrun <= max_run) & (first > 0)  # first > 0: some bar precedes the run
+    idx = idx[ok].astype(np.int64)
+    return idx, colour[idx], first[ok]
+
+
+def pattern_extremes(h: F64, lo: F64, first: I64, last: I64) -> tuple[F64, F64]:
+    """Highest high and lowest low of each pattern, bars ``first[i]..last[i]``: one gather per
+    bar back from the setup bar, clamped at the pattern's first bar (repeating a bar does not
+    change a max or a min, and they do no arithmetic, so the levels are exact)."""
+    ph = h[last]
+    pl = lo[last]
+    longest = int((last - first).max()) if last.shape[0] else 0
+    for k in range(1, longest + 1):
+        j = np.maximum(last - k, first)
+        np.maximum(ph, h[j], out=ph)
+        np.minimum(pl, lo[j], out=pl)
+    return ph, pl
 
 
 def find_patterns(
     o: F64, h: F64, lo: F64, c: F64, min_run: int = 1, max_run: int = 9
 ) -> tuple[I64, NDArray[np.int8], F64, F64]:
     """All completed patterns in a series: (setup bar index, side, pattern_high, pattern_low)."""
-    colour = np.sign(c - o).astype(np.int8)
-    idx_out: list[I64] = []
-    side_out: list[NDArray[np.int8]] = []
-    hi_out: list[F64] = []
-    lo_out: list[F64] = []
-    for side in (1, -1):
-        run, bounded = run_lengths(colour, -side)
-        cand = np.flatnonzero(colour[1:] == side) + 1
-        prev = cand - 1
-        nrun = run[prev]
-        ok = (nrun >= min_run) & (nrun <= max_run) & bounded[prev]
-        cand, nrun = cand[ok], nrun[ok]
-        ph = h[cand].copy()
-        pl = lo[cand].copy()
-        for k in range(1, max_run + 1):
-            use = nrun >= k
-            if not use.any():
-                break
-            j = cand[use] - k
-            ph[use] = np.maximum(ph[use], h[j])
-            pl[use] = np.minimum(pl[use], lo[j])
-        idx_out.append(cand.astype(np.int64))
-        side_out.append(np.full(cand.shape[0], side, dtype=np.int8))
-        hi_out.append(ph)
-        lo_out.append(pl)
-    idx = np.concatenate(idx_out)
-    order = np.argsort(idx, kind="stable")
-    return idx[order], np.concatenate(side_out)[order], np.concatenate(hi_out)[order], np.concatenate(lo_out)[order]
+    idx, side, first = pattern_bars(o, c, min_run, max_run)
+    ph, pl = pattern_extremes(h, lo, first, idx)
+    return idx, side, ph, pl
