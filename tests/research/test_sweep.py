@@ -358,3 +358,31 @@ def test_a_period_without_sessions_is_refused_before_the_ledger(
     assert main(args) == 2
     assert "0 trading session(s) between 2023-06-03 and 2023-06-04" in capsys.readouterr().err
     assert not ledger.exists() and not (tmp_path / "out").exists()
+
+
+def test_the_workbench_shares_indicators_setups_and_bias_and_changes_nothing(markets: dict[str, Path]) -> None:
+    """Indicators once per indicator setting, setups once per setup setting: and each trial
+    equal to a backtest run from scratch."""
+    import datetime as dt
+
+    base = Settings().replace({"backtest.bias": "BOTH"})
+    bench = Workbench(markets["edge"], None, base)
+    start, end = dt.date(2023, 6, 1), dt.date(2023, 12, 29)
+    points = [
+        (("strategy.long_rsi_min", 70.0), ("strategy.target_r", 3.0)),
+        (("strategy.long_rsi_min", 70.0), ("strategy.target_r", 10.0)),
+        (("strategy.long_rsi_min", 60.0), ("strategy.target_r", 3.0)),
+        (("strategy.long_rsi_min", 60.0), ("strategy.target_r", 10.0)),
+    ]
+    for p in points:
+        s = base.replace(dict(p))
+        r = bench.run(p, s, start, end)
+        fresh = run_backtest(BacktestRequest(markets["edge"], start, end, s), show_progress=False)
+        assert r.metrics.trades == len(fresh.result.trades) > 0
+        assert r.metrics.net_pnl == pytest.approx(fresh.summary["net_pnl"], abs=0.005)
+        assert np.array_equal(r.returns, session_series(fresh)[1])
+    assert (bench.indicator_builds, bench.frame_builds) == (1, 2)
+    # Another indicator setting: new indicators.
+    s = base.replace({"indicators.atr_period": 10})
+    bench.run((("indicators.atr_period", 10),), s, start, end)
+    assert bench.indicator_builds == 2

@@ -30,7 +30,7 @@ CHROMIUM_ARGS = (
     "--disable-sync",
 )
 READY_TIMEOUT_MS = 60_000  # a ceiling for a loaded machine, not a measurement
-VIEWPORTS = {"desktop": (1280, 900), "tablet": (700, 900), "phone": (390, 844)}
+VIEWPORTS = {"desktop": (1280, 960), "tablet": (700, 960), "phone": (390, 844)}
 
 
 class BrowserMissingError(RuntimeError):

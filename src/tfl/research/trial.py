@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tfl.backtest.run import BacktestRequest, BacktestRun, run_backtest
-from tfl.backtest.signals import SymbolFrame, prepare_symbols
+from tfl.backtest.run import BacktestRequest, BacktestRun, run_backtest, session_dates
+from tfl.backtest.signals import SymbolFrame, SymbolIndicators, compute_indicators, frames_from, indicator_key
 from tfl.data.bars import F64, I64
+from tfl.data.bias_inputs import bias_records
 from tfl.data.market import Market, load_market
 from tfl.domain import ExitReason, Side
+from tfl.regime import BiasRecord
 from tfl.research.identity import config_hash, settings_hash, trial_hash
 from tfl.research.space import Point
 from tfl.settings import Settings
@@ -44,6 +46,7 @@ SETUP_KEYS = (
 )
 COST_MULTIPLES = (0.0, 0.5, 1.0, 1.5, 2.0)
 FRAME_CACHE = 6  # distinct setup settings kept per worker (each ~ the universe's setups)
+INDICATOR_CACHE = 3  # distinct indicator settings kept per worker (each ~ 3 arrays per bar)
 TRADING_DAYS = 252
 
 
@@ -212,8 +215,11 @@ class Workbench:
         self.symbols = symbols
         self.base = base
         self.market = market if market is not None else load_market(data_dir, base, symbols)
+        self._indicators: OrderedDict[tuple[object, ...], list[SymbolIndicators]] = OrderedDict()
         self._frames: OrderedDict[tuple[object, ...], list[SymbolFrame]] = OrderedDict()
-        self.frame_builds = 0  # how many times setups were computed (the cache's misses)
+        self._records: dict[tuple[object, ...], list[BiasRecord]] = {}
+        self.indicator_builds = 0  # how many times indicators were computed (the cache's misses)
+        self.frame_builds = 0  # how many times setups were computed
 
     def sessions(self, start: dt.date, end: dt.date) -> list[dt.date]:
         """Trading sessions in [start, end]: days with a bar of a traded symbol (as a backtest counts them)."""
@@ -226,6 +232,21 @@ class Workbench:
         m = self.market
         return [s for s in (self.symbols or m.universe) if s in m.intraday]
 
+    def indicators(self, s: Settings) -> list[SymbolIndicators]:
+        """The indicators for ``s``: computed once per distinct indicator setting."""
+        key = indicator_key(s)
+        hit = self._indicators.get(key)
+        if hit is not None:
+            self._indicators.move_to_end(key)
+            return hit
+        m = self.market
+        built = compute_indicators([(m.intraday[sym], m.daily.get(sym)) for sym in self._traded()], s)
+        self.indicator_builds += 1
+        self._indicators[key] = built
+        if len(self._indicators) > INDICATOR_CACHE:
+            self._indicators.popitem(last=False)
+        return built
+
     def frames(self, s: Settings) -> list[SymbolFrame]:
         """The setups for ``s``, from the cache when another trial had the same setup settings."""
         key = setup_key(s)
@@ -233,17 +254,28 @@ class Workbench:
         if hit is not None:
             self._frames.move_to_end(key)
             return hit
-        m = self.market
-        frames = prepare_symbols([(m.intraday[sym], m.daily.get(sym)) for sym in self._traded()], s)
+        frames = frames_from(self.indicators(s), s)
         self.frame_builds += 1
         self._frames[key] = frames
         if len(self._frames) > FRAME_CACHE:
             self._frames.popitem(last=False)
         return frames
 
+    def records(self, s: Settings, req: BacktestRequest, frames: list[SymbolFrame]) -> list[BiasRecord]:
+        """The computed bias records of the run's sessions (before any ``--bias`` override,
+        which the backtest applies): once per bias setting and period."""
+        key = (tuple(vars(s.bias).items()), req.start, req.end)
+        hit = self._records.get(key)
+        if hit is None:
+            hit = bias_records(self.market, session_dates(frames, req), s)
+            self._records[key] = hit
+        return hit
+
     def backtest(self, s: Settings, start: dt.date, end: dt.date) -> BacktestRun:
         req = BacktestRequest(self.data_dir, start, end, s, list(self.symbols) if self.symbols else None)
-        return run_backtest(req, show_progress=False, market=self.market, frames=self.frames(s))
+        frames = self.frames(s)
+        records = self.records(s, req, frames)
+        return run_backtest(req, show_progress=False, market=self.market, frames=frames, records=records)
 
     def run(self, point: Point, s: Settings, start: dt.date, end: dt.date) -> TrialResult:
         run = self.backtest(s, start, end)
