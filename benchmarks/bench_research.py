@@ -68,20 +68,25 @@ def one_trial(data: Path) -> dict[str, float]:
     return out
 
 
-def sweep(data: Path, trials: int, workers: int) -> dict[str, object]:
+def sweep(data: Path, trials: int, workers: int, ledger: Path | None, out: Path | None) -> dict[str, object]:
+    """The sweep on a fresh ledger (``ledger`` must not exist yet: a cached trial is not a measurement)."""
+    if ledger is not None and ledger.exists():
+        raise SystemExit(f"--ledger {ledger} exists: the benchmark needs a fresh one")
     exe = Path(sys.executable).with_name("tfl")
     with tempfile.TemporaryDirectory() as tmp:
+        led = str(ledger) if ledger is not None else f"{tmp}/ledger.sqlite"
+        dest = str(out) if out is not None else f"{tmp}/out"
         cmd = [
             str(exe), "research", "sweep", "--data", str(data), "--start", START.isoformat(), "--end",
-            END.isoformat(), "--grid", grid_for(trials), "--workers", str(workers), "--out", f"{tmp}/out",
-            "--ledger", f"{tmp}/ledger.sqlite", "--no-progress",
+            END.isoformat(), "--grid", grid_for(trials), "--workers", str(workers), "--out", dest,
+            "--ledger", led, "--no-progress",
         ]  # fmt: skip
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise SystemExit(f"sweep failed: {proc.stderr.strip()[-2000:]}")
-        verdict = json.loads(Path(f"{tmp}/out/verdict.json").read_text())
+        verdict = json.loads(Path(dest, "verdict.json").read_text())
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "trials": verdict["trials_this_run"],
@@ -101,13 +106,21 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--only-trial", action="store_true")
+    ap.add_argument("--ledger", type=Path, help="a fresh ledger to keep (default: a temporary one)")
+    ap.add_argument("--out", type=Path, help="keep the sweep's output folder here")
     args = ap.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {dt.date.today()}"
     )
     print(json.dumps({"one_trial": one_trial(args.data)}, indent=2))
     if not args.only_trial:
-        print(json.dumps({"sweep": sweep(args.data, args.trials, args.workers)}, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {"sweep": sweep(args.data, args.trials, args.workers, args.ledger, args.out)},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
 
 
 if __name__ == "__main__":
