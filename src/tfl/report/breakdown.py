@@ -8,7 +8,6 @@ yearly drawdown is the summary's).
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -20,9 +19,10 @@ from tfl.core.events import SignalRejected
 from tfl.data.bars import F64, I64, BarSeries
 from tfl.domain import Side
 from tfl.strategy.book import Trade
-from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, day_to_date, ist_day, ist_minute
+from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, day_to_date, ist_minute
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+EPOCH_WEEKDAY = 3  # day 0, 1970-01-01, was a Thursday (index 3 of WEEKDAYS)
 PAISE = 100  # bar prices are packed as integer paise (every NSE price is on the 0.01 grid)
 
 
@@ -45,52 +45,81 @@ class GroupStats:
         return self.sum_r / self.trades if self.trades else None
 
 
-def _group(label: str, trades: Iterable[Trade]) -> GroupStats:
-    ts = list(trades)
-    pnls = [t.pnl for t in ts]  # computed once: Trade.pnl and r_multiple both sum the charges
-    return GroupStats(
-        label,
-        len(ts),
-        sum(1 for p in pnls if p > 0),  # a win is net P&L above zero, as in the summary
-        float(sum(pnls)),
-        float(sum(p / (t.qty * t.r) for p, t in zip(pnls, ts, strict=True))),  # Trade.r_multiple
+@dataclass(frozen=True)
+class TradeFacts:
+    """Per-trade values every breakdown needs, computed once per report: ``Trade.pnl`` and
+    ``Trade.r_multiple`` sum both sides' charges on each call, and a report reads them for
+    every table and chart."""
+
+    pnl: list[float]  # net of charges
+    r: list[float]  # net R multiple
+    day: list[int]  # IST day of the entry
+    minute: list[int]  # IST minute of day of the entry
+
+
+def trade_facts(trades: Sequence[Trade]) -> TradeFacts:
+    """The :class:`TradeFacts` of ``trades``, in their order."""
+    pnl = [t.pnl for t in trades]
+    entry = [t.entry_ts + IST_OFFSET_S for t in trades]
+    return TradeFacts(
+        pnl,
+        [p / (t.qty * t.r) for p, t in zip(pnl, trades, strict=True)],  # Trade.r_multiple
+        [e // SECONDS_PER_DAY for e in entry],
+        [e % SECONDS_PER_DAY // 60 for e in entry],
     )
 
 
-def _grouped(trades: Sequence[Trade], keys: Sequence[str], shown: Sequence[str]) -> list[GroupStats]:
+def _group(label: str, members: Sequence[int], facts: TradeFacts) -> GroupStats:
+    pnls = [facts.pnl[i] for i in members]
+    return GroupStats(
+        label,
+        len(pnls),
+        sum(1 for p in pnls if p > 0),  # a win is net P&L above zero, as in the summary
+        float(sum(pnls)),
+        float(sum(facts.r[i] for i in members)),
+    )
+
+
+def _grouped(keys: Sequence[str], shown: Sequence[str], facts: TradeFacts) -> list[GroupStats]:
     """One group per label in ``shown`` (in that order), each trade in the group of its key."""
-    members: dict[str, list[Trade]] = {k: [] for k in shown}
-    for t, k in zip(trades, keys, strict=True):
-        members.setdefault(k, []).append(t)
-    return [_group(k, members[k]) for k in shown]
+    members: dict[str, list[int]] = {k: [] for k in shown}
+    for i, k in enumerate(keys):
+        members.setdefault(k, []).append(i)
+    return [_group(k, members[k], facts) for k in shown]
 
 
-def side_stats(trades: Sequence[Trade]) -> list[GroupStats]:
-    """Long, short and all trades."""
+def side_stats(trades: Sequence[Trade], facts: TradeFacts | None = None) -> list[GroupStats]:
+    """Long, short and all trades (``facts``: the trades' :func:`trade_facts`, if at hand)."""
+    f = facts or trade_facts(trades)
     return [
-        _group("LONG", (t for t in trades if t.side is Side.LONG)),
-        _group("SHORT", (t for t in trades if t.side is Side.SHORT)),
-        _group("All", trades),
+        _group("LONG", [i for i, t in enumerate(trades) if t.side is Side.LONG], f),
+        _group("SHORT", [i for i, t in enumerate(trades) if t.side is Side.SHORT], f),
+        _group("All", range(len(trades)), f),
     ]
 
 
 def entry_time(t: Trade) -> str:
     """The IST start time (HH:MM) of the bar the trade entered on."""
-    m = ist_minute(t.entry_ts)
-    return f"{m // 60:02d}:{m % 60:02d}"
+    return _hhmm(ist_minute(t.entry_ts))
 
 
-def by_entry_time(trades: Sequence[Trade]) -> list[GroupStats]:
+def _hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def by_entry_time(trades: Sequence[Trade], facts: TradeFacts | None = None) -> list[GroupStats]:
     """Trades grouped by their entry bar's IST time, earliest first."""
-    keys = [entry_time(t) for t in trades]
-    return _grouped(trades, keys, sorted(set(keys)))
+    f = facts or trade_facts(trades)
+    keys = [_hhmm(m) for m in f.minute]
+    return _grouped(keys, sorted(set(keys)), f)
 
 
-def by_weekday(trades: Sequence[Trade]) -> list[GroupStats]:
+def by_weekday(trades: Sequence[Trade], facts: TradeFacts | None = None) -> list[GroupStats]:
     """Trades grouped by the IST weekday of their entry; Monday to Friday always shown."""
-    wd = [day_to_date(ist_day(t.entry_ts)).weekday() for t in trades]
+    f = facts or trade_facts(trades)
+    wd = [(d + EPOCH_WEEKDAY) % 7 for d in f.day]
     shown = sorted(set(range(5)) | set(wd))
-    return _grouped(trades, [WEEKDAYS[w] for w in wd], [WEEKDAYS[k] for k in shown])
+    return _grouped([WEEKDAYS[w] for w in wd], [WEEKDAYS[k] for k in shown], f)
 
 
 def rejections_by_reason(rejections: Sequence[SignalRejected]) -> list[tuple[str, int]]:
@@ -113,17 +142,23 @@ class YearStats:
         return self.wins / self.trades * 100.0 if self.trades else None
 
 
-def per_year(trades: Sequence[Trade], equity_ts: I64, equity: F64, capital: float) -> list[YearStats]:
+def per_year(
+    trades: Sequence[Trade], equity_ts: I64, equity: F64, capital: float, facts: TradeFacts | None = None
+) -> list[YearStats]:
     """Each calendar year of the bar-close equity curve: its P&L and return from the previous
     year's last equity (the capital for the first), and its deepest fall below a peak reached
     within the year (the year's opening equity counts as a peak), in percent."""
     if equity_ts.shape[0] == 0:
         return []
+    f = facts or trade_facts(trades)
     days = (equity_ts + IST_OFFSET_S) // SECONDS_PER_DAY
-    years = np.array([day_to_date(int(d)).year for d in np.unique(days)])
-    year_of_day = dict(zip(np.unique(days).tolist(), years.tolist(), strict=True))
-    bar_year = np.array([year_of_day[int(d)] for d in days])
-    trade_years = Counter(day_to_date(ist_day(t.entry_ts)).year for t in trades)
+    unique_days, day_index = np.unique(days, return_inverse=True)
+    years = np.array([day_to_date(d).year for d in unique_days.tolist()])
+    bar_year = years[day_index]
+    year_of_day: dict[int, int] = {}
+    trade_years = [year_of_day.get(d) or year_of_day.setdefault(d, day_to_date(d).year) for d in f.day]
+    n_trades = Counter(trade_years)
+    n_wins = Counter(y for y, p in zip(trade_years, f.pnl, strict=True) if p > 0)
     out = []
     opening = capital
     for y in sorted(set(years.tolist())):
@@ -131,14 +166,13 @@ def per_year(trades: Sequence[Trade], equity_ts: I64, equity: F64, capital: floa
         peak = np.maximum.accumulate(np.maximum(eq, opening))
         dd = float(-((eq / peak - 1.0) * 100.0).min())
         closing = float(eq[-1])
-        ts = [t for t in trades if day_to_date(ist_day(t.entry_ts)).year == y]
         out.append(
             YearStats(
                 y,
                 closing - opening,
                 (closing / opening - 1.0) * 100.0,
-                trade_years.get(y, 0),
-                sum(1 for t in ts if t.pnl > 0),
+                n_trades.get(y, 0),
+                n_wins.get(y, 0),
                 dd if dd > 0 else 0.0,  # never "-0.0"
             )
         )
@@ -179,21 +213,43 @@ def pack_session(bars: BarSeries, day: int) -> list[object] | None:
     ``[date, minutes, unit, base, d1, d2, ...]``. Prices are integer paise divided by their
     common factor ``unit``; ``d`` is the open, high, low, close of each bar in turn, each as a
     difference from the value before it (``base`` before the first). ``minutes`` is the first
-    bar's IST minute of day when the bars are every 15 minutes without a gap, else the list."""
-    start = day * SECONDS_PER_DAY - IST_OFFSET_S  # IST midnight; bars are sorted by time
-    lo, hi = np.searchsorted(bars.ts, [start, start + SECONDS_PER_DAY])
-    sel = slice(int(lo), int(hi))
-    if hi <= lo:
-        return None
+    bar's IST minute of day when the bars are every 15 minutes without a gap, else the list.
+    None when the symbol has no bar that day."""
+    return pack_sessions(bars, [day]).get(day)
+
+
+def pack_sessions(bars: BarSeries, days: Iterable[int]) -> dict[int, list[object]]:
+    """:func:`pack_session` for several days of one symbol at once (array operations over all
+    their bars rather than a few small ones per session); days without bars are left out."""
+    want = np.unique(np.fromiter(days, dtype=np.int64))
+    start = want * SECONDS_PER_DAY - IST_OFFSET_S  # IST midnight; bars are sorted by time
+    lo = np.searchsorted(bars.ts, start)
+    hi = np.searchsorted(bars.ts, start + SECONDS_PER_DAY)
+    has = hi > lo
+    want, lo, n = want[has], lo[has], (hi - lo)[has]
+    if want.shape[0] == 0:
+        return {}
+    first = np.cumsum(n) - n  # each session's first bar among the selected bars
+    sel = np.repeat(lo - first, n) + np.arange(int(n.sum()))
     ohlc = np.stack([bars.open[sel], bars.high[sel], bars.low[sel], bars.close[sel]], axis=1).reshape(-1)
     paise = np.rint(ohlc * PAISE).astype(np.int64)
-    unit = int(np.gcd.reduce(paise)) or 1
-    units = paise // unit
-    base = int(units[0])
-    deltas = np.diff(units, prepend=base).tolist()
-    minutes = (((bars.ts[sel] + IST_OFFSET_S) % SECONDS_PER_DAY) // 60).tolist()
-    contiguous = all(b - a == 15 for a, b in itertools.pairwise(minutes))
-    return [day_to_date(day).isoformat(), minutes[0] if contiguous else minutes, unit, base, *deltas]
+    unit = np.gcd.reduceat(paise, 4 * first)
+    unit[unit == 0] = 1
+    units = paise // np.repeat(unit, 4 * n)
+    deltas = np.diff(units, prepend=units[:1])
+    deltas[4 * first] = 0  # each session's first value is its base
+    minutes = (bars.ts[sel] + IST_OFFSET_S) % SECONDS_PER_DAY // 60
+    step = np.ones(minutes.shape[0], dtype=bool)
+    step[1:] = np.diff(minutes) == 15
+    step[first] = True  # no step between sessions
+    contiguous = np.logical_and.reduceat(step, first).tolist()
+    delta_list, minute_list, unit_list = deltas.tolist(), minutes.tolist(), unit.tolist()
+    base_list = units[4 * first].tolist()
+    out: dict[int, list[object]] = {}
+    for k, (d, a, m) in enumerate(zip(want.tolist(), first.tolist(), n.tolist(), strict=True)):
+        spec: object = minute_list[a] if contiguous[k] else minute_list[a : a + m]
+        out[d] = [day_to_date(d).isoformat(), spec, unit_list[k], base_list[k], *delta_list[4 * a : 4 * (a + m)]]
+    return out
 
 
 def unpack_session(packed: Sequence[object]) -> tuple[list[int], F64]:
