@@ -27,7 +27,10 @@ from tfl.report.breakdown import (
     by_entry_time,
     by_weekday,
     pack_session,
+    pack_sessions,
     per_year,
+    session_blob,
+    session_from_blob,
     side_stats,
     unpack_session,
 )
@@ -128,22 +131,41 @@ def test_packed_session_bars_round_trip_exactly(paise: list[int], tick: int, gap
     day = 19_500
     packed = pack_session(_series(ohlc, minutes, day), day)
     assert packed is not None
-    json.loads(json.dumps(packed))  # JSON-ready
-    got_minutes, got = unpack_session(packed)
-    assert got_minutes == minutes
-    assert np.array_equal(got, ohlc)  # bit-exact: integer paise over 100, as the page computes
+    # Through the page's form: the JSON index and the base64 int32 units, beside another session.
+    other = pack_session(_series(ohlc[::-1].copy(), minutes, day), day)
+    assert other is not None
+    index, blob = json.loads(json.dumps(session_blob({"b": packed, "a": other})))
+    for key, want in (("b", ohlc), ("a", ohlc[::-1])):
+        got_minutes, got = unpack_session(session_from_blob(index[key], blob))
+        assert got_minutes == minutes
+        assert np.array_equal(got, want)  # bit-exact: integer paise over 100, as the page computes
 
 
 def test_real_session_bars_round_trip(run_2023: BacktestRun) -> None:
     bars = run_2023.market.intraday["TCS"]
-    for day in np.unique(bars.day)[:50].tolist():
+    days = np.unique(bars.day)[:50].tolist()
+    together = pack_sessions(bars, [*days, days[0] - 1])  # packed in one go; a day without bars
+    assert sorted(together) == days
+    index, blob = session_blob({str(d): p for d, p in together.items()})
+    for day in days:
         packed = pack_session(bars, day)
         assert packed is not None
-        minutes, ohlc = unpack_session(packed)
+        assert packed == dataclasses.replace(together[day], units=packed.units)
+        assert np.array_equal(packed.units, together[day].units)
+        minutes, ohlc = unpack_session(session_from_blob(index[str(day)], blob))
         sel = bars.day == day
         assert minutes == bars.minute[sel].tolist()
         want = np.stack([bars.open[sel], bars.high[sel], bars.low[sel], bars.close[sel]], axis=1)
         np.testing.assert_allclose(ohlc, want, rtol=0, atol=1e-9)
+
+
+def test_prices_beyond_the_pages_integers_are_refused() -> None:
+    day = 19_500
+    ohlc = np.array([[30_000_000.01, 30_000_000.03, 30_000_000.0, 30_000_000.02]])  # 3e9 paise, factor 1
+    packed = pack_session(_series(ohlc, [555], day), day)
+    assert packed is not None
+    with pytest.raises(ValueError, match="32-bit"):
+        session_blob({"x": packed})
 
 
 def test_page_is_one_offline_file_with_plotly_once(run_2023: BacktestRun) -> None:
@@ -154,7 +176,9 @@ def test_page_is_one_offline_file_with_plotly_once(run_2023: BacktestRun) -> Non
     data = page_data(page)
     for div_id, fig in data["figures"].items():
         assert f'id="{div_id}"' in page
-        go.Figure(fig)  # plotly validates every property; a typo raises
+        # Written as plain dicts for speed: plotly validates every property (a typo raises) and
+        # must give back the very same figure.
+        assert go.Figure(fig).to_plotly_json() == fig, div_id
     assert len(data["trades"]) == run_2023.summary["trades"] > 0
     assert data["trade_fields"] == list(TRADE_FIELDS)
     assert {t[TRADE_FIELDS.index("session")] for t in data["trades"]} <= set(data["sessions"])
@@ -170,7 +194,9 @@ def test_a_run_without_trades_says_no_trades(run_2023: BacktestRun) -> None:
     assert "no trades over this period" in page
     assert "lost money" not in page and "made money" not in page
     data = page_data(page)
-    assert data["trades"] == [] and data["sessions"] == {}
+    assert data["trades"] == [] and data["sessions"] == {} and data["session_units"] == ""
+    for div_id, fig in data["figures"].items():  # the empty figures' notes, as plotly writes them
+        assert go.Figure(fig).to_plotly_json() == fig, div_id
     assert len(data["figures"]["bias"]["data"][0]["x"]) == run.summary["sessions"]
 
 

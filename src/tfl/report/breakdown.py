@@ -8,9 +8,10 @@ yearly drawdown is the summary's).
 
 from __future__ import annotations
 
+import base64
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, day_to_date, ist_minute
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 EPOCH_WEEKDAY = 3  # day 0, 1970-01-01, was a Thursday (index 3 of WEEKDAYS)
 PAISE = 100  # bar prices are packed as integer paise (every NSE price is on the 0.01 grid)
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # the page reads packed prices as int32
 
 
 @dataclass(frozen=True)
@@ -208,17 +210,25 @@ def benchmark_curve(daily: BarSeries | None, symbol: str, days: I64, capital: fl
     return Benchmark(symbol, day_to_date(int(bday[base_i])).isoformat(), vals)
 
 
-def pack_session(bars: BarSeries, day: int) -> list[object] | None:
-    """One session's bars of one symbol in a small JSON form the page unpacks:
-    ``[date, minutes, unit, base, d1, d2, ...]``. Prices are integer paise divided by their
-    common factor ``unit``; ``d`` is the open, high, low, close of each bar in turn, each as a
-    difference from the value before it (``base`` before the first). ``minutes`` is the first
-    bar's IST minute of day when the bars are every 15 minutes without a gap, else the list.
-    None when the symbol has no bar that day."""
+@dataclass(frozen=True)
+class PackedSession:
+    """One session's bars of one symbol, small: prices as integers of ``unit`` paise (every NSE
+    price is on the 0.01 grid; ``unit`` is their common factor), ``units`` the open, high, low,
+    close of each bar in turn. ``minutes`` is the first bar's IST minute of day when the bars
+    are every 15 minutes without a gap, else each bar's."""
+
+    date: str
+    minutes: int | list[int]
+    unit: int
+    units: I64
+
+
+def pack_session(bars: BarSeries, day: int) -> PackedSession | None:
+    """One session's bars of one symbol; None when it has no bar that day."""
     return pack_sessions(bars, [day]).get(day)
 
 
-def pack_sessions(bars: BarSeries, days: Iterable[int]) -> dict[int, list[object]]:
+def pack_sessions(bars: BarSeries, days: Iterable[int]) -> dict[int, PackedSession]:
     """:func:`pack_session` for several days of one symbol at once (array operations over all
     their bars rather than a few small ones per session); days without bars are left out."""
     want = np.unique(np.fromiter(days, dtype=np.int64))
@@ -236,37 +246,56 @@ def pack_sessions(bars: BarSeries, days: Iterable[int]) -> dict[int, list[object
     unit = np.gcd.reduceat(paise, 4 * first)
     unit[unit == 0] = 1
     units = paise // np.repeat(unit, 4 * n)
-    deltas = np.diff(units, prepend=units[:1])
-    deltas[4 * first] = 0  # each session's first value is its base
     minutes = (bars.ts[sel] + IST_OFFSET_S) % SECONDS_PER_DAY // 60
     step = np.ones(minutes.shape[0], dtype=bool)
     step[1:] = np.diff(minutes) == 15
     step[first] = True  # no step between sessions
     contiguous = np.logical_and.reduceat(step, first).tolist()
-    delta_list, minute_list, unit_list = deltas.tolist(), minutes.tolist(), unit.tolist()
-    base_list = units[4 * first].tolist()
-    out: dict[int, list[object]] = {}
+    minute_list, unit_list = minutes.tolist(), unit.tolist()
+    out: dict[int, PackedSession] = {}
     for k, (d, a, m) in enumerate(zip(want.tolist(), first.tolist(), n.tolist(), strict=True)):
-        spec: object = minute_list[a] if contiguous[k] else minute_list[a : a + m]
-        out[d] = [day_to_date(d).isoformat(), spec, unit_list[k], base_list[k], *delta_list[4 * a : 4 * (a + m)]]
+        spec: int | list[int] = minute_list[a] if contiguous[k] else minute_list[a : a + m]
+        out[d] = PackedSession(day_to_date(d).isoformat(), spec, unit_list[k], units[4 * a : 4 * (a + m)])
     return out
 
 
-def unpack_session(packed: Sequence[object]) -> tuple[list[int], F64]:
-    """The inverse of :func:`pack_session` (the page does the same in JavaScript):
-    the bars' minutes of day and an (n, 4) array of open, high, low, close."""
-    minutes_spec, unit, base = packed[1], packed[2], packed[3]
-    assert isinstance(unit, int) and isinstance(base, int)
-    deltas = np.array(packed[4:], dtype=np.int64)
-    units = base + np.cumsum(deltas)
-    ohlc = (units * unit / PAISE).reshape(-1, 4)
+def unpack_session(packed: PackedSession) -> tuple[list[int], F64]:
+    """The inverse of :func:`pack_session`: the bars' minutes of day and an (n, 4) array of
+    open, high, low, close (integer paise over 100, as the page computes them)."""
+    ohlc = (packed.units * packed.unit / PAISE).reshape(-1, 4)
     n = ohlc.shape[0]
-    if isinstance(minutes_spec, int):
-        minutes = [minutes_spec + 15 * k for k in range(n)]
-    else:
-        assert isinstance(minutes_spec, list)
-        minutes = [int(m) for m in minutes_spec]
-    return minutes, ohlc
+    if isinstance(packed.minutes, int):
+        return [packed.minutes + 15 * k for k in range(n)], ohlc
+    return list(packed.minutes), ohlc
+
+
+def session_blob(sessions: Mapping[str, PackedSession]) -> tuple[dict[str, list[object]], str]:
+    """The sessions for the page: per key ``[date, minutes, unit, offset, bars]`` and every
+    session's units, in key order, as one base64 string of little-endian int32 (``offset``
+    counts int32 values). Binary because thousands of sessions as JSON numbers cost more to
+    write than the rest of the page's data."""
+    index: dict[str, list[object]] = {}
+    parts: list[I64] = []
+    offset = 0
+    for key in sorted(sessions):
+        p = sessions[key]
+        index[key] = [p.date, p.minutes, p.unit, offset, p.units.shape[0] // 4]
+        parts.append(p.units)
+        offset += p.units.shape[0]
+    units = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    if units.shape[0] and not (units.min() >= INT32_MIN and units.max() <= INT32_MAX):
+        raise ValueError("a session's prices do not fit the page's 32-bit integers")
+    return index, base64.b64encode(units.astype("<i4").tobytes()).decode("ascii")
+
+
+def session_from_blob(entry: Sequence[object], blob: str) -> PackedSession:
+    """One session back from :func:`session_blob`'s output (the page does the same in
+    JavaScript)."""
+    date, minutes, unit, offset, bars = entry
+    assert isinstance(date, str) and isinstance(unit, int) and isinstance(offset, int) and isinstance(bars, int)
+    assert isinstance(minutes, int | list)
+    units = np.frombuffer(base64.b64decode(blob), dtype="<i4")[offset : offset + 4 * bars].astype(np.int64)
+    return PackedSession(date, minutes, unit, units)
 
 
 def finite_or_none(x: float | None, nd: int) -> float | None:

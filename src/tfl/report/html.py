@@ -16,6 +16,7 @@ import numpy as np
 from tfl.backtest.metrics import daily_equity, drawdown
 from tfl.report import figures
 from tfl.report.breakdown import (
+    PackedSession,
     TradeFacts,
     benchmark_curve,
     by_entry_time,
@@ -24,6 +25,7 @@ from tfl.report.breakdown import (
     pack_sessions,
     per_year,
     rejections_by_reason,
+    session_blob,
     side_stats,
     trade_facts,
 )
@@ -120,15 +122,15 @@ def trade_rows(run: BacktestRun, trades: list[Trade], facts: TradeFacts | None =
     ]
 
 
-def trade_sessions(run: BacktestRun, trades: list[Trade], facts: TradeFacts | None = None) -> dict[str, list[object]]:
+def trade_sessions(run: BacktestRun, trades: list[Trade], facts: TradeFacts | None = None) -> dict[str, PackedSession]:
     """Each traded symbol-session's 15-minute bars from the run's own market data, packed
-    (one copy per symbol and day however many trades it had)."""
+    (one copy per symbol and day however many trades it had), by the trades' session key."""
     f = facts or trade_facts(trades)
     days_of: dict[str, set[int]] = {}
     for t, day in zip(trades, f.day, strict=True):
         days_of.setdefault(t.symbol, set()).add(day)
     dates = _Dates()
-    out: dict[str, list[object]] = {}
+    out: dict[str, PackedSession] = {}
     for symbol in sorted(days_of):
         bars = run.market.intraday.get(symbol)
         if bars is None:
@@ -262,12 +264,14 @@ def render_report(run: BacktestRun, symbols: list[dict[str, Any]]) -> str:
     facts = trade_facts(trades)
     days, eq = daily_equity(res)
     monthly, yearly = monthly_returns(days, eq, capital)
+    sessions, session_units = session_blob(trade_sessions(run, trades, facts))
     data = {
         "config": figures.PLOTLY_CONFIG,
         "figures": report_figures(run, trades, facts),
         "trade_fields": list(TRADE_FIELDS),
         "trades": trade_rows(run, trades, facts),
-        "sessions": trade_sessions(run, trades, facts),
+        "sessions": sessions,
+        "session_units": session_units,
     }
     sides = side_stats(trades, facts)
     side_table = table(
