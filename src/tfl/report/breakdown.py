@@ -252,10 +252,11 @@ def pack_sessions(bars: BarSeries, days: Iterable[int]) -> dict[int, PackedSessi
     step[first] = True  # no step between sessions
     contiguous = np.logical_and.reduceat(step, first).tolist()
     minute_list, unit_list = minutes.tolist(), unit.tolist()
+    dates = want.astype("datetime64[D]").astype(str).tolist()  # ISO dates, day 0 = 1970-01-01
     out: dict[int, PackedSession] = {}
     for k, (d, a, m) in enumerate(zip(want.tolist(), first.tolist(), n.tolist(), strict=True)):
         spec: int | list[int] = minute_list[a] if contiguous[k] else minute_list[a : a + m]
-        out[d] = PackedSession(day_to_date(d).isoformat(), spec, unit_list[k], units[4 * a : 4 * (a + m)])
+        out[d] = PackedSession(dates[k], spec, unit_list[k], units[4 * a : 4 * (a + m)])
     return out
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tfl.backtest.metrics import daily_equity, drawdown
+from tfl.data.bars import F64
 from tfl.report import figures
 from tfl.report.breakdown import (
     PackedSession,
@@ -86,11 +88,14 @@ class _Dates:
             text = self._iso[day] = day_to_date(day).isoformat()
         return text
 
-    def minute_text(self, epoch: int) -> str:
-        """``YYYY-MM-DD HH:MM`` in IST."""
-        local = epoch + IST_OFFSET_S
-        minute = local % SECONDS_PER_DAY // 60
-        return f"{self.iso(local // SECONDS_PER_DAY)} {minute // 60:02d}:{minute % 60:02d}"
+    def minute_texts(self, epochs: list[int]) -> list[str]:
+        """``YYYY-MM-DD HH:MM`` in IST of each epoch second."""
+        hhmm = [f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)]
+        out = []
+        for e in epochs:
+            day, second = divmod(e + IST_OFFSET_S, SECONDS_PER_DAY)
+            out.append(f"{self.iso(day)} {hhmm[second // 60]}")
+        return out
 
     def session_key(self, symbol: str, day: int) -> str:
         return f"{symbol} {self.iso(day)}"
@@ -98,27 +103,37 @@ class _Dates:
 
 def trade_rows(run: BacktestRun, trades: list[Trade], facts: TradeFacts | None = None) -> list[list[Any]]:
     """The trades as the page's JSON rows (see ``TRADE_FIELDS``); the target is the entry
-    plus ``target_r`` times the risk per share, as the rules place it."""
+    plus ``target_r`` times the risk per share, as the rules place it. Numbers are rounded
+    as arrays (a few thousand trades, each with six rounded prices)."""
     target_r = run.request.settings.strategy.target_r
     f = facts or trade_facts(trades)
+    n = len(trades)
+
+    def column(values: Iterable[float]) -> F64:
+        return np.fromiter(values, dtype=np.float64, count=n)
+
+    entry = column(t.entry_price for t in trades)
+    side = column(int(t.side) for t in trades)
+    target = entry + side * target_r * column(t.r for t in trades)
     dates = _Dates()
     return [
-        [
-            t.symbol,
-            t.side.label,
-            dates.minute_text(t.entry_ts),
-            round(t.entry_price, 4),
-            t.qty,
-            dates.minute_text(t.exit_ts),
-            round(t.exit_price, 4),
-            t.exit_reason.value,
-            round(pnl, 2),
-            round(r, 4),
-            round(t.initial_stop, 4),
-            round(t.entry_price + int(t.side) * target_r * t.r, 4),
-            dates.session_key(t.symbol, day),
-        ]
-        for t, pnl, r, day in zip(trades, f.pnl, f.r, f.day, strict=True)
+        list(row)
+        for row in zip(
+            [t.symbol for t in trades],
+            [t.side.label for t in trades],
+            dates.minute_texts([t.entry_ts for t in trades]),
+            np.round(entry, 4).tolist(),
+            [t.qty for t in trades],
+            dates.minute_texts([t.exit_ts for t in trades]),
+            np.round(column(t.exit_price for t in trades), 4).tolist(),
+            [t.exit_reason.value for t in trades],
+            np.round(column(f.pnl), 2).tolist(),
+            np.round(column(f.r), 4).tolist(),
+            np.round(column(t.initial_stop for t in trades), 4).tolist(),
+            np.round(target, 4).tolist(),
+            [dates.session_key(t.symbol, day) for t, day in zip(trades, f.day, strict=True)],
+            strict=True,
+        )
     ]
 
 
