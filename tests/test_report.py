@@ -134,9 +134,10 @@ def test_packed_session_bars_round_trip_exactly(paise: list[int], tick: int, gap
     # Through the page's form: the JSON index and the base64 int32 units, beside another session.
     other = pack_session(_series(ohlc[::-1].copy(), minutes, day), day)
     assert other is not None
-    index, blob = json.loads(json.dumps(session_blob({"b": packed, "a": other})))
+    blob = session_blob({"b": packed, "a": other})
+    index = json.loads(json.dumps(blob.index))
     for key, want in (("b", ohlc), ("a", ohlc[::-1])):
-        got_minutes, got = unpack_session(session_from_blob(index[key], blob))
+        got_minutes, got = unpack_session(session_from_blob(index[key], blob.data, blob.width))
         assert got_minutes == minutes
         assert np.array_equal(got, want)  # bit-exact: integer paise over 100, as the page computes
 
@@ -146,22 +147,35 @@ def test_real_session_bars_round_trip(run_2023: BacktestRun) -> None:
     days = np.unique(bars.day)[:50].tolist()
     together = pack_sessions(bars, [*days, days[0] - 1])  # packed in one go; a day without bars
     assert sorted(together) == days
-    index, blob = session_blob({str(d): p for d, p in together.items()})
+    blob = session_blob({str(d): p for d, p in together.items()})
+    assert blob.width == 2  # a real session's steps fit two bytes
     for day in days:
         packed = pack_session(bars, day)
         assert packed is not None
         assert packed == dataclasses.replace(together[day], units=packed.units)
         assert np.array_equal(packed.units, together[day].units)
-        minutes, ohlc = unpack_session(session_from_blob(index[str(day)], blob))
+        minutes, ohlc = unpack_session(session_from_blob(blob.index[str(day)], blob.data, blob.width))
         sel = bars.day == day
         assert minutes == bars.minute[sel].tolist()
         want = np.stack([bars.open[sel], bars.high[sel], bars.low[sel], bars.close[sel]], axis=1)
         np.testing.assert_allclose(ohlc, want, rtol=0, atol=1e-9)
 
 
+def test_session_steps_take_two_bytes_until_one_does_not_fit() -> None:
+    day = 19_500
+    near = np.array([[100.0, 100.05, 99.95, 100.0]])  # steps of one 0.05 unit
+    far = np.array([[100.0, 2_000.05, 100.0, 100.0]])  # a step of 38,001 units of 0.05
+    for ohlc, width in ((near, 2), (far, 4)):
+        packed = pack_session(_series(ohlc, [555], day), day)
+        assert packed is not None
+        blob = session_blob({"x": packed})
+        assert blob.width == width
+        assert np.array_equal(unpack_session(session_from_blob(blob.index["x"], blob.data, blob.width))[1], ohlc)
+
+
 def test_prices_beyond_the_pages_integers_are_refused() -> None:
     day = 19_500
-    ohlc = np.array([[30_000_000.01, 30_000_000.03, 30_000_000.0, 30_000_000.02]])  # 3e9 paise, factor 1
+    ohlc = np.array([[0.01, 30_000_000.03, 0.01, 0.01]])  # a step of 3e9 paise, factor 1
     packed = pack_session(_series(ohlc, [555], day), day)
     assert packed is not None
     with pytest.raises(ValueError, match="32-bit"):
@@ -194,7 +208,7 @@ def test_a_run_without_trades_says_no_trades(run_2023: BacktestRun) -> None:
     assert "no trades over this period" in page
     assert "lost money" not in page and "made money" not in page
     data = page_data(page)
-    assert data["trades"] == [] and data["sessions"] == {} and data["session_units"] == ""
+    assert data["trades"] == [] and data["sessions"] == {} and data["session_data"] == ""
     for div_id, fig in data["figures"].items():  # the empty figures' notes, as plotly writes them
         assert go.Figure(fig).to_plotly_json() == fig, div_id
     assert len(data["figures"]["bias"]["data"][0]["x"]) == run.summary["sessions"]

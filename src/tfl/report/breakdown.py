@@ -25,7 +25,8 @@ from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, day_to_date, ist_minute
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 EPOCH_WEEKDAY = 3  # day 0, 1970-01-01, was a Thursday (index 3 of WEEKDAYS)
 PAISE = 100  # bar prices are packed as integer paise (every NSE price is on the 0.01 grid)
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # the page reads packed prices as int32
+INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1  # the page reads packed prices as int16 or int32
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -270,33 +271,50 @@ def unpack_session(packed: PackedSession) -> tuple[list[int], F64]:
     return list(packed.minutes), ohlc
 
 
-def session_blob(sessions: Mapping[str, PackedSession]) -> tuple[dict[str, list[object]], str]:
-    """The sessions for the page: per key ``[date, minutes, unit, offset, bars]`` and every
-    session's units, in key order, as one base64 string of little-endian int32 (``offset``
-    counts int32 values). Binary because thousands of sessions as JSON numbers cost more to
-    write than the rest of the page's data."""
+@dataclass(frozen=True)
+class SessionBlob:
+    """The sessions as the page holds them. ``index`` maps each key to ``[date, minutes, unit,
+    base, offset, bars]``; ``data`` is base64 of every session's values in key order as
+    little-endian signed integers of ``width`` bytes (2 when all fit, else 4): for each value
+    the difference from the one before it, ``base`` before a session's first (so that one is
+    0), ``offset`` counting values. Binary because thousands of sessions as JSON numbers cost
+    more to write than the rest of the page's data, and differences because they fit 2 bytes."""
+
+    index: dict[str, list[object]]
+    data: str
+    width: int
+
+
+def session_blob(sessions: Mapping[str, PackedSession]) -> SessionBlob:
+    """Pack ``sessions`` for the page (see :class:`SessionBlob`)."""
+    keys = sorted(sessions)
+    sizes = [sessions[k].units.shape[0] for k in keys]
+    starts = np.cumsum(sizes, dtype=np.int64) - np.asarray(sizes, dtype=np.int64)
+    units = np.concatenate([sessions[k].units for k in keys]) if keys else np.zeros(0, dtype=np.int64)
+    deltas = np.diff(units, prepend=units[:1])
+    deltas[starts] = 0
+    bases = units[starts].tolist()
     index: dict[str, list[object]] = {}
-    parts: list[I64] = []
-    offset = 0
-    for key in sorted(sessions):
+    for k, key, offset, size in zip(range(len(keys)), keys, starts.tolist(), sizes, strict=True):
         p = sessions[key]
-        index[key] = [p.date, p.minutes, p.unit, offset, p.units.shape[0] // 4]
-        parts.append(p.units)
-        offset += p.units.shape[0]
-    units = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    if units.shape[0] and not (units.min() >= INT32_MIN and units.max() <= INT32_MAX):
-        raise ValueError("a session's prices do not fit the page's 32-bit integers")
-    return index, base64.b64encode(units.astype("<i4").tobytes()).decode("ascii")
+        index[key] = [p.date, p.minutes, p.unit, bases[k], offset, size // 4]
+    width = 4
+    if not deltas.shape[0] or (deltas.min() >= INT16_MIN and deltas.max() <= INT16_MAX):
+        width = 2
+    elif not (deltas.min() >= INT32_MIN and deltas.max() <= INT32_MAX):
+        raise ValueError("a session's price steps do not fit the page's 32-bit integers")
+    data = base64.b64encode(deltas.astype(f"<i{width}").tobytes()).decode("ascii")
+    return SessionBlob(index, data, width)
 
 
-def session_from_blob(entry: Sequence[object], blob: str) -> PackedSession:
-    """One session back from :func:`session_blob`'s output (the page does the same in
+def session_from_blob(entry: Sequence[object], data: str, width: int) -> PackedSession:
+    """One session back from a :class:`SessionBlob`'s parts (the page does the same in
     JavaScript)."""
-    date, minutes, unit, offset, bars = entry
-    assert isinstance(date, str) and isinstance(unit, int) and isinstance(offset, int) and isinstance(bars, int)
-    assert isinstance(minutes, int | list)
-    units = np.frombuffer(base64.b64decode(blob), dtype="<i4")[offset : offset + 4 * bars].astype(np.int64)
-    return PackedSession(date, minutes, unit, units)
+    date, minutes, unit, base, offset, bars = entry
+    assert isinstance(date, str) and isinstance(minutes, int | list)
+    assert isinstance(unit, int) and isinstance(base, int) and isinstance(offset, int) and isinstance(bars, int)
+    deltas = np.frombuffer(base64.b64decode(data), dtype=f"<i{width}")[offset : offset + 4 * bars]
+    return PackedSession(date, minutes, unit, base + np.cumsum(deltas.astype(np.int64)))
 
 
 def finite_or_none(x: float | None, nd: int) -> float | None:

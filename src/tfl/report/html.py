@@ -279,14 +279,15 @@ def render_report(run: BacktestRun, symbols: list[dict[str, Any]]) -> str:
     facts = trade_facts(trades)
     days, eq = daily_equity(res)
     monthly, yearly = monthly_returns(days, eq, capital)
-    sessions, session_units = session_blob(trade_sessions(run, trades, facts))
+    sessions = session_blob(trade_sessions(run, trades, facts))
     data = {
         "config": figures.PLOTLY_CONFIG,
         "figures": report_figures(run, trades, facts),
         "trade_fields": list(TRADE_FIELDS),
         "trades": trade_rows(run, trades, facts),
-        "sessions": sessions,
-        "session_units": session_units,
+        "sessions": sessions.index,
+        "session_data": sessions.data,
+        "session_width": sessions.width,
     }
     sides = side_stats(trades, facts)
     side_table = table(

@@ -38,22 +38,25 @@
   // ---- one trade's price chart
   const pick = document.getElementById("trade-pick");
   const caption = document.getElementById("trade-caption");
-  // Session bars: D.sessions[key] = [date, minutes, unit, offset, bars]; the prices are
-  // little-endian int32 units of `unit` paise in D.session_units (base64), open, high, low,
-  // close of each bar in turn from `offset`.
-  const units = (() => {
-    const raw = atob(D.session_units || "");
+  // Session bars: D.sessions[key] = [date, minutes, unit, base, offset, bars]; D.session_data
+  // is base64 of little-endian signed integers of D.session_width bytes, from `offset` each
+  // bar's open, high, low, close in units of `unit` paise, each as a difference from the value
+  // before it (`base` before the first).
+  const delta = (() => {
+    const raw = atob(D.session_data || "");
     const bytes = new Uint8Array(raw.length);
     for (let k = 0; k < raw.length; k++) bytes[k] = raw.charCodeAt(k);
-    return new DataView(bytes.buffer);
+    const view = new DataView(bytes.buffer);
+    return D.session_width === 2 ? (i) => view.getInt16(2 * i, true) : (i) => view.getInt32(4 * i, true);
   })();
   function unpack(p) {
-    const date = p[0], m = p[1], unit = p[2], off = p[3], n = p[4];
+    const date = p[0], m = p[1], unit = p[2], off = p[4], n = p[5];
+    let v = p[3];
     const x = [], cols = [[], [], [], []];
     for (let k = 0; k < n; k++) {
       const mm = typeof m === "number" ? m + 15 * k : m[k];
       x.push(`${date} ${pad(Math.floor(mm / 60))}:${pad(mm % 60)}`);
-      for (let j = 0; j < 4; j++) cols[j].push(units.getInt32(4 * (off + 4 * k + j), true) * unit / 100);
+      for (let j = 0; j < 4; j++) { v += delta(off + 4 * k + j); cols[j].push(v * unit / 100); }
     }
     return { x, open: cols[0], high: cols[1], low: cols[2], close: cols[3] };
   }
