@@ -27,7 +27,10 @@ from tfl.report.breakdown import (
     by_entry_time,
     by_weekday,
     pack_session,
+    pack_sessions,
     per_year,
+    session_blob,
+    session_from_blob,
     side_stats,
     unpack_session,
 )
@@ -128,22 +131,55 @@ def test_packed_session_bars_round_trip_exactly(paise: list[int], tick: int, gap
     day = 19_500
     packed = pack_session(_series(ohlc, minutes, day), day)
     assert packed is not None
-    json.loads(json.dumps(packed))  # JSON-ready
-    got_minutes, got = unpack_session(packed)
-    assert got_minutes == minutes
-    assert np.array_equal(got, ohlc)  # bit-exact: integer paise over 100, as the page computes
+    # Through the page's form: the JSON index and the base64 int32 units, beside another session.
+    other = pack_session(_series(ohlc[::-1].copy(), minutes, day), day)
+    assert other is not None
+    blob = session_blob({"b": packed, "a": other})
+    index = json.loads(json.dumps(blob.index))
+    for key, want in (("b", ohlc), ("a", ohlc[::-1])):
+        got_minutes, got = unpack_session(session_from_blob(index[key], blob.data, blob.width))
+        assert got_minutes == minutes
+        assert np.array_equal(got, want)  # bit-exact: integer paise over 100, as the page computes
 
 
 def test_real_session_bars_round_trip(run_2023: BacktestRun) -> None:
     bars = run_2023.market.intraday["TCS"]
-    for day in np.unique(bars.day)[:50].tolist():
+    days = np.unique(bars.day)[:50].tolist()
+    together = pack_sessions(bars, [*days, days[0] - 1])  # packed in one go; a day without bars
+    assert sorted(together) == days
+    blob = session_blob({str(d): p for d, p in together.items()})
+    assert blob.width == 2  # a real session's steps fit two bytes
+    for day in days:
         packed = pack_session(bars, day)
         assert packed is not None
-        minutes, ohlc = unpack_session(packed)
+        assert packed == dataclasses.replace(together[day], units=packed.units)
+        assert np.array_equal(packed.units, together[day].units)
+        minutes, ohlc = unpack_session(session_from_blob(blob.index[str(day)], blob.data, blob.width))
         sel = bars.day == day
         assert minutes == bars.minute[sel].tolist()
         want = np.stack([bars.open[sel], bars.high[sel], bars.low[sel], bars.close[sel]], axis=1)
         np.testing.assert_allclose(ohlc, want, rtol=0, atol=1e-9)
+
+
+def test_session_steps_take_two_bytes_until_one_does_not_fit() -> None:
+    day = 19_500
+    near = np.array([[100.0, 100.05, 99.95, 100.0]])  # steps of one 0.05 unit
+    far = np.array([[100.0, 2_000.05, 100.0, 100.0]])  # a step of 38,001 units of 0.05
+    for ohlc, width in ((near, 2), (far, 4)):
+        packed = pack_session(_series(ohlc, [555], day), day)
+        assert packed is not None
+        blob = session_blob({"x": packed})
+        assert blob.width == width
+        assert np.array_equal(unpack_session(session_from_blob(blob.index["x"], blob.data, blob.width))[1], ohlc)
+
+
+def test_prices_beyond_the_pages_integers_are_refused() -> None:
+    day = 19_500
+    ohlc = np.array([[0.01, 30_000_000.03, 0.01, 0.01]])  # a step of 3e9 paise, factor 1
+    packed = pack_session(_series(ohlc, [555], day), day)
+    assert packed is not None
+    with pytest.raises(ValueError, match="32-bit"):
+        session_blob({"x": packed})
 
 
 def test_page_is_one_offline_file_with_plotly_once(run_2023: BacktestRun) -> None:
@@ -154,7 +190,9 @@ def test_page_is_one_offline_file_with_plotly_once(run_2023: BacktestRun) -> Non
     data = page_data(page)
     for div_id, fig in data["figures"].items():
         assert f'id="{div_id}"' in page
-        go.Figure(fig)  # plotly validates every property; a typo raises
+        # Written as plain dicts for speed: plotly validates every property (a typo raises) and
+        # must give back the very same figure.
+        assert go.Figure(fig).to_plotly_json() == fig, div_id
     assert len(data["trades"]) == run_2023.summary["trades"] > 0
     assert data["trade_fields"] == list(TRADE_FIELDS)
     assert {t[TRADE_FIELDS.index("session")] for t in data["trades"]} <= set(data["sessions"])
@@ -170,7 +208,9 @@ def test_a_run_without_trades_says_no_trades(run_2023: BacktestRun) -> None:
     assert "no trades over this period" in page
     assert "lost money" not in page and "made money" not in page
     data = page_data(page)
-    assert data["trades"] == [] and data["sessions"] == {}
+    assert data["trades"] == [] and data["sessions"] == {} and data["session_data"] == ""
+    for div_id, fig in data["figures"].items():  # the empty figures' notes, as plotly writes them
+        assert go.Figure(fig).to_plotly_json() == fig, div_id
     assert len(data["figures"]["bias"]["data"][0]["x"]) == run.summary["sessions"]
 
 

@@ -1,22 +1,27 @@
 """Plotly figures of the backtest report, as plain JSON-ready dicts.
 
-The figures are built with plotly's graph objects, so a misspelt property fails here in
-Python rather than silently in the browser; the page draws them with the plotly.js bundled
-in the same wheel. Every figure takes its width from its container (responsive), so the
-same page reads at 1280 px, 700 px and on a phone.
+The report's figures are written as the dicts plotly's ``Figure.to_plotly_json`` would give,
+without building graph objects: their validators cost more than the rest of the report
+(tests/test_report.py passes every figure through ``go.Figure`` so a misspelt property
+still fails in Python rather than silently in the browser). The page draws them with the
+plotly.js bundled in the same wheel. Every figure takes its width from its container
+(responsive), so the same page reads at 1280 px, 700 px and on a phone.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import Any
-
-import plotly.graph_objects as go
+from typing import TYPE_CHECKING, Any
 
 from tfl.regime import BiasRecord
 from tfl.report.breakdown import Benchmark, GroupStats
 
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
 Fig = dict[str, Any]
+Trace = dict[str, Any]
 
 POS = "#16a34a"
 NEG = "#dc2626"
@@ -28,7 +33,13 @@ PLOTLY_CONFIG: dict[str, Any] = {
     "displaylogo": False,
     "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"],
 }
-_TEMPLATE = go.layout.Template()  # no default template: plotly's would add ~7 kB to every figure
+_AXIS_KEY = re.compile(r"[xy]axis\d*")
+
+
+def _template() -> dict[str, Any]:
+    """No default template (plotly's would add ~7 kB to every figure): this is what plotly
+    writes for an empty ``go.layout.Template()``."""
+    return {"data": {"scatter": [{"type": "scatter"}]}}
 
 
 def base_layout(height: int, **extra: Any) -> dict[str, Any]:
@@ -43,7 +54,7 @@ def base_layout(height: int, **extra: Any) -> dict[str, Any]:
         "linecolor": "#cbd5e1",
     }
     layout: dict[str, Any] = {
-        "template": _TEMPLATE,
+        "template": _template(),
         "height": height,
         "autosize": True,
         "margin": {"l": 8, "r": 12, "t": 8, "b": 8},
@@ -65,21 +76,47 @@ def base_layout(height: int, **extra: Any) -> dict[str, Any]:
 
 
 def make_figure(data: Sequence[go.BaseTraceType], layout: dict[str, Any], empty: str | None = None) -> Fig:
+    """A figure from plotly graph objects, validated by plotly (for pages where a few figures
+    are built, so the validators' cost does not matter)."""
+    import plotly.graph_objects as go
+
     fig = go.Figure(data=list(data), layout=layout)
     if empty:  # nothing to plot: say so instead of drawing meaningless axes
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
-        fig.add_annotation(
-            text=empty, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5, font={"size": 14, "color": MUTED}
-        )
+        fig.add_annotation(_empty_note(empty))
     out: Fig = fig.to_plotly_json()
     return out
 
 
+def _empty_note(text: str) -> dict[str, Any]:
+    return {
+        "text": text,
+        "showarrow": False,
+        "xref": "paper",
+        "yref": "paper",
+        "x": 0.5,
+        "y": 0.5,
+        "font": {"size": 14, "color": MUTED},
+    }
+
+
+def plain_figure(data: list[Trace], layout: dict[str, Any], empty: str | None = None) -> Fig:
+    """A figure from plain trace dicts (each with its ``type``), as ``make_figure`` would give
+    it; nothing is validated here (tests/test_report.py checks every figure with plotly)."""
+    if empty:  # nothing to plot: say so instead of drawing meaningless axes
+        for key, axis in layout.items():
+            if _AXIS_KEY.fullmatch(key):
+                axis["visible"] = False
+        layout["annotations"] = [_empty_note(empty)]
+    return {"data": data, "layout": layout}
+
+
 def equity_figure(dates: list[str], equity: list[float], dd: list[float], bench: Benchmark | None) -> Fig:
     """End-of-session equity (and the benchmark) above, drawdown below, one shared date axis."""
-    traces: list[go.BaseTraceType] = [
-        go.Scatter(
+    traces: list[Trace] = [
+        dict(
+            type="scatter",
             x=dates,
             y=equity,
             name="Equity",
@@ -90,7 +127,8 @@ def equity_figure(dates: list[str], equity: list[float], dd: list[float], bench:
     ]
     if bench is not None:
         traces.append(
-            go.Scatter(
+            dict(
+                type="scatter",
                 x=dates,
                 y=bench.values,
                 name=f"{bench.symbol} (rebased)",
@@ -101,7 +139,8 @@ def equity_figure(dates: list[str], equity: list[float], dd: list[float], bench:
             )
         )
     traces.append(
-        go.Scatter(
+        dict(
+            type="scatter",
             x=dates,
             y=dd,
             name="Drawdown",
@@ -128,18 +167,19 @@ def equity_figure(dates: list[str], equity: list[float], dd: list[float], bench:
             "ticksuffix": "%",
         },
     )
-    return make_figure(traces, layout, None if dates else "no sessions")
+    return plain_figure(traces, layout, None if dates else "no sessions")
 
 
 def bias_figure(records: Sequence[BiasRecord]) -> Fig:
     """One bar per session of the run, coloured by that day's bias; hover for its inputs."""
-    traces: list[go.BaseTraceType] = []
+    traces: list[Trace] = []
     for bias, colour in BIAS_COLOURS.items():
         rows = [r for r in records if r.bias == bias]
         if not rows:
             continue
         traces.append(
-            go.Bar(
+            dict(
+                type="bar",
                 x=[r.session for r in rows],
                 y=[1] * len(rows),
                 name=bias,
@@ -168,7 +208,7 @@ def bias_figure(records: Sequence[BiasRecord]) -> Fig:
         xaxis={"type": "date"},
         yaxis={"visible": False, "range": [0, 1], "fixedrange": True},
     )
-    return make_figure(traces, layout, None if records else "no sessions")
+    return plain_figure(traces, layout, None if records else "no sessions")
 
 
 def bar_figure(
@@ -187,7 +227,8 @@ def bar_figure(
     colours = [POS if v > 0 else NEG if v < 0 else MUTED for v in values] if signed else [MUTED] * len(values)
     text = hover if hover is not None else [f"{v:,.0f}" for v in values]
     if horizontal:
-        trace = go.Bar(
+        trace = dict(
+            type="bar",
             y=labels,
             x=values,
             orientation="h",
@@ -201,7 +242,8 @@ def bar_figure(
             yaxis={"type": "category", "autorange": "reversed"},
         )
     else:
-        trace = go.Bar(
+        trace = dict(
+            type="bar",
             x=labels,
             y=values,
             marker={"color": colours},
@@ -213,7 +255,7 @@ def bar_figure(
             xaxis={"type": "category"},
             yaxis={"title": {"text": title_y}, "tickformat": y_format},
         )
-    return make_figure([trace], layout, None if labels else empty)
+    return plain_figure([trace], layout, None if labels else empty)
 
 
 def group_pnl_figure(groups: Sequence[GroupStats], *, height: int = 260) -> Fig:
@@ -233,8 +275,9 @@ def trade_figure_template(height: int = 420, empty: str | None = None) -> Fig:
     """The price chart of one trade, without data: the page fills in the chosen trade's
     session bars and levels. The trace order is the page's contract:
     0 candles, 1 entry, 2 exit, 3 initial stop, 4 target."""
-    traces: list[go.BaseTraceType] = [
-        go.Candlestick(
+    traces: list[Trace] = [
+        dict(
+            type="candlestick",
             x=[],
             open=[],
             high=[],
@@ -244,7 +287,8 @@ def trade_figure_template(height: int = 420, empty: str | None = None) -> Fig:
             increasing={"line": {"color": POS}},
             decreasing={"line": {"color": NEG}},
         ),
-        go.Scatter(
+        dict(
+            type="scatter",
             x=[],
             y=[],
             name="entry",
@@ -252,7 +296,8 @@ def trade_figure_template(height: int = 420, empty: str | None = None) -> Fig:
             marker={"symbol": "triangle-right", "size": 13, "color": LINE, "line": {"color": "#0f172a", "width": 1}},
             hovertemplate="entry %{x}<br>₹%{y:,.2f}<extra></extra>",
         ),
-        go.Scatter(
+        dict(
+            type="scatter",
             x=[],
             y=[],
             name="exit",
@@ -260,7 +305,8 @@ def trade_figure_template(height: int = 420, empty: str | None = None) -> Fig:
             marker={"symbol": "x", "size": 12, "color": "#0f172a"},
             hovertemplate="exit %{x}<br>₹%{y:,.2f}<extra></extra>",
         ),
-        go.Scatter(
+        dict(
+            type="scatter",
             x=[],
             y=[],
             name="initial stop",
@@ -268,7 +314,8 @@ def trade_figure_template(height: int = 420, empty: str | None = None) -> Fig:
             line={"color": NEG, "dash": "dash", "width": 1.2},
             hovertemplate="initial stop ₹%{y:,.2f}<extra></extra>",
         ),
-        go.Scatter(
+        dict(
+            type="scatter",
             x=[],
             y=[],
             name="target",
@@ -284,4 +331,4 @@ def trade_figure_template(height: int = 420, empty: str | None = None) -> Fig:
         xaxis={"type": "date", "rangeslider": {"visible": False}},
         yaxis={"tickprefix": "₹", "tickformat": ",.2f"},
     )
-    return make_figure(traces, layout, empty)
+    return plain_figure(traces, layout, empty)

@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tfl.backtest.metrics import daily_equity, drawdown
+from tfl.data.bars import F64
 from tfl.report import figures
 from tfl.report.breakdown import (
+    PackedSession,
+    TradeFacts,
     benchmark_curve,
     by_entry_time,
     by_weekday,
     finite_or_none,
-    pack_session,
+    pack_sessions,
     per_year,
     rejections_by_reason,
+    session_blob,
     side_stats,
+    trade_facts,
 )
 from tfl.report.page import Col, asset, chart, fmt, json_blob, scripts, table
-from tfl.timeutil import day_to_date, iso_ist, ist_day
+from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, day_to_date
 
 if TYPE_CHECKING:
     from tfl.backtest.run import BacktestRun
@@ -69,66 +75,99 @@ def monthly_returns(
     return monthly, yearly
 
 
-def _minute_text(epoch: int) -> str:
-    return iso_ist(epoch)[:16].replace("T", " ")
+class _Dates:
+    """ISO dates of IST day numbers, each formatted once per page (thousands of trades fall
+    on a few hundred days)."""
+
+    def __init__(self) -> None:
+        self._iso: dict[int, str] = {}
+
+    def iso(self, day: int) -> str:
+        text = self._iso.get(day)
+        if text is None:
+            text = self._iso[day] = day_to_date(day).isoformat()
+        return text
+
+    def minute_texts(self, epochs: list[int]) -> list[str]:
+        """``YYYY-MM-DD HH:MM`` in IST of each epoch second."""
+        hhmm = [f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)]
+        out = []
+        for e in epochs:
+            day, second = divmod(e + IST_OFFSET_S, SECONDS_PER_DAY)
+            out.append(f"{self.iso(day)} {hhmm[second // 60]}")
+        return out
+
+    def session_key(self, symbol: str, day: int) -> str:
+        return f"{symbol} {self.iso(day)}"
 
 
-def _session_key(t: Trade) -> str:
-    return f"{t.symbol} {day_to_date(ist_day(t.entry_ts)).isoformat()}"
-
-
-def trade_rows(run: BacktestRun, trades: list[Trade]) -> list[list[Any]]:
+def trade_rows(run: BacktestRun, trades: list[Trade], facts: TradeFacts | None = None) -> list[list[Any]]:
     """The trades as the page's JSON rows (see ``TRADE_FIELDS``); the target is the entry
-    plus ``target_r`` times the risk per share, as the rules place it."""
+    plus ``target_r`` times the risk per share, as the rules place it. Numbers are rounded
+    as arrays (a few thousand trades, each with six rounded prices)."""
     target_r = run.request.settings.strategy.target_r
+    f = facts or trade_facts(trades)
+    n = len(trades)
+
+    def column(values: Iterable[float]) -> F64:
+        return np.fromiter(values, dtype=np.float64, count=n)
+
+    entry = column(t.entry_price for t in trades)
+    side = column(int(t.side) for t in trades)
+    target = entry + side * target_r * column(t.r for t in trades)
+    dates = _Dates()
     return [
-        [
-            t.symbol,
-            t.side.label,
-            _minute_text(t.entry_ts),
-            round(t.entry_price, 4),
-            t.qty,
-            _minute_text(t.exit_ts),
-            round(t.exit_price, 4),
-            t.exit_reason.value,
-            round(t.pnl, 2),
-            round(t.r_multiple, 4),
-            round(t.initial_stop, 4),
-            round(t.entry_price + int(t.side) * target_r * t.r, 4),
-            _session_key(t),
-        ]
-        for t in trades
+        list(row)
+        for row in zip(
+            [t.symbol for t in trades],
+            [t.side.label for t in trades],
+            dates.minute_texts([t.entry_ts for t in trades]),
+            np.round(entry, 4).tolist(),
+            [t.qty for t in trades],
+            dates.minute_texts([t.exit_ts for t in trades]),
+            np.round(column(t.exit_price for t in trades), 4).tolist(),
+            [t.exit_reason.value for t in trades],
+            np.round(column(f.pnl), 2).tolist(),
+            np.round(column(f.r), 4).tolist(),
+            np.round(column(t.initial_stop for t in trades), 4).tolist(),
+            np.round(target, 4).tolist(),
+            [dates.session_key(t.symbol, day) for t, day in zip(trades, f.day, strict=True)],
+            strict=True,
+        )
     ]
 
 
-def trade_sessions(run: BacktestRun, trades: list[Trade]) -> dict[str, list[object]]:
+def trade_sessions(run: BacktestRun, trades: list[Trade], facts: TradeFacts | None = None) -> dict[str, PackedSession]:
     """Each traded symbol-session's 15-minute bars from the run's own market data, packed
-    (one copy per symbol and day however many trades it had)."""
-    out: dict[str, list[object]] = {}
-    for t in trades:
-        key = _session_key(t)
-        if key in out:
+    (one copy per symbol and day however many trades it had), by the trades' session key."""
+    f = facts or trade_facts(trades)
+    days_of: dict[str, set[int]] = {}
+    for t, day in zip(trades, f.day, strict=True):
+        days_of.setdefault(t.symbol, set()).add(day)
+    dates = _Dates()
+    out: dict[str, PackedSession] = {}
+    for symbol in sorted(days_of):
+        bars = run.market.intraday.get(symbol)
+        if bars is None:
             continue
-        bars = run.market.intraday.get(t.symbol)
-        packed = None if bars is None else pack_session(bars, ist_day(t.entry_ts))
-        if packed is not None:
-            out[key] = packed
+        for day, packed in pack_sessions(bars, days_of[symbol]).items():
+            out[dates.session_key(symbol, day)] = packed
     return out
 
 
 def _r_histogram(rs: list[float]) -> tuple[list[str], list[float]]:
     """Counts of net R in bins of 0.5 from -3 to 10; the end bins hold everything beyond."""
     n_bins = int((R_HI - R_LO) / R_BIN)
-    counts = [0] * n_bins
-    for r in rs:
-        counts[max(0, min(n_bins - 1, int(np.floor((r - R_LO) / R_BIN))))] += 1
+    bins = np.clip(np.floor((np.asarray(rs, dtype=np.float64) - R_LO) / R_BIN), 0, n_bins - 1).astype(np.int64)
+    counts = np.bincount(bins, minlength=n_bins).tolist()
     labels = [f"{R_LO + k * R_BIN:.1f}" for k in range(n_bins)]
     labels[0], labels[-1] = f"≤{R_LO + R_BIN:.1f}", f"≥{R_HI - R_BIN:.1f}"
     return labels, [float(c) for c in counts]
 
 
-def report_figures(run: BacktestRun, trades: list[Trade]) -> dict[str, figures.Fig]:
+def report_figures(run: BacktestRun, trades: list[Trade], facts: TradeFacts | None = None) -> dict[str, figures.Fig]:
     """Every chart of the page, by the id of its container."""
+    f = facts or trade_facts(trades)
     res = run.result
     s = run.request.settings
     capital = s.backtest.capital
@@ -137,7 +176,7 @@ def report_figures(run: BacktestRun, trades: list[Trade]) -> dict[str, figures.F
     dates = [day_to_date(d).isoformat() for d in days.tolist()]
     bench_sym = s.bias.benchmark_symbol
     bench = benchmark_curve(run.market.daily.get(bench_sym), bench_sym, days, capital)
-    r_labels, r_counts = _r_histogram([t.r_multiple for t in trades])
+    r_labels, r_counts = _r_histogram(f.r)
     reasons = [(k, v) for k, v in run.summary["exit_reasons"].items() if v]
     rejected = rejections_by_reason(res.rejections)
     return {
@@ -145,8 +184,8 @@ def report_figures(run: BacktestRun, trades: list[Trade]) -> dict[str, figures.F
             dates, [round(float(e), 2) for e in eq.tolist()], [round(float(x), 4) for x in dd.tolist()], bench
         ),
         "bias": figures.bias_figure(run.bias),
-        "by-time": figures.group_pnl_figure(by_entry_time(trades)),
-        "by-weekday": figures.group_pnl_figure(by_weekday(trades)),
+        "by-time": figures.group_pnl_figure(by_entry_time(trades, f)),
+        "by-weekday": figures.group_pnl_figure(by_weekday(trades, f)),
         "rdist": figures.bar_figure(
             r_labels if trades else [], r_counts if trades else [], height=260, title_y="trades", signed=False
         ),
@@ -237,16 +276,20 @@ def render_report(run: BacktestRun, symbols: list[dict[str, Any]]) -> str:
     s = run.request.settings
     capital = s.backtest.capital
     trades = sorted(res.trades, key=lambda t: (t.entry_ts, t.symbol))
+    facts = trade_facts(trades)
     days, eq = daily_equity(res)
     monthly, yearly = monthly_returns(days, eq, capital)
+    sessions = session_blob(trade_sessions(run, trades, facts))
     data = {
         "config": figures.PLOTLY_CONFIG,
-        "figures": report_figures(run, trades),
+        "figures": report_figures(run, trades, facts),
         "trade_fields": list(TRADE_FIELDS),
-        "trades": trade_rows(run, trades),
-        "sessions": trade_sessions(run, trades),
+        "trades": trade_rows(run, trades, facts),
+        "sessions": sessions.index,
+        "session_data": sessions.data,
+        "session_width": sessions.width,
     }
-    sides = side_stats(trades)
+    sides = side_stats(trades, facts)
     side_table = table(
         [
             Col("Side"),
@@ -259,7 +302,7 @@ def render_report(run: BacktestRun, symbols: list[dict[str, Any]]) -> str:
         table_id="sides",
         sortable=False,
     )
-    years = per_year(trades, res.equity_ts, res.equity, capital)
+    years = per_year(trades, res.equity_ts, res.equity, capital, facts)
     year_table = table(
         [
             Col("Year"),

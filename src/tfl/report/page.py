@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import html
+import importlib.util
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 Kind = Literal["text", "int", "money", "pct", "r", "num"]
@@ -29,13 +31,28 @@ def asset(name: str) -> str:
 
 @functools.cache
 def plotly_js() -> str:
-    """The plotly.js bundle of the installed plotly wheel (read once per process)."""
-    from plotly.offline import get_plotlyjs
-
-    js: str = get_plotlyjs()
-    if "</script" in js.lower():  # would end the inline script early
+    """The plotly.js bundle of the installed plotly wheel (read once per process). Found
+    beside the package without importing it: the page needs only the file, and importing
+    plotly costs more than reading it."""
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the plotly package is not installed: the report needs its plotly.js")
+    js = (Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js").read_text(
+        encoding="utf-8"
+    )
+    if _closes_script(js):  # would end the inline script early
         raise ValueError("the plotly.js bundle contains '</script' and cannot be inlined")
     return js
+
+
+def _closes_script(text: str) -> bool:
+    """Whether ``text`` holds ``</script`` in any case (without lower-casing megabytes)."""
+    i = text.find("</")
+    while i >= 0:
+        if text[i + 2 : i + 8].lower() == "script":
+            return True
+        i = text.find("</", i + 2)
+    return False
 
 
 def json_blob(element_id: str, data: Any) -> str:

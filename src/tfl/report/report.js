@@ -38,14 +38,25 @@
   // ---- one trade's price chart
   const pick = document.getElementById("trade-pick");
   const caption = document.getElementById("trade-caption");
+  // Session bars: D.sessions[key] = [date, minutes, unit, base, offset, bars]; D.session_data
+  // is base64 of little-endian signed integers of D.session_width bytes, from `offset` each
+  // bar's open, high, low, close in units of `unit` paise, each as a difference from the value
+  // before it (`base` before the first).
+  const delta = (() => {
+    const raw = atob(D.session_data || "");
+    const bytes = new Uint8Array(raw.length);
+    for (let k = 0; k < raw.length; k++) bytes[k] = raw.charCodeAt(k);
+    const view = new DataView(bytes.buffer);
+    return D.session_width === 2 ? (i) => view.getInt16(2 * i, true) : (i) => view.getInt32(4 * i, true);
+  })();
   function unpack(p) {
-    const date = p[0], m = p[1], unit = p[2], n = (p.length - 4) / 4;
+    const date = p[0], m = p[1], unit = p[2], off = p[4], n = p[5];
     let v = p[3];
     const x = [], cols = [[], [], [], []];
     for (let k = 0; k < n; k++) {
       const mm = typeof m === "number" ? m + 15 * k : m[k];
       x.push(`${date} ${pad(Math.floor(mm / 60))}:${pad(mm % 60)}`);
-      for (let j = 0; j < 4; j++) { v += p[4 + 4 * k + j]; cols[j].push(v * unit / 100); }
+      for (let j = 0; j < 4; j++) { v += delta(off + 4 * k + j); cols[j].push(v * unit / 100); }
     }
     return { x, open: cols[0], high: cols[1], low: cols[2], close: cols[3] };
   }
