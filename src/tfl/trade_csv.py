@@ -44,27 +44,39 @@ def _f(x: float, nd: int) -> str:
 
 def trade_rows(trades: Iterable[Trade]) -> list[dict[str, str]]:
     """The rows, ordered by entry time then symbol, with fixed number formats."""
-    return [
-        {
-            "symbol": t.symbol,
-            "side": t.side.label,
-            "setup_time": _iso(t.setup_ts),
-            "entry_time": _iso(t.entry_ts),
-            "entry_price": _f(t.entry_price, 6),
-            "qty": str(t.qty),
-            "exit_time": _iso(t.exit_ts),
-            "exit_price": _f(t.exit_price, 6),
-            "exit_reason": t.exit_reason.value,
-            "initial_stop": _f(t.initial_stop, 6),
-            "risk_per_share": _f(t.r, 6),
-            "gross_pnl": _f(t.gross_pnl, 4),
-            "charges": _f(t.charges, 4),
-            "pnl": _f(t.pnl, 4),
-            "r_multiple": _f(t.r_multiple, 4),
-            "rsi": _f(t.rsi, 4),
-        }
-        for t in sorted(trades, key=lambda t: (t.entry_ts, t.symbol))
-    ]
+    iso: dict[int, str] = {}  # many trades share bar times: format each once
+
+    def when(ts: int) -> str:
+        text = iso.get(ts)
+        if text is None:
+            text = iso[ts] = _iso(ts)
+        return text
+
+    rows = []
+    for t in sorted(trades, key=lambda t: (t.entry_ts, t.symbol)):
+        gross, charges = t.gross_pnl, t.charges
+        pnl = gross - charges  # Trade.pnl, without computing both parts again
+        rows.append(
+            {
+                "symbol": t.symbol,
+                "side": t.side.label,
+                "setup_time": when(t.setup_ts),
+                "entry_time": when(t.entry_ts),
+                "entry_price": _f(t.entry_price, 6),
+                "qty": str(t.qty),
+                "exit_time": when(t.exit_ts),
+                "exit_price": _f(t.exit_price, 6),
+                "exit_reason": t.exit_reason.value,
+                "initial_stop": _f(t.initial_stop, 6),
+                "risk_per_share": _f(t.r, 6),
+                "gross_pnl": _f(gross, 4),
+                "charges": _f(charges, 4),
+                "pnl": _f(pnl, 4),
+                "r_multiple": _f(pnl / (t.qty * t.r), 4),
+                "rsi": _f(t.rsi, 4),
+            }
+        )
+    return rows
 
 
 def csv_text(columns: Sequence[str], rows: Iterable[dict[str, str]]) -> str:
