@@ -66,12 +66,44 @@ def size_entry(
 
 
 def max_qty_for_cash(side: Side, upper: int, price: float, cash: float, cost: CostModel, margin: float) -> int:
-    """Largest quantity <= ``upper`` whose cash need fits ``cash`` (binary search)."""
-    lo, hi = 0, upper
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if cash_needed(side, mid, price, cost, margin) <= cash:
-            lo = mid
+    """Largest quantity in 1..``upper`` whose cash need fits ``cash``, else 0.
+
+    The cash need only grows with the quantity (every rate is non-negative, and rounding
+    keeps the order), so the answer is found exactly by a search; it starts from the
+    proportional guess (the need of ``upper`` scaled down to ``cash``), which is right or
+    within a share or two almost always, gallops to bracket the answer and bisects the bracket.
+    The same integer as a plain bisection of 0..``upper``, in a few evaluations instead of ~log2(upper).
+    """
+    if upper <= 0:
+        return 0
+    need = cash_needed(side, upper, price, cost, margin)
+    if need <= cash:
+        return upper
+    # Invariants: ``ok`` is 0 or a quantity that fits; ``bad`` is a quantity that does not.
+    ok, bad = 0, upper
+    guess = min(upper - 1, int(upper * (cash / need))) if cash > 0 else 0
+    if guess > 0:
+        if cash_needed(side, guess, price, cost, margin) <= cash:
+            ok, step = guess, 1
+            while ok + step < bad:
+                if cash_needed(side, ok + step, price, cost, margin) <= cash:
+                    ok += step
+                    step *= 2
+                else:
+                    bad = ok + step
+                    break
         else:
-            hi = mid - 1
-    return lo
+            bad, step = guess, 1
+            while bad - step > 0:
+                if cash_needed(side, bad - step, price, cost, margin) <= cash:
+                    ok = bad - step
+                    break
+                bad -= step
+                step *= 2
+    while bad - ok > 1:
+        mid = (ok + bad) // 2
+        if cash_needed(side, mid, price, cost, margin) <= cash:
+            ok = mid
+        else:
+            bad = mid
+    return ok
