@@ -316,11 +316,11 @@ class _Backtest:
             if p < 0:
                 continue  # no bar: its orders keep resting (a market order fills at its next bar)
             b = f.bars
-            h, lo = float(b.high[p]), float(b.low[p])
+            h, lo = b.high.item(p), b.low.item(p)
             if not ex.reaches(sym, h, lo):
                 continue  # nothing of its path can fill (the walk would do nothing)
             side = path_side(self.state, sym)
-            ex.run_bar(sym, float(b.open[p]), h, lo, float(b.close[p]), side, self._on_fill)
+            ex.run_bar(sym, b.open.item(p), h, lo, b.close.item(p), side, self._on_fill)
 
     def _bar_entries(self, core: Core, g: int, t: int, held: set[str]) -> None:
         """The research-only "bar" rule: setups triggered in this bar compete after its exits."""
@@ -333,7 +333,7 @@ class _Backtest:
             f = self.by_sym[setup.symbol]
             p = self.bar_index.at(f, g)
             b = f.bars
-            fill = _first_fill(setup, float(b.open[p]), float(b.high[p]), float(b.low[p]), float(b.close[p]), slip)
+            fill = _first_fill(setup, b.open.item(p), b.high.item(p), b.low.item(p), b.close.item(p), slip)
             if fill is not None:
                 triggered.append((setup, fill))
         evs = core.enter_in_bar(self.state, t, triggered, held)
@@ -345,7 +345,7 @@ class _Backtest:
             b = f.bars
             side = path_side(self.state, sym)
             self.exchange.run_bar(
-                sym, float(b.open[p]), float(b.high[p]), float(b.low[p]), float(b.close[p]), side, self._on_fill
+                sym, b.open.item(p), b.high.item(p), b.low.item(p), b.close.item(p), side, self._on_fill
             )
 
     def _on_fill(self, cid: str, qty: int, price: float) -> None:
@@ -381,7 +381,7 @@ class _Backtest:
             b = f.bars
             out.append(
                 ClosedBar(
-                    sym, t, float(b.open[p]), float(b.high[p]), float(b.low[p]), float(b.close[p]), float(f.atr[p])
+                    sym, t, b.open.item(p), b.high.item(p), b.low.item(p), b.close.item(p), f.atr.item(p)
                 )
             )
         return out

@@ -189,10 +189,12 @@ class Core:
         # even if the inputs changed since (an operator's halt while the trader was down).
         todo: list[Setup] = []
         cids: dict[int, str] = {}  # id(setup) -> its entry order's client id
+        allocations = state.allocations
+        longs, shorts = bias.allows(Side.LONG), bias.allows(Side.SHORT)  # asked once, not per setup
         for s in setups:
-            if bias.allows(s.side):
+            if longs if s.side is Side.LONG else shorts:
                 cid = client_id(date, s.symbol, s.setup_ts, Leg.ENTRY)
-                if cid not in state.allocations:
+                if cid not in allocations:
                     todo.append(s)
                     cids[id(s)] = cid
         if not todo:
