@@ -368,14 +368,13 @@ class _Backtest:
     def _closed_bars(self, g: int, t: int) -> list[ClosedBar]:
         """The bars of this step that the core needs: open positions and unreserved setups."""
         st = self.state
-        want = set(st.book.positions)
         pending = st.unreserved.get(t)
-        if pending:
-            want.update(pending)
+        want = st.book.positions.keys() | pending.keys() if pending else st.book.positions
         out = []
+        by_sym, at = self.by_sym, self.bar_index.at
         for sym in sorted(want):
-            f = self.by_sym[sym]
-            p = self.bar_index.at(f, g)
+            f = by_sym[sym]
+            p = at(f, g)
             if p < 0:
                 continue
             b = f.bars
@@ -407,14 +406,13 @@ class _Backtest:
         st, ex = self.state, self.exchange
         for ev in events:
             apply(st, ev)
-            match ev:
-                case OrderPlaced():
-                    ex.place(ev)
-                case CancelRequested():
-                    if ex.cancel(ev.cid):
-                        apply(st, OrderReported(ev.cid, Report.CANCELLED))
-                case StopMoved():
-                    ex.modify(ev.cid, ev.trigger, ev.qty)
+            if isinstance(ev, OrderPlaced):
+                ex.place(ev)
+            elif isinstance(ev, CancelRequested):
+                if ex.cancel(ev.cid):
+                    apply(st, OrderReported(ev.cid, Report.CANCELLED))
+            elif isinstance(ev, StopMoved):
+                ex.modify(ev.cid, ev.trigger, ev.qty)
 
 
 def _union(parts: list[I64]) -> I64:
