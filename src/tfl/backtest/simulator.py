@@ -188,8 +188,15 @@ class _Backtest:
         self.bar_index = _BarIndex(self.grid, ranges)
         self.grid_day = (self.grid + IST_OFFSET_S) // SECONDS_PER_DAY
         # Candidate setups the day's bias allows, by the grid step of their entry bar.
-        allowed_long = np.fromiter((d for d, b in bias_by_day.items() if b.allows(Side.LONG)), dtype=np.int64)
-        allowed_short = np.fromiter((d for d, b in bias_by_day.items() if b.allows(Side.SHORT)), dtype=np.int64)
+        # Per day of the run (index: day - start_day), whether the bias allows longs / shorts:
+        # a lookup rather than a set membership test per symbol.
+        span = max(end_day - start_day + 1, 1)
+        long_day = np.zeros(span, dtype=bool)
+        short_day = np.zeros(span, dtype=bool)
+        for d, b in bias_by_day.items():
+            if start_day <= d <= end_day:
+                long_day[d - start_day] = b.allows(Side.LONG)
+                short_day[d - start_day] = b.allows(Side.SHORT)
         self.cands: dict[int, list[Setup]] = {}
         n = self.grid.shape[0]
         for f in frames:
@@ -199,7 +206,8 @@ class _Backtest:
             ets = f.bars.ts[entry]
             eday = (ets + IST_OFFSET_S) // SECONDS_PER_DAY
             ok = (ets >= (self.grid[0] if n else 0)) & (eday >= start_day) & (eday <= end_day)
-            ok &= np.where(f.side == 1, np.isin(eday, allowed_long), np.isin(eday, allowed_short))
+            at = np.clip(eday - start_day, 0, span - 1)  # outside the run: ``ok`` is False already
+            ok &= np.where(f.side == 1, long_day[at], short_day[at])
             sel = np.flatnonzero(ok)
             if sel.shape[0] == 0:
                 continue
@@ -256,7 +264,7 @@ class _Backtest:
             core = self.core or self._open_session(day_first, g)
             self.t = t
             exposed[g] = bool(book.positions)
-            held = set(book.positions)
+            held = set(book.positions) if not reserve else set()  # read only by the "bar" rule
             self._trade_bar(g)
             last = lasts[g]
             if not reserve and not last:
