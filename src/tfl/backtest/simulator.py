@@ -198,6 +198,7 @@ class _Backtest:
                 long_day[d - start_day] = b.allows(Side.LONG)
                 short_day[d - start_day] = b.allows(Side.SHORT)
         self.cands: dict[int, list[Setup]] = {}
+        long, short = Side.LONG, Side.SHORT
         n = self.grid.shape[0]
         for f in frames:
             if f.setup_idx.shape[0] == 0:
@@ -222,9 +223,10 @@ class _Backtest:
                 f.rsi[sel].tolist(),
                 strict=True,
             )
+            sym, cands = f.symbol, self.cands
             for g, side, setup_ts, entry_ts, ph, pl, rsi in rows:
-                setup = Setup(f.symbol, Side.LONG if side == 1 else Side.SHORT, setup_ts, entry_ts, ph, pl, rsi)
-                self.cands.setdefault(g, []).append(setup)
+                setup = Setup(sym, long if side == 1 else short, setup_ts, entry_ts, ph, pl, rsi)
+                cands.setdefault(g, []).append(setup)
 
     # ------------------------------------------------------------------ the loop
 
@@ -263,13 +265,13 @@ class _Backtest:
                 continue
             core = self.core or self._open_session(day_first, g)
             self.t = t
-            exposed[g] = bool(book.positions)
+            held_at_start = bool(book.positions)
             held = set(book.positions) if not reserve else set()  # read only by the "bar" rule
             self._trade_bar(g)
             last = lasts[g]
             if not reserve and not last:
                 self._bar_entries(core, g, t, held)
-            exposed[g] = exposed[g] or self.entries > 0
+            exposed[g] = held_at_start or self.entries > 0
             boundary = t + BAR_SECONDS
             setups = cands.get(g + 1, ()) if reserve and not last else ()
             self._do(core.on_close(st, boundary, self._closed_bars(g, t), setups))
@@ -318,9 +320,10 @@ class _Backtest:
         ex = self.exchange
         if not ex:
             return
+        by_sym, at = self.by_sym, self.bar_index.at
         for sym in sorted(ex.book):
-            f = self.by_sym[sym]
-            p = self.bar_index.at(f, g)
+            f = by_sym[sym]
+            p = at(f, g)
             if p < 0:
                 continue  # no bar: its orders keep resting (a market order fills at its next bar)
             b = f.bars
@@ -386,11 +389,7 @@ class _Backtest:
             if p < 0:
                 continue
             b = f.bars
-            out.append(
-                ClosedBar(
-                    sym, t, b.open.item(p), b.high.item(p), b.low.item(p), b.close.item(p), f.atr.item(p)
-                )
-            )
+            out.append(ClosedBar(sym, t, b.open.item(p), b.high.item(p), b.low.item(p), b.close.item(p), f.atr.item(p)))
         return out
 
     def _end_session(self, core: Core, t: int) -> None:

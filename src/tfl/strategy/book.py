@@ -226,7 +226,8 @@ class Book:
             mark = newer.get(sym) if newer else None
             if mark is None:
                 mark = marks.get(sym, pos.entry_price)
-            total += pos.qty * pos.entry_price / margin + pos.side * pos.qty * (mark - pos.entry_price)  # position_value
+            # position_value(pos, mark), inline: equity is asked at every bar close
+            total += pos.qty * pos.entry_price / margin + pos.side * pos.qty * (mark - pos.entry_price)
         for sym, (n, avg) in self.stray.items():
             total += abs(n) * avg / self.margin + n * (marks.get(sym, avg) - avg)
         return total

@@ -17,6 +17,18 @@ class Sizing:
     reject: RejectReason | None
 
 
+# The answer for each reason an entry gets no shares (immutable: one of each is enough).
+_REFUSED = {
+    r: Sizing(0, 0.0, r)
+    for r in (
+        RejectReason.MAX_POSITIONS,
+        RejectReason.RISK_BUDGET,
+        RejectReason.QTY_ZERO,
+        RejectReason.INSUFFICIENT_CASH,
+    )
+}
+
+
 def sizing_equity(equity: float, initial_capital: float, p: RiskSettings) -> float:
     """Equity used for sizing: current equity capped at a multiple of the initial capital."""
     return min(equity, p.equity_cap_multiple * initial_capital)
@@ -45,23 +57,23 @@ def size_entry(
     ``open_risk``, ``open_positions`` and ``cash`` reflect entries already taken.
     """
     if open_positions >= p.max_positions:
-        return Sizing(0, 0.0, RejectReason.MAX_POSITIONS)
+        return _REFUSED[RejectReason.MAX_POSITIONS]
     desired = equity * p.risk_per_trade_pct / 100.0
     budget = equity * p.open_risk_budget_pct / 100.0 - open_risk
     risk_amount = min(desired, budget)
     if risk_amount <= 0:
-        return Sizing(0, 0.0, RejectReason.RISK_BUDGET)
+        return _REFUSED[RejectReason.RISK_BUDGET]
     rps = abs(planned - stop)
     qty_risk = math.floor(risk_amount / rps) if rps > 0 else 0
     qty_cap = math.floor(equity * p.max_position_pct / 100.0 / planned)
     qty = min(qty_risk, qty_cap)
     if qty <= 0:
-        return Sizing(0, 0.0, RejectReason.QTY_ZERO)
+        return _REFUSED[RejectReason.QTY_ZERO]
     m = p.margin_multiplier
     if cash_needed(side, qty, planned, cost, m) > cash:
         qty = max_qty_for_cash(side, qty, planned, cash, cost, m)
         if qty <= 0:
-            return Sizing(0, 0.0, RejectReason.INSUFFICIENT_CASH)
+            return _REFUSED[RejectReason.INSUFFICIENT_CASH]
     return Sizing(qty, qty * rps, None)
 
 
