@@ -66,3 +66,8 @@ def test_small_and_degenerate_cases() -> None:
         for cash in (-1.0, 0.0, 1.0, 99.9, 100.0, 250.0, 1e4):
             got = max_qty_for_cash(Side.LONG, upper, 100.0, cash, cost, 1.0)
             assert got == bisection(Side.LONG, upper, 100.0, cash, cost, 1.0), (upper, cash)
+    for price in (math.nan, math.inf):  # nothing fits a price that is not a number, as in the bisection
+        for cash in (0.0, 1e6, math.inf):
+            assert max_qty_for_cash(Side.SHORT, 50, price, cash, cost, 1.0) == bisection(
+                Side.SHORT, 50, price, cash, cost, 1.0
+            )

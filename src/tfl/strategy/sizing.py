@@ -93,7 +93,7 @@ def max_qty_for_cash(side: Side, upper: int, price: float, cash: float, cost: Co
         return upper
     # Invariants: ``ok`` is 0 or a quantity that fits; ``bad`` is a quantity that does not.
     ok, bad = 0, upper
-    guess = min(upper - 1, max(1, int(upper * (cash / need)))) if cash > 0 else 0
+    guess = min(upper - 1, max(1, int(upper * (cash / need)))) if 0 < cash < need else 0  # (not for a NaN need)
     if guess > 0:
         if cash_needed(side, guess, price, cost, margin) <= cash:
             ok, step = guess, 1
