@@ -188,9 +188,17 @@ class _Backtest:
         self.bar_index = _BarIndex(self.grid, ranges)
         self.grid_day = (self.grid + IST_OFFSET_S) // SECONDS_PER_DAY
         # Candidate setups the day's bias allows, by the grid step of their entry bar.
-        allowed_long = np.fromiter((d for d, b in bias_by_day.items() if b.allows(Side.LONG)), dtype=np.int64)
-        allowed_short = np.fromiter((d for d, b in bias_by_day.items() if b.allows(Side.SHORT)), dtype=np.int64)
+        # Per day of the run (index: day - start_day), whether the bias allows longs / shorts:
+        # a lookup rather than a set membership test per symbol.
+        span = max(end_day - start_day + 1, 1)
+        long_day = np.zeros(span, dtype=bool)
+        short_day = np.zeros(span, dtype=bool)
+        for d, b in bias_by_day.items():
+            if start_day <= d <= end_day:
+                long_day[d - start_day] = b.allows(Side.LONG)
+                short_day[d - start_day] = b.allows(Side.SHORT)
         self.cands: dict[int, list[Setup]] = {}
+        long, short = Side.LONG, Side.SHORT
         n = self.grid.shape[0]
         for f in frames:
             if f.setup_idx.shape[0] == 0:
@@ -199,7 +207,8 @@ class _Backtest:
             ets = f.bars.ts[entry]
             eday = (ets + IST_OFFSET_S) // SECONDS_PER_DAY
             ok = (ets >= (self.grid[0] if n else 0)) & (eday >= start_day) & (eday <= end_day)
-            ok &= np.where(f.side == 1, np.isin(eday, allowed_long), np.isin(eday, allowed_short))
+            at = np.clip(eday - start_day, 0, span - 1)  # outside the run: ``ok`` is False already
+            ok &= np.where(f.side == 1, long_day[at], short_day[at])
             sel = np.flatnonzero(ok)
             if sel.shape[0] == 0:
                 continue
@@ -214,9 +223,10 @@ class _Backtest:
                 f.rsi[sel].tolist(),
                 strict=True,
             )
+            sym, cands = f.symbol, self.cands
             for g, side, setup_ts, entry_ts, ph, pl, rsi in rows:
-                setup = Setup(f.symbol, Side.LONG if side == 1 else Side.SHORT, setup_ts, entry_ts, ph, pl, rsi)
-                self.cands.setdefault(g, []).append(setup)
+                setup = Setup(sym, long if side == 1 else short, setup_ts, entry_ts, ph, pl, rsi)
+                cands.setdefault(g, []).append(setup)
 
     # ------------------------------------------------------------------ the loop
 
@@ -255,13 +265,13 @@ class _Backtest:
                 continue
             core = self.core or self._open_session(day_first, g)
             self.t = t
-            exposed[g] = bool(book.positions)
-            held = set(book.positions)
+            held_at_start = bool(book.positions)
+            held = set(book.positions) if not reserve else set()  # read only by the "bar" rule
             self._trade_bar(g)
             last = lasts[g]
             if not reserve and not last:
                 self._bar_entries(core, g, t, held)
-            exposed[g] = exposed[g] or self.entries > 0
+            exposed[g] = held_at_start or self.entries > 0
             boundary = t + BAR_SECONDS
             setups = cands.get(g + 1, ()) if reserve and not last else ()
             self._do(core.on_close(st, boundary, self._closed_bars(g, t), setups))
@@ -310,17 +320,18 @@ class _Backtest:
         ex = self.exchange
         if not ex:
             return
+        by_sym, at = self.by_sym, self.bar_index.at
         for sym in sorted(ex.book):
-            f = self.by_sym[sym]
-            p = self.bar_index.at(f, g)
+            f = by_sym[sym]
+            p = at(f, g)
             if p < 0:
                 continue  # no bar: its orders keep resting (a market order fills at its next bar)
             b = f.bars
-            h, lo = float(b.high[p]), float(b.low[p])
+            h, lo = b.high.item(p), b.low.item(p)
             if not ex.reaches(sym, h, lo):
                 continue  # nothing of its path can fill (the walk would do nothing)
             side = path_side(self.state, sym)
-            ex.run_bar(sym, float(b.open[p]), h, lo, float(b.close[p]), side, self._on_fill)
+            ex.run_bar(sym, b.open.item(p), h, lo, b.close.item(p), side, self._on_fill)
 
     def _bar_entries(self, core: Core, g: int, t: int, held: set[str]) -> None:
         """The research-only "bar" rule: setups triggered in this bar compete after its exits."""
@@ -333,7 +344,7 @@ class _Backtest:
             f = self.by_sym[setup.symbol]
             p = self.bar_index.at(f, g)
             b = f.bars
-            fill = _first_fill(setup, float(b.open[p]), float(b.high[p]), float(b.low[p]), float(b.close[p]), slip)
+            fill = _first_fill(setup, b.open.item(p), b.high.item(p), b.low.item(p), b.close.item(p), slip)
             if fill is not None:
                 triggered.append((setup, fill))
         evs = core.enter_in_bar(self.state, t, triggered, held)
@@ -345,7 +356,7 @@ class _Backtest:
             b = f.bars
             side = path_side(self.state, sym)
             self.exchange.run_bar(
-                sym, float(b.open[p]), float(b.high[p]), float(b.low[p]), float(b.close[p]), side, self._on_fill
+                sym, b.open.item(p), b.high.item(p), b.low.item(p), b.close.item(p), side, self._on_fill
             )
 
     def _on_fill(self, cid: str, qty: int, price: float) -> None:
@@ -368,22 +379,17 @@ class _Backtest:
     def _closed_bars(self, g: int, t: int) -> list[ClosedBar]:
         """The bars of this step that the core needs: open positions and unreserved setups."""
         st = self.state
-        want = set(st.book.positions)
         pending = st.unreserved.get(t)
-        if pending:
-            want.update(pending)
+        want = st.book.positions.keys() | pending.keys() if pending else st.book.positions
         out = []
+        by_sym, at = self.by_sym, self.bar_index.at
         for sym in sorted(want):
-            f = self.by_sym[sym]
-            p = self.bar_index.at(f, g)
+            f = by_sym[sym]
+            p = at(f, g)
             if p < 0:
                 continue
             b = f.bars
-            out.append(
-                ClosedBar(
-                    sym, t, float(b.open[p]), float(b.high[p]), float(b.low[p]), float(b.close[p]), float(f.atr[p])
-                )
-            )
+            out.append(ClosedBar(sym, t, b.open.item(p), b.high.item(p), b.low.item(p), b.close.item(p), f.atr.item(p)))
         return out
 
     def _end_session(self, core: Core, t: int) -> None:
@@ -407,14 +413,13 @@ class _Backtest:
         st, ex = self.state, self.exchange
         for ev in events:
             apply(st, ev)
-            match ev:
-                case OrderPlaced():
-                    ex.place(ev)
-                case CancelRequested():
-                    if ex.cancel(ev.cid):
-                        apply(st, OrderReported(ev.cid, Report.CANCELLED))
-                case StopMoved():
-                    ex.modify(ev.cid, ev.trigger, ev.qty)
+            if isinstance(ev, OrderPlaced):
+                ex.place(ev)
+            elif isinstance(ev, CancelRequested):
+                if ex.cancel(ev.cid):
+                    apply(st, OrderReported(ev.cid, Report.CANCELLED))
+            elif isinstance(ev, StopMoved):
+                ex.modify(ev.cid, ev.trigger, ev.qty)
 
 
 def _union(parts: list[I64]) -> I64:

@@ -99,8 +99,9 @@ class Core:
         preconditions for entries (none in a backtest)."""
         out: list[Event] = []
         cancel: dict[str, str] = {}
+        entry = Leg.ENTRY
         for rec in state.working.values():
-            if rec.leg is Leg.ENTRY:
+            if rec.leg is entry:
                 a = allocation_of(state, rec.request.client_id)
                 if a is None or a.entry_ts < boundary:
                     cancel[rec.request.client_id] = "its bar is over"
@@ -142,17 +143,19 @@ class Core:
         return out
 
     def _manage(self, state: CoreState, pos: Position, bar: ClosedBar, out: list[Event]) -> None:
-        if state.leveled.get(bar.symbol) == bar.start:
+        symbol, start, _, high, low, close, atr = bar  # one unpacking, not six attribute reads
+        if state.leveled.get(symbol) == start:
             return  # decided before a restart (a fill since may have moved R: the decision stands)
-        stop, best = ratchet(pos, bar.high, bar.low, bar.atr, self.settings.strategy)
-        out.append(LevelsSet(bar.symbol, stop, best, bar.close, bar.start))
-        legs = state.legs.get(bar.symbol, {})
+        strategy = self.settings.strategy
+        stop, best = ratchet(pos, high, low, atr, strategy)
+        out.append(LevelsSet(symbol, stop, best, close, start))
+        legs = state.legs.get(symbol, {})
         stop_cid = legs.get(Leg.STOP)
         if stop_cid is not None and stop != pos.stop:
             rec = state.orders[stop_cid]
             if rec.open:
                 out.append(StopMoved(stop_cid, rec.modifications + 1, stop))
-        if self.settings.strategy.use_target and Leg.TARGET not in legs and bar.start >= pos.entry_ts:
+        if strategy.use_target and Leg.TARGET not in legs and start >= pos.entry_ts:
             target = self._target(state, pos)
             if target is not None:
                 out.append(target)
@@ -189,10 +192,12 @@ class Core:
         # even if the inputs changed since (an operator's halt while the trader was down).
         todo: list[Setup] = []
         cids: dict[int, str] = {}  # id(setup) -> its entry order's client id
+        allocations = state.allocations
+        longs, shorts = bias.allows(Side.LONG), bias.allows(Side.SHORT)  # asked once, not per setup
         for s in setups:
-            if bias.allows(s.side):
+            if longs if s.side is Side.LONG else shorts:
                 cid = client_id(date, s.symbol, s.setup_ts, Leg.ENTRY)
-                if cid not in state.allocations:
+                if cid not in allocations:
                     todo.append(s)
                     cids[id(s)] = cid
         if not todo:

@@ -180,11 +180,20 @@ def client_id(session: dt.date, symbol: str, setup_ts: int, leg: Leg, attempt: i
     if not 0 <= attempt < MAX_ATTEMPTS:
         raise ValueError(f"attempt {attempt} out of range")
     minute = ((setup_ts + IST_OFFSET_S) % SECONDS_PER_DAY) // 60
-    cid = (
-        f"{_date_part(session)}{minute // 60:02d}{minute % 60:02d}{leg.value}{_symbol_part(symbol)}{_ATTEMPTS[attempt]}"
-    )
+    cid = _date_part(session) + _hhmm_part(minute) + _LEG_CODE[leg] + _symbol_part(symbol) + _ATTEMPTS[attempt]
     assert len(cid) <= MAX_TAG
     return cid
+
+
+# Each leg's letter, read once (an enum's ``.value`` is a Python-level property, and nearly
+# every client id the core asks for is new, so the cache above does not spare the work).
+_LEG_CODE: dict[str, str] = {leg: leg.value for leg in Leg}
+
+
+@functools.lru_cache(maxsize=2048)
+def _hhmm_part(minute: int) -> str:
+    """HHMM of a minute of the day (IST)."""
+    return f"{minute // 60:02d}{minute % 60:02d}"
 
 
 @functools.lru_cache(maxsize=4096)

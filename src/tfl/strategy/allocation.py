@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tfl.costs import CostModel
 from tfl.domain import RejectReason
 from tfl.settings import RiskSettings
-from tfl.strategy.rules import Setup, planned_entry
+from tfl.strategy.rules import Setup, planned_entry, priority_score
 from tfl.strategy.sizing import cash_needed, size_entry, sizing_equity
 
 
@@ -29,7 +29,11 @@ class Allocation:
 
 
 def by_priority(setups: Iterable[Setup]) -> list[Setup]:
-    return sorted(setups, key=lambda s: (-s.priority, s.symbol))
+    return sorted(setups, key=_priority_key)
+
+
+def _priority_key(s: Setup) -> tuple[float, str]:
+    return -priority_score(s.side, s.rsi), s.symbol  # -s.priority, without the property's call
 
 
 def allocate(

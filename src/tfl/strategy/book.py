@@ -68,6 +68,10 @@ class Book:
         # Shares the broker holds that no position accounts for (an over-fill, a stop that
         # filled after its position had closed), signed, with their average price.
         self.stray: dict[str, tuple[int, float]] = {}
+        # ``float(self.cash)`` for the Decimal it was taken from: equity is asked far more
+        # often than cash changes (every assignment makes a new Decimal, so identity tells).
+        self._cash_seen = self.cash
+        self._cash_float = float(self.cash)
 
     def open(self, pos: Position) -> Charges:
         if pos.symbol in self.positions:
@@ -212,10 +216,18 @@ class Book:
 
     def equity(self, marks: Mapping[str, float], newer: Mapping[str, float] | None = None) -> float:
         """Cash plus every position at its mark (``newer`` marks first, if given)."""
-        total = float(self.cash)
+        cash = self.cash
+        if cash is not self._cash_seen:
+            self._cash_seen = cash
+            self._cash_float = float(cash)
+        total = self._cash_float
+        margin = self.margin
         for sym, pos in self.positions.items():
             mark = newer.get(sym) if newer else None
-            total += self.position_value(pos, marks.get(sym, pos.entry_price) if mark is None else mark)
+            if mark is None:
+                mark = marks.get(sym, pos.entry_price)
+            # position_value(pos, mark), inline: equity is asked at every bar close
+            total += pos.qty * pos.entry_price / margin + pos.side * pos.qty * (mark - pos.entry_price)
         for sym, (n, avg) in self.stray.items():
             total += abs(n) * avg / self.margin + n * (marks.get(sym, avg) - avg)
         return total
