@@ -111,10 +111,15 @@ def test_the_ledger_counts_every_trial_across_runs(markets: dict[str, Path], tmp
     ledger = tmp_path / "l.sqlite"
     assert _sweep(markets["walk"], tmp_path / "a", ledger, "strategy.target_r=3,10", "--workers", "1") == 0
     assert _verdict(tmp_path / "a")["trials_total"] == 2
-    # A second sweep overlapping the first: one new trial, one from the ledger, three in all.
-    assert _sweep(markets["walk"], tmp_path / "b", ledger, "strategy.target_r=10,20", "--workers", "1") == 0
+    # A second sweep overlapping the first, over other keys: target 10 with the default trail
+    # (4 ATR) is the first sweep's target-10 trial; it comes from the ledger under this
+    # sweep's labels. One new trial, three in all.
+    grid = "strategy.target_r=10;strategy.long_trail_atr=4,2"
+    assert _sweep(markets["walk"], tmp_path / "b", ledger, grid, "--workers", "1") == 0
     v = _verdict(tmp_path / "b")
     assert (v["trials_total"], v["trials_ran"], v["trials_cached"], v["trials_this_run"]) == (3, 1, 1, 2)
+    rows = pd.read_csv(tmp_path / "b" / "trials.csv")
+    assert sorted(rows["strategy.long_trail_atr"]) == [2.0, 4.0] and (rows["strategy.target_r"] == 10.0).all()
     # The deflated Sharpe ratio was computed with all three, not the two of this run.
     assert v["deflated_sharpe_detail"]["n_trials"] == 3
 

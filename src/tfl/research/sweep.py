@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -133,7 +134,9 @@ class Sweeper:
                 continue
             hit = self.ledger.get(self.dataset.data_hash, h, self.code)
             if hit is not None:
-                by_hash[h] = hit
+                # The same trial, perhaps recorded by a sweep over other keys: label it with
+                # this sweep's point, so its row shows this sweep's settings.
+                by_hash[h] = dataclasses.replace(hit, point=p)
                 self.cached += 1
             else:
                 todo.append(Task(p, s, start, end))
