@@ -139,7 +139,7 @@ def _read_parquet(path: Path) -> RawBars:
         col = table.column(names[c])
         if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
             raise DataError(path, f"column '{c}' is {col.type}, not numeric")
-        arr = col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        arr = _numpy(col).astype(np.float64, copy=False)
         if col.null_count:
             row = int(np.flatnonzero(np.isnan(arr))[0]) + 1 if np.isnan(arr).any() else None
             raise DataError(path, f"column '{c}' has an empty value", row=row)
@@ -147,6 +147,26 @@ def _read_parquet(path: Path) -> RawBars:
     raw = RawBars(path, ts, cols["open"], cols["high"], cols["low"], cols["close"], cols["volume"])
     _check_finite(raw)
     return raw
+
+
+# Arrow's own to_numpy imports pandas, whose import alone costs a backtest 0.3 s: a
+# null-free column of these types is read straight from its buffer instead.
+_BUFFER_TYPES: dict[pa.DataType, type[np.generic]] = {
+    pa.int64(): np.int64,
+    pa.int32(): np.int32,
+    pa.float64(): np.float64,
+    pa.float32(): np.float32,
+}
+
+
+def _numpy(col: pa.ChunkedArray) -> np.ndarray[tuple[int], np.dtype[np.generic]]:
+    """The column as a new NumPy array (a copy, so callers may write to it)."""
+    arr = col.combine_chunks()
+    dtype = _BUFFER_TYPES.get(arr.type)
+    if dtype is None or arr.null_count or len(arr) == 0:
+        return np.asarray(arr.to_numpy(zero_copy_only=False))
+    width = np.dtype(dtype).itemsize
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * width).copy()
 
 
 def _arrow_times(path: Path, col: pa.ChunkedArray) -> I64:
@@ -157,13 +177,14 @@ def _arrow_times(path: Path, col: pa.ChunkedArray) -> I64:
         raise DataError(path, "empty time value", row=row)
     t = col.type
     if pa.types.is_timestamp(t):
-        secs: I64 = col.cast(pa.timestamp("s", tz=t.tz)).to_numpy().astype("datetime64[s]").astype(np.int64)
+        # The stored values of a timestamp in seconds are its epoch seconds (UTC if zoned).
+        secs: I64 = _numpy(col.cast(pa.timestamp("s", tz=t.tz)).cast(pa.int64())).astype(np.int64)
         return secs if t.tz else secs - IST_OFFSET_S
     if pa.types.is_date(t):
-        days: I64 = col.cast(pa.date32()).to_numpy().astype("datetime64[D]").astype(np.int64)
+        days: I64 = _numpy(col.cast(pa.date32()).cast(pa.int32())).astype(np.int64)
         return days * SECONDS_PER_DAY - IST_OFFSET_S
     if pa.types.is_integer(t) or pa.types.is_floating(t):
-        return _epoch_numbers(col.to_numpy().astype(np.float64))
+        return _epoch_numbers(_numpy(col).astype(np.float64))
     raise DataError(path, f"time column is {t}, not a timestamp, date or epoch number")
 
 
