@@ -16,7 +16,6 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -26,8 +25,8 @@ import plotly.graph_objects as go
 from tfl.report import figures
 from tfl.report.figures import LINE, MUTED, NEG, POS, Fig, base_layout
 from tfl.report.page import Col, Kind, asset, chart, fmt, json_blob, scripts, table
+from tfl.research import stats
 
-EULER_GAMMA = 0.5772156649015329
 SETTING_COLUMN = re.compile(r"^[a-z_]+\.[a-z_][a-z0-9_]*$")  # section.key, as in the settings file
 COST_COLUMN = re.compile(r"^net_pnl_([0-9]+(?:\.[0-9]+)?)x$")
 TRIALS_SHOWN = 500  # rows of the trials table; the rest are in trials.csv
@@ -87,10 +86,8 @@ def expected_max_sharpe(sharpe_variance: float, n_trials: int) -> float | None:
     Sharpe ratios vary with ``sharpe_variance`` across trials: Bailey and Lopez de Prado (2014),
     the False Strategy theorem, sqrt(V) * ((1 - g) Z^-1(1 - 1/N) + g Z^-1(1 - 1/(N e)))."""
     if n_trials < 2 or not sharpe_variance > 0:
-        return None
-    z = NormalDist().inv_cdf
-    n = float(n_trials)
-    return math.sqrt(sharpe_variance) * ((1 - EULER_GAMMA) * z(1 - 1 / n) + EULER_GAMMA * z(1 - 1 / (n * math.e)))
+        return None  # nothing to mark on the chart
+    return stats.expected_max_sharpe(n_trials, sharpe_variance)
 
 
 def swept_keys(trials: pd.DataFrame) -> list[str]:

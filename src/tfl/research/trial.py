@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfl.backtest.metrics import TRADING_DAYS, daily_equity
 from tfl.backtest.run import BacktestRequest, BacktestRun, run_backtest, session_dates
 from tfl.backtest.signals import SymbolFrame, SymbolIndicators, compute_indicators, frames_from, indicator_key
 from tfl.data.bars import F64, I64
@@ -47,7 +48,6 @@ SETUP_KEYS = (
 COST_MULTIPLES = (0.0, 0.5, 1.0, 1.5, 2.0)
 FRAME_CACHE = 6  # distinct setup settings kept per worker (each ~ the universe's setups)
 INDICATOR_CACHE = 3  # distinct indicator settings kept per worker (each ~ 3 arrays per bar)
-TRADING_DAYS = 252
 
 
 @dataclass(frozen=True)
@@ -163,13 +163,9 @@ def session_series(run: BacktestRun) -> tuple[I64, F64, F64, F64]:
     sessions. The book is flat at every session's end, so a session's P&L is its trades'."""
     res = run.result
     capital = run.request.settings.backtest.capital
-    if res.equity_ts.shape[0] == 0:
-        z = np.zeros(0)
-        return np.zeros(0, dtype=np.int64), z, z, z
-    all_days = (res.equity_ts + IST_OFFSET_S) // SECONDS_PER_DAY
-    last = np.ones(all_days.shape[0], dtype=bool)
-    last[:-1] = all_days[1:] != all_days[:-1]
-    days, eq = all_days[last], res.equity[last]
+    days, eq = daily_equity(res)
+    if days.shape[0] == 0:
+        return days, eq, eq, eq
     prev = np.concatenate([[capital], eq[:-1]])
     returns = (eq - prev) / prev
     raw = np.zeros(days.shape[0])

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tfl.backtest.metrics import TRADING_DAYS
 from tfl.research.analysis import analyse, verdict_dict, write_returns, write_trials, write_verdict
 from tfl.research.space import canonical, grid_points, parse_grid, settings_for, validate
 from tfl.research.sweep import Sweeper, SweepRun, SweepSpec, check_spec, open_bench
@@ -151,7 +152,7 @@ def run_walkforward(
         "oos_sessions": len(curve.dates),
         "oos_net_pnl": round(oos_net, 2),
         "oos_final_equity": round(curve.equity[-1], 2) if curve.equity else spec.base.backtest.capital,
-        "oos_sharpe": round(float(oos_rets.mean() / oos_sd * math.sqrt(252)), 6) if oos_sd > 0 else None,
+        "oos_sharpe": round(float(oos_rets.mean() / oos_sd * math.sqrt(TRADING_DAYS)), 6) if oos_sd > 0 else None,
         "degradation": {
             "mean_is": _r(deg.mean_is),
             "mean_oos": _r(deg.mean_oos),
