@@ -16,6 +16,7 @@ from typing import Any
 
 from tfl.domain import BiasRead
 from tfl.live.journal import Journal
+from tfl.live.ops_store import OpsStore
 from tfl.secrets import FileSecretStore, SecretStore, default_secrets_path
 from tfl.settings import Settings
 
@@ -44,6 +45,19 @@ def open_journal(spec: str, settings: Settings) -> Journal:
     from tfl.live.journal import SqliteJournal
 
     return SqliteJournal(Path(spec))
+
+
+def open_ops(spec: str, settings: Settings, *, read_only: bool = False) -> OpsStore:
+    """The operator store (commands, heartbeat, used links) beside the journal ``spec``;
+    never creates a journal."""
+    if is_dynamo(spec):
+        from tfl.aws.clients import client
+        from tfl.live.ops_store import DynamoOpsStore
+
+        return DynamoOpsStore(client("dynamodb", settings.aws.region), dynamo_table(spec))
+    from tfl.live.ops_store import SqliteOpsStore
+
+    return SqliteOpsStore(Path(spec), read_only=read_only)
 
 
 def side_base(spec: str, state_dir: Path | None) -> Path:

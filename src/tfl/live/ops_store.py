@@ -1,0 +1,399 @@
+"""The operator's side of the journal: commands, their acknowledgements, the runtime's
+heartbeat snapshot and one-time marks (used links).
+
+The trading server has no open ports, so an operator (the status page, ``tfl ctl``,
+``tfl halt``) steers a running trader by writing a command item next to its journal; the
+runtime polls for commands it has not acknowledged, carries each out and writes the
+acknowledgement. The same store holds the runtime's latest heartbeat (what the status page
+shows as state, feed lag and token expiry) and the names already used once (a one-time
+link that has been exchanged).
+
+Two stores with one behaviour: tables in the SQLite journal file (``ops_*``, beside the
+append-only ``events``; WAL lets the page read while the trader writes) and items in the
+DynamoDB journal table under the partition ``#ops`` (never listed as a session, never
+scanned). Commands are written once (``id`` unique) and acknowledged once (a conditional
+write): a retry never carries a command out twice.
+
+Opening a store never creates a journal: a command for a journal that does not exist is
+refused, and a reader (``tfl status``) of a journal without ops tables sees none.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tfl.aws.clients import aws_code
+from tfl.live.journal import JournalError
+
+OPS_PARTITION = "#ops"  # the DynamoDB journal's partition for operator items
+_BEAT_KEY = "beat"
+_CMD_PREFIX = "cmd:"
+_ONCE_PREFIX = "once:"
+MAX_REASON = 200
+
+
+class OpsStoreError(JournalError):
+    """The operator store cannot be used (missing journal, unreadable table, AWS refused)."""
+
+
+class CommandKind(StrEnum):
+    """What an operator can ask of a running trader."""
+
+    STOP_ENTRIES = "stop_entries"  # no new entries today; positions keep their stops and targets
+    FLATTEN_HALT = "flatten_halt"  # what ``tfl halt`` does: no new entries, every position closed
+    EXIT_POSITION = "exit_position"  # close one position at market
+    LIFT_HALT = "lift_halt"  # entries again after an operator's halt or stop (never the loss limit's)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: str
+    kind: CommandKind
+    issued_at: int  # UTC epoch seconds
+    source: str  # page, ctl, halt
+    reason: str = ""
+    symbol: str = ""  # EXIT_POSITION only
+
+
+@dataclass(frozen=True, slots=True)
+class CommandAck:
+    id: str
+    at: int  # UTC epoch seconds
+    done: bool  # False: refused (the outcome says why)
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandView:
+    command: Command
+    ack: CommandAck | None
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """The runtime's latest heartbeat: what the status page shows about the process itself."""
+
+    at: int  # UTC epoch seconds, when written
+    world: str  # replay, paper, live
+    session: str  # YYYY-MM-DD
+    state: str  # ACTIVE, REDUCE-ONLY, HALTED
+    state_reason: str
+    last_tick_ts: int  # exchange time of the last tick (0: none yet)
+    feed_fresh: bool
+    token_ok: bool
+    token_expires_at: int  # UTC epoch seconds; 0 unknown
+    pid: int
+    marks: tuple[tuple[str, float], ...] = ()  # last prices of the symbols held
+
+
+def new_command(kind: CommandKind, source: str, now: int, *, reason: str = "", symbol: str = "") -> Command:
+    """A command with a fresh unguessable id; ``symbol`` is required for EXIT_POSITION only."""
+    if kind is CommandKind.EXIT_POSITION and not symbol:
+        raise ValueError("exit_position needs a symbol")
+    if kind is not CommandKind.EXIT_POSITION and symbol:
+        raise ValueError(f"{kind.value} takes no symbol")
+    return Command(f"{now}-{secrets.token_hex(6)}", kind, now, source, reason[:MAX_REASON], symbol.upper())
+
+
+def _command_json(c: Command) -> str:
+    return json.dumps({**asdict(c), "kind": c.kind.value}, sort_keys=True)
+
+
+def _command_from(data: str) -> Command:
+    d = json.loads(data)
+    return Command(
+        str(d["id"]),
+        CommandKind(d["kind"]),
+        int(d["issued_at"]),
+        str(d["source"]),
+        str(d.get("reason", "")),
+        str(d.get("symbol", "")),
+    )
+
+
+def _beat_json(b: Beat) -> str:
+    d = asdict(b)
+    d["marks"] = [[s, p] for s, p in b.marks]
+    return json.dumps(d, sort_keys=True)
+
+
+def _beat_from(data: str) -> Beat:
+    d = json.loads(data)
+    marks = tuple((str(s), float(p)) for s, p in d.get("marks", []))
+    return Beat(
+        int(d["at"]),
+        str(d["world"]),
+        str(d["session"]),
+        str(d["state"]),
+        str(d.get("state_reason", "")),
+        int(d["last_tick_ts"]),
+        bool(d["feed_fresh"]),
+        bool(d["token_ok"]),
+        int(d.get("token_expires_at", 0)),
+        int(d.get("pid", 0)),
+        marks,
+    )
+
+
+class OpsStore(Protocol):
+    def send(self, cmd: Command) -> bool:
+        """Store a command; False if one with its id is stored already."""
+        ...
+
+    def pending(self) -> list[Command]:
+        """Commands without an acknowledgement, oldest first."""
+        ...
+
+    def acknowledge(self, ack: CommandAck) -> bool:
+        """Store the acknowledgement; False if the command was acknowledged already (or is unknown)."""
+        ...
+
+    def commands(self, limit: int = 20) -> list[CommandView]:
+        """The most recent commands with their acknowledgements, newest first."""
+        ...
+
+    def write_beat(self, beat: Beat) -> None: ...
+
+    def beat(self) -> Beat | None: ...
+
+    def use_once(self, name: str, expires_at: int) -> bool:
+        """Mark ``name`` used; True only the first time (a one-time link, an idempotent job)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ops_commands (
+    id TEXT PRIMARY KEY, issued_at INTEGER NOT NULL, data TEXT NOT NULL,
+    ack_at INTEGER, ack TEXT
+);
+CREATE TABLE IF NOT EXISTS ops_beat (k INTEGER PRIMARY KEY CHECK (k = 1), data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ops_once (name TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+"""
+
+
+class SqliteOpsStore:
+    """The operator tables inside the SQLite journal file (which must exist)."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise OpsStoreError(f"journal {self.path}: no such file (start the trader first, or check the path)")
+        self.read_only = read_only
+        try:
+            if read_only:
+                self._db = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                )
+            else:
+                self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout=5000")
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "events" not in tables:
+                raise OpsStoreError(f"journal {self.path}: not a TFL journal")
+            self._ready = {"ops_commands", "ops_beat", "ops_once"} <= tables
+            if not read_only and not self._ready:
+                self._db.executescript(_SCHEMA)
+                self._ready = True
+        except sqlite3.DatabaseError as exc:
+            raise OpsStoreError(f"journal {self.path}: not a usable SQLite journal ({exc})") from None
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if not self._ready:
+            return []
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise OpsStoreError(f"journal {self.path}: operator tables unreadable ({exc})") from None
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> int:
+        if self.read_only:
+            raise OpsStoreError(f"journal {self.path}: opened read-only")
+        try:
+            return self._db.execute(sql, args).rowcount
+        except sqlite3.IntegrityError:
+            return 0
+        except sqlite3.DatabaseError as exc:
+            raise OpsStoreError(f"journal {self.path}: operator write failed ({exc})") from None
+
+    def send(self, cmd: Command) -> bool:
+        return (
+            self._write(
+                "INSERT INTO ops_commands (id, issued_at, data) VALUES (?, ?, ?)",
+                (cmd.id, cmd.issued_at, _command_json(cmd)),
+            )
+            == 1
+        )
+
+    def pending(self) -> list[Command]:
+        rows = self._rows("SELECT data FROM ops_commands WHERE ack IS NULL ORDER BY issued_at, rowid")
+        return [_command_from(r[0]) for r in rows]
+
+    def acknowledge(self, ack: CommandAck) -> bool:
+        data = json.dumps(asdict(ack), sort_keys=True)
+        return (
+            self._write(
+                "UPDATE ops_commands SET ack_at = ?, ack = ? WHERE id = ? AND ack IS NULL", (ack.at, data, ack.id)
+            )
+            == 1
+        )
+
+    def commands(self, limit: int = 20) -> list[CommandView]:
+        rows = self._rows("SELECT data, ack FROM ops_commands ORDER BY issued_at DESC, rowid DESC LIMIT ?", (limit,))
+        return [CommandView(_command_from(d), _ack_from(a) if a else None) for d, a in rows]
+
+    def write_beat(self, beat: Beat) -> None:
+        self._write("INSERT OR REPLACE INTO ops_beat (k, data) VALUES (1, ?)", (_beat_json(beat),))
+
+    def beat(self) -> Beat | None:
+        rows = self._rows("SELECT data FROM ops_beat WHERE k = 1")
+        return _beat_from(rows[0][0]) if rows else None
+
+    def use_once(self, name: str, expires_at: int) -> bool:
+        return self._write("INSERT INTO ops_once (name, expires_at) VALUES (?, ?)", (name, expires_at)) == 1
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _ack_from(data: str) -> CommandAck:
+    d = json.loads(data)
+    return CommandAck(str(d["id"]), int(d["at"]), bool(d["done"]), str(d["outcome"]))
+
+
+class DynamoOpsStore:
+    """The operator items in the DynamoDB journal table, partition ``#ops``."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    def _fail(self, op: str, exc: Exception) -> OpsStoreError:
+        return OpsStoreError(f"journal dynamodb:{self.table}: operator {op} failed ({aws_code(exc)})")
+
+    def _put(self, item: dict[str, Any]) -> None:
+        try:
+            self.client.put_item(TableName=self.table, Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("write", exc) from None
+
+    def _query(self, prefix: str, *, newest_first: bool, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        kw: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#s = :p AND begins_with(#k, :pre)",
+            "ExpressionAttributeNames": {"#s": "session", "#k": "key"},
+            "ExpressionAttributeValues": {":p": {"S": OPS_PARTITION}, ":pre": {"S": prefix}},
+            "ScanIndexForward": not newest_first,
+            "ConsistentRead": True,
+        }
+        if limit is not None:
+            kw["Limit"] = limit
+        seen = 0
+        try:
+            while True:
+                page = self.client.query(**kw)
+                for item in page.get("Items", []):
+                    yield item
+                    seen += 1
+                    if limit is not None and seen >= limit:
+                        return
+                last = page.get("LastEvaluatedKey")
+                if not last:
+                    return
+                kw["ExclusiveStartKey"] = last
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("read", exc) from None
+
+    @staticmethod
+    def _cmd_key(cmd_id: str) -> str:
+        # ids start with the epoch second, so key order is issue order
+        return _CMD_PREFIX + cmd_id
+
+    def send(self, cmd: Command) -> bool:
+        item = {
+            "session": {"S": OPS_PARTITION},
+            "key": {"S": self._cmd_key(cmd.id)},
+            "data": {"S": _command_json(cmd)},
+            "pending": {"S": "1"},
+        }
+        return self._put_new(item)
+
+    def _put_new(self, item: dict[str, Any]) -> bool:
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#k)",
+                ExpressionAttributeNames={"#k": "key"},
+            )
+        except ClientError as exc:
+            if aws_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise self._fail("write", exc) from None
+        except BotoCoreError as exc:
+            raise self._fail("write", exc) from None
+        return True
+
+    def pending(self) -> list[Command]:
+        return [_command_from(i["data"]["S"]) for i in self._query(_CMD_PREFIX, newest_first=False) if "pending" in i]
+
+    def acknowledge(self, ack: CommandAck) -> bool:
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"session": {"S": OPS_PARTITION}, "key": {"S": self._cmd_key(ack.id)}},
+                UpdateExpression="SET #a = :a REMOVE #p",
+                ConditionExpression="attribute_exists(#p)",
+                ExpressionAttributeNames={"#a": "ack", "#p": "pending"},
+                ExpressionAttributeValues={":a": {"S": json.dumps(asdict(ack), sort_keys=True)}},
+            )
+        except ClientError as exc:
+            if aws_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise self._fail("write", exc) from None
+        except BotoCoreError as exc:
+            raise self._fail("write", exc) from None
+        return True
+
+    def commands(self, limit: int = 20) -> list[CommandView]:
+        out = []
+        for i in self._query(_CMD_PREFIX, newest_first=True, limit=limit):
+            ack = _ack_from(i["ack"]["S"]) if "ack" in i else None
+            out.append(CommandView(_command_from(i["data"]["S"]), ack))
+        return out
+
+    def write_beat(self, beat: Beat) -> None:
+        self._put({"session": {"S": OPS_PARTITION}, "key": {"S": _BEAT_KEY}, "data": {"S": _beat_json(beat)}})
+
+    def beat(self) -> Beat | None:
+        try:
+            got = self.client.get_item(
+                TableName=self.table,
+                Key={"session": {"S": OPS_PARTITION}, "key": {"S": _BEAT_KEY}},
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("read", exc) from None
+        item = got.get("Item")
+        return _beat_from(item["data"]["S"]) if item else None
+
+    def use_once(self, name: str, expires_at: int) -> bool:
+        item = {
+            "session": {"S": OPS_PARTITION},
+            "key": {"S": _ONCE_PREFIX + name},
+            "expires_at": {"N": str(expires_at)},
+        }
+        return self._put_new(item)
+
+    def close(self) -> None:
+        return None
