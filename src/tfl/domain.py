@@ -51,6 +51,7 @@ class ExitReason(StrEnum):
     EOD = "EOD"
     KILL_SWITCH = "KILL_SWITCH"
     MANUAL = "MANUAL"
+    OPERATOR = "OPERATOR"  # live: the operator closed it (``tfl ctl exit``, the status page)
 
 
 class HaltReason(StrEnum):

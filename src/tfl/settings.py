@@ -144,6 +144,13 @@ class LiveSettings:
 
     feed_stale_seconds: float = field(default=30.0, metadata=_num(0, 3600, lo_open=True))
     heartbeat_seconds: float = field(default=60.0, metadata=_num(1, 3600))
+    # The operator store: how often the runtime asks for operator commands (the status page's
+    # controls, ``tfl ctl``, ``tfl halt``) and writes the snapshot the status page shows.
+    command_poll_seconds: float = field(default=1.0, metadata=_num(0.05, 60))
+    status_beat_seconds: float = field(default=5.0, metadata=_num(0.05, 600))
+    # A command not picked up this long after it was issued (no trader was running) is refused
+    # when a trader next sees it: a halt or an exit must not fire hours later, out of context.
+    command_max_age_seconds: int = field(default=300, metadata=_num(1, 86400))
     bias_file: str = ""  # the dated bias record (JSON); empty: bias.json beside the journal
     calendar_file: str = ""  # extra NSE sessions / closures announced by circular
     kill_file: str = ""  # its existence halts trading; empty: <journal>.halt

@@ -16,7 +16,7 @@ from typing import Any
 
 from tfl import logs
 from tfl.cli.exit_guard import EXIT_STUCK_AFTER_ERROR, exit_if_stuck, non_daemon_threads
-from tfl.cli.wiring import alert_channel, metrics_sink, open_journal, side_base, ssm_bias
+from tfl.cli.wiring import alert_channel, is_dynamo, metrics_sink, open_journal, open_ops, side_base, ssm_bias
 from tfl.data.loader import DataError
 from tfl.domain import Bias
 from tfl.errors import Unavailable
@@ -78,6 +78,11 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
     controls.alert = alert_channel(settings, controls.alert)
     controls.metrics = metrics_sink(settings)
     controls.install_signal()
+    from tfl.live.operator import OperatorLink
+
+    controls.operator = OperatorLink(
+        open_ops(args.journal, settings), args.world, controls.clear_kill_switch, time.time, pid=os.getpid()
+    )
     files["pid"].write_text(str(os.getpid()))
     bias_file = Path(settings.live.bias_file) if settings.live.bias_file else files["bias"]
     speed = None if args.speed == "max" else float(args.speed)
@@ -111,6 +116,7 @@ def cmd_trade(args: argparse.Namespace, settings: Settings) -> int:
         failed = False
     finally:
         files["pid"].unlink(missing_ok=True)
+        controls.operator.store.close()
         journal.close()
         paper.close()
         if feed == "fyers":
@@ -235,6 +241,10 @@ def _trade_fyers(
             return 0
         calendar = _broker_backed(calendar, kit, settings)
     controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
+    if controls.operator is not None:
+        from tfl.fyers.login import jwt_expiry
+
+        controls.operator.token_expires_at = lambda: jwt_expiry(kit.store.get("access_token") or "") or 0
     controls.market_now = fy.market_now
     controls.squareoff_lead_seconds = settings.live.squareoff_lead_seconds
     controls.exit_wait_seconds = settings.live.close_wait_seconds
@@ -622,10 +632,35 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
+    """The kill switch: a kill file and a signal for a trader on this machine, and the same
+    command through the operator store (which reaches a trader anywhere)."""
+    from tfl.cli.ops_cmds import describe, send_and_wait
+    from tfl.live.ops_store import CommandKind, new_command
+
     files = side_files(side_base(args.journal, args.state_dir))
     kill = Path(args.kill_file) if args.kill_file else files["kill"]
+    settings = load_settings()
+    journal_known = is_dynamo(args.journal) or Path(args.journal).is_file()
+    if args.lift:
+        if not journal_known:
+            raise ValueError(f"journal {args.journal}: no such file (nothing to lift)")
+        kill.unlink(missing_ok=True)
+        store = open_ops(args.journal, settings)
+        cmd = new_command(CommandKind.LIFT_HALT, "halt", int(time.time()), reason=args.reason)
+        ack = send_and_wait(store, cmd, args.wait)
+        store.close()
+        _out(f"kill switch removed ({kill}); " + describe(cmd, ack, settings))
+        return 0 if ack is None or ack.done else 1
+    if not kill.parent.is_dir():
+        raise ValueError(f"--kill-file {kill}: its folder does not exist")
     kill.write_text(args.reason + "\n", encoding="utf-8")
     msg = f"kill switch set: {kill} (the trader stops new entries and flattens; exits keep working)"
+    if journal_known:
+        store = open_ops(args.journal, settings)
+        cmd = new_command(CommandKind.FLATTEN_HALT, "halt", int(time.time()), reason=args.reason)
+        store.send(cmd)
+        store.close()
+        msg += f"; command {cmd.id} sent"
     pid_file = files["pid"]
     if pid_file.exists():
         try:
@@ -693,4 +728,10 @@ def add_parsers(sub: Any, date_type: Any, symbols_type: Any, add_config: Any) ->
     ha.add_argument("--state-dir", type=Path, help="with a DynamoDB journal: the trader's --state-dir")
     ha.add_argument("--kill-file", help="default: JOURNAL.halt")
     ha.add_argument("--reason", default="manual halt")
+    ha.add_argument(
+        "--lift",
+        action="store_true",
+        help="lift an operator's halt: remove the kill file and tell the trader (the daily loss limit's halt stays)",
+    )
+    ha.add_argument("--wait", type=float, default=10.0, help="--lift: seconds to wait for the acknowledgement")
     ha.set_defaults(func=cmd_halt)

@@ -29,8 +29,10 @@ from tfl.core.events import (
     Filled,
     Halted,
     LevelsSet,
+    Lifted,
     Marked,
     OrderPlaced,
+    ReduceOnly,
     SignalRejected,
     SquareOffStarted,
     StopMoved,
@@ -132,7 +134,7 @@ class Core:
             else:
                 self._manage(state, pos, bar, out)
         if flatten is ExitReason.KILL_SWITCH and state.halted is None:
-            out.append(Halted(HaltReason.DAILY_LOSS_LIMIT))
+            out.append(Halted(HaltReason.DAILY_LOSS_LIMIT, state.lifts))
         exits: list[OrderPlaced] = []
         if flatten is not None:
             self._flatten(state, flatten, cancel, exits)
@@ -263,12 +265,41 @@ class Core:
         """Stop entries for the day and close every position at market (the kill switch)."""
         out: list[Event] = []
         if state.halted is None:
-            out.append(Halted(reason))
+            out.append(Halted(reason, state.lifts))
         cancel: dict[str, str] = {}
         exits: list[OrderPlaced] = []
         self._flatten(state, ExitReason.KILL_SWITCH, cancel, exits)
         out.extend(_in_order(state, cancel, exits))
         return out
+
+    # ------------------------------------------------------------------ the operator (live only)
+
+    def stop_entries(self, state: CoreState, reason: str) -> list[Event]:
+        """No new entries today; positions keep their stops and targets (reduce-only)."""
+        return [] if state.reduce_only else [ReduceOnly(reason, state.lifts)]
+
+    def lift(self, state: CoreState, reason: str) -> list[Event]:
+        """Entries again after an operator's halt or reduce-only. The daily loss limit's halt
+        is a rule, not a choice: it is never lifted (empty answer)."""
+        if state.halted is HaltReason.DAILY_LOSS_LIMIT or (state.halted is None and not state.reduce_only):
+            return []
+        return [Lifted(reason, state.lifts + 1)]
+
+    def exit_position(self, state: CoreState, symbol: str) -> list[Event]:
+        """Close one position at market (reason OPERATOR): its other working orders are
+        cancelled, as the kill switch does for every position. Empty if it is not held or
+        is being exited already."""
+        pos = state.book.positions.get(symbol)
+        if pos is None or symbol in state.exit_pending:
+            return []
+        cancel: dict[str, str] = {}
+        for rec in state.working.values():
+            if rec.request.symbol == symbol and rec.leg is not Leg.EXIT and rec.leg is not Leg.FLATTEN:
+                cancel.setdefault(rec.request.client_id, "operator exit")
+        exit_order = self._exit(pos, ExitReason.OPERATOR, state)
+        if exit_order is None:
+            return []
+        return list(_in_order(state, cancel, [exit_order]))
 
     def square_off(self, state: CoreState, at: int) -> list[Event]:
         """The live square-off, begun ahead of the square-off bar so that every exit is filled

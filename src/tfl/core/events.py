@@ -208,18 +208,33 @@ class SlotClosed:
 class Halted:
     KIND: ClassVar[str] = "HALT"
     reason: HaltReason
+    n: int = 0  # how many lifts came before it today (a day can be halted again after a lift)
 
     def key(self) -> str:
-        return f"halt:{self.reason.value}"
+        return f"halt:{self.reason.value}" + (f":{self.n}" if self.n else "")
 
 
 @dataclass(frozen=True, slots=True)
 class ReduceOnly:
     KIND: ClassVar[str] = "REDUCE_ONLY"
     reason: str
+    n: int = 0  # how many lifts came before it today
 
     def key(self) -> str:
-        return f"reduce_only:{self.reason}"
+        return f"reduce_only:{self.reason}" + (f":{self.n}" if self.n else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Lifted:
+    """Live: the operator lifted today's halt or reduce-only (never the daily loss limit's
+    halt): entries are allowed again; nothing is re-entered."""
+
+    KIND: ClassVar[str] = "LIFT"
+    reason: str
+    n: int  # the how-many-th lift today
+
+    def key(self) -> str:
+        return f"lift:{self.n}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +350,7 @@ Event = (
     | SlotClosed
     | Halted
     | ReduceOnly
+    | Lifted
     | SessionClosed
     | ReconcileDifference
     | StrayCorrected

@@ -26,6 +26,7 @@ from tfl.core.events import (
     Filled,
     Halted,
     LevelsSet,
+    Lifted,
     Marked,
     OrderPlaced,
     OrderReported,
@@ -103,6 +104,7 @@ class CoreState:
     halted: HaltReason | None = None  # why entries stopped for the day; None while trading
     squareoff_started: int = 0  # live: when today's square-off began ahead of its bar (0: not yet)
     reduce_only: str = ""  # why the trader takes no entries until the next session's reconciliation
+    lifts: int = 0  # live: how many times the operator lifted a halt or reduce-only today
     closed_sessions: set[str] = field(default_factory=set)
     legs: dict[str, dict[Leg, str]] = field(default_factory=dict)  # symbol -> its open position's stop/target
     exit_pending: dict[str, tuple[ExitReason, int | None]] = field(default_factory=dict)
@@ -195,12 +197,17 @@ def apply(state: CoreState, ev: Event) -> None:
             state.halted = None
             state.squareoff_started = 0
             state.reduce_only = ""  # a new day starts with a reconciliation, which sets it again if needed
+            state.lifts = 0
             state.session_anomalies = len(state.anomalies)
             state.last_slot = 0
         case Halted():
             state.halted = ev.reason
         case ReduceOnly():
             state.reduce_only = ev.reason
+        case Lifted():
+            state.halted = None
+            state.reduce_only = ""
+            state.lifts = max(state.lifts, ev.n)
         case SessionClosed():
             state.closed_sessions.add(ev.session)
         case StrayCorrected():

@@ -35,6 +35,7 @@ from tfl.live.execution import Execution
 from tfl.live.faults import CrashPoints
 from tfl.live.feed import Clock, Feed, PlannedTick, ReplayFeed, SessionEnd, Tick, session_ticks
 from tfl.live.journal import Journal
+from tfl.live.operator import OperatorLink, poll_commands, write_beat
 from tfl.live.reconcile import reconcile
 from tfl.live.trader import Trader
 from tfl.live.warmup import warm_states
@@ -85,6 +86,7 @@ class Controls:
     # Paper/live: start the square-off this long before the broker's own (``live.squareoff_lead_seconds``);
     # 0 (replay): at the square-off bar, exactly as the backtest.
     squareoff_lead_seconds: int = 0
+    operator: OperatorLink | None = None  # the operator store: commands in, the status heartbeat out
 
     def install_signal(self) -> None:
         def on_signal(signum: int, frame: object) -> None:
@@ -97,6 +99,12 @@ class Controls:
         if self.halt_requested:
             return True
         return self.kill_file is not None and self.kill_file.exists()
+
+    def clear_kill_switch(self) -> None:
+        """An operator's lift: the kill file and the signal's flag go, or they would halt again."""
+        self.halt_requested = False
+        if self.kill_file is not None:
+            self.kill_file.unlink(missing_ok=True)
 
 
 @dataclass
@@ -313,6 +321,9 @@ def run_session(
     last_tick_wall = controls.clock()
     next_heartbeat = controls.clock() + settings.live.heartbeat_seconds
     next_kill_check = 0.0
+    op = controls.operator
+    next_command_check = 0.0
+    next_beat = 0.0
     stale_after = settings.live.feed_stale_seconds
     retry_every = settings.live.retry_seconds
     next_retry = start_ts + retry_every
@@ -331,6 +342,14 @@ def run_session(
             next_kill_check = now + 0.2
             if controls.kill_switch() and trader.state.halted is None:
                 trader.halt(boundaries[bi - 1] if bi else start_ts, HaltReason.KILL_SWITCH)
+        if op is not None:
+            if now >= next_command_check:
+                next_command_check = now + settings.live.command_poll_seconds
+                if poll_commands(trader, boundaries[bi - 1] if bi else start_ts, op):
+                    next_beat = now  # the page sees the command's effect at once
+            if now >= next_beat:
+                next_beat = now + settings.live.status_beat_seconds
+                write_beat(trader, op, now_ts if ticks else 0)
         if now >= next_heartbeat:
             next_heartbeat = now + settings.live.heartbeat_seconds
             _heartbeat(trader, ticks, controls)
@@ -399,6 +418,8 @@ def run_session(
         if lat is not None:
             lat.append(time.perf_counter_ns() - t_arrival)
     flat = trader.close_session(plan.close_ts)
+    if op is not None:
+        write_beat(trader, op, now_ts if ticks else 0)
     if controls.metrics is not None:
         controls.metrics.pnl(
             trader.sid, trader.state.equity() - trader.state.day_start_equity, len(trader.state.book.positions)
