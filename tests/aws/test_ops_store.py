@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from tfl.aws.dynamo_journal import DynamoJournal
+from tfl.aws.dynamo_ops import DynamoOpsStore
 from tfl.live.journal import Record, SqliteJournal
 from tfl.live.ops_store import (
     Beat,
     CommandAck,
     CommandKind,
-    DynamoOpsStore,
     OpsStore,
     OpsStoreError,
     SqliteOpsStore,

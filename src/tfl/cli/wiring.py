@@ -12,13 +12,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfl.domain import BiasRead
 from tfl.live.journal import Journal
-from tfl.live.ops_store import OpsStore
 from tfl.secrets import FileSecretStore, SecretStore, default_secrets_path
 from tfl.settings import Settings
+
+if TYPE_CHECKING:
+    from tfl.live.ops_store import OpsStore
 
 DYNAMO_PREFIX = "dynamodb://"
 DEFAULT_STATE_DIR = Path.home() / ".tfl" / "state"
@@ -52,7 +54,7 @@ def open_ops(spec: str, settings: Settings, *, read_only: bool = False) -> OpsSt
     never creates a journal."""
     if is_dynamo(spec):
         from tfl.aws.clients import client
-        from tfl.live.ops_store import DynamoOpsStore
+        from tfl.aws.dynamo_ops import DynamoOpsStore
 
         return DynamoOpsStore(client("dynamodb", settings.aws.region), dynamo_table(spec))
     from tfl.live.ops_store import SqliteOpsStore

@@ -23,21 +23,13 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from tfl.aws.clients import aws_code
 from tfl.live.journal import JournalError
 
-OPS_PARTITION = "#ops"  # the DynamoDB journal's partition for operator items
-_BEAT_KEY = "beat"
-_CMD_PREFIX = "cmd:"
-_ONCE_PREFIX = "once:"
 MAX_REASON = 200
 
 
@@ -104,11 +96,11 @@ def new_command(kind: CommandKind, source: str, now: int, *, reason: str = "", s
     return Command(f"{now}-{secrets.token_hex(6)}", kind, now, source, reason[:MAX_REASON], symbol.upper())
 
 
-def _command_json(c: Command) -> str:
+def command_json(c: Command) -> str:
     return json.dumps({**asdict(c), "kind": c.kind.value}, sort_keys=True)
 
 
-def _command_from(data: str) -> Command:
+def command_from(data: str) -> Command:
     d = json.loads(data)
     return Command(
         str(d["id"]),
@@ -120,13 +112,13 @@ def _command_from(data: str) -> Command:
     )
 
 
-def _beat_json(b: Beat) -> str:
+def beat_json(b: Beat) -> str:
     d = asdict(b)
     d["marks"] = [[s, p] for s, p in b.marks]
     return json.dumps(d, sort_keys=True)
 
 
-def _beat_from(data: str) -> Beat:
+def beat_from(data: str) -> Beat:
     d = json.loads(data)
     marks = tuple((str(s), float(p)) for s, p in d.get("marks", []))
     return Beat(
@@ -230,14 +222,14 @@ class SqliteOpsStore:
         return (
             self._write(
                 "INSERT INTO ops_commands (id, issued_at, data) VALUES (?, ?, ?)",
-                (cmd.id, cmd.issued_at, _command_json(cmd)),
+                (cmd.id, cmd.issued_at, command_json(cmd)),
             )
             == 1
         )
 
     def pending(self) -> list[Command]:
         rows = self._rows("SELECT data FROM ops_commands WHERE ack IS NULL ORDER BY issued_at, rowid")
-        return [_command_from(r[0]) for r in rows]
+        return [command_from(r[0]) for r in rows]
 
     def acknowledge(self, ack: CommandAck) -> bool:
         data = json.dumps(asdict(ack), sort_keys=True)
@@ -250,14 +242,14 @@ class SqliteOpsStore:
 
     def commands(self, limit: int = 20) -> list[CommandView]:
         rows = self._rows("SELECT data, ack FROM ops_commands ORDER BY issued_at DESC, rowid DESC LIMIT ?", (limit,))
-        return [CommandView(_command_from(d), _ack_from(a) if a else None) for d, a in rows]
+        return [CommandView(command_from(d), ack_from(a) if a else None) for d, a in rows]
 
     def write_beat(self, beat: Beat) -> None:
-        self._write("INSERT OR REPLACE INTO ops_beat (k, data) VALUES (1, ?)", (_beat_json(beat),))
+        self._write("INSERT OR REPLACE INTO ops_beat (k, data) VALUES (1, ?)", (beat_json(beat),))
 
     def beat(self) -> Beat | None:
         rows = self._rows("SELECT data FROM ops_beat WHERE k = 1")
-        return _beat_from(rows[0][0]) if rows else None
+        return beat_from(rows[0][0]) if rows else None
 
     def use_once(self, name: str, expires_at: int) -> bool:
         return self._write("INSERT INTO ops_once (name, expires_at) VALUES (?, ?)", (name, expires_at)) == 1
@@ -266,134 +258,6 @@ class SqliteOpsStore:
         self._db.close()
 
 
-def _ack_from(data: str) -> CommandAck:
+def ack_from(data: str) -> CommandAck:
     d = json.loads(data)
     return CommandAck(str(d["id"]), int(d["at"]), bool(d["done"]), str(d["outcome"]))
-
-
-class DynamoOpsStore:
-    """The operator items in the DynamoDB journal table, partition ``#ops``."""
-
-    def __init__(self, client: Any, table: str) -> None:
-        self.client = client
-        self.table = table
-
-    def _fail(self, op: str, exc: Exception) -> OpsStoreError:
-        return OpsStoreError(f"journal dynamodb:{self.table}: operator {op} failed ({aws_code(exc)})")
-
-    def _put(self, item: dict[str, Any]) -> None:
-        try:
-            self.client.put_item(TableName=self.table, Item=item)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("write", exc) from None
-
-    def _query(self, prefix: str, *, newest_first: bool, limit: int | None = None) -> Iterator[dict[str, Any]]:
-        kw: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "#s = :p AND begins_with(#k, :pre)",
-            "ExpressionAttributeNames": {"#s": "session", "#k": "key"},
-            "ExpressionAttributeValues": {":p": {"S": OPS_PARTITION}, ":pre": {"S": prefix}},
-            "ScanIndexForward": not newest_first,
-            "ConsistentRead": True,
-        }
-        if limit is not None:
-            kw["Limit"] = limit
-        seen = 0
-        try:
-            while True:
-                page = self.client.query(**kw)
-                for item in page.get("Items", []):
-                    yield item
-                    seen += 1
-                    if limit is not None and seen >= limit:
-                        return
-                last = page.get("LastEvaluatedKey")
-                if not last:
-                    return
-                kw["ExclusiveStartKey"] = last
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("read", exc) from None
-
-    @staticmethod
-    def _cmd_key(cmd_id: str) -> str:
-        # ids start with the epoch second, so key order is issue order
-        return _CMD_PREFIX + cmd_id
-
-    def send(self, cmd: Command) -> bool:
-        item = {
-            "session": {"S": OPS_PARTITION},
-            "key": {"S": self._cmd_key(cmd.id)},
-            "data": {"S": _command_json(cmd)},
-            "pending": {"S": "1"},
-        }
-        return self._put_new(item)
-
-    def _put_new(self, item: dict[str, Any]) -> bool:
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(#k)",
-                ExpressionAttributeNames={"#k": "key"},
-            )
-        except ClientError as exc:
-            if aws_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise self._fail("write", exc) from None
-        except BotoCoreError as exc:
-            raise self._fail("write", exc) from None
-        return True
-
-    def pending(self) -> list[Command]:
-        return [_command_from(i["data"]["S"]) for i in self._query(_CMD_PREFIX, newest_first=False) if "pending" in i]
-
-    def acknowledge(self, ack: CommandAck) -> bool:
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"session": {"S": OPS_PARTITION}, "key": {"S": self._cmd_key(ack.id)}},
-                UpdateExpression="SET #a = :a REMOVE #p",
-                ConditionExpression="attribute_exists(#p)",
-                ExpressionAttributeNames={"#a": "ack", "#p": "pending"},
-                ExpressionAttributeValues={":a": {"S": json.dumps(asdict(ack), sort_keys=True)}},
-            )
-        except ClientError as exc:
-            if aws_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise self._fail("write", exc) from None
-        except BotoCoreError as exc:
-            raise self._fail("write", exc) from None
-        return True
-
-    def commands(self, limit: int = 20) -> list[CommandView]:
-        out = []
-        for i in self._query(_CMD_PREFIX, newest_first=True, limit=limit):
-            ack = _ack_from(i["ack"]["S"]) if "ack" in i else None
-            out.append(CommandView(_command_from(i["data"]["S"]), ack))
-        return out
-
-    def write_beat(self, beat: Beat) -> None:
-        self._put({"session": {"S": OPS_PARTITION}, "key": {"S": _BEAT_KEY}, "data": {"S": _beat_json(beat)}})
-
-    def beat(self) -> Beat | None:
-        try:
-            got = self.client.get_item(
-                TableName=self.table,
-                Key={"session": {"S": OPS_PARTITION}, "key": {"S": _BEAT_KEY}},
-                ConsistentRead=True,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("read", exc) from None
-        item = got.get("Item")
-        return _beat_from(item["data"]["S"]) if item else None
-
-    def use_once(self, name: str, expires_at: int) -> bool:
-        item = {
-            "session": {"S": OPS_PARTITION},
-            "key": {"S": _ONCE_PREFIX + name},
-            "expires_at": {"N": str(expires_at)},
-        }
-        return self._put_new(item)
-
-    def close(self) -> None:
-        return None
