@@ -386,7 +386,7 @@ def test_the_workbench_shares_indicators_setups_and_bias_and_changes_nothing(mar
         assert r.metrics.trades == len(fresh.result.trades) > 0
         assert r.metrics.net_pnl == pytest.approx(fresh.summary["net_pnl"], abs=0.005)
         assert np.array_equal(r.returns, session_series(fresh)[1])
-    assert (bench.indicator_builds, bench.frame_builds) == (1, 2)
+    assert (bench.indicator_builds, bench.frame_builds, bench.layout_builds) == (1, 2, 2)
     # Another indicator setting: new indicators.
     s = base.replace({"indicators.atr_period": 10})
     bench.run((("indicators.atr_period", 10),), s, start, end)

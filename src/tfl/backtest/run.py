@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -18,7 +18,7 @@ from tqdm import tqdm
 from tfl.backtest.assumptions import eod_exit_note
 from tfl.backtest.metrics import drawdown, per_symbol, summarise
 from tfl.backtest.signals import SymbolFrame, prepare_symbols
-from tfl.backtest.simulator import SimResult, simulate
+from tfl.backtest.simulator import SimPrep, SimResult, simulate
 from tfl.data.bars import iso_ist_many
 from tfl.data.bias_inputs import bias_records
 from tfl.data.loader import DataError
@@ -85,6 +85,7 @@ def run_backtest(
     market: Market | None = None,
     frames: list[SymbolFrame] | None = None,
     records: list[BiasRecord] | None = None,
+    layout: Callable[[list[SymbolFrame], dict[int, Bias], int, int], SimPrep] | None = None,
 ) -> BacktestRun:
     """Run one backtest; indicators always warm up on all history before ``start``.
 
@@ -92,6 +93,7 @@ def run_backtest(
     them: ``frames`` (from :func:`~tfl.backtest.signals.frames_from` for these settings and
     the symbols of :func:`traded_symbols`) and ``records`` (the computed bias records of
     :func:`session_dates`, before any ``backtest.bias`` override, which is applied here).
+    ``layout`` returns :func:`~tfl.backtest.simulator.prepare`'s answer (a cache of it).
     The result is then the same as without them."""
     if req.end < req.start:
         raise ValueError(f"--end {req.end} is before --start {req.start}")
@@ -131,7 +133,8 @@ def run_backtest(
             sbar.update(max(0, min(g, grid_len) - last[0]))
             last[0] = min(g, grid_len)
 
-        result = simulate(frames, bias_by_day, start_day, end_day, s, progress=progress)
+        prep = layout(frames, bias_by_day, start_day, end_day) if layout is not None else None
+        result = simulate(frames, bias_by_day, start_day, end_day, s, progress=progress, prep=prep)
     summary = summarise(result, s.backtest.capital, start_day, end_day)
     summary["symbols"] = len(traded)
     summary["bars"] = int(sum(len(f.bars) for f in frames))

@@ -135,10 +135,12 @@ def simulate(
     *,
     progress: Callable[[int], None] | None = None,
     check_invariants: bool = False,
+    prep: SimPrep | None = None,
 ) -> SimResult:
-    """Run the portfolio over sessions ``start_day``..``end_day`` (IST day numbers)."""
+    """Run the portfolio over sessions ``start_day``..``end_day`` (IST day numbers); ``prep``
+    is :func:`prepare`'s answer for the same frames, bias days and period, when the caller has it."""
     with _cyclic_gc_paused():
-        return _Backtest(frames, bias_by_day, start_day, end_day, settings, check_invariants).run(progress)
+        return _Backtest(frames, bias_by_day, start_day, end_day, settings, check_invariants, prep).run(progress)
 
 
 @contextmanager
@@ -164,6 +166,7 @@ class _Backtest:
         end_day: int,
         settings: Settings,
         check_invariants: bool,
+        prep: SimPrep | None,
     ) -> None:
         self.s = settings
         self.bias_by_day = bias_by_day
@@ -178,55 +181,8 @@ class _Backtest:
         self.core: Core | None = None
         self.t = 0
 
-        parts = []
-        ranges: dict[str, tuple[int, int]] = {}
-        for f in frames:
-            lo, hi = f.bars.day_range(start_day, end_day)
-            parts.append(f.bars.ts[lo:hi])
-            ranges[f.symbol] = (lo, hi)
-        self.grid = _union(parts)
-        self.bar_index = _BarIndex(self.grid, ranges)
-        self.grid_day = (self.grid + IST_OFFSET_S) // SECONDS_PER_DAY
-        # Candidate setups the day's bias allows, by the grid step of their entry bar.
-        # Per day of the run (index: day - start_day), whether the bias allows longs / shorts:
-        # a lookup rather than a set membership test per symbol.
-        span = max(end_day - start_day + 1, 1)
-        long_day = np.zeros(span, dtype=bool)
-        short_day = np.zeros(span, dtype=bool)
-        for d, b in bias_by_day.items():
-            if start_day <= d <= end_day:
-                long_day[d - start_day] = b.allows(Side.LONG)
-                short_day[d - start_day] = b.allows(Side.SHORT)
-        self.cands: dict[int, list[Setup]] = {}
-        long, short = Side.LONG, Side.SHORT
-        n = self.grid.shape[0]
-        for f in frames:
-            if f.setup_idx.shape[0] == 0:
-                continue
-            entry = f.setup_idx + 1
-            ets = f.bars.ts[entry]
-            eday = (ets + IST_OFFSET_S) // SECONDS_PER_DAY
-            ok = (ets >= (self.grid[0] if n else 0)) & (eday >= start_day) & (eday <= end_day)
-            at = np.clip(eday - start_day, 0, span - 1)  # outside the run: ``ok`` is False already
-            ok &= np.where(f.side == 1, long_day[at], short_day[at])
-            sel = np.flatnonzero(ok)
-            if sel.shape[0] == 0:
-                continue
-            gsteps = np.searchsorted(self.grid, ets[sel]).tolist()
-            rows = zip(
-                gsteps,
-                f.side[sel].tolist(),
-                f.bars.ts[entry[sel] - 1].tolist(),
-                ets[sel].tolist(),
-                f.pattern_high[sel].tolist(),
-                f.pattern_low[sel].tolist(),
-                f.rsi[sel].tolist(),
-                strict=True,
-            )
-            sym, cands = f.symbol, self.cands
-            for g, side, setup_ts, entry_ts, ph, pl, rsi in rows:
-                setup = Setup(sym, long if side == 1 else short, setup_ts, entry_ts, ph, pl, rsi)
-                cands.setdefault(g, []).append(setup)
+        got = prep if prep is not None else prepare(frames, bias_by_day, start_day, end_day)
+        self.grid, self.bar_index, self.grid_day, self.cands = got.grid, got.bar_index, got.grid_day, got.cands
 
     # ------------------------------------------------------------------ the loop
 
@@ -420,6 +376,73 @@ class _Backtest:
                     apply(st, OrderReported(ev.cid, Report.CANCELLED))
             elif isinstance(ev, StopMoved):
                 ex.modify(ev.cid, ev.trigger, ev.qty)
+
+
+@dataclass(frozen=True)
+class SimPrep:
+    """What a run's layout is, given its setups, bias days and period: the grid (the union of
+    the symbols' bar times), which bar of each symbol is at each step, and the candidate
+    setups by the step of their entry bar. Research trials that share setups, bias and
+    period share it (nothing in it changes during a run; the bar index only memoises)."""
+
+    grid: I64
+    bar_index: _BarIndex
+    grid_day: I64
+    cands: dict[int, list[Setup]]
+
+
+def prepare(frames: list[SymbolFrame], bias_by_day: Mapping[int, Bias], start_day: int, end_day: int) -> SimPrep:
+    """The layout of a run over ``frames`` from ``start_day`` to ``end_day`` (IST day numbers)."""
+    parts = []
+    ranges: dict[str, tuple[int, int]] = {}
+    for f in frames:
+        lo, hi = f.bars.day_range(start_day, end_day)
+        parts.append(f.bars.ts[lo:hi])
+        ranges[f.symbol] = (lo, hi)
+    grid = _union(parts)
+    bar_index = _BarIndex(grid, ranges)
+    grid_day = (grid + IST_OFFSET_S) // SECONDS_PER_DAY
+    # Candidate setups the day's bias allows, by the grid step of their entry bar.
+    # Per day of the run (index: day - start_day), whether the bias allows longs / shorts:
+    # a lookup rather than a set membership test per symbol.
+    span = max(end_day - start_day + 1, 1)
+    long_day = np.zeros(span, dtype=bool)
+    short_day = np.zeros(span, dtype=bool)
+    for d, b in bias_by_day.items():
+        if start_day <= d <= end_day:
+            long_day[d - start_day] = b.allows(Side.LONG)
+            short_day[d - start_day] = b.allows(Side.SHORT)
+    cands: dict[int, list[Setup]] = {}
+    long, short = Side.LONG, Side.SHORT
+    n = grid.shape[0]
+    for f in frames:
+        if f.setup_idx.shape[0] == 0:
+            continue
+        entry = f.setup_idx + 1
+        ets = f.bars.ts[entry]
+        eday = (ets + IST_OFFSET_S) // SECONDS_PER_DAY
+        ok = (ets >= (grid[0] if n else 0)) & (eday >= start_day) & (eday <= end_day)
+        at = np.clip(eday - start_day, 0, span - 1)  # outside the run: ``ok`` is False already
+        ok &= np.where(f.side == 1, long_day[at], short_day[at])
+        sel = np.flatnonzero(ok)
+        if sel.shape[0] == 0:
+            continue
+        gsteps = np.searchsorted(grid, ets[sel]).tolist()
+        rows = zip(
+            gsteps,
+            f.side[sel].tolist(),
+            f.bars.ts[entry[sel] - 1].tolist(),
+            ets[sel].tolist(),
+            f.pattern_high[sel].tolist(),
+            f.pattern_low[sel].tolist(),
+            f.rsi[sel].tolist(),
+            strict=True,
+        )
+        sym = f.symbol
+        for g, side, setup_ts, entry_ts, ph, pl, rsi in rows:
+            setup = Setup(sym, long if side == 1 else short, setup_ts, entry_ts, ph, pl, rsi)
+            cands.setdefault(g, []).append(setup)
+    return SimPrep(grid, bar_index, grid_day, cands)
 
 
 def _union(parts: list[I64]) -> I64:

@@ -19,10 +19,11 @@ import numpy as np
 from tfl.backtest.metrics import TRADING_DAYS, daily_equity
 from tfl.backtest.run import BacktestRequest, BacktestRun, run_backtest, session_dates
 from tfl.backtest.signals import SymbolFrame, SymbolIndicators, compute_indicators, frames_from, indicator_key
+from tfl.backtest.simulator import SimPrep, prepare
 from tfl.data.bars import F64, I64
 from tfl.data.bias_inputs import bias_records
 from tfl.data.market import Market, load_market
-from tfl.domain import ExitReason, Side
+from tfl.domain import Bias, ExitReason, Side
 from tfl.regime import BiasRecord
 from tfl.research.identity import config_hash, settings_hash, trial_hash
 from tfl.research.space import Point
@@ -48,6 +49,7 @@ SETUP_KEYS = (
 COST_MULTIPLES = (0.0, 0.5, 1.0, 1.5, 2.0)
 FRAME_CACHE = 6  # distinct setup settings kept per worker (each ~ the universe's setups)
 INDICATOR_CACHE = 3  # distinct indicator settings kept per worker (each ~ 3 arrays per bar)
+LAYOUT_CACHE = 4  # run layouts (grid, bar index, candidate setups) kept per worker
 
 
 @dataclass(frozen=True)
@@ -214,8 +216,10 @@ class Workbench:
         self._indicators: OrderedDict[tuple[object, ...], list[SymbolIndicators]] = OrderedDict()
         self._frames: OrderedDict[tuple[object, ...], list[SymbolFrame]] = OrderedDict()
         self._records: dict[tuple[object, ...], list[BiasRecord]] = {}
+        self._layouts: OrderedDict[tuple[object, ...], SimPrep] = OrderedDict()
         self.indicator_builds = 0  # how many times indicators were computed (the cache's misses)
         self.frame_builds = 0  # how many times setups were computed
+        self.layout_builds = 0  # how many times a run's layout was computed
 
     def sessions(self, start: dt.date, end: dt.date) -> list[dt.date]:
         """Trading sessions in [start, end]: days with a bar of a traded symbol (as a backtest counts them)."""
@@ -271,7 +275,21 @@ class Workbench:
         req = BacktestRequest(self.data_dir, start, end, s, list(self.symbols) if self.symbols else None)
         frames = self.frames(s)
         records = self.records(s, req, frames)
-        return run_backtest(req, show_progress=False, market=self.market, frames=frames, records=records)
+        key = setup_key(s)
+
+        def layout(fr: list[SymbolFrame], bias_by_day: dict[int, Bias], lo: int, hi: int) -> SimPrep:
+            """The run's layout, once per setups, bias days and period (trials come in setup order)."""
+            k = (key, tuple(sorted(bias_by_day.items())), lo, hi)
+            hit = self._layouts.get(k)
+            if hit is None:
+                hit = prepare(fr, bias_by_day, lo, hi)
+                self.layout_builds += 1
+                self._layouts[k] = hit
+                if len(self._layouts) > LAYOUT_CACHE:
+                    self._layouts.popitem(last=False)
+            return hit
+
+        return run_backtest(req, show_progress=False, market=self.market, frames=frames, records=records, layout=layout)
 
     def run(self, point: Point, s: Settings, start: dt.date, end: dt.date) -> TrialResult:
         run = self.backtest(s, start, end)
