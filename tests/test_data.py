@@ -10,7 +10,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tfl.data.bars import sorted_unique
 from tfl.data.check import check_dir
 from tfl.data.loader import DataError, clean_daily, clean_intraday, read_raw
 from tfl.data.market import load_market
@@ -151,3 +154,36 @@ def test_last_bar_time_reads_only_the_time_column_and_agrees_with_the_loader(nse
     empty = tmp_path / "E.csv"
     empty.write_text("datetime,open,high,low,close,volume\n")
     assert last_bar_time(empty) is None
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "UTC", "Asia/Kolkata"])
+def test_time_columns_of_every_arrow_type_read_alike(tmp_path: Path, unit: str, tz: str | None) -> None:
+    """Timestamps in any unit, zoned or naive (naive = IST), dates as date32 and date64, in
+    several chunks: the same epoch seconds as Python's own datetime arithmetic gives."""
+    moments = [dt.datetime(2024, 1, 2, 9, 15), dt.datetime(2024, 1, 2, 9, 30), dt.datetime(2024, 1, 3, 15, 15)]
+    want = [int(m.replace(tzinfo=IST).timestamp()) for m in moments]
+    values = moments if tz is None else [m.replace(tzinfo=IST).astimezone(dt.UTC) for m in moments]
+    col = pa.chunked_array([pa.array(values[:1], pa.timestamp(unit, tz)), pa.array(values[1:], pa.timestamp(unit, tz))])
+    n = len(moments)
+    table = pa.table({"datetime": col, "open": [1.0] * n, "high": [2.0] * n, "low": [0.5] * n, "close": [1.5] * n,
+                      "volume": pa.array([10] * n, pa.int64())})  # fmt: skip
+    p = tmp_path / "T.parquet"
+    pq.write_table(table, p)
+    assert read_raw(p).ts.tolist() == want
+
+
+@pytest.mark.parametrize("kind", [pa.date32(), pa.date64()])
+def test_date_columns_are_ist_midnights(tmp_path: Path, kind: pa.DataType) -> None:
+    days = [dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
+    table = pa.table({"date": pa.array(days, kind), "open": [1.0, 1.0], "high": [2.0, 2.0], "low": [0.5, 0.5],
+                      "close": [1.5, 1.5], "volume": pa.array([10, 10], pa.int64())})  # fmt: skip
+    p = tmp_path / "D.parquet"
+    pq.write_table(table, p)
+    assert read_raw(p).ts.tolist() == [int(dt.datetime.combine(d, dt.time(), IST).timestamp()) for d in days]
+
+
+@given(st.lists(st.integers(-(2**40), 2**40), max_size=60))
+def test_sorted_unique_is_numpys_unique(values: list[int]) -> None:
+    a = np.array(values, dtype=np.int64)
+    assert sorted_unique(a).tolist() == np.unique(a).tolist()

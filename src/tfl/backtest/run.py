@@ -19,7 +19,7 @@ from tfl.backtest.assumptions import eod_exit_note
 from tfl.backtest.metrics import drawdown, per_symbol, summarise
 from tfl.backtest.signals import SymbolFrame, prepare_symbols
 from tfl.backtest.simulator import SimPrep, SimResult, simulate
-from tfl.data.bars import iso_ist_many
+from tfl.data.bars import iso_ist_many, sorted_unique
 from tfl.data.bias_inputs import bias_records
 from tfl.data.loader import DataError
 from tfl.data.market import Market, load_market
@@ -155,7 +155,7 @@ def _session_days(frames: list[SymbolFrame], start_day: int, end_day: int) -> li
             keep = np.ones(d.shape[0], dtype=bool)
             keep[1:] = d[1:] != d[:-1]
             parts.append(d[keep])
-    return np.unique(np.concatenate(parts)).tolist() if parts else []
+    return sorted_unique(np.concatenate(parts)).tolist() if parts else []
 
 
 # --------------------------------------------------------------------------- outputs

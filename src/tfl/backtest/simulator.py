@@ -44,7 +44,7 @@ from tfl.core.events import (
 from tfl.core.fills import bar_path, match
 from tfl.core.orders import Leg, OrderType, Report
 from tfl.core.state import CoreState, apply, path_side
-from tfl.data.bars import F64, I64
+from tfl.data.bars import F64, I64, sorted_unique
 from tfl.domain import Bias, Side
 from tfl.settings import Settings, parse_hhmm
 from tfl.strategy.book import Trade
@@ -451,7 +451,7 @@ def _union(parts: list[I64]) -> I64:
         return np.zeros(0, dtype=np.int64)
     allts = np.concatenate(parts)
     if allts.shape[0] == 0 or (allts % BAR_SECONDS).any():
-        return np.unique(allts)
+        return sorted_unique(allts)
     base = int(allts.min())
     slot = (allts - base) // BAR_SECONDS
     present = np.zeros(int(slot.max()) + 1, dtype=bool)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfl.data.bars import I64, BarSeries
+from tfl.data.bars import I64, BarSeries, sorted_unique
 from tfl.data.loader import (
     DAILY_DIR,
     INTRADAY_DIR,
@@ -126,7 +126,7 @@ def load_market(
             m.intraday[sym] = out
 
     days = [d.day for d in m.daily.values()]
-    m.calendar_days = np.unique(np.concatenate(days)) if days else np.zeros(0, dtype=np.int64)
+    m.calendar_days = sorted_unique(np.concatenate(days)) if days else np.zeros(0, dtype=np.int64)
     return m
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfl.core.events import SignalRejected
-from tfl.data.bars import F64, I64, BarSeries
+from tfl.data.bars import F64, I64, BarSeries, sorted_unique
 from tfl.domain import Side
 from tfl.strategy.book import Trade
 from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, day_to_date, ist_minute
@@ -232,7 +232,7 @@ def pack_session(bars: BarSeries, day: int) -> PackedSession | None:
 def pack_sessions(bars: BarSeries, days: Iterable[int]) -> dict[int, PackedSession]:
     """:func:`pack_session` for several days of one symbol at once (array operations over all
     their bars rather than a few small ones per session); days without bars are left out."""
-    want = np.unique(np.fromiter(days, dtype=np.int64))
+    want = sorted_unique(np.fromiter(days, dtype=np.int64))
     start = want * SECONDS_PER_DAY - IST_OFFSET_S  # IST midnight; bars are sorted by time
     lo = np.searchsorted(bars.ts, start)
     hi = np.searchsorted(bars.ts, start + SECONDS_PER_DAY)
