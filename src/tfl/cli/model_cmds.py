@@ -7,7 +7,10 @@ import datetime as dt
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tfl.settings import Settings
 
 log = logging.getLogger("tfl.cli.compare")
 
@@ -50,7 +53,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.out is not None and (args.out.is_dir() or not args.out.parent.is_dir()):
         raise ValueError(f"--out {args.out}: not a file in an existing folder")
     day: dt.date = args.date
-    journal = open_journal(spec, load_settings())
+    env = load_settings()  # where things are (AWS); the model uses the journal's own settings
+    if args.upload and not env.aws.data_bucket:
+        raise ValueError("--upload: no bucket (set aws.data_bucket, TFL_AWS__DATA_BUCKET)")
+    journal = open_journal(spec, env)
     try:
         sid = day.isoformat()
         sessions = [s for s in journal.sessions() if s <= sid]
@@ -77,18 +83,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for line in table_lines(rows):
             _out(f"  {line}")
     if args.upload:
-        _upload(settings, sid, text)
+        _upload(env, sid, text)
     return 0
 
 
-def _upload(settings: Any, sid: str, text: str) -> None:
+def _upload(settings: Settings, sid: str, text: str) -> None:
     """Put the comparison where the post-market report job looks for it."""
     from tfl.aws.clients import client
     from tfl.live.model_table import export_key
 
     bucket = settings.aws.data_bucket
-    if not bucket:
-        raise ValueError("--upload: no bucket (set aws.data_bucket, TFL_AWS__DATA_BUCKET)")
     key = export_key(sid)
     client("s3", settings.aws.region).put_object(
         Bucket=bucket, Key=key, Body=text.encode("utf-8"), ContentType="text/plain"
