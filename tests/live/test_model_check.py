@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tfl.core.events import Filled, OrderPlaced
+from tfl.core.events import Allocated, Filled, LevelsSet, OrderPlaced
 from tfl.core.orders import Leg
 from tfl.costs import CostModel
 from tfl.data.market import Market, load_market
+from tfl.domain import RejectReason
 from tfl.live.journal import SqliteJournal, read_events
 from tfl.live.model_check import DayComparison, ModelCheckError, Stored, compare_day, comparison_lines
 from tfl.live.paper import PaperBroker
@@ -171,7 +172,6 @@ def test_a_late_exit(market: Market, clean_day: list[Stored]) -> None:
     assert any("LT LONG" in line and "(+1 bars)" in line for line in comparison_lines(c))
 
 
-
 def test_bad_input_is_one_clear_error(market: Market, clean_day: list[Stored], nse_dir: Path) -> None:
     with pytest.raises(ModelCheckError, match="has no session 2021-01-11"):
         compare_day(clean_day, market, dt.date(2021, 1, 11), symbols=SYMBOLS)
@@ -189,3 +189,21 @@ def _day_number(d: dt.date) -> int:
     from tfl.timeutil import date_to_day
 
     return date_to_day(d)
+
+
+def test_a_setup_blocked_live_says_why(market: Market, clean_day: list[Stored]) -> None:
+    """The journal of a trader whose entries were blocked when VEDL's setup was sized (its
+    allocation refused, no order): the missing trade carries the journal's reason."""
+    vedl = {ev.cid for _, ev in clean_day if isinstance(ev, OrderPlaced) and ev.symbol == "VEDL"}
+    events: list[Stored] = []
+    for rec, ev in clean_day:
+        if isinstance(ev, Allocated) and ev.symbol == "VEDL":
+            events.append((rec, dataclasses.replace(ev, reject=RejectReason.ENTRIES_BLOCKED)))
+        elif getattr(ev, "cid", None) in vedl or (isinstance(ev, LevelsSet) and ev.symbol == "VEDL"):
+            continue
+        else:
+            events.append((rec, ev))
+    c = compare_day(events, market, DAY, symbols=SYMBOLS)
+    (u,) = c.missing
+    assert u.trade.symbol == "VEDL" and c.extra == () and len(c.matched) == 2
+    assert u.why.startswith("no reservation live: ENTRIES_BLOCKED (entries blocked")

@@ -116,9 +116,7 @@ def add_parsers(sub: Any, date_type: Any, symbols_type: Any) -> None:
     cp.add_argument("--journal", required=True, help="the SQLite journal file, or dynamodb://TABLE")
     cp.add_argument("--date", type=date_type, required=True, help="the session to compare (YYYY-MM-DD)")
     cp.add_argument("--data", type=Path, required=True, help="data directory holding the day's stored bars")
-    cp.add_argument(
-        "--symbols", type=symbols_type, default=None, help="what the trader traded (default: the universe)"
-    )
+    cp.add_argument("--symbols", type=symbols_type, default=None, help="what the trader traded (default: the universe)")
     cp.add_argument("--table", type=Path, help="the running table (default: JOURNAL.model-check.csv)")
     cp.add_argument("--no-table", action="store_true", help="print the comparison only")
     cp.add_argument("--state-dir", type=Path, help="for dynamodb:// journals: where the table goes")

@@ -23,7 +23,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from tfl.core.events import (
-    AlertRaised,
     Allocated,
     Event,
     Filled,
@@ -36,7 +35,7 @@ from tfl.core.events import (
 )
 from tfl.core.orders import Report, first_attempt
 from tfl.core.state import CoreState, apply
-from tfl.domain import ExitReason, Side
+from tfl.domain import ExitReason, RejectReason, Side
 from tfl.live.journal import Record
 from tfl.live.report import settings_from_events
 from tfl.settings import Settings
@@ -195,7 +194,6 @@ class _Journal:
     rejected: dict[tuple[str, Side, int], SignalRejected] = field(default_factory=dict)
     halts: list[str] = field(default_factory=list)
     reduce_only: list[str] = field(default_factory=list)
-    feed_alerts: list[str] = field(default_factory=list)
 
 
 def _index(events: Sequence[Stored]) -> _Journal:
@@ -216,8 +214,6 @@ def _index(events: Sequence[Stored]) -> _Journal:
                 j.halts.append(f"{ev.reason.value} at {_hhmm(rec.ts)}")
             case ReduceOnly():
                 j.reduce_only.append(f"{ev.reason} at {_hhmm(rec.ts)}")
-            case AlertRaised() if "feed" in ev.cause.lower() or "stale" in ev.cause.lower():
-                j.feed_alerts.append(f"{ev.cause} at {_hhmm(rec.ts)}")
             case _:
                 pass
     return j
@@ -240,9 +236,22 @@ def _day_state(j: _Journal) -> str:
         parts.append(f"the day was halted ({'; '.join(j.halts)})")
     if j.reduce_only:
         parts.append(f"the trader went reduce-only ({'; '.join(j.reduce_only)})")
-    if j.feed_alerts:
-        parts.append(f"feed alerts ({'; '.join(j.feed_alerts)})")
     return "; ".join(parts)
+
+
+_REASON_NOTES = {
+    RejectReason.ENTRIES_BLOCKED: "entries blocked: not reconciled, feed stale or token invalid (see the log)",
+    RejectReason.REDUCE_ONLY: "the trader was reduce-only",
+    RejectReason.KILL_SWITCH: "the kill switch was set",
+    RejectReason.DAILY_LOSS_LIMIT: "the daily loss limit had tripped",
+}
+
+
+def _reason(r: RejectReason) -> str:
+    note = _REASON_NOTES.get(r)
+    return (
+        f"{r.value} ({note})" if note else f"{r.value} (its equity, cash or open positions differed from the model's)"
+    )
 
 
 def why_missing(j: _Journal, t: Trade) -> str:
@@ -254,7 +263,7 @@ def why_missing(j: _Journal, t: Trade) -> str:
     cid = _entry_cid(j, t)
     if cid is None:
         if rej is not None:
-            return f"the signal was rejected live: {rej.reason.value}{tail}"
+            return f"the signal was rejected live: {_reason(rej.reason)}{tail}"
         return (
             "the trader saw no such setup: its bars (built from ticks) differ from the stored bars, "
             f"or the setup bar was missed{tail}"
@@ -262,7 +271,7 @@ def why_missing(j: _Journal, t: Trade) -> str:
     a = j.allocs[cid]
     if a.reject is not None:
         what = "it triggered and was rejected" if rej is not None else "no reservation"
-        return f"{what} live: {a.reject.value} (the model reserved it){tail}"
+        return f"{what} live: {_reason(a.reject)}{tail}"
     attempts = j.placed.get(cid, [])
     if not attempts:
         return f"reserved live but no entry order was sent{tail}"
@@ -291,7 +300,9 @@ def why_extra(model_rejections: Sequence[SignalRejected], j: _Journal, t: Trade)
         if r.symbol == t.symbol and r.side is t.side and r.ts == entry_bar:
             return f"the model rejected the signal: {r.reason.value} (its equity, cash or open positions differed)"
     cid = _entry_cid(j, t)
-    late = f"; the live entry came {(t.entry_ts - entry_bar) // BAR_SECONDS} bar(s) late" if t.entry_ts > entry_bar else ""
+    late = (
+        f"; the live entry came {(t.entry_ts - entry_bar) // BAR_SECONDS} bar(s) late" if t.entry_ts > entry_bar else ""
+    )
     if cid is not None and cid in j.allocs:
         return (
             "the model had no such trade: on the stored bars the setup did not trigger or was not valid "
@@ -467,7 +478,9 @@ def comparison_lines(c: DayComparison) -> list[str]:
     for m in c.matched:
         parts = []
         if m.entry is not None:
-            parts.append(f"entry {m.live.entry_price:.2f} vs {m.model.entry_price:.2f} ({_fmt(m.entry.excess_bps)} bps)")
+            parts.append(
+                f"entry {m.live.entry_price:.2f} vs {m.model.entry_price:.2f} ({_fmt(m.entry.excess_bps)} bps)"
+            )
         else:
             parts.append(f"entry {m.entry_slots:+d} bar(s) late")
         if m.exit is not None:

@@ -197,25 +197,29 @@ def verdict(rows: Sequence[DayRow]) -> Verdict:
         else None
     )
     where = f"{n} fill{'' if n == 1 else 's'} over {days} day{'' if days == 1 else 's'}"
-    paid = f"; stop/market fills paid {real:.1f} bps against the assumed {assumed:.1f}" if real is not None and assumed is not None else ""
+    paid = (
+        f"; stop/market fills paid {real:.1f} bps against the assumed {assumed:.1f}"
+        if real is not None and assumed is not None
+        else ""
+    )
+    holds: bool | None = None
     if mean is None:
-        return Verdict(days, 0, None, None, None, assumed, None, f"no matched fills yet ({days} days): nothing to judge")
-    if n < MIN_FILLS or se is None:
-        return Verdict(
-            days, n, mean, se, real, assumed, None,
+        text = f"no matched fills yet ({days} days): nothing to judge"
+    elif n < MIN_FILLS or se is None:
+        text = (
             f"too few fills to judge the slippage assumption ({where}, {MIN_FILLS} needed): "
-            f"so far {mean:+.1f} bps a side beyond the model{paid}",
-        )  # fmt: skip
-    if abs(mean) <= SIGNIFICANCE_SE * se:
-        return Verdict(
-            days, n, mean, se, real, assumed, True,
-            f"the slippage assumption holds: live fills are {mean:+.1f} ± {se:.1f} bps from the model's ({where}){paid}",
-        )  # fmt: skip
-    which = "optimistic" if mean > 0 else "pessimistic"
-    return Verdict(
-        days, n, mean, se, real, assumed, False,
-        f"the backtest is {which} by {abs(mean):.1f} bps a side (± {se:.1f}, {where}){paid}",
-    )  # fmt: skip
+            f"so far {mean:+.1f} bps a side beyond the model{paid}"
+        )
+    elif abs(mean) <= SIGNIFICANCE_SE * se:
+        holds = True
+        text = (
+            f"the slippage assumption holds: live fills are {mean:+.1f} ± {se:.1f} bps from the model's ({where}){paid}"
+        )
+    else:
+        holds = False
+        which = "optimistic" if mean > 0 else "pessimistic"
+        text = f"the backtest is {which} by {abs(mean):.1f} bps a side (± {se:.1f}, {where}){paid}"
+    return Verdict(days, n, mean, se, real, assumed, holds, text)
 
 
 def table_lines(rows: Sequence[DayRow]) -> list[str]:

@@ -16,8 +16,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tfl.aws.clients import aws_code
 from tfl.aws.calendar_table import CalendarTableError, load_table, next_year_missing
+from tfl.aws.clients import aws_code
 from tfl.aws.dynamo_journal import DynamoJournal
 from tfl.aws.lambdas.common import (
     ConfigError,
@@ -144,7 +144,7 @@ def _model_check(cfg: LambdaConfig, sid: str) -> str:
     except (ClientError, BotoCoreError) as exc:
         code = aws_code(exc)
         return "" if code in ("NoSuchKey", "404") else f"\n\nlive vs model: cannot read s3://{bucket}/{key} ({code})"
-    return "\n\n" + body.decode("utf-8", errors="replace").rstrip("\n")
+    return "\n\n" + bytes(body).decode("utf-8", errors="replace").rstrip("\n")
 
 
 def _export(cfg: LambdaConfig, sid: str, report: DayReport) -> tuple[str, str]:
