@@ -207,3 +207,22 @@ def test_a_setup_blocked_live_says_why(market: Market, clean_day: list[Stored]) 
     (u,) = c.missing
     assert u.trade.symbol == "VEDL" and c.extra == () and len(c.matched) == 2
     assert u.why.startswith("no reservation live: ENTRIES_BLOCKED (entries blocked")
+
+
+def test_an_early_square_off_is_still_a_slippage_sample(market: Market, tmp_path: Path) -> None:
+    """Paper and live square off before the 15:15 bar on purpose: an EOD exit a bar early is
+    the same order (a sample, its bar difference shown), a stop a bar late is not."""
+    day = dt.date(2021, 1, 11)  # one trade, ASHOKLEY, squared off at 15:15
+    replay(tmp_path, market, SYMBOLS, day, S)
+    events = journal_events(tmp_path)
+    exits = {ev.cid for _, ev in events if isinstance(ev, OrderPlaced) and ev.leg is Leg.EXIT}
+    i = next(i for i, (_, ev) in enumerate(events) if isinstance(ev, Filled) and ev.cid in exits)
+    rec, fill = events[i]
+    assert isinstance(fill, Filled)
+    early = fill.price * 0.999  # a sell: 10 bps worse than the model's square-off
+    events[i] = (rec, dataclasses.replace(fill, price=early, ts=fill.ts - 120, slot=fill.slot - BAR_SECONDS))
+    c = compare_day(events, market, day, symbols=SYMBOLS)
+    (m,) = c.matched
+    assert m.live.exit_reason.value == "EOD" and m.exit_slots == -1 and c.exits_differing == 0
+    assert m.exit is not None and m.exit.excess_bps == pytest.approx(10.0, abs=1e-9)
+    assert m.exit.excess_rupees == pytest.approx(fill.qty * fill.price * 0.001, rel=1e-9)

@@ -92,8 +92,8 @@ class FillCheck:
 
 @dataclass(frozen=True)
 class MatchedTrade:
-    """A trade both worlds took. ``exit`` is None when the exits differ (reason or bar): the
-    two prices are then not the same order's fill, so they are no slippage sample."""
+    """A trade both worlds took. ``exit`` is None when the exits differ (reason, or bar but for
+    a square-off): the two prices are then not the same order's fill, so no slippage sample."""
 
     live: Trade
     model: Trade
@@ -345,6 +345,15 @@ def _exit_slip_bps(reason: ExitReason, slip_bps: float) -> float:
     return slip_bps if reason in _SLIPPING_EXITS else 0.0
 
 
+def _same_exit(live: Trade, model: Trade) -> bool:
+    """Whether two exits are the same order's fill: the same reason in the same bar. A square-off
+    (EOD) counts whatever its bar: paper and live begin it ahead of the square-off bar on purpose
+    (``live.squareoff_lead_seconds``), and what that fill costs against the model's is the point."""
+    if live.exit_reason is not model.exit_reason:
+        return False
+    return live.exit_ts == model.exit_ts or model.exit_reason is ExitReason.EOD
+
+
 def match_trades(
     live: Sequence[Trade], model: Sequence[Trade], slip_bps: float
 ) -> tuple[list[MatchedTrade], list[Trade], list[Trade]]:
@@ -362,7 +371,7 @@ def match_trades(
         if lv.entry_ts == m.entry_ts:
             entry = FillCheck("entry", d_in, lv.qty, lv.entry_price, m.entry_price, slip_bps)
         exit_ = None
-        if lv.exit_reason is m.exit_reason and lv.exit_ts == m.exit_ts:
+        if _same_exit(lv, m):
             exit_ = FillCheck(
                 "exit", -d_in, lv.qty, lv.exit_price, m.exit_price, _exit_slip_bps(m.exit_reason, slip_bps)
             )
