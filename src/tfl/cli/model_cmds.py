@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfl.timeutil import IST
+
 if TYPE_CHECKING:
     from tfl.settings import Settings
 
@@ -52,7 +54,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ValueError(f"--table {table}: its folder {table.parent} does not exist")
     if args.out is not None and (args.out.is_dir() or not args.out.parent.is_dir()):
         raise ValueError(f"--out {args.out}: not a file in an existing folder")
-    day: dt.date = args.date
+    day: dt.date = args.date or dt.datetime.now(IST).date()
     env = load_settings()  # where things are (AWS); the model uses the journal's own settings
     if args.upload and not env.aws.data_bucket:
         raise ValueError("--upload: no bucket (set aws.data_bucket, TFL_AWS__DATA_BUCKET)")
@@ -72,13 +74,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     market = load_market(args.data, settings, args.symbols)
     comparison = compare_day(events, market, day, symbols=args.symbols)
     lines = comparison_lines(comparison)
+    row = day_row(comparison)
+    log.info(
+        "live vs model",
+        extra={
+            "fields": {
+                "session": row.session,
+                "live_trades": row.live_trades,
+                "model_trades": row.model_trades,
+                "missing": row.missing,
+                "extra": row.extra,
+                "fills": row.fills,
+                "mean_excess_bps": row.mean_excess_bps,
+            }
+        },
+    )
     text = "\n".join(lines) + "\n"
     for line in lines:
         _out(line)
     if args.out is not None:
         args.out.write_text(text, encoding="utf-8")
     if table is not None:
-        rows = upsert(table, day_row(comparison))
+        rows = upsert(table, row)
         _out(f"running table {table}: {len(rows)} day(s)")
         for line in table_lines(rows):
             _out(f"  {line}")
@@ -114,7 +131,9 @@ def add_parsers(sub: Any, date_type: Any, symbols_type: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     cp.add_argument("--journal", required=True, help="the SQLite journal file, or dynamodb://TABLE")
-    cp.add_argument("--date", type=date_type, required=True, help="the session to compare (YYYY-MM-DD)")
+    cp.add_argument(
+        "--date", type=date_type, help="the session to compare (YYYY-MM-DD; default: today in IST, for the server)"
+    )
     cp.add_argument("--data", type=Path, required=True, help="data directory holding the day's stored bars")
     cp.add_argument("--symbols", type=symbols_type, default=None, help="what the trader traded (default: the universe)")
     cp.add_argument("--table", type=Path, help="the running table (default: JOURNAL.model-check.csv)")
