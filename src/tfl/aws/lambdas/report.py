@@ -143,7 +143,12 @@ def _model_check(cfg: LambdaConfig, sid: str) -> str:
         body = cfg.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read(64 * 1024)
     except (ClientError, BotoCoreError) as exc:
         code = aws_code(exc)
-        return "" if code in ("NoSuchKey", "404") else f"\n\nlive vs model: cannot read s3://{bucket}/{key} ({code})"
+        if code in ("NoSuchKey", "404", "AccessDenied", "403"):  # without s3:ListBucket a missing key is a 403
+            logging.getLogger(f"{log.name}.model_check").info(
+                "no live-vs-model comparison", extra={"fields": {"key": key, "code": code}}
+            )
+            return ""
+        return f"\n\nlive vs model: cannot read s3://{bucket}/{key} ({code})"
     return "\n\n" + bytes(body).decode("utf-8", errors="replace").rstrip("\n")
 
 
