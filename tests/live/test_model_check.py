@@ -15,13 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from tfl.core.events import Allocated, Filled, LevelsSet, OrderPlaced
+from tfl.core.events import Allocated, Filled, LevelsSet, OrderPlaced, SignalRejected
 from tfl.core.orders import Leg
 from tfl.costs import CostModel
 from tfl.data.market import Market, load_market
 from tfl.domain import RejectReason
 from tfl.live.journal import SqliteJournal, read_events
-from tfl.live.model_check import DayComparison, ModelCheckError, Stored, compare_day, comparison_lines
+from tfl.live.model_check import (
+    DayComparison,
+    ModelCheckError,
+    Stored,
+    compare_day,
+    comparison_lines,
+    index_journal,
+    why_extra,
+)
 from tfl.live.paper import PaperBroker
 from tfl.settings import Settings
 from tfl.timeutil import BAR_SECONDS
@@ -226,3 +234,17 @@ def test_an_early_square_off_is_still_a_slippage_sample(market: Market, tmp_path
     assert m.live.exit_reason.value == "EOD" and m.exit_slots == -1 and c.exits_differing == 0
     assert m.exit is not None and m.exit.excess_bps == pytest.approx(10.0, abs=1e-9)
     assert m.exit.excess_rupees == pytest.approx(fill.qty * fill.price * 0.001, rel=1e-9)
+
+
+def test_extra_trades_say_why(market: Market, clean_day: list[Stored]) -> None:
+    """A trade the model did not take: VEDL is left out of the model's symbols, then the model is
+    said to have rejected VEDL's signal (its reason is quoted)."""
+    c = compare_day(clean_day, market, DAY, symbols=[s for s in SYMBOLS if s != "VEDL"])
+    (u,) = c.extra
+    assert u.trade.symbol == "VEDL" and c.missing == () and len(c.matched) == 2
+    assert u.why.startswith("the model had no such trade")
+    rejected = SignalRejected(u.trade.setup_ts + BAR_SECONDS, "VEDL", u.trade.side, RejectReason.MAX_POSITIONS, 80.0)
+    why = why_extra([rejected], index_journal(clean_day), u.trade)
+    assert why.startswith("the model rejected the signal: MAX_POSITIONS")
+    late = SignalRejected(u.trade.setup_ts + 2 * BAR_SECONDS, "VEDL", u.trade.side, RejectReason.MAX_POSITIONS, 80.0)
+    assert why_extra([late], index_journal(clean_day), u.trade).startswith("the model had no such trade")

@@ -184,7 +184,7 @@ def sd_excess_bps(c: DayComparison) -> float | None:
 
 
 @dataclass
-class _Journal:
+class SessionIndex:
     """The session's events, indexed for the why of a missing trade."""
 
     allocs: dict[str, Allocated] = field(default_factory=dict)  # entry cid -> its allocation
@@ -196,8 +196,9 @@ class _Journal:
     reduce_only: list[str] = field(default_factory=list)
 
 
-def _index(events: Sequence[Stored]) -> _Journal:
-    j = _Journal()
+def index_journal(events: Sequence[Stored]) -> SessionIndex:
+    """A session's events indexed for :func:`why_missing` and :func:`why_extra`."""
+    j = SessionIndex()
     for rec, ev in events:
         match ev:
             case Allocated():
@@ -223,14 +224,14 @@ def _hhmm(ts: int) -> str:
     return iso_ist(ts)[11:16]
 
 
-def _entry_cid(j: _Journal, t: Trade) -> str | None:
+def _entry_cid(j: SessionIndex, t: Trade) -> str | None:
     for cid, a in j.allocs.items():
         if a.symbol == t.symbol and a.side is t.side and a.setup_ts == t.setup_ts:
             return cid
     return None
 
 
-def _day_state(j: _Journal) -> str:
+def _day_state(j: SessionIndex) -> str:
     parts = []
     if j.halts:
         parts.append(f"the day was halted ({'; '.join(j.halts)})")
@@ -254,7 +255,7 @@ def _reason(r: RejectReason) -> str:
     )
 
 
-def why_missing(j: _Journal, t: Trade) -> str:
+def why_missing(j: SessionIndex, t: Trade) -> str:
     """Why the trader did not take a trade the model took, from the session's journal."""
     context = _day_state(j)
     tail = f"; {context}" if context else ""
@@ -293,7 +294,7 @@ def why_missing(j: _Journal, t: Trade) -> str:
 _ENDED = frozenset({Report.CANCELLED, Report.EXPIRED, Report.UNKNOWN})
 
 
-def why_extra(model_rejections: Sequence[SignalRejected], j: _Journal, t: Trade) -> str:
+def why_extra(model_rejections: Sequence[SignalRejected], j: SessionIndex, t: Trade) -> str:
     """Why the model did not take a trade the trader took."""
     entry_bar = t.setup_ts + BAR_SECONDS
     for r in model_rejections:
@@ -420,7 +421,7 @@ def compare_day(
     run = run_backtest(BacktestRequest(market.data_dir, day, day, s, list(traded)), show_progress=False, market=market)
     report = session_report(events, day) or day_report(events, day)
     mine = [(r, ev) for r, ev in events if r.session == sid]
-    j = _index(mine)
+    j = index_journal(mine)
     slip_bps = s.costs.slippage_pct / 100.0 * BPS
     model_trades = sorted(run.result.trades, key=lambda t: (t.entry_ts, t.symbol))
     matched, missing, extra = match_trades(report.trades, model_trades, slip_bps)
