@@ -248,3 +248,15 @@ def test_extra_trades_say_why(market: Market, clean_day: list[Stored]) -> None:
     assert why.startswith("the model rejected the signal: MAX_POSITIONS")
     late = SignalRejected(u.trade.setup_ts + 2 * BAR_SECONDS, "VEDL", u.trade.side, RejectReason.MAX_POSITIONS, 80.0)
     assert why_extra([late], index_journal(clean_day), u.trade).startswith("the model had no such trade")
+
+
+def test_the_model_follows_the_sessions_symbols(market: Market, tmp_path: Path) -> None:
+    """By default the model trades what the session followed (its SESSION_OPEN marks); asked to
+    trade a symbol the session did not follow, the missing trade says so."""
+    followed = [s for s in SYMBOLS if s != "VEDL"]
+    replay(tmp_path, market, followed, DAY, S)
+    events = journal_events(tmp_path)
+    c = compare_day(events, market, DAY)  # market holds VEDL too: the session's symbols decide
+    assert c.missing == () and c.extra == () and len(c.matched) == 2
+    (u,) = compare_day(events, market, DAY, symbols=SYMBOLS).missing
+    assert u.trade.symbol == "VEDL" and u.why.startswith("the trader did not follow VEDL that day")

@@ -39,7 +39,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tfl.core.events import SessionOpened
     from tfl.data.market import load_market
     from tfl.live.journal import read_events
-    from tfl.live.model_check import compare_day, comparison_lines
+    from tfl.live.model_check import compare_day, comparison_lines, session_symbols
     from tfl.live.model_table import day_row, table_lines, upsert
     from tfl.live.report import settings_from_events
     from tfl.settings import load_settings
@@ -71,8 +71,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     finally:
         journal.close()
     settings = settings_from_events(events)
-    market = load_market(args.data, settings, args.symbols)
-    comparison = compare_day(events, market, day, symbols=args.symbols)
+    symbols = args.symbols or session_symbols(events, day) or None
+    market = load_market(args.data, settings, symbols)
+    comparison = compare_day(events, market, day, symbols=symbols)
     lines = comparison_lines(comparison)
     row = day_row(comparison)
     log.info(
@@ -135,7 +136,12 @@ def add_parsers(sub: Any, date_type: Any, symbols_type: Any) -> None:
         "--date", type=date_type, help="the session to compare (YYYY-MM-DD; default: today in IST, for the server)"
     )
     cp.add_argument("--data", type=Path, required=True, help="data directory holding the day's stored bars")
-    cp.add_argument("--symbols", type=symbols_type, default=None, help="what the trader traded (default: the universe)")
+    cp.add_argument(
+        "--symbols",
+        type=symbols_type,
+        default=None,
+        help="what the trader traded (default: the session's symbols, from its journal)",
+    )
     cp.add_argument("--table", type=Path, help="the running table (default: JOURNAL.model-check.csv)")
     cp.add_argument("--no-table", action="store_true", help="print the comparison only")
     cp.add_argument("--state-dir", type=Path, help="for dynamodb:// journals: where the table goes")

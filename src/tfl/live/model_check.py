@@ -193,6 +193,7 @@ class SessionIndex:
     fills: dict[str, list[Filled]] = field(default_factory=dict)
     rejected: dict[tuple[str, Side, int], SignalRejected] = field(default_factory=dict)
     halts: list[str] = field(default_factory=list)
+    followed: frozenset[str] = frozenset()  # the session's symbols (empty: unknown)
     reduce_only: list[str] = field(default_factory=list)
 
 
@@ -262,6 +263,8 @@ def why_missing(j: SessionIndex, t: Trade) -> str:
     entry_bar = t.setup_ts + BAR_SECONDS
     rej = j.rejected.get((t.symbol, t.side, entry_bar))
     cid = _entry_cid(j, t)
+    if cid is None and j.followed and t.symbol not in j.followed:
+        return f"the trader did not follow {t.symbol} that day (not among the session's symbols){tail}"
     if cid is None:
         if rej is not None:
             return f"the signal was rejected live: {_reason(rej.reason)}{tail}"
@@ -338,6 +341,13 @@ def _opening(events: Sequence[Stored], sid: str) -> _Opening:
     return _Opening(opened, state.book.cash, settings, tuple(sorted(state.book.positions)))
 
 
+def session_symbols(events: Sequence[Stored], day: dt.date) -> list[str]:
+    """The symbols the session followed (its SESSION_OPEN marks each), or [] when it records none."""
+    sid = day.isoformat()
+    opened = next((ev for rec, ev in events if rec.session == sid and isinstance(ev, SessionOpened)), None)
+    return [sym for sym, _ in opened.marks] if opened is not None else []
+
+
 def _key(t: Trade) -> tuple[str, Side, int]:
     return (t.symbol, t.side, t.setup_ts)
 
@@ -403,7 +413,8 @@ def compare_day(
 
     sid = day.isoformat()
     op = _opening(events, sid)
-    traded = [s for s in (symbols or market.universe) if s in market.intraday]
+    followed = session_symbols(events, day)
+    traded = [s for s in (symbols or followed or market.universe) if s in market.intraday]
     d = date_to_day(day)
     if not any(_has_day(market, s, d) for s in traded):
         raise ModelCheckError(
@@ -422,6 +433,7 @@ def compare_day(
     report = session_report(events, day) or day_report(events, day)
     mine = [(r, ev) for r, ev in events if r.session == sid]
     j = index_journal(mine)
+    j.followed = frozenset(followed)
     slip_bps = s.costs.slippage_pct / 100.0 * BPS
     model_trades = sorted(run.result.trades, key=lambda t: (t.entry_ts, t.symbol))
     matched, missing, extra = match_trades(report.trades, model_trades, slip_bps)
