@@ -129,7 +129,6 @@ def add_parsers(sub: Any, date_type: Any, symbols_type: Any) -> None:
             "costs.slippage_pct), exit timing and charges. The day's row goes into a running table "
             "(CSV, one row per session, replaced when the day is compared again)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     cp.add_argument("--journal", required=True, help="the SQLite journal file, or dynamodb://TABLE")
     cp.add_argument(
