@@ -282,7 +282,7 @@ def why_missing(j: SessionIndex, t: Trade) -> str:
     for o in attempts:
         for r in j.reports.get(o.cid, []):
             if r.report is Report.REJECTED:
-                return f"the broker rejected the entry order {o.cid}: {r.reason or 'no reason given'}{tail}"
+                return f"the broker rejected the entry order: {r.reason or 'no reason given'}{tail}"
     if any(j.fills.get(o.cid) for o in attempts):
         return f"entered live but the position was not closed that day{tail}"
     ends = [r.report.value for o in attempts for r in j.reports.get(o.cid, []) if r.report in _ENDED]
