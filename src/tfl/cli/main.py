@@ -397,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tfl.cli import ops_cmds
 
     ops_cmds.add_parsers(sub, _add_config, _settings)
+    from tfl.cli import model_cmds
+
+    model_cmds.add_parsers(sub, _date, _symbols)
     return p
 
 

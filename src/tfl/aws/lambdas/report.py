@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tfl.aws.calendar_table import CalendarTableError, load_table, next_year_missing
+from tfl.aws.clients import aws_code
 from tfl.aws.dynamo_journal import DynamoJournal
 from tfl.aws.lambdas.common import (
     ConfigError,
@@ -28,6 +29,7 @@ from tfl.aws.lambdas.common import (
     publish,
 )
 from tfl.live.journal import JournalError
+from tfl.live.model_table import export_key
 from tfl.live.report import DayReport, journal_day_report
 from tfl.trade_csv import trades_csv
 
@@ -91,7 +93,7 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
         decide(log, "report: no journal events", logging.ERROR, session=sid, reason=reason)
         alert(notifier, "ERROR", reason)
         return {"status": "error", "session": sid, "reason": reason}
-    text = message(report)
+    text = message(report) + _model_check(cfg, sid)
     published = publish(notifier, subject(report), f"{next_year}\n\n{text}" if next_year else text)
     export, export_error = _export(cfg, sid, report)
     if export_error:
@@ -129,6 +131,25 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
         "export": export,
         "export_error": export_error,
     }
+
+
+def _model_check(cfg: LambdaConfig, sid: str) -> str:
+    """The day's live-vs-model comparison that ``tfl compare --upload`` stored once the day's bars
+    were (exports/<date>/model-check.txt), as a section of the report; "" when there is none yet."""
+    bucket, key = cfg.settings.aws.data_bucket, export_key(sid)
+    if not bucket:
+        return ""
+    try:
+        body = cfg.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read(64 * 1024)
+    except (ClientError, BotoCoreError) as exc:
+        code = aws_code(exc)
+        if code in ("NoSuchKey", "404", "AccessDenied", "403"):  # without s3:ListBucket a missing key is a 403
+            logging.getLogger(f"{log.name}.model_check").info(
+                "no live-vs-model comparison", extra={"fields": {"key": key, "code": code}}
+            )
+            return ""
+        return f"\n\nlive vs model: cannot read s3://{bucket}/{key} ({code})"
+    return "\n\n" + bytes(body).decode("utf-8", errors="replace").rstrip("\n")
 
 
 def _export(cfg: LambdaConfig, sid: str, report: DayReport) -> tuple[str, str]:
