@@ -394,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tfl.cli import research_cmds
 
     research_cmds.add_parsers(sub, _date, _symbols, _add_config, _settings)
+    from tfl.cli import status_cmds
+
+    status_cmds.add_parsers(sub, _add_config, _settings)
     return p
 
 
