@@ -116,6 +116,8 @@ class Signer:
             expires_at = int(exp_text)
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise Refused("malformed token") from None
+        if p64 != _b64(got_purpose.encode()) or exp_text != str(expires_at):  # one spelling per token
+            raise Refused("malformed token")
         if not hmac.compare_digest(self._sig(got_purpose, nonce, expires_at), sig):
             raise Refused("bad signature")
         if not hmac.compare_digest(got_purpose, purpose):
