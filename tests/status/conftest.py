@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from status_helpers import Journals, make_journals  # noqa: E402
+from status_helpers import Journals, make_journals
 
 
 @pytest.fixture(scope="session")

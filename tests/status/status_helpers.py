@@ -22,7 +22,7 @@ from tfl.live.paper import PaperBroker
 from tfl.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "live"))
-from live_helpers import replay  # noqa: E402
+from live_helpers import replay
 
 DAY = dt.date(2023, 5, 16)
 SYMBOLS = ["RELIANCE", "TCS", "ICICIBANK", "DLF", "TRENT"]
@@ -66,8 +66,9 @@ def make_journals(root: Path, market: Market) -> Journals:
     for d in ("closed", "rejecting", "midday"):
         for extra in (root / d).glob("broker.sqlite*"):
             extra.unlink()
-    return Journals(root / "closed" / "journal.sqlite", root / "midday" / "journal.sqlite",
-                    root / "rejecting" / "journal.sqlite")
+    return Journals(
+        root / "closed" / "journal.sqlite", root / "midday" / "journal.sqlite", root / "rejecting" / "journal.sqlite"
+    )
 
 
 def copy_journal(src: Path, dst_dir: Path) -> Path:

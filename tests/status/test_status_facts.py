@@ -124,15 +124,37 @@ def test_heartbeat_decides_running_state_feed_and_token(journals: Journals, tmp_
     path = copy_journal(journals.midday, tmp_path)
     store = SqliteOpsStore(path)
     hb = Settings().live.heartbeat_seconds
-    beat = Beat(NOW - 10, "paper", "2023-05-16", "REDUCE-ONLY", "reconcile", NOW - 12, True, True, NOW + 3600, 4242,
-                (("DLF", 480.0),))
+    beat = Beat(
+        NOW - 10,
+        "paper",
+        "2023-05-16",
+        "REDUCE-ONLY",
+        "reconcile",
+        NOW - 12,
+        True,
+        True,
+        NOW + 3600,
+        4242,
+        (("DLF", 480.0),),
+    )
     store.write_beat(beat)
     store.close()
     f = _facts(path, now=NOW)
     rt = f.runtime
-    assert (rt.running, rt.state, rt.state_reason, rt.world, rt.pid) == (True, "REDUCE-ONLY", "reconcile", "paper", 4242)
-    assert (rt.beat_age_s, rt.feed_lag_s, rt.feed_fresh, rt.token_ok, rt.token_expires_at) == (10, 2, True, True,
-                                                                                              NOW + 3600)
+    assert (rt.running, rt.state, rt.state_reason, rt.world, rt.pid) == (
+        True,
+        "REDUCE-ONLY",
+        "reconcile",
+        "paper",
+        4242,
+    )
+    assert (rt.beat_age_s, rt.feed_lag_s, rt.feed_fresh, rt.token_ok, rt.token_expires_at) == (
+        10,
+        2,
+        True,
+        True,
+        NOW + 3600,
+    )
     dlf = next(p for p in f.positions if p.symbol == "DLF")
     assert dlf.mark == 480.0 and abs(dlf.pnl - dlf.qty * (480.0 - dlf.entry)) < 0.01  # the beat's newer mark
     late = NOW - 10 + int(STALE_BEATS * hb) + 1
