@@ -39,6 +39,7 @@ SESSION = "session"
 DAY_END_IST = dt.time(17, 0)  # the cookie's expiry: the operator's day ends after the post-market report
 ACTION_LINK_SECONDS = 300  # an action link is used at once or not at all
 KEY_BYTES = 32
+MIN_TEXT_KEY = 32  # characters of a generated (non-hex) key
 DEFAULT_KEY_FILE = Path.home() / ".tfl" / "status.key"
 # What the operator types to confirm a control (an exit: the symbol itself).
 CONFIRM_WORDS = {
@@ -188,12 +189,15 @@ def local_key(path: Path = DEFAULT_KEY_FILE) -> bytes:
 
 
 def key_from_text(text: str, where: str) -> bytes:
+    """A key written as hex (the local key file), or a long random string as its bytes (the
+    secret CloudFormation generates)."""
+    text = text.strip()
     try:
-        key = bytes.fromhex(text.strip())
+        key = bytes.fromhex(text)
     except ValueError:
-        raise KeyFileError(f"status key {where}: not hex") from None
+        key = text.encode() if len(text) >= MIN_TEXT_KEY else b""
     if len(key) < 16:
-        raise KeyFileError(f"status key {where}: shorter than 16 bytes")
+        raise KeyFileError(f"status key {where}: too short (hex of 16+ bytes, or {MIN_TEXT_KEY}+ characters)")
     return key
 
 

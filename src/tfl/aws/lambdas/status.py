@@ -86,6 +86,22 @@ def app_for(cfg: LambdaConfig, environ: Mapping[str, str], now: Any = None) -> A
     return StatusApp(DynamoJournal(ddb, table), DynamoOpsStore(ddb, table), sources, signer)
 
 
+def morning_link(cfg: LambdaConfig, environ: Mapping[str, str], now: int) -> str:
+    """A fresh one-time login link for the morning e-mail, or "" when the status page is not
+    configured or its key cannot be read (logged: the bias e-mail goes out regardless)."""
+    from tfl.status.auth import Signer, login_link
+
+    url = environ.get(URL_VAR, "").strip()
+    secret = environ.get(KEY_SECRET_VAR, "").strip()
+    if not url or not secret:
+        return ""
+    try:
+        return login_link(url, Signer(_signing_key(cfg.region, secret), lambda: now))
+    except Exception as exc:  # a missing or unreadable key must not stop the bias e-mail
+        log.error("status link not made", extra={"fields": {"error": type(exc).__name__}})
+        return ""
+
+
 def _plain(status: int, text: str) -> dict[str, Any]:
     return {
         "statusCode": status,
