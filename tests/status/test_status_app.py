@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -223,3 +224,34 @@ def test_cli_link_is_accepted_by_the_handler_once(journals: Journals, tmp_path: 
     assert app.handle(Request("POST", "/login", body=f"t={token}".encode())).status == 403
     assert login_link("http://h/", app.signer).startswith("http://h/login?t=")
     store.close()
+
+
+def test_cli_serve_binds_loopback_and_prints_a_link(journals: Journals, tmp_path: Path) -> None:
+    path = copy_journal(journals.midday, tmp_path / "j")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFL_")}
+    env["HOME"] = str(tmp_path / "home")
+    args = [TFL, "status", "--journal", str(path), "--serve", "--port", "0", "--link"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        link = proc.stdout.readline().strip()
+        assert first.startswith("serving the status page on http://127.0.0.1:")
+        base = first.split(" on ", 1)[1].split("/ ", 1)[0]
+        assert link.startswith(f"{base}/login?t=")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/", timeout=30)
+        assert refused.value.code == 403
+        data = urllib.parse.urlencode({"t": link.split("t=", 1)[1]}).encode()
+        opener = urllib.request.build_opener(NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as signed:
+            opener.open(urllib.request.Request(f"{base}/login", data=data), timeout=30)
+        assert signed.value.code == 303 and "HttpOnly" in signed.value.headers["Set-Cookie"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None

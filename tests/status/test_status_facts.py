@@ -9,7 +9,7 @@ from pathlib import Path
 
 from status_helpers import MIDDAY_CUT, REJECTED_SYMBOL, Journals, ack_pending_stand_in, copy_journal
 
-from tfl.core.events import Filled, OrderPlaced, OrderReported, SessionOpened, SignalRejected
+from tfl.core.events import Allocated, Filled, OrderPlaced, OrderReported, SessionOpened, SignalRejected
 from tfl.core.orders import Leg, Report
 from tfl.costs import CostModel
 from tfl.live.journal import SqliteJournal, read_events, to_record
@@ -59,13 +59,15 @@ def _open_from_fills(events: list) -> dict[str, tuple[int, float]]:  # type: ign
 
 def test_midday_positions_entries_and_resting_stops_match_the_raw_events(journals: Journals) -> None:
     f = _facts(journals.midday)
-    expected = _open_from_fills(_events(journals.midday))
+    events = _events(journals.midday)
+    expected = _open_from_fills(events)
+    initial = {ev.symbol: ev.stop for ev in events if isinstance(ev, Allocated) and ev.reject is None}
     assert len(expected) == 3  # the fixture's point: positions open at 11:16
     assert {p.symbol: (p.qty, p.entry) for p in f.positions} == expected
     assert all(p.stop_resting and p.stop_status == "ACCEPTED" for p in f.positions)
     for p in f.positions:
         assert p.side == "LONG" and p.stop < p.entry < p.target
-        assert abs(p.r - (p.entry - p.stop)) < 1e-6 or p.stop > 0  # R is measured from the fill
+        assert abs(p.r - (p.entry - initial[p.symbol])) < 1e-4  # R: from the fill to the planned stop
         assert abs(p.pnl - p.qty * (p.mark - p.entry)) < 0.01
     assert not f.closed and f.day_report == ""
     assert f.runtime.running is False and f.runtime.state == "ACTIVE"  # no heartbeat: not running

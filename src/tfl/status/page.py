@@ -101,6 +101,11 @@ function draw(f) {
     ['message', r => esc(r.message)]], f.log_lines));
   body('report', f.day_report ? '<pre>' + esc(f.day_report) + '</pre>' :
     '<p class="muted">the day\\'s report appears after the close</p>');
+  const sent = $('control-msg').dataset.command;
+  const mine = sent && f.commands.find(c => c.id === sent);
+  if (mine && mine.state !== 'pending') {
+    $('control-msg').textContent = mine.kind + ' ' + mine.state + (mine.outcome ? ': ' + mine.outcome : '');
+  }
   $('updated').textContent = 'updated ' + ist(f.generated_at);
   document.body.dataset.ready = '1';
 }
