@@ -398,6 +398,28 @@ def test_the_scheduled_run_writes_todays_record(aws: Aws, daily_lines: dict[str,
         bias.wants_write({"write": "yes"}, dt.date(2024, 5, 16), now)
 
 
+def test_the_morning_email_carries_a_one_time_status_link_when_configured(
+    aws: Aws, daily_lines: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tfl.aws.lambdas import status
+    from tfl.status.auth import LOGIN, Signer, day_end, key_from_text
+
+    key_text = "k" * 64
+    aws.sm.create_secret(Name="tfl/status_link_key", SecretString=key_text)
+    monkeypatch.setenv(status.URL_VAR, "https://status.lambda-url.ap-south-1.on.aws/")
+    monkeypatch.setenv(status.KEY_SECRET_VAR, "tfl/status_link_key")
+    status._signing_key.cache_clear()
+    upload_daily(aws, daily_lines, dt.date(2024, 5, 15), small_universe(daily_lines))
+    now = dt.datetime(2024, 5, 16, 8, 45, tzinfo=IST)
+    assert bias.run({}, LambdaConfig.from_environ(), now=now)["status"] == "ok"
+    status._signing_key.cache_clear()
+    (msg,) = aws.messages()
+    line = next(x for x in msg["Message"].splitlines() if x.startswith("status page"))
+    token = line.split("/login?t=", 1)[1]
+    at = int(now.timestamp())
+    assert Signer(key_from_text(key_text, "test"), lambda: at).check(token, LOGIN).expires_at == day_end(at)
+
+
 # ---------------------------------------------------------------------- failures of the job itself
 
 

@@ -29,7 +29,13 @@ from tfl.aws.lambdas.common import (
 from tfl.logs import JsonFormatter
 
 HEAVY = ("numpy", "pandas", "pyarrow", "requests", "pandas_market_calendars", "exchange_calendars")
-HANDLERS = ("tfl.aws.lambdas.bias", "tfl.aws.lambdas.report", "tfl.aws.lambdas.ops", "tfl.aws.lambdas.login")
+HANDLERS = (
+    "tfl.aws.lambdas.bias",
+    "tfl.aws.lambdas.report",
+    "tfl.aws.lambdas.ops",
+    "tfl.aws.lambdas.login",
+    "tfl.aws.lambdas.status",
+)
 HELPERS = ("tfl.aws.calendar_table", "tfl.aws.daily_bars", "tfl.fyers.login", "tfl.aws.lambdas.common")
 
 

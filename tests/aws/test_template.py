@@ -47,6 +47,7 @@ FUNCTIONS = {
     "TFL-PostMarketReport": "tfl.aws.lambdas.report.handler",
     "TFL-Ops": "tfl.aws.lambdas.ops.handler",
     "TFL-LoginCallback": "tfl.aws.lambdas.login.handler",
+    "TFL-StatusPage": "tfl.aws.lambdas.status.handler",
 }
 
 # Actions that may have Resource "*" because the API has no resource-level permissions; each
@@ -541,7 +542,7 @@ def test_lambdas(tpl: Template) -> None:
         (group,) = refs(p["LoggingConfig"]["LogGroup"])
         assert props(tpl, group)["LogGroupName"] == f"/aws/lambda/{fname}"
         roles |= refs(p["Role"])
-    assert len(roles) == 4, "one role per function"
+    assert len(roles) == len(FUNCTIONS), "one role per function"
 
 
 def test_lambda_environment_uses_the_settings_names(tpl: Template) -> None:
@@ -549,6 +550,7 @@ def test_lambda_environment_uses_the_settings_names(tpl: Template) -> None:
 
     fields = {f.name for f in dataclasses.fields(AwsSettings)}
     extra = {"TFL_INSTANCE_ID", "TFL_HEARTBEAT_ALARM", "TFL_LOGIN_URL", "TFL_FYERS__API_URL"}
+    extra |= {"TFL_STATUS_URL", "TFL_STATUS_KEY_SECRET"}  # the status page (tests/aws/test_lambda_status.py)
     for name in of_type(tpl, "AWS::Lambda::Function"):
         env = props(tpl, name)["Environment"]["Variables"]
         for var in env:
@@ -581,11 +583,12 @@ def test_lambda_environment_uses_the_settings_names(tpl: Template) -> None:
 
 
 def test_login_callback_is_a_public_function_url(tpl: Template) -> None:
-    name, url = find(tpl, "AWS::Lambda::Url")
+    name, url = find(tpl, "AWS::Lambda::Url", TargetFunctionArn={"Fn::GetAtt": ["LoginFunction", "Arn"]})
     assert url["AuthType"] == "NONE"
     assert refs(url["TargetFunctionArn"]) == {"LoginFunction"}
     perms = [p for p in (r["Properties"] for r in of_type(tpl, "AWS::Lambda::Permission").values())]
-    assert {p["Action"] for p in perms if refs(p["FunctionName"]) == {"LoginFunction"}} == {
+    perms = [p for p in perms if refs(p["FunctionName"]) == {"LoginFunction"}]
+    assert {p["Action"] for p in perms} == {
         "lambda:InvokeFunctionUrl",
         "lambda:InvokeFunction",
     }

@@ -400,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tfl.cli import model_cmds
 
     model_cmds.add_parsers(sub, _date, _symbols)
+    from tfl.cli import status_cmds
+
+    status_cmds.add_parsers(sub, _add_config, _settings)
     return p
 
 

@@ -256,3 +256,24 @@ class MemoryJournal:
 
     def close(self) -> None:
         return None
+
+
+def connect_read_only(path: Path, *, snapshot: bool) -> sqlite3.Connection:
+    """A read-only connection to an existing file that creates nothing beside it.
+
+    ``mode=ro`` alone creates the ``-wal``/``-shm`` companions of a WAL journal at rest (no
+    writer has it open). ``snapshot`` opens such a file ``immutable`` instead: right for one
+    look (``tfl status``, ``tfl ctl list``), wrong for a reader that stays open while a
+    writer may start (the status server keeps a normal connection)."""
+    if not path.is_file():
+        raise JournalError(f"journal {path}: no such file")
+    wal = path.with_name(path.name + "-wal")
+    flags = "mode=ro&immutable=1" if snapshot and not wal.exists() else "mode=ro"
+    try:
+        db = sqlite3.connect(
+            f"{path.resolve().as_uri()}?{flags}", uri=True, isolation_level=None, check_same_thread=False
+        )
+        db.execute("PRAGMA busy_timeout=5000")
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"journal {path}: not a usable SQLite journal ({exc})") from None
+    return db

@@ -28,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from tfl.live.journal import JournalError
+from tfl.live.journal import JournalError, connect_read_only
 
 MAX_REASON = 200
 
@@ -175,7 +175,8 @@ CREATE TABLE IF NOT EXISTS ops_once (name TEXT PRIMARY KEY, expires_at INTEGER N
 
 
 class SqliteOpsStore:
-    """The operator tables inside the SQLite journal file (which must exist)."""
+    """The operator tables inside the SQLite journal file (which must exist). ``read_only``
+    is for one look that creates nothing (see :func:`~tfl.live.journal.connect_read_only`)."""
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
@@ -183,10 +184,8 @@ class SqliteOpsStore:
             raise OpsStoreError(f"journal {self.path}: no such file (start the trader first, or check the path)")
         self.read_only = read_only
         try:
-            if read_only:
-                self._db = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-                )
+            if read_only:  # creates nothing, not even the WAL companions of a journal at rest
+                self._db = connect_read_only(self.path, snapshot=True)
             else:
                 self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA busy_timeout=5000")

@@ -48,6 +48,7 @@ from tfl.aws.lambdas.common import (
     ist_today,
     publish,
 )
+from tfl.aws.lambdas.status import morning_link
 from tfl.aws.notify import SnsNotifier
 from tfl.aws.ssm_bias import write_bias
 from tfl.domain import Bias
@@ -354,6 +355,9 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
         return {"status": "error", "session": day.isoformat(), "bias": record.bias, "reason": reason, "written": False}
     rerun = "" if write else " (rerun: not written to SSM)"
     text = bias_message(record, cfg, inputs)
+    link = morning_link(cfg, os.environ, int((now or dt.datetime.now(dt.UTC)).timestamp()))
+    if link:
+        text += f"\n\nstatus page (this link works once, until 17:00 IST): {link}"
     next_year = next_year_missing(table.last_year, day)  # the morning e-mail carries the warning
     published = publish(
         notifier, f"TFL bias for {day}: {record.bias}{rerun}", f"{next_year}\n\n{text}" if next_year else text
