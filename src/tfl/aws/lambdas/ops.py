@@ -53,9 +53,9 @@ log = logging.getLogger("tfl.aws.lambdas.ops")
 ACTIONS = ("start", "link", "arm", "disarm")
 DISARM_AFTER_CLOSE = dt.timedelta(minutes=5)  # the trader's last heartbeats come just after the close
 # EC2 has no capacity for the size in the zone: pauses between the attempts of the start (five
-# attempts over 130 s; the function's timeout is 180 s).
+# attempts over 100 s; the function's timeout is 180 s).
 CAPACITY_ERRORS = frozenset({"InsufficientInstanceCapacity"})
-START_RETRY_PAUSES = (10.0, 20.0, 40.0, 60.0)
+START_RETRY_PAUSES = (10.0, 20.0, 30.0, 40.0)
 Sleep = Callable[[float], None]
 
 
