@@ -212,7 +212,7 @@ def test_the_first_real_failure_is_named_not_the_cancellations() -> None:
 
 
 def test_kept_resources_are_named_each_with_what_to_do() -> None:
-    kept = kept_resources(ROLLBACK_EVENTS + [ROLLBACK_EVENTS[5]])  # a repeated event counts once
+    kept = kept_resources([*ROLLBACK_EVENTS, ROLLBACK_EVENTS[5]])  # a repeated event counts once
     assert [(k.logical_id, k.physical_id) for k in kept] == [
         ("JournalTable", "TFL-Journal"),
         ("TFLKey", "1234abcd-12ab-34cd-56ef-1234567890ab"),

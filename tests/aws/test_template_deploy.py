@@ -253,7 +253,7 @@ def test_graviton_sizes_boot_the_arm64_image(tpl: Template) -> None:
 def test_an_optional_sms_subscription(tpl: Template) -> None:
     subs = {n: r for n, r in tpl["Resources"].items() if r["Type"] == "AWS::SNS::Subscription"}
     sms = [(n, r) for n, r in subs.items() if r["Properties"]["Protocol"] == "sms"]
-    ((name, r),) = sms
+    ((_name, r),) = sms
     assert r["Condition"] == "HasAlertPhone" and r["Properties"]["Endpoint"] == {"Ref": "AlertPhone"}
     assert refs(r["Properties"]["TopicArn"]) == {"NotificationTopic"}
     assert tpl["Parameters"]["AlertPhone"]["Default"] == ""
