@@ -252,7 +252,8 @@ def test_a_rolled_back_first_create_is_explained_deleted_and_created_again(
     # with the stack instead, which the deploy does before it checks for a kept table: same end state.
     cfn = RolledBack(real, old_id, ROLLBACK_EVENTS)
     lines: list[str] = []
-    plan = DeployPlan("TFL-Rb", write_template(tmp_path), "tfl-artifacts-test", dict(GIVEN))
+    # nothing given again: the retry takes what the failed create was given
+    plan = DeployPlan("TFL-Rb", write_template(tmp_path), "tfl-artifacts-test", {})
     out = run_deploy(plan, bundle, cfn, lines)
     assert lines[0] == "stack TFL-Rb is ROLLBACK_COMPLETE"
     assert f"the first failure: TradingServer (AWS::EC2::Instance) CREATE_FAILED: {SIGNAL_REASON}" in lines
@@ -264,6 +265,9 @@ def test_a_rolled_back_first_create_is_explained_deleted_and_created_again(
     assert new["StackId"] != old_id and new["StackStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
     assert real.describe_stacks(StackName=old_id)["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
     assert out["TopicArn"].endswith(":TFL-Notifications")
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in new["Parameters"]}
+    assert {k: params[k] for k in GIVEN} == GIVEN
+    assert params["LambdaCodeKey"] == bundle.key and params["JournalDeletionProtection"] == "true"
 
 
 def test_a_kept_journal_table_refuses_the_create_before_anything_is_uploaded(

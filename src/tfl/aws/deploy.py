@@ -331,7 +331,11 @@ def deploy(
     earlier stack; without it that check is skipped.
     """
     stack = describe_stack(cfn, plan.stack_name)
+    given = dict(plan.parameters)
     if stack is not None and stack["StackStatus"] == ROLLED_BACK_CREATE:
+        # the retry keeps what the failed create was given (the operator's IP, URL, ...)
+        given = {**rolled_back_parameters(stack, template_params), **given}
+        stack_parameters(template_params, {**given, "LambdaCodeBucket": "-", "LambdaCodeKey": "-"}, None)
         replace_rolled_back(cfn, plan.stack_name, str(stack.get("StackId") or plan.stack_name), progress, poll_seconds)
         stack = None
     check_updatable(plan.stack_name, str(stack["StackStatus"]) if stack else None)
@@ -339,7 +343,6 @@ def deploy(
     if not update and ddb is not None:
         check_no_kept_journal(ddb)
     check_architecture(stack, plan.parameters, plan.refresh_ami)
-    given = dict(plan.parameters)
     given["LambdaCodeBucket"] = plan.artifacts_bucket
     given["LambdaCodeKey"] = bundle.key
     protect_after = not update and PROTECT_PARAMETER in template_params and PROTECT_PARAMETER not in given
@@ -419,6 +422,17 @@ def explain_failure(cfn: Any, name: str, final: str, since: str | None, progress
         else ""
     )
     raise DeployError(f"stack {name} ended {final} ({summary}).{retry}")
+
+
+def rolled_back_parameters(stack: Mapping[str, Any], template_params: Mapping[str, Any]) -> dict[str, str]:
+    """The values a failed create was given, for its retry: those the template still has, except
+    the ones ``tfl deploy`` sets itself (code, image pin, journal protection) and hidden ones."""
+    own = {"LambdaCodeBucket", "LambdaCodeKey", PIN_PARAMETER, PROTECT_PARAMETER}
+    return {
+        str(p["ParameterKey"]): str(p["ParameterValue"])
+        for p in stack.get("Parameters", [])
+        if p["ParameterKey"] in template_params and p["ParameterKey"] not in own and p.get("ParameterValue") != "****"
+    }
 
 
 def replace_rolled_back(
