@@ -284,10 +284,11 @@ def test_deploy_creates_then_updates_the_stack(mocked_aws: None, bundle: Any, tm
     assert any("already uploaded" in line for line in lines)
 
 
-def test_a_stack_that_failed_to_create_must_be_deleted_first(mocked_aws: None, bundle: Any, tmp_path: Path) -> None:
+def test_a_stack_that_failed_to_roll_back_must_be_deleted_first(mocked_aws: None, bundle: Any, tmp_path: Path) -> None:
+    # (a ROLLBACK_COMPLETE stack is replaced by itself: tests/aws/test_deploy_recovery.py)
     class FailedCfn:
         def describe_stacks(self, StackName: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
-            return {"Stacks": [{"StackStatus": "ROLLBACK_COMPLETE"}]}
+            return {"Stacks": [{"StackStatus": "ROLLBACK_FAILED"}]}
 
     template = tmp_path / "mini.yaml"
     template.write_text(MINI_TEMPLATE)

@@ -7,11 +7,19 @@ An update pins the trading server's image (``PinnedAmiId``): CloudFormation re-r
 the SSM-typed ``LatestAmiId`` on every update, and a newer Amazon Linux image would
 otherwise replace the instance. Progress is the stack's own event stream, printed as it
 arrives.
+
+A deployment that fails says why (the first failed resource and its reason, from the
+events) and what it kept. A first create that failed (ROLLBACK_COMPLETE: nothing is left in
+it) is deleted and created again by the next ``tfl deploy``; a journal table left by an
+earlier stack is named, with how to remove it, before anything is uploaded. The journal's
+deletion protection is off while the first create runs (a rollback could not delete it
+otherwise) and is turned on by a second, in-place update right after.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tfl.aws.clients import aws_code
 from tfl.aws.package import Bundle
+from tfl.aws.stack_failure import diagnose, existing_table
 
 TERMINAL_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
 TERMINAL_BAD = {
@@ -38,8 +47,8 @@ TERMINAL_BAD = {
 }
 # Statuses CloudFormation refuses to update from, with what the operator must do first.
 _NOT_UPDATABLE = {
-    "ROLLBACK_COMPLETE": "it failed to create earlier: delete it, then deploy again",
     "ROLLBACK_FAILED": "its creation failed and could not be rolled back: delete it, then deploy again",
+    "CREATE_FAILED": "its creation failed and was kept for inspection: delete it, then deploy again",
     "UPDATE_ROLLBACK_FAILED": "an update could not be rolled back: run "
     "aws cloudformation continue-update-rollback --stack-name {name}, then try again",
     "DELETE_FAILED": "a deletion failed: delete it again (fix what blocked it), then deploy",
@@ -53,6 +62,13 @@ CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
 PIN_PARAMETER = "PinnedAmiId"
 SERVER_RESOURCE = "TradingServer"
 NO_UPDATES = "No updates are to be performed"
+# A first create that failed and was rolled back: nothing is left in it, so it is replaced.
+ROLLED_BACK_CREATE = "ROLLBACK_COMPLETE"
+# The template's journal table (a fixed name: a table kept from an earlier stack blocks a create)
+# and the parameter that keeps its deletion protection off during the first create only.
+JOURNAL_TABLE = "TFL-Journal"
+PROTECT_PARAMETER = "JournalDeletionProtection"
+TYPE_PARAMETER = "InstanceTypeParameter"
 
 log = logging.getLogger("tfl.aws.deploy")
 
@@ -69,6 +85,27 @@ class DeployPlan:
     parameters: dict[str, str] = field(default_factory=dict)
     universe: Path | None = None
     refresh_ami: bool = False  # let an update move the server to the latest image (replaces it)
+
+
+def architecture(instance_type: str) -> str:
+    """arm64 for a Graviton size (t4g.small, m7g.large, c7gn.xlarge), else x86_64."""
+    family = instance_type.split(".", maxsplit=1)[0]
+    return "arm64" if re.fullmatch(r"[a-z]+\d+g[a-z]*", family) else "x86_64"
+
+
+def check_architecture(stack: Mapping[str, Any] | None, given: Mapping[str, str], refresh_ami: bool) -> None:
+    """Refuse moving the server between x86_64 and arm64 while its image is pinned: the pinned
+    image cannot boot the other architecture, and moving means a new instance."""
+    if stack is None or refresh_ami or TYPE_PARAMETER not in given:
+        return
+    old = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}.get(TYPE_PARAMETER)
+    new = given[TYPE_PARAMETER]
+    if old and architecture(old) != architecture(new):
+        raise DeployError(
+            f"{new} is {architecture(new)} but the server ({old}) runs an {architecture(old)} image: pass "
+            "--refresh-ami as well, which REPLACES the server (new disk: history is fetched again; the "
+            "Elastic IP and the journal stay)"
+        )
 
 
 def template_parameters(text: str) -> dict[str, dict[str, Any]]:
@@ -286,14 +323,31 @@ def deploy(
     progress: Callable[[str], None],
     template_params: Mapping[str, Any],
     poll_seconds: float = 5.0,
+    ddb: Any = None,
 ) -> dict[str, str]:
-    """Upload the bundle and the template, create or update the stack, wait; the outputs."""
+    """Upload the bundle and the template, create or update the stack, wait; the outputs.
+
+    ``ddb`` (a DynamoDB client) lets a create check first for a journal table kept from an
+    earlier stack; without it that check is skipped.
+    """
     stack = describe_stack(cfn, plan.stack_name)
+    given = dict(plan.parameters)
+    if stack is not None and stack["StackStatus"] == ROLLED_BACK_CREATE:
+        # the retry keeps what the failed create was given (the operator's IP, URL, ...)
+        given = {**rolled_back_parameters(stack, template_params), **given}
+        stack_parameters(template_params, {**given, "LambdaCodeBucket": "-", "LambdaCodeKey": "-"}, None)
+        replace_rolled_back(cfn, plan.stack_name, str(stack.get("StackId") or plan.stack_name), progress, poll_seconds)
+        stack = None
     check_updatable(plan.stack_name, str(stack["StackStatus"]) if stack else None)
     update = stack is not None
-    given = dict(plan.parameters)
+    if not update and ddb is not None:
+        check_no_kept_journal(ddb)
+    check_architecture(stack, plan.parameters, plan.refresh_ami)
     given["LambdaCodeBucket"] = plan.artifacts_bucket
     given["LambdaCodeKey"] = bundle.key
+    protect_after = not update and PROTECT_PARAMETER in template_params and PROTECT_PARAMETER not in given
+    if protect_after:
+        given[PROTECT_PARAMETER] = "false"
     if update and PIN_PARAMETER in template_params:
         if plan.refresh_ami:
             given[PIN_PARAMETER] = ""
@@ -344,9 +398,93 @@ def deploy(
     if changed:
         final = wait_for_stack(cfn, plan.stack_name, progress, since=since, poll_seconds=poll_seconds)
         if final not in TERMINAL_OK:
-            raise DeployError(f"stack {plan.stack_name} ended {final}: see the events above")
+            explain_failure(cfn, plan.stack_name, final, since, progress)
+    if protect_after:
+        protect_journal(cfn, plan.stack_name, progress, poll_seconds)
     outputs = stack_outputs(cfn, plan.stack_name)
     if plan.universe is not None and outputs.get("DataBucket"):  # also when the stack itself had no changes
         s3.put_object(Bucket=outputs["DataBucket"], Key="config/universe.csv", Body=plan.universe.read_bytes())
         progress(f"uploaded the universe to s3://{outputs['DataBucket']}/config/universe.csv")
     return outputs
+
+
+def explain_failure(cfn: Any, name: str, final: str, since: str | None, progress: Callable[[str], None]) -> None:
+    """Print why the operation failed (first failed resource, kept resources); raise a one-line error."""
+    diagnosis = diagnose(cfn, name, final, since)
+    progress("")
+    for line in diagnosis.lines():
+        progress(line)
+    cause = diagnosis.failure
+    summary = f"{cause.logical_id}: {cause.reason}" if cause is not None else "see the events above"
+    retry = (
+        " Fix the cause and run tfl deploy again: it replaces the rolled-back stack."
+        if final == ROLLED_BACK_CREATE
+        else ""
+    )
+    raise DeployError(f"stack {name} ended {final} ({summary}).{retry}")
+
+
+def rolled_back_parameters(stack: Mapping[str, Any], template_params: Mapping[str, Any]) -> dict[str, str]:
+    """The values a failed create was given, for its retry: those the template still has, except
+    the ones ``tfl deploy`` sets itself (code, image pin, journal protection) and hidden ones."""
+    own = {"LambdaCodeBucket", "LambdaCodeKey", PIN_PARAMETER, PROTECT_PARAMETER}
+    return {
+        str(p["ParameterKey"]): str(p["ParameterValue"])
+        for p in stack.get("Parameters", [])
+        if p["ParameterKey"] in template_params and p["ParameterKey"] not in own and p.get("ParameterValue") != "****"
+    }
+
+
+def replace_rolled_back(
+    cfn: Any, name: str, stack_id: str, progress: Callable[[str], None], poll_seconds: float
+) -> None:
+    """A first create that failed and rolled back: say why, then delete the empty stack so it can be created anew.
+
+    The deletion is followed by the stack's id: once deleted, the name no longer finds it.
+    """
+    for line in diagnose(cfn, name, ROLLED_BACK_CREATE).lines():
+        progress(line)
+    progress(f"deleting the rolled-back stack {name} (it holds no resources), then creating it again ...")
+    since = latest_event_id(cfn, stack_id)
+    cfn.delete_stack(StackName=name)
+    final = wait_for_stack(cfn, stack_id, progress, since=since, poll_seconds=poll_seconds)
+    if final != "DELETE_COMPLETE":
+        explain_failure(cfn, name, final, since, progress)
+
+
+def check_no_kept_journal(ddb: Any) -> None:
+    """Refuse a create while a journal table from an earlier stack exists: the template creates that name."""
+    try:
+        found = existing_table(ddb, JOURNAL_TABLE)
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("cannot check for a kept journal table", extra={"fields": {"error": aws_code(exc)}})
+        return
+    if found is not None:
+        raise DeployError(
+            f"table {JOURNAL_TABLE} exists ({found}), kept from an earlier stack, and the new stack cannot create "
+            f"it. Export what you need (tfl journal export dynamodb://{JOURNAL_TABLE} --out journal.jsonl), then "
+            f"aws dynamodb update-table --table-name {JOURNAL_TABLE} --no-deletion-protection-enabled and "
+            f"aws dynamodb delete-table --table-name {JOURNAL_TABLE}, and deploy again"
+        )
+
+
+def protect_journal(cfn: Any, name: str, progress: Callable[[str], None], poll_seconds: float) -> None:
+    """After a successful first create: turn the journal table's deletion protection on (an in-place update)."""
+    stack = describe_stack(cfn, name)
+    keys = [str(p["ParameterKey"]) for p in (stack or {}).get("Parameters", [])]
+    params: list[dict[str, Any]] = [
+        {"ParameterKey": k, "UsePreviousValue": True} for k in sorted(keys) if k != PROTECT_PARAMETER
+    ]
+    params.append({"ParameterKey": PROTECT_PARAMETER, "ParameterValue": "true"})
+    progress(f"turning on the deletion protection of {JOURNAL_TABLE} ...")
+    since = latest_event_id(cfn, name)
+    try:
+        cfn.update_stack(StackName=name, UsePreviousTemplate=True, Parameters=params, Capabilities=CAPABILITIES)
+    except ClientError as exc:
+        raise DeployError(
+            f"the stack was created, but turning on {JOURNAL_TABLE}'s deletion protection was refused "
+            f"({aws_code(exc)}): run tfl deploy again"
+        ) from None
+    final = wait_for_stack(cfn, name, progress, since=since, poll_seconds=poll_seconds)
+    if final not in TERMINAL_OK:
+        explain_failure(cfn, name, final, since, progress)

@@ -150,6 +150,11 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError(f"template {args.template} not found (run tfl deploy from the repository, or pass --template)")
     if args.universe is not None and not args.universe.is_file():
         raise ValueError(f"universe file {args.universe} not found")
+    token = None
+    if args.git_token_file is not None:
+        from tfl.aws.git_credentials import read_token
+
+        token = read_token(args.git_token_file)  # checked before anything reaches AWS
     unpushed = uncommitted_calendar(Path(__file__).resolve().parents[1] / "calendar" / "overrides.json")
     if unpushed and not args.force:
         raise ValueError(
@@ -163,6 +168,7 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         ("git_url", "GitRepositoryUrl"),
         ("git_ref", "GitRef"),
         ("alert_email", "AlertEmail"),
+        ("alert_phone", "AlertPhone"),
         ("mode", "TradingMode"),
     ):
         value = getattr(args, flag)
@@ -183,6 +189,14 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     _out(f"  {len(bundle.files)} files, sha256 {bundle.sha256[:16]}")
     body = args.template.read_text(encoding="utf-8")
     template_params = template_parameters(body)
+    if token is not None:
+        from tfl.aws.git_credentials import store_token
+
+        if "GitTokenSecret" not in template_params:
+            raise ValueError(f"the template {args.template} has no GitTokenSecret parameter: it cannot use a git token")
+        stored = store_token(_client(settings, "secretsmanager"), token, args.git_user)
+        params["GitTokenSecret"] = stored.secret_name
+        _out(f"git token {'stored in the new secret' if stored.created else 'updated in'} {stored.secret_name}")
     if "LimitLambdaConcurrency" in template_params and not _lambda_concurrency_ok(settings):
         params.setdefault("LimitLambdaConcurrency", "false")
         _out("this account's Lambda concurrency quota is below 100: no reserved concurrency")
@@ -203,6 +217,7 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         region=settings.aws.region,
         progress=_out,
         template_params=template_params,
+        ddb=_client(settings, "dynamodb"),
     )
     _out("")
     _out("stack outputs:")
@@ -325,10 +340,21 @@ def add_parsers(sub: Any, add_config: Any) -> None:
     dp.add_argument("--artifacts-bucket", help="where code and templates go (default tfl-artifacts-ACCOUNT-REGION)")
     dp.add_argument("--my-ip", help="your IP (or CIDR) for SSH; required on the first deploy")
     dp.add_argument("--ssh-key", help="EC2 key pair name (empty: no key; use SSM Session Manager)")
-    dp.add_argument("--instance-type", help="default t3.large")
+    dp.add_argument(
+        "--instance-type", help="default t3.large; t4g.small is the cheapest size with room (docs/aws-costs.md)"
+    )
     dp.add_argument("--git-url", help="the repository the instance installs TFL from; required on the first deploy")
     dp.add_argument("--git-ref", help="branch, tag or commit (default main)")
+    dp.add_argument(
+        "--git-token-file",
+        type=Path,
+        help="a private repository: file holding a read-only token, stored in Secrets Manager (tfl/git_token)",
+    )
+    dp.add_argument(
+        "--git-user", default="x-access-token", help="user name sent with the token (default x-access-token, GitHub)"
+    )
     dp.add_argument("--alert-email", help="subscribe this address to TFL-Notifications")
+    dp.add_argument("--alert-phone", help="subscribe this phone (E.164, e.g. +919812345678) by SMS; see docs/aws.md")
     dp.add_argument("--mode", choices=("paper", "live"), help="trading mode of the instance (default paper)")
     dp.add_argument("--universe", type=Path, help="universe CSV (column Symbol) the instance trades")
     dp.add_argument(

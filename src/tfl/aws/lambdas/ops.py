@@ -13,12 +13,20 @@ Actions (the EventBridge Scheduler's input):
   (12:30 close) and a regular one are both covered by the one schedule.
 
 Past the calendar table's last year nothing starts and a CRITICAL alert says to regenerate it.
+
+The start is safe to retry. EC2's ``InsufficientInstanceCapacity`` is retried a few times with
+growing pauses (the instance's disk is in the stack's one zone, so it cannot move); and the
+login link goes out once a day however often the start runs (a conditional marker in the
+journal table, :mod:`tfl.aws.lambdas.once`), because a second link would void the first.
+The explicit ``link`` action always sends a new one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,6 +43,7 @@ from tfl.aws.lambdas.common import (
     ist_now,
     publish,
 )
+from tfl.aws.lambdas.once import OnceMarker, OnceMarkerError
 from tfl.aws.notify import SnsNotifier
 from tfl.fyers.login import login_url, new_state
 from tfl.secrets import SecretError
@@ -43,6 +52,11 @@ from tfl.timeutil import IST
 log = logging.getLogger("tfl.aws.lambdas.ops")
 ACTIONS = ("start", "link", "arm", "disarm")
 DISARM_AFTER_CLOSE = dt.timedelta(minutes=5)  # the trader's last heartbeats come just after the close
+# EC2 has no capacity for the size in the zone: pauses between the attempts of the start (five
+# attempts over 100 s; the function's timeout is 180 s).
+CAPACITY_ERRORS = frozenset({"InsufficientInstanceCapacity"})
+START_RETRY_PAUSES = (10.0, 20.0, 30.0, 40.0)
+Sleep = Callable[[float], None]
 
 
 def send_login_link(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date) -> dict[str, Any]:
@@ -103,7 +117,78 @@ def _session(notifier: SnsNotifier | None, day: dt.date, action: str) -> tuple[S
         return None, str(exc)
 
 
-def start(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date) -> dict[str, Any]:
+def start_instance(cfg: LambdaConfig, day: dt.date, sleep: Sleep) -> str:
+    """Start the trading instance, retrying EC2's capacity shortage; the reason it did not start, or ""."""
+    try:
+        instance = cfg.require(cfg.instance_id, "TFL_INSTANCE_ID")
+    except ConfigError as exc:
+        return str(exc)
+    ec2 = cfg.client("ec2")
+    for attempt in range(len(START_RETRY_PAUSES) + 1):
+        try:
+            ec2.start_instances(InstanceIds=[instance])
+        except (ClientError, BotoCoreError) as exc:
+            code = aws_code(exc)
+            if code not in CAPACITY_ERRORS:
+                return f"start_instances failed ({code})"
+            if attempt == len(START_RETRY_PAUSES):
+                waited = sum(START_RETRY_PAUSES)
+                return (
+                    f"EC2 has no capacity for the instance's size in its zone ({code}, {attempt + 1} attempts over "
+                    f"{waited:.0f} s). Start it by hand when capacity returns: aws ec2 start-instances "
+                    f"--instance-ids {instance}; if it lasts, change the size after the session "
+                    "(tfl deploy --instance-type ...)"
+                )
+            pause = START_RETRY_PAUSES[attempt]
+            decide(log, "no EC2 capacity: retrying the start", logging.WARNING, session=day.isoformat(), pause=pause)
+            sleep(pause)
+        else:
+            decide(log, "instance started", session=day.isoformat(), instance=instance, attempts=attempt + 1)
+            return ""
+    raise AssertionError("unreachable: the loop returns")  # pragma: no cover
+
+
+def once_marker(cfg: LambdaConfig, day: dt.date) -> OnceMarker | None:
+    """The marker of the day's login link, or None (logged) when no journal table is configured."""
+    table = cfg.settings.aws.journal_table
+    if not table:
+        decide(log, "no journal table: the login link is not guarded against a retry", logging.WARNING)
+        return None
+    return OnceMarker(cfg.client("dynamodb"), table, f"start-link:{day.isoformat()}")
+
+
+def send_link_once(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date, now: dt.datetime) -> dict[str, Any]:
+    """The day's login link, unless a run of today's start already sent it (or is sending it).
+
+    A marker that cannot be used sends the link anyway (WARNING): two links are better than none.
+    """
+    marker = once_marker(cfg, day)
+    if marker is not None:
+        try:
+            claim = marker.claim(now)
+        except OnceMarkerError as exc:
+            decide(log, "login link marker unavailable: sending anyway", logging.WARNING, reason=str(exc))
+            marker = None
+        else:
+            if not claim.ours:
+                decide(log, "login link already sent today: not sent again", session=day.isoformat(), found=claim.found)
+                return {"link": True, "duplicate": True}
+    link = send_login_link(cfg, notifier, day)
+    if marker is not None:
+        try:
+            marker.finish(now, succeeded=bool(link["link"]))
+        except OnceMarkerError as exc:
+            decide(log, "login link marker not recorded", logging.WARNING, reason=str(exc))
+    return link
+
+
+def start(
+    cfg: LambdaConfig,
+    notifier: SnsNotifier | None,
+    day: dt.date,
+    now: dt.datetime | None = None,
+    sleep: Sleep = time.sleep,
+) -> dict[str, Any]:
     session, error = _session(notifier, day, "start")
     if error:
         return {"status": "error", "action": "start", "session": day.isoformat(), "reason": error}
@@ -111,18 +196,17 @@ def start(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date) -> dict
         decide(log, "no NSE session today: instance not started", session=day.isoformat())
         return {"status": "skipped", "action": "start", "session": day.isoformat(), "reason": "no NSE session"}
     out: dict[str, Any] = {"status": "ok", "action": "start", "session": day.isoformat(), "started": False}
-    try:
-        instance = cfg.require(cfg.instance_id, "TFL_INSTANCE_ID")
-        cfg.client("ec2").start_instances(InstanceIds=[instance])
-        out["started"] = True
-        decide(log, "instance started", session=day.isoformat(), instance=instance, note=session.note)
-    except (ConfigError, ClientError, BotoCoreError) as exc:
-        reason = str(exc) if isinstance(exc, ConfigError) else f"start_instances failed ({aws_code(exc)})"
+    reason = start_instance(cfg, day, sleep)
+    if reason:
         decide(log, "instance not started", logging.ERROR, session=day.isoformat(), reason=reason)
         alert(notifier, "CRITICAL", f"TFL: the trading instance did not start for {day}: {reason}")
         out.update(status="error", reason=reason)
-    link = send_login_link(cfg, notifier, day)
+    else:
+        out["started"] = True
+    link = send_link_once(cfg, notifier, day, now or dt.datetime.now(dt.UTC))
     out["link"] = link["link"]
+    if link.get("duplicate"):
+        out["duplicate_link"] = True
     if not link["link"]:
         out["status"] = "error"
         out.setdefault("reason", link["reason"])
@@ -189,7 +273,9 @@ def _alarm_actions(cfg: LambdaConfig, notifier: SnsNotifier | None, day: dt.date
     return {"status": "ok", "action": action, "session": day.isoformat(), "alarm": alarm}
 
 
-def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None) -> dict[str, Any]:
+def run(
+    event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None, sleep: Sleep = time.sleep
+) -> dict[str, Any]:
     notifier = cfg.notifier()
     action = event.get("action")
     try:
@@ -199,7 +285,7 @@ def run(event: dict[str, Any], cfg: LambdaConfig, now: dt.datetime | None = None
         alert(notifier, "ERROR", f"TFL ops job: {exc}")
         return {"status": "error", "action": str(action), "reason": str(exc)}
     if action == "start":
-        return start(cfg, notifier, day)
+        return start(cfg, notifier, day, now, sleep)
     if action == "link":
         link = send_login_link(cfg, notifier, day)
         return {"status": "ok" if link["link"] else "error", "action": "link", "session": day.isoformat(), **link}
