@@ -72,3 +72,46 @@ def test_the_report_adds_the_uploaded_comparison(
 
     assert report.handler({"date": DAY.isoformat()}, None)["status"] == "ok"
     assert aws.messages()[-1]["Message"] == local + "\n\n" + stored.rstrip("\n")
+
+
+def test_compare_sends_the_table_and_the_status_page_reads_it(
+    aws: Aws, replayed: list[Record], nse_dir: Path, tmp_path: Path
+) -> None:
+    """The server's end-of-day step: `tfl compare --upload --notify` e-mails the comparison with
+    the running table's verdict and puts the table where the status Lambda reads it."""
+    from tfl.live.model_table import TABLE_KEY, read_table, table_lines
+    from tfl.status.facts import Sources, model_facts
+    from tfl.status.sources import local_sources, s3_text
+
+    journal = DynamoJournal(aws.ddb, aws.table)
+    for r in replayed:
+        journal.append(r)
+    journal.close()
+    table = tmp_path / "j.model-check.csv"
+    assert model_facts(Sources("x", None, None, s3_text(aws.s3, aws.bucket, TABLE_KEY))) == ("", ())  # not yet
+    args = ["compare", "--journal", f"dynamodb://{aws.table}", "--date", DAY.isoformat(), "--data", str(nse_dir)]
+    args += ["--symbols", ",".join(SYMBOLS), "--table", str(table), "--upload", "--notify"]
+    assert main(args) == 0
+    want = tuple(table_lines(read_table(table)))
+    assert len(want) == 3 and "no matched fills yet" not in want[0]
+    sent = aws.messages()[-1]
+    assert sent["Subject"] == f"TFL live vs model {DAY}"
+    assert sent["Message"].startswith(f"Live vs model {DAY}") and sent["Message"].endswith(want[-1])
+    source, lines = model_facts(Sources("x", None, None, s3_text(aws.s3, aws.bucket, TABLE_KEY)))
+    assert source == f"s3://{aws.bucket}/{TABLE_KEY}" and lines == want
+    # on the trader's own machine the page reads the table beside a SQLite journal
+    local = tmp_path / "j"
+    local.write_bytes(b"")
+    assert model_facts(local_sources(str(local), Settings()))[1] == want
+
+
+def test_notify_without_a_topic_is_refused_before_any_work(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, nse_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TFL_AWS__TOPIC_ARN")
+    j = tmp_path / "j.sqlite"
+    SqliteJournal(j).close()
+    args = ["compare", "--journal", str(j), "--date", DAY.isoformat(), "--data", str(nse_dir), "--notify"]
+    assert main(args) == 2
+    assert "--notify: no SNS topic" in capsys.readouterr().err
+    assert not (tmp_path / "j.sqlite.model-check.csv").exists()

@@ -931,9 +931,15 @@ def test_the_service_runs_a_real_tfl_trade_command(bootstrap: str) -> None:
     args = build_parser().parse_args(argv)
     assert (args.world, args.journal, str(args.data)) == ("paper", "dynamodb://TFL-Journal", "/var/lib/tfl/data")
     eod = heredoc(bootstrap, "/etc/systemd/system/tfl-eod.service")
-    (eod_start,) = [line for line in eod.splitlines() if line.startswith("ExecStart=")]
+    eod_start, compare_start = [line for line in eod.splitlines() if line.startswith("ExecStart=")]
     eod_args = build_parser().parse_args(shlex.split(eod_start.removeprefix("ExecStart="))[1:])
     assert (eod_args.command, eod_args.data_command) == ("data", "eod") and str(eod_args.data) == "/var/lib/tfl/data"
+    # then live against the model; "-": its failure does not fail the unit (the bars are stored)
+    compare = shlex.split(compare_start.removeprefix("ExecStart=-"))
+    assert compare[0] == "/opt/tfl/venv/bin/tfl"
+    cargs = build_parser().parse_args([a.replace("${TFL_AWS__JOURNAL_TABLE}", "TFL-Journal") for a in compare[1:]])
+    assert (cargs.command, cargs.journal, str(cargs.data)) == ("compare", "dynamodb://TFL-Journal", "/var/lib/tfl/data")
+    assert cargs.upload and cargs.notify and str(cargs.state_dir) == "/var/lib/tfl/state"
 
 
 def test_no_aws_managed_policies(tpl: Template) -> None:

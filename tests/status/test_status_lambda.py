@@ -201,8 +201,11 @@ def test_the_role_writes_only_operator_items_and_reads_only_its_key() -> None:
         "dynamodb:UpdateItem",
         "secretsmanager:GetSecretValue",
         "ssm:GetParameter",
+        "s3:GetObject",
         "kms:Decrypt",
     }
+    (read,) = [s for s in stmts if s["Action"] == "s3:GetObject"]
+    assert read["Resource"] == "${DataBucket.Arn}/exports/model-check.csv"  # the live-vs-model table, nothing else
     writes = [s for s in stmts if {"dynamodb:PutItem", "dynamodb:UpdateItem"} & set(s["Action"])]
     assert len(writes) == 1
     assert writes[0]["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [OPS_PARTITION]}}

@@ -40,7 +40,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tfl.data.market import load_market
     from tfl.live.journal import read_events
     from tfl.live.model_check import compare_day, comparison_lines, session_symbols
-    from tfl.live.model_table import day_row, table_lines, upsert
+    from tfl.live.model_table import day_row, read_table, table_lines, upsert
     from tfl.live.report import settings_from_events
     from tfl.settings import load_settings
 
@@ -56,6 +56,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: not a file in an existing folder")
     day: dt.date = args.date or dt.datetime.now(IST).date()
     env = load_settings()  # where things are (AWS); the model uses the journal's own settings
+    if args.notify and not env.aws.topic_arn:
+        raise ValueError("--notify: no SNS topic (set aws.topic_arn, TFL_AWS__TOPIC_ARN)")
     if args.upload and not env.aws.data_bucket:
         raise ValueError("--upload: no bucket (set aws.data_bucket, TFL_AWS__DATA_BUCKET)")
     journal = open_journal(spec, env)
@@ -101,21 +103,41 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for line in table_lines(rows):
             _out(f"  {line}")
     if args.upload:
-        _upload(env, sid, text)
+        _upload(env, sid, text, table)
+    if args.notify:
+        _notify(env, sid, lines + (table_lines(read_table(table)) if table is not None else []))
     return 0
 
 
-def _upload(settings: Settings, sid: str, text: str) -> None:
-    """Put the comparison where the post-market report job looks for it."""
+def _upload(settings: Settings, sid: str, text: str, table: Path | None) -> None:
+    """Put the comparison where the post-market report job looks for it, and the running
+    table where the status page on AWS reads it."""
     from tfl.aws.clients import client
-    from tfl.live.model_table import export_key
+    from tfl.live.model_table import TABLE_KEY, export_key
 
     bucket = settings.aws.data_bucket
+    s3 = client("s3", settings.aws.region)
     key = export_key(sid)
-    client("s3", settings.aws.region).put_object(
-        Bucket=bucket, Key=key, Body=text.encode("utf-8"), ContentType="text/plain"
-    )
+    s3.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"), ContentType="text/plain")
     _out(f"uploaded s3://{bucket}/{key}")
+    if table is not None and table.is_file():
+        s3.put_object(Bucket=bucket, Key=TABLE_KEY, Body=table.read_bytes(), ContentType="text/csv")
+        _out(f"uploaded s3://{bucket}/{TABLE_KEY}")
+
+
+def _notify(settings: Settings, sid: str, lines: list[str]) -> None:
+    """The comparison by e-mail (the SNS topic): the 16:00 report cannot carry it, as the
+    day's bars are stored after it."""
+    from tfl.aws.clients import client
+    from tfl.aws.notify import SnsNotifier
+
+    if not settings.aws.topic_arn:
+        raise ValueError("--notify: no SNS topic (set aws.topic_arn, TFL_AWS__TOPIC_ARN)")
+    if not SnsNotifier(client("sns", settings.aws.region), settings.aws.topic_arn).publish(
+        f"TFL live vs model {sid}", "\n".join(lines)
+    ):
+        raise ValueError("--notify: SNS did not take the message (see the log)")
+    _out("sent to the SNS topic")
 
 
 def add_parsers(sub: Any, date_type: Any, symbols_type: Any) -> None:
@@ -149,5 +171,8 @@ def add_parsers(sub: Any, date_type: Any, symbols_type: Any) -> None:
         "--upload",
         action="store_true",
         help="put the text at s3://aws.data_bucket/exports/DATE/model-check.txt for the post-market report",
+    )
+    cp.add_argument(
+        "--notify", action="store_true", help="send the comparison and the running table's verdict to the SNS topic"
     )
     cp.set_defaults(func=cmd_compare)

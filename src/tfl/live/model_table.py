@@ -28,6 +28,7 @@ MIN_FILLS = 30  # fewer pooled fills than this: too few to judge the slippage as
 SIGNIFICANCE_SE = 2.0  # a mean beyond this many standard errors from zero is a real difference
 TABLE_SUFFIX = ".model-check.csv"  # beside a journal J: J.model-check.csv
 EXPORT_KEY = "exports/{session}/model-check.txt"  # the day's comparison, for the post-market report
+TABLE_KEY = "exports/model-check.csv"  # the running table, for the status page on AWS
 
 
 def export_key(session: str) -> str:
@@ -133,15 +134,20 @@ def read_table(path: Path) -> list[DayRow]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelTableError(f"{path}: cannot read the running table ({exc})") from None
+    return parse_table(text, str(path))
+
+
+def parse_table(text: str, where: str) -> list[DayRow]:
+    """The rows of a table's text (a file, or the copy the server uploads for the status page)."""
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None or tuple(header) != COLUMNS:
-        raise ModelTableError(f"{path}: not a live-vs-model table (its header is not {','.join(COLUMNS[:3])},...)")
+        raise ModelTableError(f"{where}: not a live-vs-model table (its header is not {','.join(COLUMNS[:3])},...)")
     rows = []
     for n, line in enumerate(reader, start=2):
         if len(line) != len(COLUMNS):
-            raise ModelTableError(f"{path} line {n}: expected {len(COLUMNS)} fields, found {len(line)}")
-        values = {c: _parse(c, raw, f"{path} line {n}") for c, raw in zip(COLUMNS, line, strict=True)}
+            raise ModelTableError(f"{where} line {n}: expected {len(COLUMNS)} fields, found {len(line)}")
+        values = {c: _parse(c, raw, f"{where} line {n}") for c, raw in zip(COLUMNS, line, strict=True)}
         rows.append(DayRow(**values))  # type: ignore[arg-type]
     return rows
 

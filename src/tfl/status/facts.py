@@ -150,6 +150,8 @@ class StatusFacts:
     log_lines: tuple[LogLine, ...]
     closed: bool  # the session's SESSION_CLOSE is in the journal
     day_report: str  # the post-market report once closed, else ""
+    model_check: tuple[str, ...] = ()  # live against the model: the running table's verdict and totals
+    model_source: str = ""  # where that came from
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -162,6 +164,7 @@ class Sources:
     journal_name: str
     log_file: Path | None = None  # the JSON log; None: the journal's alerts stand in (DynamoDB)
     bias_record: Callable[[], tuple[str, str] | None] | None = None  # (source, JSON text) of the bias record
+    model_table: Callable[[], tuple[str, str] | None] | None = None  # (source, CSV text) of live vs model
 
 
 def _latest_session(journal: Journal) -> str:
@@ -445,6 +448,7 @@ def gather(
     if closed:
         rep = journal_day_report(journal, dt.date.fromisoformat(sid), todays=mine)
         report = rep.text() if rep is not None else ""
+    model_source, model_lines = model_facts(sources)
     return StatusFacts(
         now,
         sources.journal_name,
@@ -462,7 +466,24 @@ def gather(
         lines,
         closed,
         report,
+        model_lines,
+        model_source,
     )
+
+
+def model_facts(sources: Sources) -> tuple[str, tuple[str, ...]]:
+    """The running live-vs-model table's verdict and totals (``tfl compare`` writes it after
+    the day's bars are stored); a table that cannot be read says so instead."""
+    from tfl.live.model_table import ModelTableError, parse_table, table_lines
+
+    got = sources.model_table() if sources.model_table is not None else None
+    if got is None:
+        return "", ()
+    source, text = got
+    try:
+        return source, tuple(table_lines(parse_table(text, source)))
+    except ModelTableError as exc:
+        return source, (f"unreadable: {exc}",)
 
 
 def facts_text(f: StatusFacts) -> str:

@@ -21,6 +21,7 @@ PANELS = (
     "commands",
     "log",
     "report",
+    "model",
     "controls",
 )
 
@@ -30,7 +31,7 @@ header{padding:10px 12px;background:#1d2733;color:#fff;display:flex;justify-cont
 flex-wrap:wrap;gap:6px}
 main{display:grid;grid-template-columns:1fr;gap:10px;padding:10px}
 @media(min-width:900px){main{grid-template-columns:repeat(2,minmax(0,1fr))}
- #panel-positions,#panel-orders,#panel-log,#panel-report,#panel-commands{grid-column:1/-1}}
+ #panel-positions,#panel-orders,#panel-log,#panel-report,#panel-model,#panel-commands{grid-column:1/-1}}
 section{background:#fff;border-radius:8px;padding:10px 12px;box-shadow:0 1px 2px #0002;overflow-x:auto}
 h2{font-size:13px;text-transform:uppercase;letter-spacing:.05em;color:#555;margin:0 0 6px}
 table{border-collapse:collapse;width:100%;font-size:13px}td,th{padding:3px 6px;text-align:left;white-space:nowrap}
@@ -101,6 +102,9 @@ function draw(f) {
     ['message', r => esc(r.message)]], f.log_lines));
   body('report', f.day_report ? '<pre>' + esc(f.day_report) + '</pre>' :
     '<p class="muted">the day\\'s report appears after the close</p>');
+  body('model', f.model_check.length ? '<p class="muted">' + esc(f.model_source) + '</p>' +
+    f.model_check.map(l => '<p>' + esc(l) + '</p>').join('') :
+    '<p class="muted">no comparison yet: tfl compare runs once the day\\'s bars are stored</p>');
   const sent = $('control-msg').dataset.command;
   const mine = sent && f.commands.find(c => c.id === sent);
   if (mine && mine.state !== 'pending') {
@@ -180,6 +184,7 @@ _TITLES = {
     "commands": "Commands",
     "log": "Recent warnings and errors",
     "report": "The day's report",
+    "model": "Live against the model",
 }
 
 _CONTROLS = """<section id="panel-controls" data-panel="controls"><h2>Controls</h2>

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tfl.cli.wiring import dynamo_table, is_dynamo
+from tfl.live.model_table import TABLE_SUFFIX
 from tfl.settings import Settings
 from tfl.status.facts import Sources
 
@@ -53,7 +54,36 @@ def local_sources(
             from tfl.aws.clients import client
 
             bias = ssm_bias(client("ssm", settings.aws.region), settings.aws.bias_parameter)
-        return Sources(spec, log, bias)
+        model = file_text(state_dir / f"{table}{TABLE_SUFFIX}") if state_dir else None
+        return Sources(spec, log, bias, model)
     path = Path(spec)
     bias_path = Path(settings.live.bias_file) if settings.live.bias_file else path.with_name("bias.json")
-    return Sources(path.name, log_file or path.with_name(path.name + ".log"), file_bias(bias_path))
+    model = file_text(path.with_name(path.name + TABLE_SUFFIX))
+    return Sources(path.name, log_file or path.with_name(path.name + ".log"), file_bias(bias_path), model)
+
+
+def file_text(path: Path) -> Callable[[], tuple[str, str] | None]:
+    """A text file's contents when it is there (read at each refresh; nothing created)."""
+
+    def read() -> tuple[str, str] | None:
+        try:
+            return f"file {path.name}", path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    return read
+
+
+def s3_text(s3: Any, bucket: str, key: str) -> Callable[[], tuple[str, str] | None]:
+    """An object's text, or None when it is not there yet (or cannot be read)."""
+
+    def read() -> tuple[str, str] | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return f"s3://{bucket}/{key}", body.decode("utf-8")
+        except (ClientError, BotoCoreError, UnicodeDecodeError):
+            return None
+
+    return read

@@ -70,10 +70,11 @@ def response_of(resp: Any) -> dict[str, Any]:
 def app_for(cfg: LambdaConfig, environ: Mapping[str, str], now: Any = None) -> Any:
     from tfl.aws.dynamo_journal import DynamoJournal
     from tfl.aws.dynamo_ops import DynamoOpsStore
+    from tfl.live.model_table import TABLE_KEY
     from tfl.status.app import StatusApp
     from tfl.status.auth import Signer
     from tfl.status.facts import Sources
-    from tfl.status.sources import ssm_bias
+    from tfl.status.sources import s3_text, ssm_bias
 
     table = cfg.require(cfg.settings.aws.journal_table, "TFL_AWS__JOURNAL_TABLE")
     secret = cfg.require(environ.get(KEY_SECRET_VAR, "").strip(), KEY_SECRET_VAR)
@@ -81,7 +82,9 @@ def app_for(cfg: LambdaConfig, environ: Mapping[str, str], now: Any = None) -> A
     clock = now or (lambda: int(time.time()))
     bias_param = cfg.settings.aws.bias_parameter
     bias = ssm_bias(cfg.client("ssm"), bias_param) if bias_param else None
-    sources = Sources(f"dynamodb://{table}", None, bias)
+    bucket = cfg.settings.aws.data_bucket
+    model = s3_text(cfg.client("s3"), bucket, TABLE_KEY) if bucket else None
+    sources = Sources(f"dynamodb://{table}", None, bias, model)
     signer = Signer(_signing_key(cfg.region, secret), clock)
     return StatusApp(DynamoJournal(ddb, table), DynamoOpsStore(ddb, table), sources, signer)
 
