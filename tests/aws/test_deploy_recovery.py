@@ -450,3 +450,46 @@ def test_tfl_deploy_with_a_git_token_file(
     # a token file that does not exist: one line, exit 2, nothing stored
     rc = main([*args, "--git-token-file", str(tmp_path / "nope")])
     assert rc == 2 and "cannot read the git token file" in capsys.readouterr().err
+
+
+def test_tfl_deploy_passes_the_disk_size(mocked_aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    template = write_template(tmp_path)
+    text = template.read_text()
+    template.write_text(
+        text.replace("  LambdaCodeBucket:", "  RootVolumeSize:\n    Type: Number\n    Default: 20\n  LambdaCodeBucket:")
+    )
+    token = tmp_path / "token"  # every parameter given: moto cannot reuse a default (see GIVEN)
+    token.write_text("github_pat_X\n")
+    args = [
+        "deploy",
+        "--template",
+        str(template),
+        "--stack-name",
+        "TFL-Disk",
+        "--force",
+        "--git-token-file",
+        str(token),
+    ]
+    rc = main(
+        [
+            *args,
+            "--my-ip",
+            "103.55.21.11",
+            "--git-url",
+            "https://github.com/me/tfl.git",
+            "--root-volume-gb",
+            "10",
+            "--instance-type",
+            "t3.large",
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    params = {
+        p["ParameterKey"]: p["ParameterValue"]
+        for p in cfn.describe_stacks(StackName="TFL-Disk")["Stacks"][0]["Parameters"]
+    }
+    assert params["RootVolumeSize"] == "10"
+    with pytest.raises(SystemExit) as refused:  # below the floor: refused before AWS is asked
+        main([*args, "--root-volume-gb", "8"])
+    assert refused.value.code == 2 and "8: expected 10..200 GiB" in capsys.readouterr().err

@@ -266,3 +266,11 @@ def test_the_ops_role_may_write_only_its_marker_partition(tpl: Template) -> None
     assert st["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [ONCE_PARTITION]}}
     env: dict[str, Any] = props(tpl, "OpsFunction")["Environment"]["Variables"]
     assert env["TFL_AWS__JOURNAL_TABLE"] == {"Ref": "JournalTable"}
+
+
+def test_the_disk_size_is_a_parameter_with_a_floor(tpl: Template) -> None:
+    """10 GiB is the cost page's recommendation; the floor keeps the AMI's 8 GiB snapshot plus room."""
+    p = tpl["Parameters"]["RootVolumeSize"]
+    assert (p["Type"], p["Default"], p["MinValue"]) == ("Number", 20, 10)
+    (dev,) = props(tpl, "TradingServer")["BlockDeviceMappings"]
+    assert dev["Ebs"]["VolumeSize"] == {"Ref": "RootVolumeSize"}

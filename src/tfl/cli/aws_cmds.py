@@ -170,10 +170,11 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         ("alert_email", "AlertEmail"),
         ("alert_phone", "AlertPhone"),
         ("mode", "TradingMode"),
+        ("root_volume_gb", "RootVolumeSize"),
     ):
         value = getattr(args, flag)
         if value is not None:
-            params[name] = value
+            params[name] = str(value)
     if args.my_ip is not None:
         params["MyIPAddress"] = normalise_cidr(args.my_ip)
     _out("generating the NSE calendar table ...")
@@ -333,6 +334,17 @@ def add_data_parsers(dsub: Any, add_config: Any) -> None:
     eo.set_defaults(func=_run("cmd_data_eod"))
 
 
+def _disk_gb(text: str) -> int:
+    """The root volume's size: whole GiB from 10 (the AMI's 8 GiB snapshot and room) to 200."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number of GiB") from None
+    if not 10 <= n <= 200:
+        raise argparse.ArgumentTypeError(f"{n}: expected 10..200 GiB")
+    return n
+
+
 def add_parsers(sub: Any, add_config: Any) -> None:
     dp = sub.add_parser("deploy", help="package the Lambdas, create or update the AWS stack, print its outputs")
     dp.add_argument("--stack-name", help="default: the aws.stack_name setting (TFL-Trading-System-Prod)")
@@ -356,6 +368,13 @@ def add_parsers(sub: Any, add_config: Any) -> None:
     dp.add_argument("--alert-email", help="subscribe this address to TFL-Notifications")
     dp.add_argument("--alert-phone", help="subscribe this phone (E.164, e.g. +919812345678) by SMS; see docs/aws.md")
     dp.add_argument("--mode", choices=("paper", "live"), help="trading mode of the instance (default paper)")
+    dp.add_argument(
+        "--root-volume-gb",
+        type=_disk_gb,
+        metavar="GB",
+        help="the server's disk, 10-200 GiB (default 20; 10 is enough and cheaper; set it at creation: "
+        "a change replaces the instance)",
+    )
     dp.add_argument("--universe", type=Path, help="universe CSV (column Symbol) the instance trades")
     dp.add_argument(
         "--refresh-ami",
