@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from tfl.backtest.assumptions import eod_exit_note
 from tfl.backtest.metrics import drawdown, per_symbol, summarise
 from tfl.backtest.signals import SymbolFrame, compute_indicators, frames_from
 from tfl.backtest.simulator import SimResult, simulate
-from tfl.data.bars import iso_ist_many
+from tfl.data.bars import BarSeries, iso_ist_many
 from tfl.data.bias_inputs import bias_records
 from tfl.data.loader import DataError
 from tfl.data.market import Market, load_market
@@ -128,16 +129,22 @@ def run_backtest(
 
 
 def _prepare(market: Market, traded: list[str], s: Settings, leak: bool, enabled: bool) -> list[SymbolFrame]:
-    """Indicators and setups of every traded symbol (what ``prepare_symbols`` does), the bar
-    advancing per symbol: the recursive indicators run as one panel over all symbols (fast,
-    and slower if split), the setups symbol by symbol."""
     with progress_bar(len(traded), "indicators", enabled) as bar:
         pairs = [(market.intraday[sym], market.daily.get(sym)) for sym in traded]
-        indicators = compute_indicators(pairs, s)
-        frames: list[SymbolFrame] = []
-        for ind in indicators:
-            frames += frames_from([ind], s, leak=leak)
-            bar.update(1)
+        return prepare_each(pairs, s, leak, bar.update)
+
+
+def prepare_each(
+    pairs: list[tuple[BarSeries, BarSeries | None]], s: Settings, leak: bool, tick: Callable[[int], object]
+) -> list[SymbolFrame]:
+    """What :func:`~tfl.backtest.signals.prepare_symbols` does, with ``tick(1)`` after each
+    symbol's setups. The recursive indicators stay one panel over all symbols (split into
+    chunks they cost up to twice the time), so the bar waits for it, then advances per symbol."""
+    indicators = compute_indicators(pairs, s)
+    frames: list[SymbolFrame] = []
+    for ind in indicators:
+        frames += frames_from([ind], s, leak=leak)
+        tick(1)
     return frames
 
 

@@ -655,7 +655,7 @@ def add_parsers(sub: Any, date_type: Any, symbols_type: Any, add_config: Any) ->
     tr.add_argument(
         "--journal",
         required=True,
-        help="the SQLite journal file (made if new; its folder must exist), or dynamodb://TABLE for the DynamoDB journal",
+        help="the SQLite journal file (made if new; its folder must exist), or dynamodb://TABLE (DynamoDB)",
     )
     tr.add_argument(
         "--state-dir",

@@ -13,7 +13,7 @@ from pathlib import Path
 from tfl.cli.wiring import is_dynamo
 
 
-class PathProblem(ValueError):
+class PathError(ValueError):
     """A path given on the command line cannot be used; ``str()`` is one line."""
 
 
@@ -29,10 +29,10 @@ def output_dir(path: Path, flag: str = "--out") -> Path:
     """A folder to write into: made if missing (with its parents), refused when it, or an
     ancestor it would be made in, is a file."""
     if path.exists() and not path.is_dir():
-        raise PathProblem(f"{flag} {path}: exists and is not a folder")
+        raise PathError(f"{flag} {path}: exists and is not a folder")
     base = _first_existing(path)
     if not base.is_dir():
-        raise PathProblem(f"{flag} {path}: {base} is a file, not a folder")
+        raise PathError(f"{flag} {path}: {base} is a file, not a folder")
     return path
 
 
@@ -40,14 +40,14 @@ def output_file(path: Path, flag: str = "--out", *, make_folder: bool = False) -
     """A file to write: not a folder, and in a folder that exists (or, with ``make_folder``,
     that the command may make)."""
     if path.is_dir():
-        raise PathProblem(f"{flag} {path}: is a folder; give a file name")
+        raise PathError(f"{flag} {path}: is a folder; give a file name")
     folder = path.parent
     if make_folder:
         output_dir(folder, flag)
         return path
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise PathProblem(f"{flag} {path}: folder {folder} {what}")
+        raise PathError(f"{flag} {path}: folder {folder} {what}")
     return path
 
 
@@ -58,9 +58,9 @@ def existing_journal(spec: str, flag: str = "journal") -> str:
         return spec
     path = Path(spec)
     if not path.exists():
-        raise PathProblem(f"{flag} {spec}: no such journal (nothing was created)")
+        raise PathError(f"{flag} {spec}: no such journal (nothing was created)")
     if not path.is_file():
-        raise PathProblem(f"{flag} {spec}: is not a journal file")
+        raise PathError(f"{flag} {spec}: is not a journal file")
     return spec
 
 
@@ -71,6 +71,6 @@ def journal_to_write(spec: str, flag: str = "--journal") -> str:
         return spec
     path = Path(spec)
     if path.exists() and not path.is_file():
-        raise PathProblem(f"{flag} {spec}: is not a journal file")
+        raise PathError(f"{flag} {spec}: is not a journal file")
     output_file(path, flag)
     return spec

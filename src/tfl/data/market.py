@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from tfl.data.bars import I64, BarSeries
-from tfl.progress import progress_bar
 from tfl.data.loader import (
     DAILY_DIR,
     INTRADAY_DIR,
@@ -29,6 +28,7 @@ from tfl.data.loader import (
     read_universe,
     symbol_files,
 )
+from tfl.progress import progress_bar
 from tfl.settings import Settings, parse_hhmm
 
 log = logging.getLogger(__name__)
