@@ -144,8 +144,8 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     ok = [r for r in reports if not r.error]
     with_defects = sum(1 for r in reports if r.defects)
     _out(
-        f"\n{len(reports)} files, {sum(1 for r in reports if r.error)} unreadable, {with_defects} with defects "
-        f"of their own; duplicates {sum(r.duplicates for r in ok)}, bad OHLC {sum(r.bad_ohlc for r in ok)}, "
+        f"\n{len(reports)} files, {sum(1 for r in reports if r.error)} unreadable, {with_defects} with defects; "
+        f"duplicates {sum(r.duplicates for r in ok)}, bad OHLC {sum(r.bad_ohlc for r in ok)}, "
         f"non-positive {sum(r.non_positive for r in ok)}, outside session {sum(r.outside_session for r in ok)}, "
         f"missing 15-min slots {sum(r.missing_slots for r in ok)} ({sum(r.market_slots for r in ok)} that most "
         f"files lack too: halts, short sessions), missing days {sum(r.missing_days for r in ok)}"
