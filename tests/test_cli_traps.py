@@ -39,7 +39,7 @@ def _run(
     env: dict[str, str] | None = None,
     stdout: int = subprocess.PIPE,
     stdin: int | None = None,
-    input: str | None = None,  # noqa: A002 - subprocess's own name
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m tfl ARGS`` from this checkout, in a new session (no controlling terminal)."""
     full_env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -92,7 +92,9 @@ def test_an_existing_journal_still_reads(tmp_path: Path, capsys: pytest.CaptureF
 # --------------------------------------------------------------------------- paths to write
 
 
-def test_out_paths_that_cannot_work_are_one_line(synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_out_paths_that_cannot_work_are_one_line(
+    synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tfl.live.journal import SqliteJournal
 
     a_file = tmp_path / "a_file"

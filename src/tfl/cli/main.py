@@ -37,9 +37,19 @@ class UsageError(Exception):
     """A problem with the command line or its inputs; reported in one line."""
 
 
-class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Help that keeps the epilog's layout and shows each option's default, unless the
-    default is None or False (unset: the settings decide, and the help text says which)."""
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each option's default, unless it is None or False (unset: the settings
+    decide, and the help text says which), and keeps a block with indented lines (the data
+    layout) as written while wrapping plain paragraphs."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        blocks = []
+        for block in text.split("\n\n"):
+            if "\n " in block:
+                blocks.append("\n".join(indent + line for line in block.splitlines()))
+            else:
+                blocks.append(super()._fill_text(block, width, indent))
+        return "\n\n".join(blocks)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         if action.default is None or action.default is False:
@@ -475,7 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the cost model (default: costs.model, {d.costs.model})",
     )
     bt.add_argument(
-        "--capital", type=float, help=f"starting equity in rupees (default: backtest.capital, {d.backtest.capital:g})"
+        "--capital",
+        type=float,
+        help=f"starting equity in rupees (default: backtest.capital, {d.backtest.capital:,.0f})",
     )
     bt.add_argument("--out", type=Path, required=True, help="output folder (made if missing; not a file)")
     _add_config(bt)
