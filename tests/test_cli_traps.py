@@ -106,6 +106,11 @@ def test_out_paths_that_cannot_work_are_one_line(
     assert "is a file, not a folder" in _one_line(capsys.readouterr().err)
     assert main(["data", "synth", "--out", str(a_file)]) == 2
     assert "exists and is not a folder" in _one_line(capsys.readouterr().err)
+    fetch = ["data", "fetch", "--symbols", "TCS", "--from", "2024-01-01", "--to", "2024-01-31", "--resolution", "D"]
+    assert main([*fetch, "--out", str(a_file)]) == 2  # refused before any FYERS call
+    assert "exists and is not a folder" in _one_line(capsys.readouterr().err)
+    assert main(["data", "symbols", "--out", str(tmp_path)]) == 2
+    assert "is a folder" in _one_line(capsys.readouterr().err)
     assert a_file.read_text() == "x"
 
     journal = tmp_path / "j.sqlite"
@@ -352,8 +357,10 @@ def test_indicators_advance_per_symbol_and_match_the_one_step_preparation(synth:
             x, y = getattr(a, f.name), getattr(b, f.name)
             if isinstance(x, np.ndarray):
                 assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), f.name
+            elif f.name == "bars":
+                assert x is y  # the loaded series itself, not a copy
             else:
-                assert x == y or f.name == "bars", f.name
+                assert x == y, f.name
 
 
 def test_loading_and_the_audit_draw_bars_only_when_asked(synth: Path, capsys: pytest.CaptureFixture[str]) -> None:
