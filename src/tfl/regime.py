@@ -44,6 +44,9 @@ class BiasRecord:
     breadth_count: int
     index_symbol: str
     index_close: float | None
+    # The published names say which check each SMA serves, not its length: index_sma_long is
+    # the LONGS check's SMA (bias.long_index_sma, 30 days), index_sma_short the SHORTS check's
+    # (bias.short_index_sma, 100 days). People read them from by_period(), named by period.
     index_sma_long: float | None
     index_sma_short: float | None
     vix_symbol: str
@@ -52,6 +55,16 @@ class BiasRecord:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+    def by_period(self, params: BiasSettings) -> dict[str, object]:
+        """The record for people (``tfl bias``): the benchmark's SMAs named by their periods
+        (``index_sma30``, ``index_sma100``), since "long" and "short" read as lengths while the
+        published fields name the side each check serves. Still a valid bias file."""
+        out: dict[str, object] = asdict(self)
+        sma_longs, sma_shorts = out.pop("index_sma_long"), out.pop("index_sma_short")
+        out[f"index_sma{params.long_index_sma}"] = sma_longs
+        out[f"index_sma{params.short_index_sma}"] = sma_shorts
+        return out
 
     @staticmethod
     def no_trades(session: dt.date, reason: str, params: BiasSettings) -> BiasRecord:
@@ -179,9 +192,9 @@ def compute_bias(
     index_close = long_cs[0]
     thr = params.breadth_threshold_pct
     if breadth_below > thr and index_close < short_cs[1] and vix_close > params.vix_threshold:
-        return rec(Bias.SHORTS, "breadth below, index under its long SMA and VIX high", **kw)
+        return rec(Bias.SHORTS, f"breadth below, index under its SMA{params.short_index_sma} and VIX high", **kw)
     if breadth_above > thr and index_close > long_cs[1]:
-        return rec(Bias.LONGS, "breadth above and index over its short SMA", **kw)
+        return rec(Bias.LONGS, f"breadth above and index over its SMA{params.long_index_sma}", **kw)
     return rec(Bias.NO_TRADES, "no condition met", **kw)
 
 

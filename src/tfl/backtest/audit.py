@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 from tfl.backtest.run import BacktestRequest, BacktestRun, run_backtest
 from tfl.data.bars import BarSeries
 from tfl.data.market import Market
+from tfl.progress import progress_bar
 from tfl.timeutil import IST_OFFSET_S, SECONDS_PER_DAY, day_to_date, iso_ist
 
 
@@ -111,14 +113,24 @@ def audit_lookahead(
     samples: int = 8,
     seed: int = 1,
     baseline: BacktestRun | None = None,
+    show_progress: bool = False,
 ) -> tuple[AuditReport, BacktestRun]:
-    """Compare the baseline run with runs on data scrambled after sampled cut times."""
-    base = baseline or run_backtest(req, show_progress=False, market=market)
+    """Compare the baseline run with runs on data scrambled after sampled cut times.
+    ``show_progress`` draws a bar on stderr that advances per backtest run."""
+    with progress_bar(samples + (baseline is None), "audit", show_progress, unit="run") as bar:
+        base = baseline or run_backtest(req, show_progress=False, market=market)
+        bar.update(baseline is None)
+        return _audit(req, market, samples, seed, base, bar.update), base
+
+
+def _audit(
+    req: BacktestRequest, market: Market, samples: int, seed: int, base: BacktestRun, ran: Callable[[int], object]
+) -> AuditReport:
     grid = base.result.equity_ts
     rng = np.random.default_rng(seed)
     cuts: list[CutResult] = []
     if grid.shape[0] < 2:
-        return AuditReport(cuts), base
+        return AuditReport(cuts)
     # Prefer cut times inside sessions with activity, so the comparison has something in it.
     active = np.flatnonzero(base.result.exposed)
     pool = active if active.shape[0] >= samples else np.arange(1, grid.shape[0])
@@ -144,7 +156,8 @@ def audit_lookahead(
                     f"{kind}: before {iso_ist(cut_ts)} the altered run had {item}, the original did not"
                 )
         cuts.append(cr)
-    return AuditReport(cuts), base
+        ran(1)
+    return AuditReport(cuts)
 
 
 def comparison_rows(honest: dict[str, Any], leaky: dict[str, Any]) -> list[tuple[str, str, str]]:

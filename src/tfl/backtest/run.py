@@ -5,25 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from tfl.backtest.assumptions import eod_exit_note
 from tfl.backtest.metrics import drawdown, per_symbol, summarise
-from tfl.backtest.signals import SymbolFrame, prepare_symbols
+from tfl.backtest.signals import SymbolFrame, compute_indicators, frames_from
 from tfl.backtest.simulator import SimPrep, SimResult, simulate
-from tfl.data.bars import iso_ist_many, sorted_unique
+from tfl.data.bars import BarSeries, iso_ist_many, sorted_unique
 from tfl.data.bias_inputs import bias_records
 from tfl.data.loader import DataError
 from tfl.data.market import Market, load_market
 from tfl.domain import Bias
+from tfl.progress import progress_bar, wanted
 from tfl.regime import BiasRecord
 from tfl.settings import Settings
 from tfl.strategy.rules import session_bias
@@ -50,15 +48,6 @@ class BacktestRun:
     result: SimResult
     bias: list[BiasRecord]
     summary: dict[str, Any]
-
-
-@contextmanager
-def _progress(total: int, desc: str, enabled: bool) -> Iterator[tqdm]:
-    bar = tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False, unit="sym")
-    try:
-        yield bar
-    finally:
-        bar.close()
 
 
 class PrecomputedMismatchError(ValueError):
@@ -98,15 +87,12 @@ def run_backtest(
     if req.end < req.start:
         raise ValueError(f"--end {req.end} is before --start {req.start}")
     s = req.settings
-    enabled = sys.stderr.isatty() if show_progress is None else show_progress
+    enabled = wanted(show_progress)
     if market is None:
-        market = load_market(req.data_dir, s, req.symbols)
+        market = load_market(req.data_dir, s, req.symbols, show_progress=enabled)
     traded = traded_symbols(req, market)
     if frames is None:
-        with _progress(len(traded), "indicators", enabled) as bar:
-            pairs = [(market.intraday[sym], market.daily.get(sym)) for sym in traded]
-            frames = prepare_symbols(pairs, s, leak=req.leak)
-            bar.update(len(traded))
+        frames = _prepare(market, traded, s, req.leak, enabled)
     elif [f.symbol for f in frames] != traded:
         raise PrecomputedMismatchError(f"precomputed frames are for other symbols than the run's {len(traded)}")
 
@@ -126,7 +112,7 @@ def run_backtest(
     bias_by_day = {date_to_day(dt.date.fromisoformat(r.session)): Bias(r.bias) for r in records}
 
     grid_len = len(sessions) * 25
-    with tqdm(total=grid_len, desc="simulate", disable=not enabled, file=sys.stderr, leave=False, unit="bar") as sbar:
+    with progress_bar(grid_len, "simulate", enabled, unit="bar") as sbar:
         last = [0]
 
         def progress(g: int) -> None:
@@ -143,6 +129,26 @@ def run_backtest(
     summary["eod_exit"] = eod_exit_note(s)
     summary["settings"] = s.to_dict()
     return BacktestRun(req, market, result, records, summary)
+
+
+def _prepare(market: Market, traded: list[str], s: Settings, leak: bool, enabled: bool) -> list[SymbolFrame]:
+    with progress_bar(len(traded), "indicators", enabled) as bar:
+        pairs = [(market.intraday[sym], market.daily.get(sym)) for sym in traded]
+        return prepare_each(pairs, s, leak, bar.update)
+
+
+def prepare_each(
+    pairs: list[tuple[BarSeries, BarSeries | None]], s: Settings, leak: bool, tick: Callable[[int], object]
+) -> list[SymbolFrame]:
+    """What :func:`~tfl.backtest.signals.prepare_symbols` does, with ``tick(1)`` after each
+    symbol's setups. The recursive indicators stay one panel over all symbols (split into
+    chunks they cost up to twice the time), so the bar waits for it, then advances per symbol."""
+    indicators = compute_indicators(pairs, s)
+    frames: list[SymbolFrame] = []
+    for ind in indicators:
+        frames += frames_from([ind], s, leak=leak)
+        tick(1)
+    return frames
 
 
 def _session_days(frames: list[SymbolFrame], start_day: int, end_day: int) -> list[int]:

@@ -105,12 +105,42 @@ def cmd_auth_login(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_auth_secret(args: argparse.Namespace, settings: Settings) -> int:
     kit = build_kit(settings)
-    value = sys.stdin.readline().strip() if args.stdin else getpass.getpass("FYERS app secret: ")
-    if not value:
-        raise ValueError("no secret given")
+    value = read_secret(args.stdin)
     kit.store.put("secret_key", value)
     _out("the app secret is stored in the secrets store")
     return 0
+
+
+def read_secret(from_stdin: bool) -> str:
+    """The app secret: one line of stdin with ``--stdin``, else typed at a hidden prompt.
+
+    A closed or empty stdin (``< /dev/null``, a job without a terminal) is one clear
+    refusal, not an EOFError: nothing can be typed there."""
+    stdin = sys.stdin
+    if not from_stdin and not _can_prompt():
+        raise ValueError("no terminal to type the secret at: pipe it in with --stdin")
+    try:
+        if from_stdin:
+            if stdin is None:
+                raise EOFError
+            value = stdin.readline()
+        else:
+            value = getpass.getpass("FYERS app secret: ")
+    except EOFError:
+        raise ValueError("no secret given: the input ended before a line was read") from None
+    value = value.strip()
+    if not value:
+        raise ValueError("no secret given")
+    return value
+
+
+def _can_prompt() -> bool:
+    """Whether getpass has a terminal to ask on (it falls back to an echoing stdin otherwise)."""
+    try:
+        with open("/dev/tty", "rb"):
+            return True
+    except OSError:
+        return sys.stdin is not None and sys.stdin.isatty()
 
 
 def cmd_auth_status(args: argparse.Namespace, settings: Settings) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 from tfl import logs
 from tfl.cli.exit_guard import EXIT_STUCK_AFTER_ERROR, exit_if_stuck, non_daemon_threads
+from tfl.cli.paths import existing_journal, output_file
 from tfl.cli.wiring import alert_channel, is_dynamo, metrics_sink, open_journal, open_ops, side_base, ssm_bias
 from tfl.data.loader import DataError
 from tfl.domain import Bias
@@ -555,7 +556,7 @@ def cmd_journal_show(args: argparse.Namespace) -> int:
     from tfl.core.events import OrderPlaced
     from tfl.live.report import day_report, rebuild
 
-    journal = open_journal(args.file, load_settings())
+    journal = open_journal(existing_journal(args.file), load_settings())
     events = list(read_events(journal))
     state = rebuild(journal)
     sessions = [args.date.isoformat()] if args.date else journal.sessions()
@@ -594,11 +595,13 @@ def cmd_journal_export(args: argparse.Namespace) -> int:
     from tfl.live.report import order_rows, rebuild
     from tfl.trade_csv import TRADE_COLUMNS, trade_rows, write_csv
 
-    journal = open_journal(args.file, load_settings())
+    out = output_file(args.out, "--out")
+    orders = output_file(args.orders, "--orders") if args.orders else None
+    journal = open_journal(existing_journal(args.file), load_settings())
     state = rebuild(journal)
-    write_csv(args.out, TRADE_COLUMNS, trade_rows(state.book.trades))
-    msg = f"wrote {len(state.book.trades)} trades to {args.out}"
-    if args.orders:
+    write_csv(out, TRADE_COLUMNS, trade_rows(state.book.trades))
+    msg = f"wrote {len(state.book.trades)} trades to {out}"
+    if orders is not None:
         rows = order_rows(state, read_events(journal))
         cols = (
             "client_id",
@@ -615,8 +618,8 @@ def cmd_journal_export(args: argparse.Namespace) -> int:
             "created",
             "updated",
         )
-        write_csv(args.orders, cols, rows)
-        msg += f" and {len(rows)} orders to {args.orders}"
+        write_csv(orders, cols, rows)
+        msg += f" and {len(rows)} orders to {orders}"
     journal.close()
     _out(msg)
     return 0
@@ -625,7 +628,7 @@ def cmd_journal_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from tfl.live.report import day_report
 
-    journal = open_journal(args.journal, load_settings())
+    journal = open_journal(existing_journal(args.journal, "--journal"), load_settings())
     _out(day_report(list(read_events(journal)), args.date).text())
     journal.close()
     return 0
@@ -685,7 +688,9 @@ def add_parsers(sub: Any, date_type: Any, symbols_type: Any, add_config: Any) ->
     tr.add_argument("--date", type=date_type, help="first session (YYYY-MM-DD); paper/live: today")
     tr.add_argument("--to", type=date_type, help="last session (default: --date)")
     tr.add_argument(
-        "--journal", required=True, help="the SQLite journal file, or dynamodb://TABLE for the DynamoDB journal"
+        "--journal",
+        required=True,
+        help="the SQLite journal file (made if new; its folder must exist), or dynamodb://TABLE (DynamoDB)",
     )
     tr.add_argument(
         "--state-dir",
@@ -698,7 +703,8 @@ def add_parsers(sub: Any, date_type: Any, symbols_type: Any, add_config: Any) ->
     tr.add_argument(
         "--bias",
         choices=("auto", "LONGS", "SHORTS", "BOTH", "NO_TRADES"),
-        help="default: read the dated record in the bias file; auto: compute it from the data",
+        help="default: read the dated record in the bias file (bias.json beside the journal; none means "
+        "NO_TRADES: nothing trades); auto: compute it from the data",
     )
     tr.add_argument("--costs", choices=("nse_intraday", "flat"))
     tr.add_argument("--capital", type=float)
@@ -709,18 +715,18 @@ def add_parsers(sub: Any, date_type: Any, symbols_type: Any, add_config: Any) ->
     jr = sub.add_parser("journal", help="inspect or export a trading journal")
     jsub = jr.add_subparsers(dest="journal_command", required=True, metavar="SUBCOMMAND")
     sh = jsub.add_parser("show", help="orders, trades and positions per session")
-    sh.add_argument("file", help="SQLite journal file or dynamodb://TABLE")
-    sh.add_argument("--date", type=date_type)
+    sh.add_argument("file", help="an existing SQLite journal file, or dynamodb://TABLE")
+    sh.add_argument("--date", type=date_type, help="one session, YYYY-MM-DD (default: every session)")
     sh.set_defaults(func=cmd_journal_show)
     ex = jsub.add_parser("export", help="trades in the backtester's trades.csv format, and the orders")
-    ex.add_argument("file", help="SQLite journal file or dynamodb://TABLE")
-    ex.add_argument("--out", type=Path, required=True)
-    ex.add_argument("--orders", type=Path)
+    ex.add_argument("file", help="an existing SQLite journal file, or dynamodb://TABLE")
+    ex.add_argument("--out", type=Path, required=True, help="the trades CSV to write (its folder must exist)")
+    ex.add_argument("--orders", type=Path, help="also write every order to this CSV (its folder must exist)")
     ex.set_defaults(func=cmd_journal_export)
 
     rp = sub.add_parser("report", help="the day's P&L report from a journal (what the post-market job sends)")
-    rp.add_argument("--journal", required=True, help="SQLite journal file or dynamodb://TABLE")
-    rp.add_argument("--date", type=date_type, required=True)
+    rp.add_argument("--journal", required=True, help="an existing SQLite journal file, or dynamodb://TABLE")
+    rp.add_argument("--date", type=date_type, required=True, help="the session, YYYY-MM-DD")
     rp.set_defaults(func=cmd_report)
 
     ha = sub.add_parser("halt", help="kill switch: stop new entries and flatten the running trader")

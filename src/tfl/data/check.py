@@ -3,7 +3,14 @@
 Counts what the loader will clean or what a trader should know about: duplicate
 timestamps, OHLC whose high/low do not bracket open/close, non-positive prices, bars
 outside the session, missing 15-minute slots inside a session, and trading days missing
-inside the file's own date range (against the union of all files' days).
+inside the file's own date range (against the days most files have).
+
+Not everything counted is a defect (:attr:`FileReport.defects`, what ``--only-defects``
+filters on). A defect is what the loader cannot repair without a guess: duplicate times
+with differing values, bad OHLC, non-positive prices, slots and days that most files have
+and this file lacks. Exact duplicate rows and bars outside the session (pre-open, Muhurat
+and special sessions) are dropped without loss; slots that most files covering the day
+lack too (a trading halt, a short session) are the market's timetable, not the file's.
 """
 
 from __future__ import annotations
@@ -32,16 +39,23 @@ class FileReport:
     first: str = ""
     last: str = ""
     error: str = ""
+    differing_duplicates: int = 0  # of duplicates: rows whose values differ from the kept row
+    market_slots: int = 0  # of missing_slots: slots most files covering the day lack too
+
+    @property
+    def own_slots(self) -> int:
+        return self.missing_slots - self.market_slots
 
     @property
     def defects(self) -> int:
+        """What the loader cannot repair without a guess (an unreadable file counts one)."""
         return (
-            self.duplicates
+            self.differing_duplicates
             + self.bad_ohlc
             + self.non_positive
-            + self.outside_session
-            + self.missing_slots
+            + self.own_slots
             + self.missing_days
+            + bool(self.error)
         )
 
 
@@ -74,6 +88,7 @@ def check_dir(
                 d = d[(minute >= open_minute) & (minute <= last_bar_minute)]
             cal_parts[kind].append(np.unique(d))
     calendars = {k: _majority_calendar(v) for k, v in cal_parts.items()}
+    common = _majority_times([raw for (kind, _), raw in raws.items() if kind == INTRADAY_DIR])
 
     out = []
     for (kind, sym), raw in raws.items():
@@ -85,8 +100,37 @@ def check_dir(
                 )
             )
             continue
-        out.append(_report(kind, sym, raw, calendars[kind], open_minute, last_bar_minute))
+        out.append(_report(kind, sym, raw, calendars[kind], open_minute, last_bar_minute, common))
     return out
+
+
+def _majority_times(raws: list[RawBars | DataError]) -> np.ndarray:
+    """Bar times (sorted) at which at least half of the files whose date range covers the
+    day have a bar: the market's timetable, special sessions included, halts left out."""
+    per_file = [np.unique(r.ts) for r in raws if isinstance(r, RawBars) and len(r)]
+    if not per_file:
+        return np.zeros(0, dtype=np.int64)
+    times, present = np.unique(np.concatenate(per_file), return_counts=True)
+    firsts = np.sort(np.array([(t[0] + IST_OFFSET_S) // SECONDS_PER_DAY for t in per_file]))
+    lasts = np.sort(np.array([(t[-1] + IST_OFFSET_S) // SECONDS_PER_DAY for t in per_file]))
+    days = (times + IST_OFFSET_S) // SECONDS_PER_DAY
+    covering = np.searchsorted(firsts, days, side="right") - np.searchsorted(lasts, days, side="left")
+    return np.asarray(times[present * 2 >= covering], dtype=np.int64)
+
+
+def _missing_slot_times(ts: np.ndarray, days: np.ndarray, minutes: np.ndarray) -> np.ndarray:
+    """Epoch times of the 15-minute slots absent between each day's first and last bar
+    (``ts`` sorted and unique, all inside the session)."""
+    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    ends = np.r_[starts[1:], days.shape[0]]
+    out: list[np.ndarray] = []
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        span = (int(minutes[b - 1]) - int(minutes[a])) // BAR_MINUTES + 1
+        if span == b - a:
+            continue  # no gap this day (the usual case)
+        expected = int(ts[a]) + 60 * BAR_MINUTES * np.arange(span, dtype=np.int64)
+        out.append(np.setdiff1d(expected, ts[a:b], assume_unique=True))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def _majority_calendar(per_file_days: list[np.ndarray]) -> np.ndarray:
@@ -105,7 +149,9 @@ def _majority_calendar(per_file_days: list[np.ndarray]) -> np.ndarray:
     return days[present * 2 >= covering]
 
 
-def _report(kind: str, sym: str, raw: RawBars, calendar: np.ndarray, open_min: int, last_min: int) -> FileReport:
+def _report(
+    kind: str, sym: str, raw: RawBars, calendar: np.ndarray, open_min: int, last_min: int, common: np.ndarray
+) -> FileReport:
     from tfl.timeutil import iso_ist
 
     n = len(raw)
@@ -117,19 +163,18 @@ def _report(kind: str, sym: str, raw: RawBars, calendar: np.ndarray, open_min: i
     nonpos = int(((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0)).sum())
     ts = raw.ts[idx]
     days = (ts + IST_OFFSET_S) // SECONDS_PER_DAY
-    outside = slots = 0
+    outside = slots = market_slots = 0
     if kind == INTRADAY_DIR:
         minute = ((ts + IST_OFFSET_S) % SECONDS_PER_DAY) // 60
         inside = (minute >= open_min) & (minute <= last_min)
         outside = int((~inside).sum())
         d_in, m_in = days[inside], minute[inside]
         if d_in.shape[0]:
-            # Internal gaps: slots between a day's first and last bar that are absent.
-            starts = np.flatnonzero(np.r_[True, d_in[1:] != d_in[:-1]])
-            ends = np.r_[starts[1:], d_in.shape[0]]
-            first_m, last_m = m_in[starts], m_in[ends - 1]
-            expected = (last_m - first_m) // BAR_MINUTES + 1
-            slots = int((expected - (ends - starts)).sum())
+            # Internal gaps: slots between a day's first and last bar that are absent; the
+            # market's when most files lack them too.
+            gaps = _missing_slot_times(ts[inside], d_in, m_in)
+            slots = int(gaps.shape[0])
+            market_slots = slots - int(np.isin(gaps, common, assume_unique=True).sum())
         present = np.unique(d_in)
     else:
         present = np.unique(days)
@@ -150,4 +195,18 @@ def _report(kind: str, sym: str, raw: RawBars, calendar: np.ndarray, open_min: i
         missing_days=missing,
         first=iso_ist(int(ts[0]))[:10],
         last=iso_ist(int(ts[-1]))[:10],
+        differing_duplicates=_differing_duplicates(raw) if dups else 0,
+        market_slots=market_slots,
     )
+
+
+def _differing_duplicates(raw: RawBars) -> int:
+    """Rows repeating an earlier row's time with other values (which one is right?)."""
+    order = np.argsort(raw.ts, kind="stable")
+    ts = raw.ts[order]
+    values = np.stack([getattr(raw, c)[order] for c in ("open", "high", "low", "close", "volume")])
+    first = np.flatnonzero(np.r_[True, ts[1:] != ts[:-1]])
+    kept = np.repeat(first, np.diff(np.r_[first, ts.shape[0]]))  # each row's first row of its time
+    repeat = np.arange(ts.shape[0]) != kept
+    differ = (values[:, repeat] != values[:, kept[repeat]]).any(axis=0)
+    return int(differ.sum())

@@ -1,6 +1,6 @@
 """Read bar files (the shared Parquet layout, or plain OHLCV CSV) into clean series.
 
-Layout of a data directory::
+Layout of a data directory (in full, for the help and the docs: :data:`tfl.data.layout.DATA_LAYOUT`)::
 
     DIR/15min/SYMBOL.parquet|csv   15-minute bars, naive IST start times (or epoch/ISO in CSV)
     DIR/daily/SYMBOL.parquet|csv   daily bars; the row's IST calendar date is the trading day

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from tfl.data.loader import (
     read_universe,
     symbol_files,
 )
+from tfl.progress import progress_bar
 from tfl.settings import Settings, parse_hhmm
 
 log = logging.getLogger(__name__)
@@ -71,8 +73,10 @@ def load_market(
     *,
     load_intraday: bool = True,
     load_universe_daily: bool = True,
+    show_progress: bool = False,
 ) -> Market:
-    """Load what a run needs. ``symbols`` None means the whole universe."""
+    """Load what a run needs. ``symbols`` None means the whole universe. ``show_progress``
+    draws a bar on stderr that advances per file read."""
     if not data_dir.is_dir():
         raise DataError(data_dir, "data directory does not exist")
     universe = resolve_universe(data_dir, settings)
@@ -112,12 +116,21 @@ def load_market(
                 continue
             intraday_jobs[sym] = functools.partial(_load_intraday, ipath, sym, open_min, last_bar_min)
 
-    for sym, out in _run_jobs(daily_jobs).items():
+    with progress_bar(len(daily_jobs) + len(intraday_jobs), "load", show_progress, unit="file") as bar:
+        lock = threading.Lock()  # the readers' threads report, one at a time
+
+        def read_one(n: int) -> None:
+            with lock:
+                bar.update(n)
+
+        daily_out = _run_jobs(daily_jobs, read_one)
+        intraday_out = _run_jobs(intraday_jobs, read_one)
+    for sym, out in daily_out.items():
         if isinstance(out, DataError):
             problem(f"{out} (skipping {sym} daily)")
         else:
             m.daily[sym] = out
-    for sym, out in _run_jobs(intraday_jobs).items():
+    for sym, out in intraday_out.items():
         if isinstance(out, DataError):
             problem(f"{out} (skipping {sym}; continuing with the other symbols)")
         elif len(out) == 0:
@@ -130,14 +143,20 @@ def load_market(
     return m
 
 
-def _run_jobs(jobs: dict[str, Callable[[], BarSeries]]) -> dict[str, BarSeries | DataError]:
-    """Read files on a few threads (Arrow and NumPy release the GIL); results keep job order."""
+def _run_jobs(
+    jobs: dict[str, Callable[[], BarSeries]], done: Callable[[int], object] | None = None
+) -> dict[str, BarSeries | DataError]:
+    """Read files on a few threads (Arrow and NumPy release the GIL); results keep job order.
+    ``done(1)`` is called as each file is read (from the reading thread)."""
 
     def guarded(job: Callable[[], BarSeries]) -> BarSeries | DataError:
         try:
             return job()
         except DataError as exc:
             return exc
+        finally:
+            if done is not None:
+                done(1)
 
     with ThreadPoolExecutor(max_workers=_READERS) as pool:
         results = list(pool.map(guarded, jobs.values()))
