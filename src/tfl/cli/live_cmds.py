@@ -16,7 +16,7 @@ from typing import Any
 
 from tfl import logs
 from tfl.cli.exit_guard import EXIT_STUCK_AFTER_ERROR, exit_if_stuck, non_daemon_threads
-from tfl.cli.wiring import alert_channel, metrics_sink, open_journal, side_base, ssm_bias
+from tfl.cli.wiring import alert_channel, metrics_sink, open_journal, secret_store, side_base, ssm_bias
 from tfl.data.loader import DataError
 from tfl.domain import Bias
 from tfl.errors import Unavailable
@@ -199,11 +199,13 @@ def _trade_fyers(
     from tfl.fyers.preflight import order_access_gate
     from tfl.live.report import day_report
     from tfl.live.runtime import run_session
+    from tfl.live.telegram import token_expiry, with_telegram
     from tfl.timeutil import IST, REGULAR_CLOSE, epoch_of_ist
 
     today = fy.today_ist()
     if args.date is not None and args.date != today:
         raise ValueError(f"the {args.world} world trades today's session ({today}), not {args.date}")
+    controls.alert = with_telegram(settings, secret_store(settings), controls.alert)
     session, unknown = _calendar_session(calendar, today, controls)
     if session is None:
         log.info("not a trading day: nothing to do", extra={"fields": {"date": today.isoformat()}})
@@ -235,6 +237,7 @@ def _trade_fyers(
             return 0
         calendar = _broker_backed(calendar, kit, settings)
     controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
+    controls.token_expiry = lambda: token_expiry(kit.store)
     controls.market_now = fy.market_now
     controls.squareoff_lead_seconds = settings.live.squareoff_lead_seconds
     controls.exit_wait_seconds = settings.live.close_wait_seconds
