@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from live_helpers import materialize, replay
-from scripted import OPEN, PLAN, S, ScriptedBroker, at, bar, enter, leg_of, poll
+from scripted import OPEN, PLAN, S, ScriptedBroker, at, enter, leg_of, poll
 
-from tfl.core.events import AlertRaised
+from tfl.core.events import AlertRaised, Halted
 from tfl.core.orders import Leg, OrderRequest
 from tfl.domain import Bias, HaltReason
 from tfl.live.alerts import ACTIONS, AlertThrottle, Cause, with_action
@@ -31,6 +31,8 @@ from tfl.live.runtime import Controls
 from tfl.live.trader import Trader
 from tfl.settings import Settings
 from tfl.timeutil import epoch_of_ist
+
+from live_helpers import materialize, replay
 
 Sent = list[tuple[str, str]]
 
@@ -136,7 +138,7 @@ def test_shares_without_a_stop_are_alerted_again_each_interval_while_they_stay_b
     for k in range(1, 301):
         t.retry(at("09:47") + 10 * k)
     times = alert_times(t, Cause.UNCOVERED)
-    gaps = [b_ - a_ for a_, b_ in zip(times, times[1:], strict=False)]
+    gaps = [b_ - a_ for a_, b_ in pairwise(times)]
     assert len(times) == 4, times  # 50 minutes: at the start, then after 15, 30 and 45
     assert all(900 <= g <= 910 for g in gaps), gaps  # again at the first retry once 15 minutes passed
     assert len([m for _, m in sent if "have no stop or exit" in m]) == 4
@@ -204,10 +206,24 @@ def test_the_loss_is_alerted_at_50_80_and_100_percent_of_the_limit_once_each() -
     assert len([m for _, m in sent if "of the daily loss limit" in m]) == 3
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(93.0, 101.0), min_size=1, max_size=6))
+def test_the_100_percent_alert_comes_exactly_when_the_core_halts_the_day(closes: list[float]) -> None:
+    """Whatever the bars: the 100% alert is raised at the boundary where the core's own loss
+    limit halts the day, and never without it."""
+    t, b, _ = trader_with(S)
+    long_5000(t, b)
+    got = falling_day(t, closes)
+    halted_at = [rec.ts for rec, ev in read_events(t.journal) if isinstance(ev, Halted)]
+    assert [ts for ts, lv in got if lv == 100] == halted_at
+    assert [lv for _, lv in got] == sorted({lv for _, lv in got})  # each level at most once, rising
+
+
 def test_a_bar_that_jumps_past_two_levels_gives_the_higher_one() -> None:
     t, b, sent = trader_with(S)
     long_5000(t, b)
     assert falling_day(t, [96.0]) == [(at("10:00"), 80)]
+    assert len([m for _, m in sent if "of the daily loss limit" in m]) == 1
 
 
 def test_journal_and_broker_disagreeing_is_alerted_once_per_interval() -> None:
@@ -362,11 +378,11 @@ def test_a_refused_token_is_alerted_again_each_interval_until_a_login(market, tm
         )
         return feeds[0]
 
-    replay(
-        tmp_path, market, SYMBOLS, DAY, S, controls=controls, feed_factory=factory, broker_hook=lambda b: TokenBroker(b)
-    )
+    replay(tmp_path, market, SYMBOLS, DAY, S, controls=controls, feed_factory=factory, broker_hook=TokenBroker)
     journal = SqliteJournal(tmp_path / "journal.sqlite")
-    times = [rec.ts for rec, ev in read_events(journal) if isinstance(ev, AlertRaised) and ev.cause == Cause.TOKEN_INVALID]
+    times = [
+        rec.ts for rec, ev in read_events(journal) if isinstance(ev, AlertRaised) and ev.cause == Cause.TOKEN_INVALID
+    ]
     journal.close()
     assert ist("09:58") <= times[0] <= ist("10:00")  # the last tick's time when it was refused
     # Then, while it lasts (up to the last tick before 11:00), at the first tick once 15 minutes passed.
@@ -382,15 +398,15 @@ def test_the_token_expiry_is_alerted_before_it_and_after_it(market, tmp_path: Pa
     11:00 a CRITICAL, again every 15 minutes of market time until the close."""
     clock = [0.0]
     sent: Sent = []
-    settings = S.replace({"live.heartbeat_seconds": 1})  # the expiry is looked at with the heartbeat
+    cfg = S.replace({"live.heartbeat_seconds": 1})  # the expiry is looked at with the heartbeat
     controls = Controls(clock=lambda: clock[0], alert=lambda lv, m: sent.append((lv, m)))
     controls.token_expiry = lambda: float(ist("11:00"))
-    alerts, _ = run_scripted(tmp_path, market, settings, controls, clock, step=1.0)
+    alerts, _ = run_scripted(tmp_path, market, cfg, controls, clock, step=1.0)
     soon = [ts for ts, ev in alerts if ev.cause == Cause.TOKEN_EXPIRING]
     gone = [ts for ts, ev in alerts if ev.cause == Cause.TOKEN_EXPIRED]
     assert len(soon) == 1 and ist("10:30") <= soon[0] < ist("10:32")
     assert ist("11:00") <= gone[0] < ist("11:02")
-    assert all(900 <= b_ - a_ < 960 for a_, b_ in zip(gone, gone[1:], strict=False))
+    assert all(900 <= b_ - a_ < 960 for a_, b_ in pairwise(gone))
     assert gone[-1] > ist("15:00") - 960  # reminded to the end of the session
     assert [lv for lv, m in sent if "token expires at" in m] == ["WARNING"]
     assert {lv for lv, m in sent if "token expired at" in m} == {"CRITICAL"}
