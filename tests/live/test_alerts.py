@@ -350,6 +350,19 @@ def test_a_stale_feed_is_alerted_once_per_interval(market, tmp_path: Path) -> No
     assert len(msgs) == 2 and all("What to do: no new entries until ticks return" in m for m in msgs)
 
 
+def test_silence_before_the_open_is_no_stale_feed(market, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same stalls, with the exchange clock still before the open (a live trader
+    started early): the entry gate closes as before, but nothing is alerted."""
+    clock = [0.0]
+    sent: Sent = []
+    controls = Controls(clock=lambda: clock[0], alert=lambda lv, m: sent.append((lv, m)))
+    controls.market_now = lambda: float(ist("09:00"))
+    stall = S.live.feed_stale_seconds + 5
+    alerts, _ = run_scripted(tmp_path, market, S, controls, clock, stalls=(ist("10:00"), ist("10:40")), stall=stall)
+    assert not [ev for _, ev in alerts if ev.cause == Cause.FEED_STALE]
+    assert not [m for _, m in sent if "feed is stale" in m]
+
+
 def test_a_refused_token_is_alerted_again_each_interval_until_a_login(market, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The broker refuses the token at 10:00; the token is good again from 11:00. The alert
     goes at once and then once every 15 minutes of market time while it lasts."""

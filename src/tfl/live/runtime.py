@@ -339,12 +339,12 @@ def run_session(
                     "feed stale: no tick received; no new entries until it recovers",
                     extra={"fields": {"seconds": round(now - last_tick_wall, 1)}},
                 )
-            if trader.alert_due(Cause.FEED_STALE, "feed", mts := exchange_now()):  # again while it lasts
-                silent = round(now - (stale_since if stale_since is not None else last_tick_wall))
+            mts = exchange_now()  # in the session only; again each alert interval while it lasts
+            if mts >= open_ts and trader.alert_due(Cause.FEED_STALE, "feed", mts):
                 trader.raise_alert(
                     "ERROR",
                     Cause.FEED_STALE,
-                    f"TFL market feed is stale: no tick for {silent + stale_after:.0f} s",
+                    f"TFL market feed is stale: no tick for {now - last_tick_wall:.0f} s",
                     "",
                     mts,
                     subject="feed",
