@@ -47,6 +47,7 @@ class Cause(StrEnum):
     JOURNAL_DIFFERS = "JOURNAL_DIFFERS"  # reconciliation found the journal and the broker apart
     STRAY_CORRECTED = "STRAY_CORRECTED"
     NOT_FLAT = "NOT_FLAT"  # the book is not flat after the close
+    REDUCE_ONLY = "REDUCE_ONLY"  # no new entries until the next session (sent, not journalled: the state is)
     BROKER_SQUARED_OFF = "BROKER_SQUARED_OFF"
     CLOSED_OUTSIDE = "CLOSED_OUTSIDE"
     AFTER_BROKER_SQUARE_OFF = "AFTER_BROKER_SQUARE_OFF"
@@ -89,6 +90,8 @@ ACTIONS: Mapping[Cause, str] = {
     Cause.STRAY_CORRECTED: "compare the broker's position with `tfl journal show`; nothing was sent",
     Cause.NOT_FLAT: "close these positions at the broker now (intraday positions left open may be converted or "
     "squared off at a penalty) and check the contract note",
+    Cause.REDUCE_ONLY: f"{_CHECK_BOOK} and compare them with `tfl journal show`; exits and stops keep working, "
+    "entries resume at the next session's reconciliation",
     Cause.BROKER_SQUARED_OFF: "check the log for refused or unfilled exits, and the broker's square-off charge",
     Cause.CLOSED_OUTSIDE: "find out who traded on the account; TFL takes no new entries today",
     Cause.AFTER_BROKER_SQUARE_OFF: "check the position at the broker and close it by hand if it is still open",

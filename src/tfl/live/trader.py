@@ -734,7 +734,7 @@ class Trader:
                 "reduce-only: no new entries until the next session's reconciliation",
                 extra={"fields": {"reason": reason}},
             )
-            self.alert("ERROR", f"TFL is reduce-only: {reason}")
+            self.alert("ERROR", with_action(Cause.REDUCE_ONLY, f"TFL is reduce-only: {reason}"))
 
     # ------------------------------------------------------------------ the session
 
