@@ -16,7 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-ENV_NAMES = {"secret_key": "TFL_FYERS_SECRET_KEY", "access_token": "TFL_FYERS_ACCESS_TOKEN"}
+ENV_NAMES = {
+    "secret_key": "TFL_FYERS_SECRET_KEY",
+    "access_token": "TFL_FYERS_ACCESS_TOKEN",
+    "telegram_bot_token": "TFL_TELEGRAM_BOT_TOKEN",
+}
 
 
 class SecretError(RuntimeError):

@@ -243,6 +243,21 @@ class AwsSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """The operator's alerts (docs/live-runtime.md, "Alerts"): SNS when ``aws.topic_arn`` is set,
+    Telegram when a chat id is set and the secrets store holds ``telegram_bot_token``."""
+
+    # One alert per cause and subject (a symbol, an order, the feed) in this many minutes of
+    # market time; a condition that lasts is alerted again after it.
+    repeat_minutes: float = field(default=15.0, metadata=_num(1, 1440))
+    # Live: the broker token's expiry (its JWT) is alerted this long before it comes.
+    token_warn_minutes: float = field(default=30.0, metadata=_num(1, 1440))
+    telegram_chat_id: str = ""  # empty: no Telegram
+    telegram_api_url: str = "https://api.telegram.org"  # a setting so tests can point it elsewhere
+    telegram_timeout_seconds: float = field(default=5.0, metadata=_num(0.1, 60))
+
+
+@dataclass(frozen=True)
 class Settings:
     bias: BiasSettings = field(default_factory=BiasSettings)
     indicators: IndicatorSettings = field(default_factory=IndicatorSettings)
@@ -253,6 +268,7 @@ class Settings:
     live: LiveSettings = field(default_factory=LiveSettings)
     fyers: FyersSettings = field(default_factory=FyersSettings)
     aws: AwsSettings = field(default_factory=AwsSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain, JSON-ready view (tuples become lists) for reports and journals."""
@@ -445,6 +461,8 @@ def _cross_check(s: Settings) -> None:
             f"setting 'strategy.use_bias' is false (both sides every session), which contradicts "
             f"'backtest.bias' {s.backtest.bias}: use one or the other"
         )
+    if not s.alerts.telegram_api_url.startswith(("https://", "http://")):
+        raise SettingsError(f"setting 'alerts.telegram_api_url': '{s.alerts.telegram_api_url}' is not an https:// URL")
     if not s.bias.benchmark_symbol or not s.bias.vix_symbol:
         raise SettingsError("settings 'bias.benchmark_symbol' and 'bias.vix_symbol' must not be empty")
 

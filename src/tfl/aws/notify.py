@@ -25,6 +25,8 @@ def subject_line(text: str) -> str:
 
 
 class SnsNotifier:
+    name = "sns"
+
     def __init__(self, sns: Any, topic_arn: str) -> None:
         self.sns = sns
         self.topic_arn = topic_arn
@@ -41,9 +43,13 @@ class SnsNotifier:
             return False
         return True
 
+    def send(self, level: str, message: str) -> bool:
+        """An alert channel (:class:`tfl.live.alerts.Channel`): the message under a ``TFL LEVEL:`` subject."""
+        return self.publish(f"TFL {level}: {message}", message)
+
     def alert(self, level: str, message: str) -> None:
         """The runtime's alert channel: a log line at ``level`` and an SNS message."""
         logging.getLogger("tfl.alert").log(
             logging.getLevelName(level if level != "FATAL" else "CRITICAL"), f"ALERT: {message}"
         )
-        self.publish(f"TFL {level}: {message}", message)
+        self.send(level, message)

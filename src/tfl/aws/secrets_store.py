@@ -1,7 +1,7 @@
 """The secrets store on AWS: two Secrets Manager secrets behind the ``SecretStore`` protocol.
 
 - the credentials secret (``tfl/fyers_credentials``): client_id, secret_key and
-  redirect_uri, edited by the operator once;
+  redirect_uri, edited by the operator once (and telegram_bot_token, for Telegram alerts);
 - the token secret: the day's access token, its date, and the state of a pending login,
   written by the login callback (or ``tfl auth login``).
 
@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tfl.secrets import SecretError
 
-CREDENTIAL_NAMES = frozenset({"client_id", "secret_key", "redirect_uri"})
+CREDENTIAL_NAMES = frozenset({"client_id", "secret_key", "redirect_uri", "telegram_bot_token"})
 PLACEHOLDER_PREFIX = "REPLACE_ME"
 
 

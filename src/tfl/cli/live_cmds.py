@@ -17,7 +17,16 @@ from typing import Any
 from tfl import logs
 from tfl.cli.exit_guard import EXIT_STUCK_AFTER_ERROR, exit_if_stuck, non_daemon_threads
 from tfl.cli.paths import existing_journal, output_file
-from tfl.cli.wiring import alert_channel, is_dynamo, metrics_sink, open_journal, open_ops, side_base, ssm_bias
+from tfl.cli.wiring import (
+    alert_channel,
+    is_dynamo,
+    metrics_sink,
+    open_journal,
+    open_ops,
+    secret_store,
+    side_base,
+    ssm_bias,
+)
 from tfl.data.loader import DataError
 from tfl.domain import Bias
 from tfl.errors import Unavailable
@@ -206,11 +215,13 @@ def _trade_fyers(
     from tfl.fyers.preflight import order_access_gate
     from tfl.live.report import day_report
     from tfl.live.runtime import run_session
+    from tfl.live.telegram import token_expiry, with_telegram
     from tfl.timeutil import IST, REGULAR_CLOSE, epoch_of_ist
 
     today = fy.today_ist()
     if args.date is not None and args.date != today:
         raise ValueError(f"the {args.world} world trades today's session ({today}), not {args.date}")
+    controls.alert = with_telegram(settings, secret_store(settings), controls.alert)
     session, unknown = _calendar_session(calendar, today, controls)
     if session is None:
         log.info("not a trading day: nothing to do", extra={"fields": {"date": today.isoformat()}})
@@ -242,10 +253,9 @@ def _trade_fyers(
             return 0
         calendar = _broker_backed(calendar, kit, settings)
     controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
+    controls.token_expiry = lambda: token_expiry(kit.store)
     if controls.operator is not None:
-        from tfl.fyers.login import jwt_expiry
-
-        controls.operator.token_expires_at = lambda: jwt_expiry(kit.store.get("access_token") or "") or 0
+        controls.operator.token_expires_at = lambda: int(token_expiry(kit.store) or 0)
     controls.market_now = fy.market_now
     controls.squareoff_lead_seconds = settings.live.squareoff_lead_seconds
     controls.exit_wait_seconds = settings.live.close_wait_seconds

@@ -78,6 +78,7 @@ def _reconcile(trader: Trader, ts: int) -> list[str]:
         trader.record(ReconcileDifference(d, ts), ts)
         log.warning("reconciliation difference", extra={"fields": {"difference": d}})
     unexplained = [d for d in diffs if not d.startswith("fill ")]
+    trader.journal_differs(diffs, bool(unexplained), ts)
     if unexplained:
         trader.set_reduce_only(ts, "; ".join(unexplained)[:200])
     trader.resolve_unknown(ts)  # cancels and stop moves journalled before a crash but not sent: send them

@@ -29,6 +29,8 @@ from tfl.data.bars import BarSeries
 from tfl.data.bias_inputs import bias_records
 from tfl.data.market import Market
 from tfl.domain import Bias, BiasRead, HaltReason, Side
+from tfl.live.alerts import Cause
+from tfl.live.alerts import log_alert as log_alert  # noqa: PLC0414 - re-exported: its callers import it from here
 from tfl.live.bars import Bar, BarBuilder
 from tfl.live.broker import Broker, BrokerError, BrokerTimeoutError, MarketSim
 from tfl.live.execution import Execution
@@ -46,13 +48,6 @@ from tfl.strategy.symbol_state import SymbolState
 from tfl.timeutil import BAR_SECONDS, REGULAR_CLOSE, date_to_day, epoch_of_ist, iso_ist
 
 log = logging.getLogger("tfl.runtime")
-
-
-def log_alert(level: str, message: str) -> None:
-    """The default alert channel: a log line (the AWS issue adds SNS behind the same call)."""
-    logging.getLogger("tfl.alert").log(
-        logging.getLevelName(level if level != "FATAL" else "CRITICAL"), f"ALERT: {message}"
-    )
 
 
 class Metrics(Protocol):
@@ -87,6 +82,8 @@ class Controls:
     # 0 (replay): at the square-off bar, exactly as the backtest.
     squareoff_lead_seconds: int = 0
     operator: OperatorLink | None = None  # the operator store: commands in, the status heartbeat out
+    # Live: when the broker token expires (epoch seconds, from its JWT), or None if unknown.
+    token_expiry: Callable[[], float | None] | None = None
 
     def install_signal(self) -> None:
         def on_signal(signum: int, frame: object) -> None:
@@ -247,6 +244,12 @@ def run_session(
     if market_sim is not None:
         market_sim.crash = controls.crash
 
+    now_ts = open_ts  # exchange time of the last event (the loop moves it)
+
+    def exchange_now() -> int:
+        """Exchange time now: the clock in paper/live, the last event's time in a replay."""
+        return int(controls.market_now()) if controls.market_now is not None else now_ts
+
     def token_lost(why: str) -> None:
         if trader.gate.token_ok:
             trader.gate.token_ok = False
@@ -254,18 +257,7 @@ def run_session(
                 "broker token rejected: no new entries; exits keep being managed",
                 extra={"fields": {"detail": why[:120]}},
             )
-            message = "TFL: the FYERS token was rejected mid-session; log in again (tfl auth login)"
-            # Orders already resting at the broker cannot be cancelled without a token: an entry
-            # that fills now gets no protective stop until the next login.
-            resting = sorted({r.request.symbol for r in trader.state.working.values() if r.leg is Leg.ENTRY})
-            if resting:
-                controls.alert(
-                    "CRITICAL",
-                    f"{message}. Entry orders resting at the broker may fill without a protective stop "
-                    f"until then: {', '.join(resting)}",
-                )
-            else:
-                controls.alert("ERROR", message)
+            _token_alert(trader, exchange_now())
 
     broker.on_token_rejected(token_lost)
     trader.load()
@@ -317,6 +309,8 @@ def run_session(
     last_seq = 0
     ticks = 0
     now_ts = start_ts
+    if not trader.gate.token_ok:  # refused while reconciling, before the loop
+        _token_alert(trader, exchange_now())
     stale_since: float | None = None
     last_tick_wall = controls.clock()
     next_heartbeat = controls.clock() + settings.live.heartbeat_seconds
@@ -353,22 +347,34 @@ def run_session(
         if now >= next_heartbeat:
             next_heartbeat = now + settings.live.heartbeat_seconds
             _heartbeat(trader, ticks, controls)
+            _token_expiry_alert(trader, controls, exchange_now(), settings)
         if ev is not None and ev.ts < open_ts:  # silence before the open is normal: staleness counts from it
             last_tick_wall = now
-        if now - last_tick_wall > stale_after and gate.feed_fresh and not isinstance(ev, Tick):
-            gate.feed_fresh = False
-            stale_since = now
-            log.error(
-                "feed stale: no tick received; no new entries until it recovers",
-                extra={"fields": {"seconds": round(now - last_tick_wall, 1)}},
-            )
-            controls.alert("ERROR", "TFL market feed is stale")
+        if now - last_tick_wall > stale_after and not isinstance(ev, Tick):
+            if gate.feed_fresh:
+                gate.feed_fresh = False
+                stale_since = now
+                log.error(
+                    "feed stale: no tick received; no new entries until it recovers",
+                    extra={"fields": {"seconds": round(now - last_tick_wall, 1)}},
+                )
+            mts = exchange_now()  # in the session only; again each alert interval while it lasts
+            if mts >= open_ts and trader.alert_due(Cause.FEED_STALE, "feed", mts):
+                trader.raise_alert(
+                    "ERROR",
+                    Cause.FEED_STALE,
+                    f"TFL market feed is stale: no tick for {now - last_tick_wall:.0f} s",
+                    "",
+                    mts,
+                    subject="feed",
+                )
         if ev is None:
             if feed.exhausted:
                 break
             continue
         if not gate.token_ok and controls.token_check is not None and now >= next_token_check:
             next_token_check = now + controls.token_recheck_seconds
+            _token_alert(trader, exchange_now())  # still refused: once per alert interval
             if controls.token_check():
                 gate.token_ok = True
                 log.info("broker token accepted again: entries resume")
@@ -462,6 +468,48 @@ def _heartbeat(trader: Trader, ticks: int, controls: Controls) -> None:
     if controls.metrics is not None:
         controls.metrics.heartbeat(session=trader.sid)
         controls.metrics.pnl(trader.sid, state.equity() - state.day_start_equity, len(state.book.positions))
+
+
+def _token_alert(trader: Trader, ts: int) -> None:
+    """The broker refused the token (once per alert interval while it lasts)."""
+    if not trader.alert_due(Cause.TOKEN_INVALID, "token", ts):
+        return
+    message = "TFL: the FYERS token was rejected mid-session; log in again (tfl auth login)"
+    # Orders already resting at the broker cannot be cancelled without a token: an entry
+    # that fills now gets no protective stop until the next login.
+    resting = sorted({r.request.symbol for r in trader.state.working.values() if r.leg is Leg.ENTRY})
+    if resting:
+        message += (
+            f". Entry orders resting at the broker may fill without a protective stop until then: {', '.join(resting)}"
+        )
+    trader.raise_alert("CRITICAL" if resting else "ERROR", Cause.TOKEN_INVALID, message, "", ts, subject="token")
+
+
+def _token_expiry_alert(trader: Trader, controls: Controls, ts: int, settings: Settings) -> None:
+    """Live: the token's expiry, ``alerts.token_warn_minutes`` before it (once per token) and
+    once it has passed (again each alert interval)."""
+    expiry = controls.token_expiry() if controls.token_expiry is not None else None
+    if expiry is None:
+        return
+    left = expiry - ts
+    at = iso_ist(int(expiry))
+    if left <= 0:
+        trader.raise_alert(
+            "CRITICAL",
+            Cause.TOKEN_EXPIRED,
+            f"TFL: the FYERS token expired at {at}; no order can be sent or cancelled",
+            "",
+            ts,
+            subject="token",
+        )
+    elif left <= settings.alerts.token_warn_minutes * 60:
+        trader.raise_alert(
+            "WARNING",
+            Cause.TOKEN_EXPIRING,
+            f"TFL: the FYERS token expires at {at}, in {left / 60:.0f} min",
+            f"token:{int(expiry)}",
+            ts,
+        )
 
 
 def _await_flat(trader: Trader, controls: Controls, ts: int) -> None:

@@ -40,6 +40,7 @@ from tfl.core.orders import Leg, Oddity, OrderRecord, OrderStatus, Report, attem
 from tfl.core.risk import Gate
 from tfl.core.state import UNSURE, AnomalyKind, CoreState, apply, fill_known
 from tfl.domain import Bias, ExitReason, HaltReason
+from tfl.live.alerts import LOSS_LEVELS_PCT, AlertThrottle, Cause, subject_of, throttled_ref, with_action
 from tfl.live.broker import STOP_CROSSED, BrokerError, BrokerTimeoutError
 from tfl.live.execution import Execution, Modified
 from tfl.live.faults import CrashPoints
@@ -110,6 +111,9 @@ class Trader:
         self.real_broker = False
         self.last_tick: Callable[[str], int | None] = lambda symbol: None  # exchange time of its last trade
         self.broker_squareoff_ts = epoch_of_ist(plan.date, parse_hhmm(settings.live.broker_squareoff_time))
+        # One alert per cause and subject per interval of market time (seeded from the journal at load).
+        self.throttle = AlertThrottle(settings.alerts.repeat_minutes * 60.0)
+        self._loss_alerted = 0  # the highest loss level (% of the daily limit) alerted this session
 
     # ------------------------------------------------------------------ the journal
 
@@ -120,6 +124,8 @@ class Trader:
             apply(self.state, ev)
             if isinstance(ev, OrderPlaced):
                 self._placed_at.setdefault(ev.cid, rec.ts)
+            elif isinstance(ev, AlertRaised) and rec.session == self.sid:
+                self._alert_sent(ev, rec.ts)
             n += 1
         self.recovered = n > 0
         self.loaded = set(self.state.orders)
@@ -166,7 +172,27 @@ class Trader:
             self.facts(found, ts)
         elif found is None and rec.status is OrderStatus.UNKNOWN and self.unlisted_long_enough(cid, ts):
             self.facts([OrderReported(cid, Report.CANCELLED, reason="never reached the broker")], ts)
+        elif found is None and rec.broker_id and rec.leg is Leg.STOP and rec.working:
+            self._stop_not_listed(rec, ts)
         return found
+
+    def _stop_not_listed(self, rec: OrderRecord, ts: int) -> None:
+        """The broker took a stop (it has its id) but its order book does not list it: the
+        journal counts the shares as protected and may be wrong. Alerted, not acted on (a
+        second stop beside one the broker still has would sell the shares twice)."""
+        sym = rec.request.symbol
+        pos = self.state.book.positions.get(sym)
+        if pos is None or pos.setup_ts != rec.setup_ts:
+            return
+        self.raise_alert(
+            "CRITICAL",
+            Cause.STOP_NOT_AT_BROKER,
+            f"TFL: the protective stop for {pos.qty} {sym} (order {rec.broker_id}, trigger {rec.request.trigger}) "
+            "is not in the broker's order book, although the broker accepted it",
+            "",
+            ts,
+            subject=sym,
+        )
 
     def decide(self, events: Sequence[Event], ts: int) -> None:
         """Journal a batch of decisions, make it durable, then carry each out."""
@@ -484,8 +510,9 @@ class Trader:
             f"TFL: the broker refused to change the stop for {rec.request.symbol}; it stays at {order.trigger} "
             f"for {order.qty - order.filled} of {pos.qty if pos is not None else 0} shares. TFL asks again "
             f"every {self.settings.live.retry_seconds} s",
-            f"{cid}@{slot_of(ts, self.plan.open_ts)}",  # once per slot, however often it is asked
+            "",
             ts,
+            subject=cid,  # once per interval, however often it is asked
         )
 
     def _still_open(self, rec: OrderRecord) -> bool:
@@ -544,8 +571,10 @@ class Trader:
         return True
 
     def _warn_rejected(self, rec: OrderRecord, ev: OrderReported, ts: int) -> None:
-        """Log a rejection; alert it (once, even when both the answer and the order socket say
-        so) when the order was protective."""
+        """Log a rejection and alert it (once per interval, even when both the answer and the
+        order socket say so): a protective order per symbol and leg; entries as one subject
+        (a margin shortfall rejects them all), except one whose trigger the price had already
+        passed, which is handled as the backtest handles it."""
         protective = rec.leg in (Leg.STOP, Leg.EXIT, Leg.FLATTEN)
         log.log(
             logging.ERROR if protective else logging.WARNING,
@@ -554,12 +583,15 @@ class Trader:
         )
         if protective:
             message = f"{rec.leg.name} order for {rec.request.symbol} rejected: {ev.reason}"
-            # Once per symbol, leg and slot: attempts refused again and again are one cause.
-            ref = f"{rec.request.symbol}:{rec.leg.name}@{slot_of(ts, self.plan.open_ts)}"
+            # Once per symbol and leg per interval: attempts refused again and again are one cause.
+            subject = f"{rec.request.symbol}:{rec.leg.name}"
             # A stop the price had already crossed is handled at once (an exit at market, as the
             # backtest's stop on that bar): a warning, not an error needing the operator.
             level = "WARNING" if ev.reason.startswith(STOP_CROSSED) else "ERROR"
-            self.raise_alert(level, "REJECTED", message, ref, ts)
+            self.raise_alert(level, Cause.REJECTED, message, "", ts, subject=subject)
+        elif rec.leg is Leg.ENTRY and not ev.reason.startswith(STOP_CROSSED):
+            message = f"TFL: the broker rejected the entry order for {rec.request.symbol}: {ev.reason}"
+            self.raise_alert("WARNING", Cause.ENTRY_REJECTED, message, "", ts, subject="entries")
 
     def _log_fill(self, f: Filled) -> None:
         rec = self.state.orders.get(f.cid)
@@ -609,17 +641,90 @@ class Trader:
         self.protect(ts)
         self.decide(self.core.flatten_stray(self.state), ts)
 
-    def raise_alert(self, level: str, cause: str, message: str, ref: str, ts: int) -> None:
+    def raise_alert(
+        self, level: str, cause: str, message: str, ref: str, ts: int, *, subject: str | None = None
+    ) -> bool:
         """Journal an alert and send it, unless the journal shows it was sent already (an alert
-        about the same thing worded differently, after a restart, counts as sent)."""
+        about the same thing worded differently, after a restart, counts as sent). With a
+        ``subject`` it is a condition that may last: sent once per ``alerts.repeat_minutes``
+        of market time for its cause and subject (``ref`` is then made unique per sending).
+        The message gets what to do appended. Returns whether it was sent."""
+        if subject is not None:
+            if not self.throttle.admit(cause, subject, ts):
+                return False
+            ref = throttled_ref(subject, ts)
+        text = with_action(cause, message)
         try:
-            new = self.record(AlertRaised(level, cause, message, ref), ts)
+            new = self.record(AlertRaised(level, cause, text, ref), ts)
         except JournalConflictError:
             new = False
         if new:
             self.journal.flush()
-            log.log(logging.CRITICAL if level == "CRITICAL" else logging.ERROR, message, extra={"fields": {"ref": ref}})
-            self.alert(level, message)
+            log.log(
+                logging.getLevelName(level) if level in ("WARNING", "CRITICAL") else logging.ERROR,
+                message,
+                extra={"fields": {"cause": cause, "ref": ref}},
+            )
+            self.alert(level, text)
+        return new
+
+    def alert_due(self, cause: str, subject: str, ts: int) -> bool:
+        """Whether a condition alert (``raise_alert`` with ``subject``) would be sent now: its
+        message need not be built when it would not."""
+        return self.throttle.due(cause, subject, ts)
+
+    def _alert_sent(self, ev: AlertRaised, ts: int) -> None:
+        """An alert journalled earlier today: the throttle and the loss levels remember it."""
+        self.throttle.sent(ev.cause, subject_of(ev.ref), ts)
+        if ev.cause == Cause.LOSS_LIMIT and ev.ref.isdigit():
+            self._loss_alerted = max(self._loss_alerted, int(ev.ref))
+
+    def journal_differs(self, differences: Sequence[str], unexplained: bool, ts: int) -> None:
+        """Reconciliation found the journal and the broker apart (each difference is journalled)."""
+        if not differences:
+            return
+        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+        self.raise_alert(
+            "ERROR" if unexplained else "WARNING",
+            Cause.JOURNAL_DIFFERS,
+            f"TFL: the journal and the broker disagree: {shown}",
+            "",
+            ts,
+            subject="reconcile",
+        )
+
+    def check_loss(self, ts: int) -> None:
+        """Alert the day's loss at 50%, 80% and 100% of the daily loss limit (each once per
+        session; a bar that jumps past two levels gives the higher one), with the core's
+        test at 100% (equity at the bar close at or below the start minus the limit)."""
+        start = self.state.day_start_equity
+        pct = self.settings.risk.daily_loss_limit_pct
+        equity = self.state.equity()
+        if start <= 0 or self.state.session != self.sid:
+            return
+        reached = [
+            lv
+            for lv in LOSS_LEVELS_PCT
+            if lv > self._loss_alerted and equity <= start * (1.0 - pct / 100.0 * (lv / 100))
+        ]
+        if not reached:
+            return
+        lv = max(reached)
+        self._loss_alerted = lv
+        limit = start * pct / 100.0
+        then = {
+            50: "TFL keeps trading",
+            80: "at 100% TFL closes every position and takes no more entries today",
+            100: "TFL is closing every position and takes no more entries today",
+        }.get(lv, "")
+        self.raise_alert(
+            "CRITICAL" if lv >= 100 else "ERROR" if lv >= 80 else "WARNING",
+            Cause.LOSS_LIMIT,
+            f"TFL: the day's loss reached {lv}% of the daily loss limit ({start - equity:,.0f} of {limit:,.0f}, "
+            f"{pct:g}% of the day's starting equity); {then}",
+            str(lv),
+            ts,
+        )
 
     def set_reduce_only(self, ts: int, reason: str) -> None:
         if not self.state.reduce_only:
@@ -629,7 +734,7 @@ class Trader:
                 "reduce-only: no new entries until the next session's reconciliation",
                 extra={"fields": {"reason": reason}},
             )
-            self.alert("ERROR", f"TFL is reduce-only: {reason}")
+            self.alert("ERROR", with_action(Cause.REDUCE_ONLY, f"TFL is reduce-only: {reason}"))
 
     # ------------------------------------------------------------------ the session
 
@@ -697,6 +802,7 @@ class Trader:
         self.record(SlotClosed(boundary, round(self.state.equity(), 4)), boundary)
         self.journal.flush()
         self.check_cover(boundary)
+        self.check_loss(boundary)
 
     def protect(self, ts: int) -> None:
         """Every open position is covered (after a restart, a rejection, a late fill): the core
@@ -725,8 +831,9 @@ class Trader:
                         "NO_STOP_LEFT",
                         f"TFL: every stop for {ev.symbol} was refused or ended; its {ev.qty} shares are "
                         "being closed at market",
-                        f"{ev.symbol}@{slot_of(ts, self.plan.open_ts)}",
+                        "",
                         ts,
+                        subject=ev.symbol,
                     )
         finally:
             self._reacting = False
@@ -742,9 +849,10 @@ class Trader:
                     "CRITICAL",
                     "UNCOVERED",
                     f"TFL: {bare} {sym} shares have no stop or exit that the broker has taken; "
-                    f"TFL asks again every {self.settings.live.retry_seconds} s. Check the broker",
-                    f"{sym}@{slot_of(ts, self.plan.open_ts)}",
+                    f"TFL asks again every {self.settings.live.retry_seconds} s",
+                    "",
                     ts,
+                    subject=sym,
                 )
 
     def unsettled(self, ts: int) -> bool:
@@ -940,7 +1048,9 @@ class Trader:
         if not flat:
             held = sorted(set(book.positions) | set(book.stray))
             log.critical("the book is NOT flat after the square-off", extra={"fields": {"positions": held}})
-            self.alert("CRITICAL", f"TFL book not flat at the close: {held}")
+            self.raise_alert(
+                "CRITICAL", Cause.NOT_FLAT, f"TFL book not flat at the close: {', '.join(held)}", "close", ts
+            )
         day_trades = [t for t in book.trades if ist_date(t.entry_ts) == self.plan.date]
         self.record(SessionClosed(self.sid, flat, round(self.state.equity(), 4), len(day_trades)), ts)
         self.journal.flush()
