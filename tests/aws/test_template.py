@@ -758,6 +758,13 @@ def test_user_data_env_file_matches_settings(bootstrap: str) -> None:
     assert {"region", "journal_table", "bias_parameter", "credentials_secret", "token_secret", "topic_arn"} <= aws
     assert {"data_bucket", "metrics_file"} <= aws
     assert "chmod 0640 /etc/tfl/tfl.env" in bootstrap
+    # the optional Telegram chat: an empty parameter is an empty setting (no Telegram), a set one is used
+    from tfl.settings import load_settings
+
+    assert env["TFL_ALERTS__TELEGRAM_CHAT_ID"] == "<TelegramChatId>"
+    for value in ("", "-1001234567890"):
+        got = load_settings(environ={"TFL_ALERTS__TELEGRAM_CHAT_ID": value}).alerts.telegram_chat_id
+        assert got == value
 
 
 def test_user_data_trader_service(bootstrap: str) -> None:

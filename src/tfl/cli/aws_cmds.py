@@ -171,6 +171,7 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
         ("alert_phone", "AlertPhone"),
         ("mode", "TradingMode"),
         ("root_volume_gb", "RootVolumeSize"),
+        ("telegram_chat_id", "TelegramChatId"),
     ):
         value = getattr(args, flag)
         if value is not None:
@@ -368,6 +369,11 @@ def add_parsers(sub: Any, add_config: Any) -> None:
     dp.add_argument("--alert-email", help="subscribe this address to TFL-Notifications")
     dp.add_argument("--alert-phone", help="subscribe this phone (E.164, e.g. +919812345678) by SMS; see docs/aws.md")
     dp.add_argument("--mode", choices=("paper", "live"), help="trading mode of the instance (default paper)")
+    dp.add_argument(
+        "--telegram-chat-id",
+        help="alerts to this Telegram chat too (the bot token goes into the credentials secret as "
+        "telegram_bot_token; docs/live-runtime.md, Alerts); '' turns it off",
+    )
     dp.add_argument(
         "--root-volume-gb",
         type=_disk_gb,
