@@ -78,6 +78,27 @@ def test_reading_a_missing_journal_is_refused_and_creates_nothing(
     assert sorted(tmp_path.iterdir()) == []  # no journal, no side file, no export
 
 
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["report", "--journal", "{j}", "--date", "2023-05-16"],
+        ["journal", "show", "{j}"],
+        ["journal", "export", "{j}", "--out", "{d}/trades.csv"],
+    ],
+)
+@pytest.mark.parametrize("content", [b"", b"some notes, not a journal\n"])
+def test_reading_a_file_that_is_not_a_journal_changes_nothing(
+    words: list[str], content: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "j.sqlite"
+    journal.write_bytes(content)
+    argv = [w.format(j=journal, d=tmp_path) for w in words]
+    assert main(argv) == 2
+    assert "journal" in _one_line(capsys.readouterr().err)
+    assert journal.read_bytes() == content  # not turned into a journal
+    assert sorted(tmp_path.iterdir()) == [journal]  # no side file, no export
+
+
 def test_an_existing_journal_still_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tfl.live.journal import SqliteJournal
 

@@ -493,3 +493,26 @@ def test_tfl_deploy_passes_the_disk_size(mocked_aws: None, tmp_path: Path, capsy
     with pytest.raises(SystemExit) as refused:  # below the floor: refused before AWS is asked
         main([*args, "--root-volume-gb", "8"])
     assert refused.value.code == 2 and "8: expected 10..200 GiB" in capsys.readouterr().err
+
+
+def test_an_update_mends_a_protection_step_that_never_ran(mocked_aws: None, bundle: Any, tmp_path: Path) -> None:
+    """A first create whose second (protection) update was refused or interrupted leaves the
+    parameter at "false": the next deploy, an update, turns it on."""
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    s3 = boto3.client("s3", region_name=REGION)
+    kw: dict[str, Any] = {
+        "cfn": cfn, "s3": s3, "ec2": None, "region": REGION, "progress": lambda line: None,
+        "template_params": template_parameters(TEMPLATE), "poll_seconds": 0,
+    }  # fmt: skip
+    unprotected = {**GIVEN, "JournalDeletionProtection": "false"}  # what the create leaves when the step fails
+    deploy(DeployPlan("TFL-Mend", write_template(tmp_path), "tfl-artifacts-test", unprotected), bundle, **kw)
+
+    def protection() -> str:
+        stack = cfn.describe_stacks(StackName="TFL-Mend")["Stacks"][0]
+        return next(
+            p["ParameterValue"] for p in stack["Parameters"] if p["ParameterKey"] == "JournalDeletionProtection"
+        )
+
+    assert protection() == "false"
+    deploy(DeployPlan("TFL-Mend", write_template(tmp_path), "tfl-artifacts-test", dict(GIVEN)), bundle, **kw)
+    assert protection() == "true"

@@ -230,3 +230,62 @@ def test_the_loss_limit_halt_is_never_lifted() -> None:
     assert core.lift(state, "operator") == []
     assert core.halt(state, HaltReason.KILL_SWITCH)[:1] != [Halted(HaltReason.KILL_SWITCH, 1)]  # already halted
     assert Halted(HaltReason.KILL_SWITCH, 1).key() != Halted(HaltReason.KILL_SWITCH).key()
+
+
+def test_tfls_own_reduce_only_is_not_lifted_and_the_same_cause_after_a_lift_counts() -> None:
+    from tfl.core.decide import Core
+    from tfl.core.state import apply
+
+    from scripted import PLAN
+
+    core = Core(S, PLAN)
+    state = CoreState.fresh(S)
+    apply(state, ReduceOnly("closed outside: SBIN"))  # TFL's own: the broker and the journal disagree
+    assert core.lift(state, "operator") == []
+    state = CoreState.fresh(S)
+    (stop,) = core.stop_entries(state, "operator: stop new entries")
+    assert isinstance(stop, ReduceOnly) and stop.operator
+    apply(state, stop)
+    (lift,) = core.lift(state, "operator")
+    apply(state, lift)
+    assert not state.reduce_only and state.lifts == 1
+    # the same cause again after the lift is a new journal event, not a duplicate of the first
+    again = ReduceOnly("operator: stop new entries", state.lifts, operator=True)
+    assert again.key() != stop.key()
+
+
+def test_an_unreadable_command_is_refused_and_trading_goes_on(market, clean, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    path = tmp_path / "journal.sqlite"
+    SqliteJournal(path).close()
+    SqliteOpsStore(path).close()  # the tables
+    db = sqlite3.connect(path)
+    with db:  # a newer writer's command, and a damaged item
+        db.execute("INSERT INTO ops_commands (id, issued_at, data) VALUES ('a', ?, ?)",
+                   (int(EPOCH), '{"id": "a", "kind": "pause", "issued_at": 1, "source": "page"}'))  # fmt: skip
+        db.execute("INSERT INTO ops_commands (id, issued_at, data) VALUES ('b', ?, 'not json')", (int(EPOCH),))
+    db.close()
+    run = operate(tmp_path, market, [])
+    acks = {v.command.id: v.ack for v in run.views}
+    assert set(acks) == {"a", "b"}
+    for ack in acks.values():
+        assert ack is not None and not ack.done and "not a command this trader understands" in ack.outcome
+    assert run.flat and len(run.state.book.trades) == len(clean.book.trades)
+
+
+def test_a_failing_command_is_acknowledged_and_alerted_and_trading_goes_on(
+    market, clean, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    """A real OS fault inside a command: the kill file is a folder, so the trader is halted from
+    the start (it exists) and the lift cannot delete it."""
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "journal.halt").mkdir()
+    first = min(t.entry_ts for t in clean.book.trades)
+    with caplog.at_level("CRITICAL"):
+        run = operate(tmp_path, market, [(first, CommandKind.LIFT_HALT, "")])
+    (view,) = run.views
+    assert view.ack is not None and not view.ack.done and view.ack.outcome.startswith("failed: IsADirectoryError")
+    assert any("operator command failed" in r.message for r in caplog.records)
+    assert not run.state.book.trades  # still halted by the kill switch: nothing entered
+    assert run.flat

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from status_helpers import MIDDAY_CUT, Journals, copy_journal
 
+from tfl.live.journal import ReadOnlySqliteJournal
 from tfl.live.ops_store import CommandKind, SqliteOpsStore
 from tfl.status.app import REFUSED_BODY, Request, Response, StatusApp
 from tfl.status.auth import COOKIE_NAME, Signer, local_key, login_link
 from tfl.status.facts import Sources
-from tfl.status.reader import ReadOnlySqliteJournal
 from tfl.status.server import make_server
 
 TFL = str(Path(sys.executable).with_name("tfl"))

@@ -30,13 +30,13 @@ from typing import Any
 import pytest
 from status_helpers import DAY, SYMBOLS, Journals, ack_pending_stand_in, copy_journal
 
+from tfl.live.journal import ReadOnlySqliteJournal
 from tfl.live.ops_store import Beat, SqliteOpsStore
 from tfl.report.browser import BrowserMissingError, chromium
 from tfl.status.app import StatusApp
 from tfl.status.auth import COOKIE_NAME, LOGIN, Signer, day_end
 from tfl.status.facts import Sources
 from tfl.status.page import PANELS
-from tfl.status.reader import ReadOnlySqliteJournal
 from tfl.status.server import make_server
 
 VIEWPORTS = {"phone": (390, 844), "desktop": (1366, 900)}

@@ -12,12 +12,11 @@ from status_helpers import MIDDAY_CUT, REJECTED_SYMBOL, Journals, ack_pending_st
 from tfl.core.events import Allocated, Filled, OrderPlaced, OrderReported, SessionOpened, SignalRejected
 from tfl.core.orders import Leg, Report
 from tfl.costs import CostModel
-from tfl.live.journal import SqliteJournal, read_events, to_record
+from tfl.live.journal import ReadOnlySqliteJournal, SqliteJournal, read_events, to_record
 from tfl.live.ops_store import Beat, CommandKind, SqliteOpsStore, new_command
 from tfl.live.report import journal_day_report
 from tfl.settings import Settings
 from tfl.status.facts import STALE_BEATS, Sources, facts_text, gather
-from tfl.status.reader import ReadOnlySqliteJournal
 from tfl.status.sources import local_sources
 
 NOW = MIDDAY_CUT + 5

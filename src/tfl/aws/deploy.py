@@ -348,6 +348,10 @@ def deploy(
     protect_after = not update and PROTECT_PARAMETER in template_params and PROTECT_PARAMETER not in given
     if protect_after:
         given[PROTECT_PARAMETER] = "false"
+    elif update and PROTECT_PARAMETER in template_params and PROTECT_PARAMETER not in given:
+        # every update turns the protection on: a first create whose protect step failed or was
+        # interrupted is mended by the next deploy, never left unprotected for good
+        given[PROTECT_PARAMETER] = "true"
     if update and PIN_PARAMETER in template_params:
         if plan.refresh_ami:
             given[PIN_PARAMETER] = ""

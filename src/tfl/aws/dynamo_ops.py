@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tfl.aws.clients import aws_code
 from tfl.live.ops_store import (
+    RECENT_COMMANDS,
     Beat,
     Command,
     CommandAck,
@@ -22,8 +23,8 @@ from tfl.live.ops_store import (
     ack_from,
     beat_from,
     beat_json,
-    command_from,
     command_json,
+    command_or_unreadable,
 )
 
 OPS_PARTITION = "#ops"
@@ -106,7 +107,13 @@ class DynamoOpsStore:
         return True
 
     def pending(self) -> list[Command]:
-        return [command_from(i["data"]["S"]) for i in self._query(_CMD_PREFIX, newest_first=False) if "pending" in i]
+        recent = list(self._query(_CMD_PREFIX, newest_first=True, limit=RECENT_COMMANDS))
+        return [self._command(i) for i in reversed(recent) if "pending" in i]
+
+    @staticmethod
+    def _command(item: dict[str, Any]) -> Command:
+        key = str(item.get("key", {}).get("S", ""))
+        return command_or_unreadable(key.removeprefix(_CMD_PREFIX), str(item.get("data", {}).get("S", "")))
 
     def acknowledge(self, ack: CommandAck) -> bool:
         try:
@@ -130,7 +137,7 @@ class DynamoOpsStore:
         out = []
         for i in self._query(_CMD_PREFIX, newest_first=True, limit=limit):
             ack = ack_from(i["ack"]["S"]) if "ack" in i else None
-            out.append(CommandView(command_from(i["data"]["S"]), ack))
+            out.append(CommandView(self._command(i), ack))
         return out
 
     def write_beat(self, beat: Beat) -> None:

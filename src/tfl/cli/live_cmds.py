@@ -22,6 +22,7 @@ from tfl.cli.wiring import (
     is_dynamo,
     metrics_sink,
     open_journal,
+    open_journal_read,
     open_ops,
     secret_store,
     side_base,
@@ -566,7 +567,7 @@ def cmd_journal_show(args: argparse.Namespace) -> int:
     from tfl.core.events import OrderPlaced
     from tfl.live.report import day_report, rebuild
 
-    journal = open_journal(existing_journal(args.file), load_settings())
+    journal = open_journal_read(existing_journal(args.file), load_settings())
     events = list(read_events(journal))
     state = rebuild(journal)
     sessions = [args.date.isoformat()] if args.date else journal.sessions()
@@ -607,7 +608,7 @@ def cmd_journal_export(args: argparse.Namespace) -> int:
 
     out = output_file(args.out, "--out")
     orders = output_file(args.orders, "--orders") if args.orders else None
-    journal = open_journal(existing_journal(args.file), load_settings())
+    journal = open_journal_read(existing_journal(args.file), load_settings())
     state = rebuild(journal)
     write_csv(out, TRADE_COLUMNS, trade_rows(state.book.trades))
     msg = f"wrote {len(state.book.trades)} trades to {out}"
@@ -638,7 +639,7 @@ def cmd_journal_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from tfl.live.report import day_report
 
-    journal = open_journal(existing_journal(args.journal, "--journal"), load_settings())
+    journal = open_journal_read(existing_journal(args.journal, "--journal"), load_settings())
     _out(day_report(list(read_events(journal)), args.date).text())
     journal.close()
     return 0

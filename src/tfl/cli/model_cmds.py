@@ -35,7 +35,7 @@ def default_table(journal: str, state_dir: Path | None) -> Path:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from tfl.cli.wiring import is_dynamo, open_journal
+    from tfl.cli.wiring import is_dynamo, open_journal_read
     from tfl.core.events import SessionOpened
     from tfl.data.market import load_market
     from tfl.live.journal import read_events
@@ -60,7 +60,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ValueError("--notify: no SNS topic (set aws.topic_arn, TFL_AWS__TOPIC_ARN)")
     if args.upload and not env.aws.data_bucket:
         raise ValueError("--upload: no bucket (set aws.data_bucket, TFL_AWS__DATA_BUCKET)")
-    journal = open_journal(spec, env)
+    journal = open_journal_read(spec, env)
     try:
         sid = day.isoformat()
         sessions = [s for s in journal.sessions() if s <= sid]

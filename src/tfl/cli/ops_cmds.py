@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tfl.cli.wiring import open_ops
-from tfl.live.ops_store import Command, CommandAck, CommandKind, OpsStore, new_command
+from tfl.live.ops_store import Command, CommandAck, CommandKind, OpsStore, confirm_word, new_command
 from tfl.settings import Settings
 
 ACTIONS: dict[str, CommandKind] = {
@@ -26,16 +26,6 @@ ACTIONS: dict[str, CommandKind] = {
     "exit": CommandKind.EXIT_POSITION,
     "lift": CommandKind.LIFT_HALT,
 }
-# What the operator types to confirm (the symbol itself for an exit).
-CONFIRM_WORDS: dict[CommandKind, str] = {
-    CommandKind.STOP_ENTRIES: "STOP",
-    CommandKind.FLATTEN_HALT: "FLATTEN",
-    CommandKind.LIFT_HALT: "LIFT",
-}
-
-
-def confirm_word(kind: CommandKind, symbol: str) -> str:
-    return symbol.upper() if kind is CommandKind.EXIT_POSITION else CONFIRM_WORDS[kind]
 
 
 def send_and_wait(

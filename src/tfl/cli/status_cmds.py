@@ -24,9 +24,9 @@ def _now() -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from tfl.cli.wiring import open_journal_read, open_ops
     from tfl.status.auth import DEFAULT_KEY_FILE, Signer, local_key, login_link
     from tfl.status.facts import facts_text, gather
-    from tfl.status.reader import open_journal_read, open_ops_read
     from tfl.status.sources import local_sources
 
     if args.port is not None and not 0 <= args.port <= 65535:
@@ -38,7 +38,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     base = args.base_url or f"http://127.0.0.1:{port}"
     try:
         if reading:
-            ops = open_ops_read(args.journal, settings)
+            ops = open_ops(args.journal, settings, read_only=True)
             try:
                 sys.stdout.write(facts_text(gather(journal, ops, sources, _now(), settings)) + "\n")
             finally:

@@ -49,6 +49,16 @@ def open_journal(spec: str, settings: Settings) -> Journal:
     return SqliteJournal(Path(spec))
 
 
+def open_journal_read(spec: str, settings: Settings, *, snapshot: bool = False) -> Journal:
+    """A journal to read only: the DynamoDB table (queries), or the SQLite file opened
+    read-only, which must exist and be a journal (nothing is created, not even in an empty file)."""
+    if is_dynamo(spec):
+        return open_journal(spec, settings)
+    from tfl.live.journal import ReadOnlySqliteJournal
+
+    return ReadOnlySqliteJournal(Path(spec), snapshot=snapshot)
+
+
 def open_ops(spec: str, settings: Settings, *, read_only: bool = False) -> OpsStore:
     """The operator store (commands, heartbeat, used links) beside the journal ``spec``;
     never creates a journal."""

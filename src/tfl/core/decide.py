@@ -276,12 +276,18 @@ class Core:
 
     def stop_entries(self, state: CoreState, reason: str) -> list[Event]:
         """No new entries today; positions keep their stops and targets (reduce-only)."""
-        return [] if state.reduce_only else [ReduceOnly(reason, state.lifts)]
+        return [] if state.reduce_only else [ReduceOnly(reason, state.lifts, operator=True)]
 
     def lift(self, state: CoreState, reason: str) -> list[Event]:
-        """Entries again after an operator's halt or reduce-only. The daily loss limit's halt
-        is a rule, not a choice: it is never lifted (empty answer)."""
-        if state.halted is HaltReason.DAILY_LOSS_LIMIT or (state.halted is None and not state.reduce_only):
+        """Entries again after the operator's own halt (the kill switch) or stop of new entries.
+        Not lifted (empty answer): the daily loss limit's halt (a rule, not a choice), and a
+        reduce-only TFL set itself (the journal and the broker disagree, an order that is not
+        TFL's): it lasts until the next session's reconciliation, which sets it again if needed."""
+        if state.halted is HaltReason.DAILY_LOSS_LIMIT:
+            return []
+        if state.reduce_only and not state.reduce_only_by_operator:
+            return []
+        if state.halted is None and not state.reduce_only:
             return []
         return [Lifted(reason, state.lifts + 1)]
 

@@ -219,6 +219,7 @@ class ReduceOnly:
     KIND: ClassVar[str] = "REDUCE_ONLY"
     reason: str
     n: int = 0  # how many lifts came before it today
+    operator: bool = False  # set by the operator (stop new entries), who may lift it; TFL's own may not be
 
     def key(self) -> str:
         return f"reduce_only:{self.reason}" + (f":{self.n}" if self.n else "")
@@ -226,8 +227,9 @@ class ReduceOnly:
 
 @dataclass(frozen=True, slots=True)
 class Lifted:
-    """Live: the operator lifted today's halt or reduce-only (never the daily loss limit's
-    halt): entries are allowed again; nothing is re-entered."""
+    """Live: the operator lifted today's kill-switch halt or their own stop of new entries
+    (never the daily loss limit's halt, nor a reduce-only TFL set itself): entries are
+    allowed again; nothing is re-entered."""
 
     KIND: ClassVar[str] = "LIFT"
     reason: str

@@ -105,6 +105,7 @@ class CoreState:
     squareoff_started: int = 0  # live: when today's square-off began ahead of its bar (0: not yet)
     reduce_only: str = ""  # why the trader takes no entries until the next session's reconciliation
     lifts: int = 0  # live: how many times the operator lifted a halt or reduce-only today
+    reduce_only_by_operator: bool = False  # the reduce-only is the operator's own stop of new entries
     closed_sessions: set[str] = field(default_factory=set)
     legs: dict[str, dict[Leg, str]] = field(default_factory=dict)  # symbol -> its open position's stop/target
     exit_pending: dict[str, tuple[ExitReason, int | None]] = field(default_factory=dict)
@@ -204,9 +205,11 @@ def apply(state: CoreState, ev: Event) -> None:
             state.halted = ev.reason
         case ReduceOnly():
             state.reduce_only = ev.reason
+            state.reduce_only_by_operator = ev.operator
         case Lifted():
             state.halted = None
             state.reduce_only = ""
+            state.reduce_only_by_operator = False
             state.lifts = max(state.lifts, ev.n)
         case SessionClosed():
             state.closed_sessions.add(ev.session)

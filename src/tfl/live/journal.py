@@ -277,3 +277,57 @@ def connect_read_only(path: Path, *, snapshot: bool) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"journal {path}: not a usable SQLite journal ({exc})") from None
     return db
+
+
+class ReadOnlySqliteJournal:
+    """The events of an existing SQLite journal, read-only (appends are refused): for the
+    commands that only look (``tfl report``, ``journal show``/``export``, ``tfl status``),
+    which must never create a journal or turn an empty file into one. Each row's checksum is
+    checked as it is read, as :meth:`SqliteJournal.verify` does."""
+
+    def __init__(self, path: str | Path, *, snapshot: bool = False) -> None:
+        self.path = Path(path)
+        self._db = connect_read_only(self.path, snapshot=snapshot)
+        try:
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"journal {self.path}: not a usable SQLite journal ({exc})") from None
+        if "events" not in tables:
+            self._db.close()
+            raise JournalCorruptError(f"journal {self.path}: not a TFL journal; left untouched")
+
+    def append(self, record: Record) -> bool:
+        raise JournalError(f"journal {self.path}: opened read-only")
+
+    def records(self, session: str | None = None) -> Iterator[Record]:
+        sql = "SELECT seq, key, session, ts, kind, data, crc FROM events"
+        args: tuple[Any, ...] = ()
+        if session is not None:
+            sql += " WHERE session = ?"
+            args = (session,)
+        try:
+            rows = self._db.execute(sql + " ORDER BY seq", args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"journal {self.path}: unreadable ({exc})") from None
+        for seq, key, sess, ts, kind, data, crc in rows:
+            if event_checksum(key, sess, ts, kind, data) != crc:
+                raise JournalCorruptError(
+                    f"journal {self.path}: event #{seq} ({key}) fails its checksum; left untouched"
+                )
+            try:
+                payload = json.loads(data)
+            except json.JSONDecodeError:
+                raise JournalCorruptError(f"journal {self.path}: event #{seq} ({key}) is not valid JSON") from None
+            yield Record(key, sess, int(ts), kind, payload)
+
+    def sessions(self) -> list[str]:
+        try:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT session FROM events ORDER BY session")]
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"journal {self.path}: unreadable ({exc})") from None
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._db.close()

@@ -54,6 +54,8 @@ def carry_out(trader: Trader, cmd: Command, ts: int, link: OperatorLink) -> Comm
     """Act on one command at exchange time ``ts``; the acknowledgement says what happened."""
     who = f"operator ({cmd.source}{': ' + cmd.reason if cmd.reason else ''})"
     st = trader.state
+    if cmd.kind is CommandKind.UNREADABLE:
+        return _acked(cmd, False, f"refused: not a command this trader understands ({cmd.reason})", link)
     age = int(link.wall()) - cmd.issued_at
     if age > trader.settings.live.command_max_age_seconds:
         done, outcome = False, f"refused: issued {age} s ago, before this trader was running; send it again"
@@ -75,6 +77,14 @@ def carry_out(trader: Trader, cmd: Command, ts: int, link: OperatorLink) -> Comm
         case CommandKind.LIFT_HALT:
             if st.halted is HaltReason.DAILY_LOSS_LIMIT:
                 done, outcome = False, "refused: the daily loss limit's halt is a rule and is not lifted"
+            elif st.reduce_only and not st.reduce_only_by_operator:
+                done, outcome = (
+                    False,
+                    (
+                        f"refused: TFL set reduce-only itself ({st.reduce_only}); it lasts until the next session's "
+                        "reconciliation. Check the broker's positions and orders"
+                    ),
+                )
             else:
                 evs = trader.core.lift(st, f"{who}: lift")
                 if not evs:
@@ -96,6 +106,8 @@ def carry_out(trader: Trader, cmd: Command, ts: int, link: OperatorLink) -> Comm
                 else:
                     trader.decide(evs, ts)
                     done, outcome = True, f"{sym}: market exit sent, its stop and target cancelled"
+        case CommandKind.UNREADABLE:  # answered above
+            done, outcome = False, "refused"
     return _acked(cmd, done, outcome, link)
 
 
@@ -124,6 +136,14 @@ def poll_commands(trader: Trader, ts: int, link: OperatorLink) -> int:
             ack = carry_out(trader, cmd, ts, link)
         except JournalError:
             raise  # the trader's own journal failed: the runtime's handling applies
+        except Exception as exc:  # a bug or an OS error must not stop the trading loop
+            log.critical("operator command failed", exc_info=exc, extra={"fields": {"id": cmd.id}})
+            trader.alert(
+                "CRITICAL",
+                f"TFL: the operator command {cmd.kind.value} failed ({type(exc).__name__}); "
+                "check the status page and the log, and send it again if it is still needed",
+            )
+            ack = CommandAck(cmd.id, int(link.wall()), False, f"failed: {type(exc).__name__} (see the trader's log)")
         try:
             link.store.acknowledge(ack)
         except JournalError as exc:

@@ -31,6 +31,9 @@ from typing import Any, Protocol
 from tfl.live.journal import JournalError, connect_read_only
 
 MAX_REASON = 200
+# Only the most recent commands are asked for pending ones: anything older is long past
+# ``live.command_max_age_seconds`` anyway, and the trader's poll stays one small read.
+RECENT_COMMANDS = 50
 
 
 class OpsStoreError(JournalError):
@@ -44,6 +47,7 @@ class CommandKind(StrEnum):
     FLATTEN_HALT = "flatten_halt"  # what ``tfl halt`` does: no new entries, every position closed
     EXIT_POSITION = "exit_position"  # close one position at market
     LIFT_HALT = "lift_halt"  # entries again after an operator's halt or stop (never the loss limit's)
+    UNREADABLE = "unreadable"  # a stored item this code cannot parse: acknowledged as refused, never sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +91,24 @@ class Beat:
     marks: tuple[tuple[str, float], ...] = ()  # last prices of the symbols held
 
 
+# What the operator types to confirm a control, on the page and at `tfl ctl` (an exit: the symbol).
+CONFIRM_WORDS = {
+    CommandKind.STOP_ENTRIES: "STOP",
+    CommandKind.FLATTEN_HALT: "FLATTEN",
+    CommandKind.LIFT_HALT: "LIFT",
+}
+
+
+def confirm_word(kind: CommandKind, symbol: str = "") -> str:
+    if kind is CommandKind.UNREADABLE:
+        raise ValueError("unreadable is not a command one can send")
+    return symbol.upper() if kind is CommandKind.EXIT_POSITION else CONFIRM_WORDS[kind]
+
+
 def new_command(kind: CommandKind, source: str, now: int, *, reason: str = "", symbol: str = "") -> Command:
     """A command with a fresh unguessable id; ``symbol`` is required for EXIT_POSITION only."""
+    if kind is CommandKind.UNREADABLE:
+        raise ValueError("unreadable is not a command one can send")
     if kind is CommandKind.EXIT_POSITION and not symbol:
         raise ValueError("exit_position needs a symbol")
     if kind is not CommandKind.EXIT_POSITION and symbol:
@@ -110,6 +130,17 @@ def command_from(data: str) -> Command:
         str(d.get("reason", "")),
         str(d.get("symbol", "")),
     )
+
+
+def command_or_unreadable(cmd_id: str, data: str) -> Command:
+    """The stored command, or an UNREADABLE one carrying the problem (a newer writer, a damaged
+    item): the trader acknowledges it as refused rather than failing on it at every poll."""
+    try:
+        cmd = command_from(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        problem = f"{type(exc).__name__}: {str(exc)[:80]}"
+        return Command(cmd_id, CommandKind.UNREADABLE, 0, "?", problem)
+    return cmd if cmd.id == cmd_id else Command(cmd_id, CommandKind.UNREADABLE, 0, "?", "its id does not match its key")
 
 
 def beat_json(b: Beat) -> str:
@@ -227,8 +258,12 @@ class SqliteOpsStore:
         )
 
     def pending(self) -> list[Command]:
-        rows = self._rows("SELECT data FROM ops_commands WHERE ack IS NULL ORDER BY issued_at, rowid")
-        return [command_from(r[0]) for r in rows]
+        rows = self._rows(
+            "SELECT id, data FROM (SELECT id, data, ack, issued_at, rowid AS r FROM ops_commands "
+            "ORDER BY issued_at DESC, rowid DESC LIMIT ?) WHERE ack IS NULL ORDER BY issued_at, r",
+            (RECENT_COMMANDS,),
+        )
+        return [command_or_unreadable(i, d) for i, d in rows]
 
     def acknowledge(self, ack: CommandAck) -> bool:
         data = json.dumps(asdict(ack), sort_keys=True)
@@ -240,8 +275,10 @@ class SqliteOpsStore:
         )
 
     def commands(self, limit: int = 20) -> list[CommandView]:
-        rows = self._rows("SELECT data, ack FROM ops_commands ORDER BY issued_at DESC, rowid DESC LIMIT ?", (limit,))
-        return [CommandView(command_from(d), ack_from(a) if a else None) for d, a in rows]
+        rows = self._rows(
+            "SELECT id, data, ack FROM ops_commands ORDER BY issued_at DESC, rowid DESC LIMIT ?", (limit,)
+        )
+        return [CommandView(command_or_unreadable(i, d), ack_from(a) if a else None) for i, d, a in rows]
 
     def write_beat(self, beat: Beat) -> None:
         self._write("INSERT OR REPLACE INTO ops_beat (k, data) VALUES (1, ?)", (beat_json(beat),))

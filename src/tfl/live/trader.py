@@ -727,8 +727,8 @@ class Trader:
         )
 
     def set_reduce_only(self, ts: int, reason: str) -> None:
-        if not self.state.reduce_only:
-            self.record(ReduceOnly(reason), ts)
+        # n: the lifts before it today, so that the same cause after an operator's lift is a new event
+        if not self.state.reduce_only and self.record(ReduceOnly(reason, self.state.lifts), ts):
             self.journal.flush()
             log.error(
                 "reduce-only: no new entries until the next session's reconciliation",

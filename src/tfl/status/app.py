@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from tfl.live.journal import Journal
-from tfl.live.ops_store import CommandKind, OpsStore, OpsStoreError, new_command
-from tfl.status.auth import LOGIN, Refused, Signer, confirm_word, unb64
+from tfl.live.ops_store import CommandKind, OpsStore, OpsStoreError, confirm_word, new_command
+from tfl.status.auth import LOGIN, Refused, Signer, unb64
 from tfl.status.facts import Sources, StatusFacts, gather
 from tfl.status.page import login_page, status_page
 
@@ -193,6 +193,8 @@ def _kind(data: dict[str, str]) -> tuple[CommandKind, str]:
         kind = CommandKind(data.get("kind", ""))
     except ValueError:
         raise Refused("unknown control") from None
+    if kind is CommandKind.UNREADABLE:
+        raise Refused("unknown control")
     symbol = data.get("symbol", "").strip().upper()
     if (kind is CommandKind.EXIT_POSITION) != bool(symbol) or (symbol and not SYMBOL.fullmatch(symbol)):
         raise Refused("a symbol goes with exit_position only")

@@ -41,12 +41,6 @@ ACTION_LINK_SECONDS = 300  # an action link is used at once or not at all
 KEY_BYTES = 32
 MIN_TEXT_KEY = 32  # characters of a generated (non-hex) key
 DEFAULT_KEY_FILE = Path.home() / ".tfl" / "status.key"
-# What the operator types to confirm a control (an exit: the symbol itself).
-CONFIRM_WORDS = {
-    CommandKind.STOP_ENTRIES: "STOP",
-    CommandKind.FLATTEN_HALT: "FLATTEN",
-    CommandKind.LIFT_HALT: "LIFT",
-}
 
 
 class Refused(Exception):  # noqa: N818 - an outcome, named for what the client sees
@@ -68,10 +62,6 @@ def day_end(now: int) -> int:
 
 def action_purpose(kind: CommandKind, symbol: str = "") -> str:
     return f"act:{kind.value}:{symbol.upper()}"
-
-
-def confirm_word(kind: CommandKind, symbol: str = "") -> str:
-    return symbol.upper() if kind is CommandKind.EXIT_POSITION else CONFIRM_WORDS[kind]
 
 
 def _b64(data: bytes) -> str:

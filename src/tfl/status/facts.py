@@ -199,6 +199,8 @@ def _journal_state(state: CoreState) -> tuple[str, str]:
 
 
 def runtime_facts(beat: Beat | None, state: CoreState, now: int, heartbeat_s: float) -> RuntimeFacts:
+    """``heartbeat_s``: how often the runtime writes its beat (``live.status_beat_seconds``);
+    a beat older than a few of those means the trader is not running (or not in its loop)."""
     js, jr = _journal_state(state)
     if beat is None:
         return RuntimeFacts(False, js, jr, "", 0, None, 0, None, False, False, 0, 0)
@@ -435,7 +437,7 @@ def gather(
     state, mine = _session_state(journal, sid)
     if not any(isinstance(ev, SessionOpened) and ev.settings is not None for _, ev in mine) and settings is not None:
         state.settings = settings
-    runtime = runtime_facts(beat, state, now, state.settings.live.heartbeat_seconds)
+    runtime = runtime_facts(beat, state, now, state.settings.live.status_beat_seconds)
     marks = dict(beat.marks) if beat is not None and runtime.running and beat.session == sid else {}
     record = sources.bias_record() if sources.bias_record is not None else None
     open_, rejected = order_facts(state, mine)

@@ -8,6 +8,8 @@ a fresh one-time action link, then post it with the typed confirmation word.
 
 from __future__ import annotations
 
+from tfl.timeutil import IST_OFFSET_S
+
 REFRESH_MS = 5000
 PENDING_REFRESH_MS = 500  # while a command waits for its acknowledgement
 PANELS = (
@@ -33,7 +35,7 @@ main{display:grid;grid-template-columns:1fr;gap:10px;padding:10px}
 @media(min-width:900px){main{grid-template-columns:repeat(2,minmax(0,1fr))}
  #panel-positions,#panel-orders,#panel-log,#panel-report,#panel-model,#panel-commands{grid-column:1/-1}}
 section{background:#fff;border-radius:8px;padding:10px 12px;box-shadow:0 1px 2px #0002;overflow-x:auto}
-h2{font-size:13px;text-transform:uppercase;letter-spacing:.05em;color:#555;margin:0 0 6px}
+h2{font-size:13px;text-transform:uppercase;letter-spacing:.05em;color:#565656;margin:0 0 6px}
 table{border-collapse:collapse;width:100%;font-size:13px}td,th{padding:3px 6px;text-align:left;white-space:nowrap}
 th{color:#666;font-weight:600}tr+tr td{border-top:1px solid #eee}
 .big{font-size:22px;font-weight:700}.ok{color:#107c10}.bad{color:#b00020}.warn{color:#9a6700}
@@ -46,11 +48,11 @@ dialog input{font:inherit;padding:6px;width:100%}.muted{color:#777}.bar{height:8
 """
 
 _SCRIPT = """
-const REFRESH = %(refresh)d, PENDING_REFRESH = %(pending)d;
+const REFRESH = %(refresh)d, PENDING_REFRESH = %(pending)d, IST_OFFSET = %(ist_offset)d;
 const $ = (id) => document.getElementById(id);
 const ENT = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'};
 const esc = (v) => String(v ?? '').replace(/[&<>"']/g, c => ENT[c]);
-const ist = (t) => t ? new Date(t * 1000).toLocaleString('en-IN', {timeZone: 'Asia/Kolkata', hour12: false}) : '-';
+const ist = (t) => t ? new Date((t + IST_OFFSET) * 1000).toISOString().slice(0, 19).replace('T', ' ') + ' IST' : '-';
 const money = (x) => Number(x).toLocaleString('en-IN', {minimumFractionDigits: 2, maximumFractionDigits: 2});
 function table(cols, rows) {
   if (!rows.length) return '<p class="muted">none</p>';
@@ -204,7 +206,7 @@ _CONTROLS = """<section id="panel-controls" data-panel="controls"><h2>Controls</
 def status_page() -> str:
     """The page's HTML (no data in it: the script fetches the facts)."""
     sections = "".join(_section(n, _TITLES[n], '<p class="muted">loading</p>') for n in PANELS if n != "controls")
-    script = _SCRIPT % {"refresh": REFRESH_MS, "pending": PENDING_REFRESH_MS}
+    script = _SCRIPT % {"refresh": REFRESH_MS, "pending": PENDING_REFRESH_MS, "ist_offset": IST_OFFSET_S}
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
