@@ -233,10 +233,10 @@ def test_the_loss_limit_halt_is_never_lifted() -> None:
 
 
 def test_tfls_own_reduce_only_is_not_lifted_and_the_same_cause_after_a_lift_counts() -> None:
+    from scripted import PLAN
+
     from tfl.core.decide import Core
     from tfl.core.state import apply
-
-    from scripted import PLAN
 
     core = Core(S, PLAN)
     state = CoreState.fresh(S)
