@@ -64,3 +64,20 @@ def test_panel_of_unequal_series_across_blocks_equals_the_scalar_recursion(
     alpha = 2.0 / (n + 1)
     for got, x in zip(V.ema_many(xs, n), xs, strict=True):
         assert np.array_equal(got, scalar_recursion(x, n, alpha, 1.0 - alpha), equal_nan=True)
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 3000), max_size=40), max_size=8),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+)
+def test_the_grid_union_is_the_sorted_set_of_times(parts: list[list[int]], lattice: bool, shift: int) -> None:
+    """The simulator's grid: on the 15-minute lattice by presence marks, off it the general way;
+    both are the plain sorted union of every symbol's (sorted) times."""
+    from tfl.backtest.simulator import _union
+    from tfl.timeutil import BAR_SECONDS
+
+    scale = BAR_SECONDS if lattice else 1
+    arrays = [np.array(sorted(p), dtype=np.int64) * scale + shift * BAR_SECONDS for p in parts]
+    want = sorted({int(x) for a in arrays for x in a})
+    assert _union(arrays).tolist() == want
