@@ -24,3 +24,14 @@ def nse_market(nse_dir: Path):  # type: ignore[no-untyped-def]
     from tfl.settings import Settings
 
     return load_market(nse_dir, Settings())
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, object]) -> dict[str, object]:
+    """pytest-playwright's browser is Debian's Chromium (`make browser` installs it): Playwright's
+    own browser download is not reachable from these machines. Missing is a failure, not a skip."""
+    from tfl.report.browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get installs Debian's chromium)")
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": list(CHROMIUM_ARGS)}

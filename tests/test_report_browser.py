@@ -15,7 +15,6 @@ import dataclasses
 import datetime as dt
 import itertools
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import pandas as pd
 import pytest
 
 from tfl.backtest.run import BacktestRequest, run_backtest, write_outputs
-from tfl.report.browser import VIEWPORTS, BrowserMissingError, chromium, open_page
+from tfl.report.browser import VIEWPORTS, open_page
 from tfl.report.html import TRADE_FIELDS
 from tfl.report.research import render_research_report
 from tfl.settings import Settings
@@ -44,15 +43,6 @@ def report_dirs(nse_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     write_outputs(run, out["trades"])
     write_outputs(none, out["none"])
     return out
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        with chromium() as b:
-            yield b
-    except BrowserMissingError as exc:
-        pytest.fail(str(exc))
 
 
 CHARTS_JS = """() => Array.from(document.querySelectorAll('.chart')).map(d => {

@@ -1,9 +1,10 @@
-"""scripts/report_screenshots.py, the screenshots for people, in its own module: Playwright's
-sync API cannot start while tests/test_report_browser.py's browser is open in this process."""
+"""scripts/report_screenshots.py, the screenshots for people, run as its own process: Playwright's
+sync API cannot start a second time in a process where pytest-playwright's browser is open."""
 
 from __future__ import annotations
 
-import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 from test_report_research import write_fixture
@@ -16,7 +17,10 @@ def test_screenshot_script_writes_pngs(tmp_path: Path) -> None:
     out = write_fixture(tmp_path / "sweep")
     page = out / "report.html"
     page.write_text(render_research_report(out), encoding="utf-8")
-    main = runpy.run_path(str(SCRIPT))["main"]
+
+    def main(args: list[str]) -> int:
+        return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, check=False).returncode
+
     assert main([str(page), "--out", str(tmp_path / "shots"), "--viewport", "phone"]) == 0
     (shot,) = (tmp_path / "shots").iterdir()
     assert shot.name == "report-phone-390px.png" and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

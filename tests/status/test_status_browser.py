@@ -7,11 +7,13 @@ so it stores and sends the Secure cookie without https), every panel is drawn in
 viewport, a control goes from pending to acknowledged within 2 s, expired and reused links
 get the plain refusal, and the page makes no request to any other host.
 
-Until the runtime's command polling is merged, a test stand-in acknowledges commands
-(:func:`status_helpers.ack_pending_stand_in`); the last test does the round trip against a
-real replay session and runs once the runtime acknowledges commands.
+The page tests on fixture journals (no trader running) have a stand-in acknowledge the
+command (:func:`status_helpers.ack_pending_stand_in`); the last test does the round trip
+against a real `tfl trade` replay session, which polls and acknowledges it itself.
 
-Chromium missing is a failure, not a skip: `make test` installs it (`make browser`).
+The browser is pytest-playwright's ``browser`` fixture, launched as Debian's Chromium
+(``browser_type_launch_args`` in conftest.py). Chromium missing is a failure, not a skip:
+`make test` installs it (`make browser`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from status_helpers import DAY, SYMBOLS, Journals, ack_pending_stand_in, copy_jo
 
 from tfl.live.journal import ReadOnlySqliteJournal
 from tfl.live.ops_store import Beat, SqliteOpsStore
-from tfl.report.browser import BrowserMissingError, chromium
 from tfl.status.app import StatusApp
 from tfl.status.auth import COOKIE_NAME, LOGIN, Signer, day_end
 from tfl.status.facts import Sources
@@ -56,15 +57,6 @@ class Served:
     signer: Signer
     store: SqliteOpsStore
     release: threading.Event  # set: the stand-in acknowledges what is pending
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        with chromium() as b:
-            yield b
-    except BrowserMissingError as exc:
-        pytest.fail(str(exc))
 
 
 def _serve(path: Path, log: Path | None = None) -> tuple[Any, SqliteOpsStore, Signer, str]:
