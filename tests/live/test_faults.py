@@ -14,7 +14,6 @@ import pytest
 
 from tfl.core.events import OrderPlaced
 from tfl.core.orders import Leg, OrderRequest
-from tfl.data.market import load_market
 from tfl.live.broker import BrokerError, BrokerEvent, BrokerOrder, BrokerTimeoutError
 from tfl.live.feed import FeedEvent, ListFeed, Tick
 from tfl.live.journal import SqliteJournal, read_events
@@ -58,18 +57,6 @@ SYMBOLS = [
     "VEDL",
 ]
 S = Settings()
-
-
-@pytest.fixture(scope="module")
-def market(nse_dir: Path):  # type: ignore[no-untyped-def]
-    return load_market(nse_dir, S, SYMBOLS)
-
-
-@pytest.fixture(scope="module")
-def clean(market, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    state, res = replay(tmp_path_factory.mktemp("clean"), market, SYMBOLS, DAY, S)
-    assert res.flat and len(state.book.trades) >= 5
-    return state
 
 
 def key(state) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]

@@ -91,13 +91,17 @@ class DynamoOpsStore:
         return self._put_new(item)
 
     def _put_new(self, item: dict[str, Any]) -> bool:
+        return self._conditional(
+            self.client.put_item,
+            Item=item,
+            ConditionExpression="attribute_not_exists(#k)",
+            ExpressionAttributeNames={"#k": "key"},
+        )
+
+    def _conditional(self, write: Any, **kw: Any) -> bool:
+        """One conditional write; False when its condition fails (already there, already answered)."""
         try:
-            self.client.put_item(
-                TableName=self.table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(#k)",
-                ExpressionAttributeNames={"#k": "key"},
-            )
+            write(TableName=self.table, **kw)
         except ClientError as exc:
             if aws_code(exc) == "ConditionalCheckFailedException":
                 return False
@@ -116,22 +120,14 @@ class DynamoOpsStore:
         return command_or_unreadable(key.removeprefix(_CMD_PREFIX), str(item.get("data", {}).get("S", "")))
 
     def acknowledge(self, ack: CommandAck) -> bool:
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"session": {"S": OPS_PARTITION}, "key": {"S": self._cmd_key(ack.id)}},
-                UpdateExpression="SET #a = :a REMOVE #p",
-                ConditionExpression="attribute_exists(#p)",
-                ExpressionAttributeNames={"#a": "ack", "#p": "pending"},
-                ExpressionAttributeValues={":a": {"S": json.dumps(asdict(ack), sort_keys=True)}},
-            )
-        except ClientError as exc:
-            if aws_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise self._fail("write", exc) from None
-        except BotoCoreError as exc:
-            raise self._fail("write", exc) from None
-        return True
+        return self._conditional(
+            self.client.update_item,
+            Key={"session": {"S": OPS_PARTITION}, "key": {"S": self._cmd_key(ack.id)}},
+            UpdateExpression="SET #a = :a REMOVE #p",
+            ConditionExpression="attribute_exists(#p)",
+            ExpressionAttributeNames={"#a": "ack", "#p": "pending"},
+            ExpressionAttributeValues={":a": {"S": json.dumps(asdict(ack), sort_keys=True)}},
+        )
 
     def commands(self, limit: int = 20) -> list[CommandView]:
         out = []

@@ -17,20 +17,23 @@ from tfl.live.model_table import TABLE_SUFFIX
 from tfl.settings import Settings
 from tfl.status.facts import Sources
 
-BiasReader = Callable[[], tuple[str, str] | None]
+# (where it came from, its text), or None when it is not there (yet): read at each refresh
+TextReader = Callable[[], tuple[str, str] | None]
 
 
-def file_bias(path: Path) -> BiasReader:
+def file_text(path: Path, label: str = "file") -> TextReader:
+    """A text file's contents when it is there (nothing is created)."""
+
     def read() -> tuple[str, str] | None:
         try:
-            return f"bias file {path.name}", path.read_text(encoding="utf-8")
+            return f"{label} {path.name}", path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
 
     return read
 
 
-def ssm_bias(ssm: Any, name: str) -> BiasReader:
+def ssm_bias(ssm: Any, name: str) -> TextReader:
     def read() -> tuple[str, str] | None:
         from tfl.aws.ssm_bias import read_bias_text
 
@@ -47,9 +50,9 @@ def local_sources(
     if is_dynamo(spec):
         table = dynamo_table(spec)
         log = log_file or (state_dir / f"{table}.log" if state_dir else None)
-        bias: BiasReader | None = None
+        bias: TextReader | None = None
         if settings.live.bias_file:
-            bias = file_bias(Path(settings.live.bias_file))
+            bias = file_text(Path(settings.live.bias_file), "bias file")
         elif settings.aws.bias_parameter:
             from tfl.aws.clients import client
 
@@ -59,22 +62,10 @@ def local_sources(
     path = Path(spec)
     bias_path = Path(settings.live.bias_file) if settings.live.bias_file else path.with_name("bias.json")
     model = file_text(path.with_name(path.name + TABLE_SUFFIX))
-    return Sources(path.name, log_file or path.with_name(path.name + ".log"), file_bias(bias_path), model)
+    return Sources(path.name, log_file or path.with_name(path.name + ".log"), file_text(bias_path, "bias file"), model)
 
 
-def file_text(path: Path) -> Callable[[], tuple[str, str] | None]:
-    """A text file's contents when it is there (read at each refresh; nothing created)."""
-
-    def read() -> tuple[str, str] | None:
-        try:
-            return f"file {path.name}", path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
-
-    return read
-
-
-def s3_text(s3: Any, bucket: str, key: str) -> Callable[[], tuple[str, str] | None]:
+def s3_text(s3: Any, bucket: str, key: str) -> TextReader:
     """An object's text, or None when it is not there yet (or cannot be read)."""
 
     def read() -> tuple[str, str] | None:
