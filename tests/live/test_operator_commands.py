@@ -78,6 +78,7 @@ def operate(tmp: Path, market, plan: list[tuple[int, CommandKind, str]], setting
     wall = lambda: EPOCH + clock[0]  # noqa: E731
     controls = Controls(clock=lambda: clock[0], kill_file=tmp / "journal.halt")
     controls.operator = OperatorLink(store, "replay", controls.clear_kill_switch, wall, pid=1)
+    controls.token_expiry = lambda: EPOCH + 7200  # the beat carries the token's expiry the runtime knows
 
     def sender(kind: CommandKind, symbol: str) -> Callable[[], None]:
         return lambda: store.send(new_command(kind, "test", int(wall()), reason="test", symbol=symbol))
@@ -89,7 +90,8 @@ def operate(tmp: Path, market, plan: list[tuple[int, CommandKind, str]], setting
 
     state, res = replay(tmp, market, SYMBOLS, DAY, settings, controls=controls, feed_factory=factory)
     views = store.commands()
-    assert store.beat() is not None and store.beat().session == DAY.isoformat()  # type: ignore[union-attr]
+    beat = store.beat()
+    assert beat is not None and beat.session == DAY.isoformat() and beat.token_expires_at == int(EPOCH) + 7200
     store.close()
     journal = SqliteJournal(path)
     events = [(rec.ts, ev) for rec, ev in read_events(journal)]

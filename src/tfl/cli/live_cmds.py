@@ -255,8 +255,6 @@ def _trade_fyers(
         calendar = _broker_backed(calendar, kit, settings)
     controls.token_check = lambda: check_token(kit.rest, kit.store, today).ok
     controls.token_expiry = lambda: token_expiry(kit.store)
-    if controls.operator is not None:
-        controls.operator.token_expires_at = lambda: int(token_expiry(kit.store) or 0)
     controls.market_now = fy.market_now
     controls.squareoff_lead_seconds = settings.live.squareoff_lead_seconds
     controls.exit_wait_seconds = settings.live.close_wait_seconds

@@ -35,7 +35,6 @@ class OperatorLink:
     clear_kill_switch: Callable[[], None]  # a lift removes the kill file and the signal's flag
     wall: Callable[[], float]  # UTC epoch seconds (acknowledgements and heartbeats)
     pid: int = 0
-    token_expires_at: Callable[[], int] | None = None
     # consecutive store failures per operation (logged on the first, then every 60th)
     failures: dict[str, int] = field(default_factory=dict)
 
@@ -153,17 +152,13 @@ def poll_commands(trader: Trader, ts: int, link: OperatorLink) -> int:
     return n
 
 
-def write_beat(trader: Trader, link: OperatorLink, last_tick_ts: int) -> None:
-    """The heartbeat the status page reads: state, feed, token, the marks of held symbols."""
+def write_beat(trader: Trader, link: OperatorLink, last_tick_ts: int, token_expiry: float | None) -> None:
+    """The heartbeat the status page reads: state, feed, token (``token_expiry``: epoch seconds,
+    None unknown), the marks of held symbols."""
     state, why = trading_state(trader)
     st = trader.state
     marks = tuple((s, float(st.marks[s])) for s in sorted(st.book.positions) if s in st.marks)
-    expires = 0
-    if link.token_expires_at is not None:
-        try:
-            expires = int(link.token_expires_at())
-        except (TypeError, ValueError):
-            expires = 0
+    expires = int(token_expiry or 0)
     beat = Beat(
         int(link.wall()),
         link.world,

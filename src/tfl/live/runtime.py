@@ -343,7 +343,7 @@ def run_session(
                     next_beat = now  # the page sees the command's effect at once
             if now >= next_beat:
                 next_beat = now + settings.live.status_beat_seconds
-                write_beat(trader, op, now_ts if ticks else 0)
+                write_beat(trader, op, now_ts if ticks else 0, _expiry(controls))
         if now >= next_heartbeat:
             next_heartbeat = now + settings.live.heartbeat_seconds
             _heartbeat(trader, ticks, controls)
@@ -425,7 +425,7 @@ def run_session(
             lat.append(time.perf_counter_ns() - t_arrival)
     flat = trader.close_session(plan.close_ts)
     if op is not None:
-        write_beat(trader, op, now_ts if ticks else 0)
+        write_beat(trader, op, now_ts if ticks else 0, _expiry(controls))
     if controls.metrics is not None:
         controls.metrics.pnl(
             trader.sid, trader.state.equity() - trader.state.day_start_equity, len(trader.state.book.positions)
@@ -485,10 +485,15 @@ def _token_alert(trader: Trader, ts: int) -> None:
     trader.raise_alert("CRITICAL" if resting else "ERROR", Cause.TOKEN_INVALID, message, "", ts, subject="token")
 
 
+def _expiry(controls: Controls) -> float | None:
+    """The broker token's expiry (epoch seconds), None when unknown (replay, paper on replay)."""
+    return controls.token_expiry() if controls.token_expiry is not None else None
+
+
 def _token_expiry_alert(trader: Trader, controls: Controls, ts: int, settings: Settings) -> None:
     """Live: the token's expiry, ``alerts.token_warn_minutes`` before it (once per token) and
     once it has passed (again each alert interval)."""
-    expiry = controls.token_expiry() if controls.token_expiry is not None else None
+    expiry = _expiry(controls)
     if expiry is None:
         return
     left = expiry - ts
