@@ -87,3 +87,13 @@ def ack_pending_stand_in(store: OpsStore, now: int) -> list[str]:
         if store.acknowledge(CommandAck(cmd.id, now, True, f"{cmd.kind.value} done (test stand-in)")):
             done.append(cmd.id)
     return done
+
+
+class Clock:
+    """A settable clock (UTC epoch seconds): tests move time, never wait for it."""
+
+    def __init__(self, t: int) -> None:
+        self.t = t
+
+    def __call__(self) -> int:
+        return self.t

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from status_helpers import MIDDAY_CUT, Journals, copy_journal
+from status_helpers import MIDDAY_CUT, Clock, Journals, copy_journal
 
 from tfl.live.journal import ReadOnlySqliteJournal
 from tfl.live.ops_store import CommandKind, SqliteOpsStore
@@ -28,14 +28,6 @@ TFL = str(Path(sys.executable).with_name("tfl"))
 KEY = bytes(range(100, 132))
 NOW = MIDDAY_CUT + 5
 PAGE = {"x-tfl-page": "1"}
-
-
-class Clock:
-    def __init__(self, t: int) -> None:
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
 
 
 @pytest.fixture

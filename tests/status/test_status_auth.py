@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from status_helpers import Clock
 
 from tfl.live.journal import SqliteJournal
 from tfl.live.ops_store import CommandKind, SqliteOpsStore
@@ -31,14 +32,6 @@ KEY = bytes(range(32))
 # 2026-12-07 08:45 IST is 03:15 UTC; that day's 17:00 IST is 11:30 UTC.
 MORNING = int(dt.datetime(2026, 12, 7, 3, 15, tzinfo=dt.UTC).timestamp())
 FIVE_PM = int(dt.datetime(2026, 12, 7, 11, 30, tzinfo=dt.UTC).timestamp())
-
-
-class Clock:
-    def __init__(self, t: int) -> None:
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
 
 
 @pytest.fixture
